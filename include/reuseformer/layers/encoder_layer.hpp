@@ -1,0 +1,98 @@
+#pragma once
+// One transformer encoder layer: attention and feed-forward blocks, each wrapped
+// in a residual connection and a LayerNorm (DESIGN §1.4):
+//   post-LN (BERT):      x = LN_1(x + Attn(x));   x = LN_2(x + FFN(x))
+//   pre-LN (norm_first): x = x + Attn(LN_1(x));   x = x + FFN(LN_2(x))
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "reuseformer/core/workspace.hpp"
+#include "reuseformer/layers/config.hpp"
+#include "reuseformer/layers/feed_forward.hpp"
+#include "reuseformer/layers/layer_norm.hpp"
+#include "reuseformer/layers/multi_head_attention.hpp"
+#include "reuseformer/layers/stream_module.hpp"
+
+namespace reuseformer {
+
+// Views of one layer's parameters, in Hugging Face BERT's structure.
+template <class T>
+struct encoder_layer_weights {
+  attention_weights<T> attention;         // attention.self.{query,key,value}, attention.output.dense
+  layer_norm_weights<T> attention_norm;   // attention.output.LayerNorm (LN_1)
+  feed_forward_weights<T> feed_forward;   // intermediate.dense, output.dense
+  layer_norm_weights<T> output_norm;      // output.LayerNorm (LN_2)
+};
+
+template <class T, class Arch = simd::default_arch>
+class encoder_layer : public detail::stream_module<encoder_layer<T, Arch>, T> {
+ public:
+  static constexpr bool residual = true;
+
+  // Throws reuseformer::error on an invalid config or a wrongly shaped tensor;
+  // `prefix` (e.g. "encoder.layer.3.") names the tensors in messages.
+  encoder_layer(const encoder_config& config, const encoder_layer_weights<T>& w,
+                std::string_view prefix = "")
+      : norm_((config.validate(), config.norm)),
+        attention_(w.attention, config.hidden_size, config.num_attention_heads, config.causal,
+                   std::string(prefix) + "attention."),
+        attention_norm_(w.attention_norm, config.hidden_size, config.layer_norm_eps,
+                        std::string(prefix) + "attention.output.LayerNorm"),
+        feed_forward_(w.feed_forward, config.hidden_size, config.intermediate_size,
+                      config.hidden_act, prefix),
+        output_norm_(w.output_norm, config.hidden_size, config.layer_norm_eps,
+                     std::string(prefix) + "output.LayerNorm") {}
+
+  [[nodiscard]] index_t hidden_size() const { return attention_.hidden_size(); }
+  [[nodiscard]] std::size_t parameter_bytes() const {
+    return attention_.parameter_bytes() + attention_norm_.parameter_bytes() +
+           feed_forward_.parameter_bytes() + output_norm_.parameter_bytes();
+  }
+
+  struct buffers {
+    T* normed;  // [B*N, d], pre-LN only
+    typename multi_head_attention<T, Arch>::buffers attention;
+    typename feed_forward<T, Arch>::buffers feed_forward;
+  };
+
+  // The attention and feed-forward temporaries are never live together: they
+  // share the same bytes.
+  [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
+    const index_t rows = batch * seq;
+    buffers b{norm_ == norm_placement::pre ? a.take<T>(rows * hidden_size()) : nullptr, {}, {}};
+    const std::size_t start = a.mark();
+    b.attention = attention_.plan(a, batch, seq, threads);
+    a.release(start);
+    b.feed_forward = feed_forward_.plan(a, rows, threads);
+    a.release(start);
+    return b;
+  }
+
+  // Updates the residual stream [B*N, d] in place (x is the stream itself).
+  void run(const T*, T* stream, index_t batch, index_t seq, const T* additive_mask,
+           const buffers& b, int threads) const {
+    const index_t rows = batch * seq;
+    if (norm_ == norm_placement::post) {
+      attention_.run(stream, stream, batch, seq, additive_mask, b.attention, threads);
+      attention_norm_.forward(stream, stream, rows, threads);
+      feed_forward_.run(stream, stream, rows, b.feed_forward, threads);
+      output_norm_.forward(stream, stream, rows, threads);
+    } else {
+      attention_norm_.forward(stream, b.normed, rows, threads);
+      attention_.run(b.normed, stream, batch, seq, additive_mask, b.attention, threads);
+      output_norm_.forward(stream, b.normed, rows, threads);
+      feed_forward_.run(b.normed, stream, rows, b.feed_forward, threads);
+    }
+  }
+
+ private:
+  norm_placement norm_;
+  multi_head_attention<T, Arch> attention_;
+  layer_norm<T, Arch> attention_norm_;
+  feed_forward<T, Arch> feed_forward_;
+  layer_norm<T, Arch> output_norm_;
+};
+
+}  // namespace reuseformer

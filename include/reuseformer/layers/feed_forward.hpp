@@ -1,0 +1,75 @@
+#pragma once
+// BERT's position-wise feed-forward block (`intermediate.dense` then `output.dense`):
+//   FFN(x) = act(x W_1ᵀ + b_1) W_2ᵀ + b_2,   W_1 [d_ff, d], W_2 [d, d_ff]
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "reuseformer/core/workspace.hpp"
+#include "reuseformer/layers/config.hpp"
+#include "reuseformer/layers/linear.hpp"
+#include "reuseformer/layers/stream_module.hpp"
+#include "reuseformer/simd/activation.hpp"
+
+namespace reuseformer {
+
+template <class T>
+struct feed_forward_weights {
+  linear_weights<T> intermediate;  // [d_ff, d], [d_ff]
+  linear_weights<T> output;        // [d, d_ff], [d]
+};
+
+template <class T, class Arch = simd::default_arch>
+class feed_forward {
+ public:
+  // `prefix` names tensors in error messages (prefix + "intermediate.dense.weight", ...).
+  // Throws reuseformer::error on a wrongly shaped tensor.
+  feed_forward(const feed_forward_weights<T>& w, index_t hidden, index_t intermediate,
+               activation act, std::string_view prefix = "")
+      : act_(act),
+        intermediate_(w.intermediate, hidden, intermediate, std::string(prefix) + "intermediate.dense"),
+        output_(w.output, intermediate, hidden, std::string(prefix) + "output.dense") {}
+
+  [[nodiscard]] std::size_t parameter_bytes() const {
+    return intermediate_.parameter_bytes() + output_.parameter_bytes();
+  }
+
+  struct buffers {
+    T* hidden;  // [B*N, d_ff]
+    detail::thread_scratch<T> scratch;
+  };
+
+  [[nodiscard]] buffers plan(arena& a, index_t rows, int threads) const {
+    buffers b{a.take<T>(rows * intermediate_.out_features()), {}};
+    b.scratch = detail::thread_scratch<T>::take(
+        a, std::max(intermediate_.scratch_elements(rows, threads), output_.scratch_elements(rows, threads)),
+        threads);
+    return b;
+  }
+
+  // stream += FFN(x). Shapes: x, stream [rows, d]; x may equal stream.
+  void run(const T* x, T* stream, index_t rows, const buffers& b, int threads) const {
+    const index_t d = intermediate_.in_features(), d_ff = intermediate_.out_features();
+    const gemm::matrix<T> hidden{b.hidden, rows, d_ff, d_ff};
+    const auto expand = [&]<class Act>(Act) {
+      intermediate_.template forward<Act>(gemm::matrix<const T>{x, rows, d, d}, hidden,
+                                          gemm::update::overwrite, threads, b.scratch.data,
+                                          b.scratch.stride);
+    };
+    switch (act_) {
+      case activation::gelu: expand(simd::gelu_erf{}); break;
+      case activation::gelu_tanh: expand(simd::gelu_tanh{}); break;
+      case activation::relu: expand(simd::relu{}); break;
+    }
+    output_.forward(hidden, gemm::matrix<T>{stream, rows, d, d}, gemm::update::accumulate, threads,
+                    b.scratch.data, b.scratch.stride);
+  }
+
+ private:
+  activation act_;
+  linear<T, Arch> intermediate_, output_;
+};
+
+}  // namespace reuseformer

@@ -1,0 +1,112 @@
+#pragma once
+// What every public forward pass has in common: input/output validation, the
+// workspace plan, the key-padding mask conversion, and the call itself.
+//
+// A module (attention, an encoder layer, the encoder) maps a [B, N, d] tensor to a
+// [B, N, d] tensor and provides, as a CRTP derived class:
+//   static constexpr bool residual;   // output = input + f(input)  (else output = f(input))
+//   index_t hidden_size() const;
+//   buffers plan(arena&, index_t batch, index_t seq, int threads) const;
+//   void run(const T* x, T* stream, index_t batch, index_t seq,
+//            const T* additive_mask, const buffers&, int threads) const;
+// run() adds f(x) to `stream`, a [B*N, d] row-major matrix; for residual modules
+// x is the stream itself.
+// This base derives the public interface from them, so that the byte count
+// reported by workspace_bytes() is the plan forward() carves, by construction.
+
+#include <algorithm>
+#include <cstddef>
+
+#include "reuseformer/attention/attention_mask.hpp"
+#include "reuseformer/core/error.hpp"
+#include "reuseformer/core/parallel.hpp"
+#include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/workspace.hpp"
+
+namespace reuseformer::detail {
+
+template <class Derived, class T>
+class stream_module {
+ public:
+  // Exact workspace bytes for a forward pass of [batch, seq, d] on `threads`
+  // threads (with or without a mask). Requires batch, seq >= 1, threads >= 1.
+  [[nodiscard]] std::size_t workspace_bytes(index_t batch, index_t seq, int threads = 1) const {
+    arena measure;
+    plan_all(measure, batch, seq, threads);
+    return measure.high_water();
+  }
+
+  // A workspace for passes up to [batch, seq, d] on `threads` threads. Reuse it:
+  // forward() calls that fit allocate nothing.
+  [[nodiscard]] workspace make_workspace(index_t batch, index_t seq, int threads = 1) const {
+    detail::require(batch >= 1 && seq >= 1, "make_workspace: expected batch >= 1 and seq >= 1, found batch ",
+                    batch, ", seq ", seq);
+    return workspace(workspace_bytes(batch, seq, threads), threads);
+  }
+
+  // output = f(input) for input, output [B, N, d] (d = hidden_size()).
+  // `mask` is Hugging Face's attention_mask [B, N] (1 = token, 0 = padding), or
+  // none. A residual module's output may be the input itself (in place); a
+  // non-residual module's output must not overlap its input.
+  // Throws reuseformer::error on a wrong shape, B or N < 1, a mask of the wrong
+  // shape or with values other than 0/1, or a workspace smaller than
+  // workspace_bytes(B, N, ws.threads()). Allocates no memory.
+  void forward(tensor_view<const T, 3> input, tensor_view<T, 3> output, workspace& ws,
+               const attention_mask& mask = {}) const {
+    const Derived& self = static_cast<const Derived&>(*this);
+    const index_t batch = input.extent(0), seq = input.extent(1), d = self.hidden_size();
+    require(batch >= 1, "input: expected batch size >= 1, found ", batch);
+    require(seq >= 1, "input: expected sequence length >= 1, found ", seq);
+    require_shape(input, {batch, seq, d}, "input");
+    require_shape(output, {batch, seq, d}, "output");
+    const std::size_t needed = workspace_bytes(batch, seq, ws.threads());
+    require(ws.size_bytes() >= needed, "workspace: expected at least ", needed,
+            " bytes for batch ", batch, ", seq ", seq, ", threads ", ws.threads(), ", found ",
+            ws.size_bytes());
+
+    const T* in = input.data();
+    T* out = output.data();
+    const index_t count = input.size();
+    if constexpr (Derived::residual) {
+      if (out != in) std::copy(in, in + count, out);
+    } else {
+      require(out + count <= in || in + count <= out,
+              "output: expected memory that does not overlap the input");
+      std::fill(out, out + count, T(0));
+    }
+
+    arena a = ws.make_arena();
+    const auto [additive, buffers] = plan_all(a, batch, seq, ws.threads());
+    const T* mask_values = nullptr;
+    if (mask.present()) {
+      mask.to_additive(batch, seq, additive);
+      mask_values = additive;
+    }
+    self.run(Derived::residual ? out : in, out, batch, seq, mask_values, buffers, ws.threads());
+  }
+
+ private:
+  // The additive mask [B, N] (always reserved, so the size does not depend on
+  // whether a mask is passed), then the module's own plan.
+  auto plan_all(arena& a, index_t batch, index_t seq, int threads) const {
+    T* additive = a.take<T>(batch * seq);
+    auto buffers = static_cast<const Derived&>(*this).plan(a, batch, seq, threads);
+    return std::pair{additive, buffers};
+  }
+};
+
+// Per-thread scratch slices: `threads` slices of `elements`, each rounded up to a
+// cache line so every slice starts aligned.
+template <class T>
+struct thread_scratch {
+  T* data = nullptr;
+  index_t stride = 0;
+
+  static thread_scratch take(arena& a, index_t elements, int threads) {
+    constexpr index_t line = workspace_alignment / sizeof(T);
+    const index_t stride = (elements + line - 1) / line * line;
+    return {a.take<T>(stride * threads), stride};
+  }
+};
+
+}  // namespace reuseformer::detail

@@ -1,0 +1,43 @@
+#pragma once
+// The compile-time SIMD architecture choice; this is the only place it is made.
+//
+// Every kernel is a template on an architecture tag `Arch`:
+// - an xsimd architecture (xsimd::sse2, xsimd::fma3<xsimd::avx2>, xsimd::avx512bw, ...)
+//   selects the vector path built on xsimd::batch<T, Arch>;
+// - simd::scalar selects the scalar reference path.
+// simd::default_arch is what layers use unless the user names another:
+//   -DREUSEFORMER_ARCH=xsimd::avx2   a specific xsimd architecture,
+//   -DREUSEFORMER_NO_SIMD            the scalar path everywhere,
+//   otherwise                        xsimd::default_arch, the best ISA the compiler
+//                                    flags (-march=...) enable.
+
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+namespace reuseformer::simd {
+
+// Tag for the scalar reference path.
+struct scalar {};
+
+#if defined(REUSEFORMER_ARCH)
+using default_arch = REUSEFORMER_ARCH;
+#elif defined(REUSEFORMER_NO_SIMD)
+using default_arch = scalar;
+#else
+using default_arch = xsimd::default_arch;
+#endif
+
+template <class Arch>
+inline constexpr bool is_vector_arch = !std::is_same_v<Arch, scalar>;
+
+// Human-readable name of an architecture tag, for benchmark and test output.
+template <class Arch>
+[[nodiscard]] constexpr const char* arch_name() {
+  if constexpr (is_vector_arch<Arch>)
+    return Arch::name();
+  else
+    return "scalar";
+}
+
+}  // namespace reuseformer::simd
