@@ -13,6 +13,7 @@
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/encoder.hpp"
 #include "reuseformer/layers/encoder_layer.hpp"
+#include "reuseformer/layers/encoder_parameters.hpp"
 #include "reuseformer/layers/feed_forward.hpp"
 #include "reuseformer/layers/layer_norm.hpp"
 #include "reuseformer/layers/linear.hpp"

@@ -1,0 +1,111 @@
+#pragma once
+// Owned storage for every parameter of an encoder, laid out in one buffer.
+//
+// Layers only view parameters; something has to own them. This container does,
+// for weights the program creates itself (random initialisation for benchmarks
+// and tests, or values converted from another precision). The tensors of layer
+// l appear in Hugging Face order: query, key, value, attention output,
+// attention LayerNorm, intermediate, output, output LayerNorm (weight, bias each).
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cmath>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/layers/config.hpp"
+#include "reuseformer/layers/encoder_layer.hpp"
+
+namespace reuseformer {
+
+template <class T>
+class encoder_parameters {
+ public:
+  // Allocates (zeroed) parameters for `config`. Throws reuseformer::error on an
+  // invalid config.
+  explicit encoder_parameters(const encoder_config& config) : config_((config.validate(), config)) {
+    values_.resize(static_cast<std::size_t>(layer_elements() * config_.num_hidden_layers));
+  }
+
+  [[nodiscard]] const encoder_config& config() const { return config_; }
+
+  // Every parameter, in layout order: layer 0's tensors, then layer 1's, ...
+  [[nodiscard]] std::span<T> values() { return values_; }
+  [[nodiscard]] std::span<const T> values() const { return values_; }
+
+  // Views for encoder<T>; valid while this object lives and is not moved from.
+  [[nodiscard]] std::vector<encoder_layer_weights<T>> layers() const {
+    std::vector<encoder_layer_weights<T>> out;
+    const T* cursor = values_.data();
+    const auto take = [&](index_t rows, index_t cols) {
+      const T* start = cursor;
+      cursor += rows * cols;
+      return start;
+    };
+    const auto linear = [&](index_t out_features, index_t in_features) {
+      const T* w = take(out_features, in_features);
+      return linear_weights<T>{{w, {out_features, in_features}}, {take(out_features, 1), {out_features}}};
+    };
+    const index_t d = config_.hidden_size, d_ff = config_.intermediate_size;
+    const auto norm = [&] {
+      const T* w = take(d, 1);
+      return layer_norm_weights<T>{{w, {d}}, {take(d, 1), {d}}};
+    };
+    for (index_t l = 0; l < config_.num_hidden_layers; ++l) {
+      encoder_layer_weights<T> layer;
+      layer.attention.query = linear(d, d);
+      layer.attention.key = linear(d, d);
+      layer.attention.value = linear(d, d);
+      layer.attention.output = linear(d, d);
+      layer.attention_norm = norm();
+      layer.feed_forward.intermediate = linear(d_ff, d);
+      layer.feed_forward.output = linear(d, d_ff);
+      layer.output_norm = norm();
+      out.push_back(layer);
+    }
+    return out;
+  }
+
+  // Fills every weight and bias with N(0, stddev) and every LayerNorm gain with
+  // 1 + N(0, stddev), deterministically from `seed` (same seed, same values, on
+  // every platform: the normal deviates come from std::mt19937_64 through a
+  // Box-Muller transform, not from the implementation-defined std::normal_distribution).
+  void fill_random(std::uint64_t seed, double stddev = 0.02) {
+    std::mt19937_64 bits(seed);
+    const auto uniform = [&] { return (static_cast<double>(bits() >> 11) + 0.5) * 0x1.0p-53; };
+    const auto normal = [&] {
+      constexpr double two_pi = 6.283185307179586476925286766559;
+      return std::sqrt(-2.0 * std::log(uniform())) * std::cos(two_pi * uniform());
+    };
+    for (T& v : values_) v = static_cast<T>(stddev * normal());
+    for (const auto& layer : layers())
+      for (const auto& gain : {layer.attention_norm.weight, layer.output_norm.weight}) {
+        T* g = values_.data() + (gain.data() - values_.data());  // the same bytes, writable
+        std::for_each(g, g + gain.size(), [](T& x) { x += T(1); });
+      }
+  }
+
+  // Copies every value from `other` (same config), converting the scalar type.
+  template <class U>
+  void assign_from(const encoder_parameters<U>& other) {
+    detail::require(other.values().size() == values_.size(),
+                    "encoder_parameters: expected ", values_.size(), " values to copy, found ",
+                    other.values().size());
+    std::transform(other.values().begin(), other.values().end(), values_.begin(),
+                   [](U x) { return static_cast<T>(x); });
+  }
+
+ private:
+  [[nodiscard]] index_t layer_elements() const {
+    const index_t d = config_.hidden_size, d_ff = config_.intermediate_size;
+    return 4 * (d * d + d) + 2 * (2 * d) + (d_ff * d + d_ff) + (d * d_ff + d);
+  }
+
+  encoder_config config_;
+  std::vector<T> values_;
+};
+
+}  // namespace reuseformer

@@ -1,0 +1,27 @@
+// Compiled with each SIMD build's flags, so the predefined ISA macros describe
+// the instructions the rest of the program may use.
+#include "support/isa.hpp"
+
+#include <reuseformer/simd/arch.hpp>
+
+namespace reuseformer_test {
+
+isa_report check_isa() {
+  const char* name = reuseformer::simd::arch_name<reuseformer::simd::default_arch>();
+#if defined(__x86_64__) && defined(__AVX512F__)
+  __builtin_cpu_init();
+  return {__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+              __builtin_cpu_supports("avx512cd"),
+          name, "AVX-512 F/BW/DQ/VL/CD (x86-64-v4)"};
+#elif defined(__x86_64__) && defined(__AVX2__)
+  __builtin_cpu_init();
+  return {__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+              __builtin_cpu_supports("bmi2"),
+          name, "AVX2, FMA, BMI2 (x86-64-v3)"};
+#else
+  return {true, name, "the baseline instruction set"};
+#endif
+}
+
+}  // namespace reuseformer_test

@@ -1,0 +1,128 @@
+#pragma once
+// A plain double-precision reference of the encoder (DESIGN §1.1, §1.4): loops
+// written from the formulas, sharing no code with the library's kernels, so a
+// bug in a kernel cannot hide in its own reference.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include <reuseformer/layers/config.hpp>
+#include <reuseformer/layers/encoder_layer.hpp>
+
+namespace reuseformer_test::reference {
+
+using reuseformer::index_t;
+using matrix = std::vector<double>;  // row-major
+
+// y [rows, out] = x [rows, in] Wᵀ + b
+template <class T>
+matrix linear(const matrix& x, index_t rows, const reuseformer::linear_weights<T>& w) {
+  const index_t out = w.weight.extent(0), in = w.weight.extent(1);
+  matrix y(static_cast<std::size_t>(rows * out));
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t o = 0; o < out; ++o) {
+      double acc = w.bias(o);
+      for (index_t k = 0; k < in; ++k) acc += x[i * in + k] * double(w.weight(o, k));
+      y[i * out + o] = acc;
+    }
+  return y;
+}
+
+template <class T>
+matrix layer_norm(const matrix& x, index_t rows, const reuseformer::layer_norm_weights<T>& w,
+                  double eps) {
+  const index_t d = w.weight.extent(0);
+  matrix y(x.size());
+  for (index_t i = 0; i < rows; ++i) {
+    double mean = 0, var = 0;
+    for (index_t j = 0; j < d; ++j) mean += x[i * d + j];
+    mean /= double(d);
+    for (index_t j = 0; j < d; ++j) var += (x[i * d + j] - mean) * (x[i * d + j] - mean);
+    var /= double(d);
+    for (index_t j = 0; j < d; ++j)
+      y[i * d + j] = (x[i * d + j] - mean) / std::sqrt(var + eps) * w.weight(j) + w.bias(j);
+  }
+  return y;
+}
+
+inline double activate(reuseformer::activation act, double x) {
+  switch (act) {
+    case reuseformer::activation::gelu: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+    case reuseformer::activation::gelu_tanh:
+      return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+    case reuseformer::activation::relu: return x > 0 ? x : 0;
+  }
+  return x;
+}
+
+// Multi-head attention of x [B, N, d]. mask: empty or [B, N] of 0/1.
+// A query with no visible key gets a zero context (the library's documented rule).
+template <class T>
+matrix attention(const matrix& x, index_t batch, index_t seq, index_t heads,
+                 const reuseformer::attention_weights<T>& w, const std::vector<int>& mask,
+                 bool causal) {
+  const index_t d = w.query.weight.extent(0), dh = d / heads, rows = batch * seq;
+  const matrix q = linear(x, rows, w.query), k = linear(x, rows, w.key), v = linear(x, rows, w.value);
+  matrix context(static_cast<std::size_t>(rows * d), 0.0);
+  const double scale = 1 / std::sqrt(double(dh));
+  std::vector<double> p(static_cast<std::size_t>(seq));
+  for (index_t b = 0; b < batch; ++b)
+    for (index_t h = 0; h < heads; ++h)
+      for (index_t i = 0; i < seq; ++i) {
+        double top = -std::numeric_limits<double>::infinity();
+        for (index_t j = 0; j < seq; ++j) {
+          const bool visible = (mask.empty() || mask[b * seq + j] == 1) && (!causal || j <= i);
+          double s = -std::numeric_limits<double>::infinity();
+          if (visible) {
+            s = 0;
+            for (index_t c = 0; c < dh; ++c)
+              s += q[(b * seq + i) * d + h * dh + c] * k[(b * seq + j) * d + h * dh + c];
+            s *= scale;
+          }
+          p[j] = s;
+          top = std::max(top, s);
+        }
+        if (top == -std::numeric_limits<double>::infinity()) continue;  // zero context
+        double sum = 0;
+        for (index_t j = 0; j < seq; ++j) sum += p[j] = std::exp(p[j] - top);
+        for (index_t j = 0; j < seq; ++j)
+          for (index_t c = 0; c < dh; ++c)
+            context[(b * seq + i) * d + h * dh + c] += p[j] / sum * v[(b * seq + j) * d + h * dh + c];
+      }
+  return linear(context, rows, w.output);
+}
+
+template <class T>
+matrix encoder_layer(const matrix& x, index_t batch, index_t seq,
+                     const reuseformer::encoder_config& c,
+                     const reuseformer::encoder_layer_weights<T>& w, const std::vector<int>& mask) {
+  const index_t rows = batch * seq;
+  const auto add = [](matrix a, const matrix& b) {
+    for (std::size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+    return a;
+  };
+  const auto ffn = [&](const matrix& in) {
+    matrix hidden = linear(in, rows, w.feed_forward.intermediate);
+    for (double& value : hidden) value = activate(c.hidden_act, value);
+    return linear(hidden, rows, w.feed_forward.output);
+  };
+  const auto attn = [&](const matrix& in) {
+    return attention(in, batch, seq, c.num_attention_heads, w.attention, mask, c.causal);
+  };
+  if (c.norm == reuseformer::norm_placement::post) {
+    const matrix h = layer_norm(add(x, attn(x)), rows, w.attention_norm, c.layer_norm_eps);
+    return layer_norm(add(h, ffn(h)), rows, w.output_norm, c.layer_norm_eps);
+  }
+  const matrix h = add(x, attn(layer_norm(x, rows, w.attention_norm, c.layer_norm_eps)));
+  return add(h, ffn(layer_norm(h, rows, w.output_norm, c.layer_norm_eps)));
+}
+
+template <class T>
+matrix encoder(matrix x, index_t batch, index_t seq, const reuseformer::encoder_config& c,
+               const std::vector<reuseformer::encoder_layer_weights<T>>& layers,
+               const std::vector<int>& mask) {
+  for (const auto& w : layers) x = encoder_layer(x, batch, seq, c, w, mask);
+  return x;
+}
+
+}  // namespace reuseformer_test::reference

@@ -1,0 +1,218 @@
+// Every SIMD kernel against its scalar reference, in whichever SIMD build this
+// file is compiled for; and the references against double-precision formulas.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include <reuseformer/gemm/gemm.hpp>
+#include <reuseformer/simd/activation.hpp>
+#include <reuseformer/simd/layer_norm.hpp>
+#include <reuseformer/simd/softmax.hpp>
+
+#include "support/catch.hpp"
+#include "support/compare.hpp"
+#include "support/random.hpp"
+
+namespace rf = reuseformer;
+namespace simd = reuseformer::simd;
+using reuseformer_test::compare;
+using reuseformer_test::random_vector;
+
+namespace {
+
+// Sizes around every vector width in play (SSE 4/2, AVX 8/4, AVX-512 16/8
+// lanes): empty bodies, exact multiples, and tails of every length.
+const std::vector<rf::index_t> sizes = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 257};
+
+// Vector and scalar paths differ only in summation order and in the libm-style
+// exp/erf/tanh implementations (xsimd vs the C library), each within a few ulp:
+// a few hundred ulp of headroom for rows of up to 257 terms.
+template <class T>
+constexpr double kernel_tolerance = std::is_same_v<T, float> ? 2e-6 : 1e-14;
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("softmax: vector path equals the scalar reference", "[kernels][softmax]", float, double) {
+  using T = TestType;
+  const T inf = std::numeric_limits<T>::infinity();
+  for (const rf::index_t n : sizes) {
+    for (const rf::index_t active : {n, (n + 1) / 2}) {
+      for (const bool with_mask : {false, true}) {
+        CAPTURE(n, active, with_mask);
+        std::vector<T> x = random_vector<T>(static_cast<std::size_t>(n), static_cast<std::uint64_t>(n), -8, 8);
+        std::vector<T> mask(static_cast<std::size_t>(n), T(0));
+        for (rf::index_t j = 0; j < n; j += 3) mask[j] = -inf;  // every third key hidden
+        const T* m = with_mask ? mask.data() : nullptr;
+        std::vector<T> expected = x;
+        simd::reference::softmax(expected.data(), n, active, T(0.125), m);
+        simd::softmax<simd::default_arch>(x.data(), n, active, T(0.125), m);
+        CHECK_CLOSE(compare(x, expected, kernel_tolerance<T>, kernel_tolerance<T>));
+        // Probabilities of the active, visible keys sum to one; the tail is zero.
+        const T sum = std::accumulate(x.begin(), x.end(), T(0));
+        const bool any_visible = !with_mask || active > 1;
+        CHECK(std::abs(sum - (any_visible ? T(1) : T(0))) <= T(100) * std::numeric_limits<T>::epsilon());
+        for (rf::index_t j = active; j < n; ++j) CHECK(x[j] == T(0));
+      }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("softmax: reference equals the double-precision formula", "[kernels][softmax]", float, double) {
+  using T = TestType;
+  const rf::index_t n = 37;
+  std::vector<T> x = random_vector<T>(n, 5, -4, 4);
+  std::vector<double> expected(n);
+  double top = -1e300, sum = 0;
+  for (rf::index_t j = 0; j < n; ++j) top = std::max(top, 0.5 * double(x[j]));
+  for (rf::index_t j = 0; j < n; ++j) sum += expected[j] = std::exp(0.5 * double(x[j]) - top);
+  for (double& e : expected) e /= sum;
+  simd::reference::softmax(x.data(), n, n, T(0.5), static_cast<const T*>(nullptr));
+  CHECK_CLOSE(compare(x, expected, 10 * kernel_tolerance<T>, 0));
+}
+
+TEMPLATE_TEST_CASE("softmax: masked rows and extreme logits", "[kernels][softmax]", float, double) {
+  using T = TestType;
+  const T inf = std::numeric_limits<T>::infinity();
+  for (const rf::index_t n : {rf::index_t(1), rf::index_t(17), rf::index_t(64)}) {
+    CAPTURE(n);
+    SECTION("a fully masked row is all zeros, never NaN") {
+      std::vector<T> x = random_vector<T>(n, 1), mask(n, -inf);
+      simd::softmax<simd::default_arch>(x.data(), n, n, T(1), mask.data());
+      for (const T v : x) CHECK(v == T(0));
+    }
+    SECTION("no active key is all zeros") {
+      std::vector<T> x = random_vector<T>(n, 2);
+      simd::softmax<simd::default_arch>(x.data(), n, 0, T(1), static_cast<const T*>(nullptr));
+      for (const T v : x) CHECK(v == T(0));
+    }
+    SECTION("logits of +-1e4 stay finite and put all mass on the largest") {
+      std::vector<T> x(n, T(-1e4));
+      x[n / 2] = T(1e4);
+      simd::softmax<simd::default_arch>(x.data(), n, n, T(1), static_cast<const T*>(nullptr));
+      for (rf::index_t j = 0; j < n; ++j) CHECK(x[j] == (j == n / 2 ? T(1) : T(0)));
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("layer_norm: vector path equals the scalar reference", "[kernels][layer_norm]", float, double) {
+  using T = TestType;
+  for (const rf::index_t n : sizes) {
+    CAPTURE(n);
+    const std::vector<T> x = random_vector<T>(n, 10 + n, -3, 5);
+    const std::vector<T> gamma = random_vector<T>(n, 20 + n, 0.5, 1.5), beta = random_vector<T>(n, 30 + n);
+    std::vector<T> expected(n), actual(n);
+    simd::reference::layer_norm(x.data(), expected.data(), n, gamma.data(), beta.data(), T(1e-5));
+    simd::layer_norm<simd::default_arch>(x.data(), actual.data(), n, gamma.data(), beta.data(), T(1e-5));
+    // LayerNorm divides by the row's standard deviation, which amplifies the
+    // rounding of the mean by up to ~|x|/std: a little more headroom than elsewhere.
+    CHECK_CLOSE(compare(actual, expected, 4 * kernel_tolerance<T>, 4 * kernel_tolerance<T>));
+  }
+}
+
+TEMPLATE_TEST_CASE("layer_norm: in place, large mean, against double precision", "[kernels][layer_norm]", float, double) {
+  using T = TestType;
+  const rf::index_t n = 768;
+  // A mean of 1000 and a spread of 1: E[x^2] - E[x]^2 would lose ~6 digits here.
+  std::vector<T> x = random_vector<T>(n, 3, 999, 1001);
+  const std::vector<T> gamma(n, T(1)), beta(n, T(0));
+  std::vector<double> expected(n);
+  double mean = 0, var = 0;
+  for (const T v : x) mean += double(v);
+  mean /= n;
+  for (const T v : x) var += (double(v) - mean) * (double(v) - mean);
+  var /= n;
+  for (rf::index_t j = 0; j < n; ++j) expected[j] = (double(x[j]) - mean) / std::sqrt(var + 1e-12);
+  simd::layer_norm<simd::default_arch>(x.data(), x.data(), n, gamma.data(), beta.data(), T(1e-12));
+  // float: inputs near 1000 carry absolute rounding 6e-5 = 2e-4 standard deviations.
+  CHECK_CLOSE(compare(x, expected, std::is_same_v<T, float> ? 2e-4 : 1e-11, std::is_same_v<T, float> ? 2e-4 : 1e-11));
+}
+
+namespace {
+template <class Act, class T>
+void check_bias_activation(double (*exact)(double)) {
+  for (const rf::index_t cols : sizes) {
+    CAPTURE(cols);
+    const rf::index_t rows = 3, ld = cols + 5;  // a row stride wider than the row
+    const std::vector<T> input = random_vector<T>(rows * ld, 40 + cols, -6, 6);
+    const std::vector<T> bias = random_vector<T>(cols, 50 + cols);
+    std::vector<T> expected = input, actual = input;
+    simd::reference::bias_activation<Act>(expected.data(), rows, cols, ld, bias.data());
+    simd::bias_activation<Act, simd::default_arch>(actual.data(), rows, cols, ld, bias.data());
+    // GELU at x ~ -5 computes x * (1 + erf(x/sqrt2)) with 1 + erf ~ 1e-6: the
+    // cancellation turns a 1-ulp difference in erf into an absolute difference of
+    // a few ulp of |x| (<= 7 here), so the absolute bound scales with the inputs.
+    CHECK_CLOSE(compare(actual, expected, kernel_tolerance<T>, 10 * kernel_tolerance<T>));
+    std::vector<double> formula(input.begin(), input.end());
+    for (rf::index_t i = 0; i < rows; ++i)
+      for (rf::index_t j = 0; j < cols; ++j) formula[i * ld + j] = exact(double(input[i * ld + j]) + double(bias[j]));
+    // The reference itself against the double formula (input+bias rounds once in T).
+    CHECK_CLOSE(compare(expected, formula, 10 * kernel_tolerance<T>, 10 * kernel_tolerance<T>));
+  }
+}
+}  // namespace
+
+TEMPLATE_TEST_CASE("bias_activation: every activation, vector equals reference", "[kernels][activation]", float, double) {
+  using T = TestType;
+  SECTION("identity (bias add)") { check_bias_activation<simd::identity, T>([](double x) { return x; }); }
+  SECTION("relu") { check_bias_activation<simd::relu, T>([](double x) { return x > 0 ? x : 0; }); }
+  SECTION("gelu (erf)") {
+    check_bias_activation<simd::gelu_erf, T>([](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); });
+  }
+  SECTION("gelu (tanh)") {
+    check_bias_activation<simd::gelu_tanh, T>(
+        [](double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); });
+  }
+}
+
+TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kernels][gemm]", float, double) {
+  using T = TestType;
+  for (const rf::index_t m : {1, 3, 17, 70}) {
+    for (const rf::index_t n : {1, 5, 33, 130}) {
+      for (const rf::index_t k : {1, 8, 65}) {
+        for (const auto op : {rf::gemm::transpose::no, rf::gemm::transpose::yes}) {
+          for (const int threads : {1, 2}) {
+            CAPTURE(m, n, k, op == rf::gemm::transpose::yes, threads);
+            // Strided operands: each matrix sits inside a wider buffer.
+            const rf::index_t lda = k + 3, ldb = (op == rf::gemm::transpose::yes ? k : n) + 2, ldc = n + 1;
+            const rf::index_t b_rows = op == rf::gemm::transpose::yes ? n : k;
+            const std::vector<T> a = random_vector<T>(m * lda, 1), b = random_vector<T>(b_rows * ldb, 2);
+            std::vector<T> c = random_vector<T>(m * ldc, 3);
+            std::vector<double> expected(c.begin(), c.end());
+            for (rf::index_t i = 0; i < m; ++i)
+              for (rf::index_t j = 0; j < n; ++j)
+                for (rf::index_t p = 0; p < k; ++p)
+                  expected[i * ldc + j] += 0.5 * double(a[i * lda + p]) *
+                                           double(op == rf::gemm::transpose::yes ? b[j * ldb + p] : b[p * ldb + j]);
+            const rf::index_t stride = rf::gemm::scratch_elements<T>(m, n, k, threads);
+            std::vector<T, Eigen::aligned_allocator<T>> scratch(static_cast<std::size_t>(stride * threads + 64));
+            rf::gemm::parallel_multiply_add<T>(T(0.5), {a.data(), m, k, lda}, {b.data(), b_rows, op == rf::gemm::transpose::yes ? k : n, ldb},
+                                               op, {c.data(), m, n, ldc}, rf::gemm::update::accumulate, threads,
+                                               scratch.data(), (stride + 15) / 16 * 16);
+            CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm: overwrite replaces the destination", "[kernels][gemm]") {
+  const std::vector<float> a = {1, 2, 3, 4}, b = {5, 6, 7, 8};  // A [2,2], B [2,2]
+  std::vector<float> c(4, 1000.f);
+  std::vector<float, Eigen::aligned_allocator<float>> scratch(static_cast<std::size_t>(rf::gemm::scratch_elements<float>(2, 2, 2)));
+  rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 2, 2}, {b.data(), 2, 2, 2}, rf::gemm::transpose::no, {c.data(), 2, 2, 2},
+                                scratch.data(), rf::gemm::update::overwrite);
+  CHECK(c == std::vector<float>{19, 22, 43, 50});
+}
+
+TEST_CASE("toolchain: integer initializer lists survive AVX-512 auto-vectorisation", "[toolchain]") {
+  // GCC 12.2 at -O2 -mavx512f stores this list as eight ones unless 512-bit
+  // auto-vectorisation is off (CMakeLists.txt adds -mprefer-vector-width=256);
+  // the attention-mask tests below build their masks the same way.
+  const std::vector<std::int64_t> mask = {1, 1, 1, 0, 0, 0, 0, 0};
+  CHECK(mask == std::vector<std::int64_t>{1, 1, 1, 0, 0, 0, 0, 0});
+  CHECK(std::count(mask.begin(), mask.end(), std::int64_t(0)) == 5);
+}

@@ -1,0 +1,213 @@
+// Attention, encoder layers and the encoder stack against the plain
+// double-precision reference (support/reference.hpp), in this file's SIMD build.
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include <reuseformer/reuseformer.hpp>
+
+#include "support/catch.hpp"
+#include "support/compare.hpp"
+#include "support/random.hpp"
+#include "support/reference.hpp"
+
+namespace rf = reuseformer;
+using reuseformer_test::compare;
+using reuseformer_test::random_vector;
+
+namespace {
+
+// Tolerances against the double reference, for outputs of magnitude ~1.
+// double: the library and the reference differ only in summation order
+// (~1e-16 per operation, a few hundred operations deep).
+// float: inputs and weights are exact in float, so only the arithmetic differs.
+// Each dot product of length k <= 3072 accumulates ~sqrt(k) * 6e-8 relative
+// error; softmax and LayerNorm pass it through with a gain of order 1; a
+// post-LN layer renormalises. Observed worst cases are ~3e-6; 2e-5 leaves room
+// without hiding a real bug (a wrong head or mask shows up as errors >= 1e-2).
+template <class T>
+constexpr double tolerance = std::is_same_v<T, float> ? 2e-5 : 1e-11;
+
+// HF attention_mask [B, N]: sequence b keeps its first N - pad_b tokens, with
+// pad_b cycling through 0, 2, 1, ... so padding of several lengths appears.
+std::vector<int> padding_mask(rf::index_t batch, rf::index_t seq) {
+  std::vector<int> mask(static_cast<std::size_t>(batch * seq), 1);
+  for (rf::index_t b = 0; b < batch; ++b) {
+    const rf::index_t pad = std::min<rf::index_t>(seq - 1, (b * 2) % 3);
+    for (rf::index_t j = seq - pad; j < seq; ++j) mask[b * seq + j] = 0;
+  }
+  return mask;
+}
+
+struct shape {
+  rf::index_t batch, seq, hidden, heads;
+};
+
+// Random parameters in T and the same values in double for the reference.
+// Weights ~ N(0, 1/d) keep activations O(1), like a trained model's.
+template <class T>
+struct model {
+  rf::encoder_parameters<T> params;
+  rf::encoder_parameters<double> exact;
+
+  explicit model(const rf::encoder_config& c, std::uint64_t seed) : params(c), exact(c) {
+    params.fill_random(seed, 1.0 / std::sqrt(double(c.hidden_size)));
+    exact.assign_from(params);
+  }
+};
+
+rf::encoder_config config_for(const shape& s, rf::index_t layers = 1) {
+  rf::encoder_config c;
+  c.hidden_size = s.hidden;
+  c.num_attention_heads = s.heads;
+  c.intermediate_size = 2 * s.hidden + 3;  // not a multiple of any vector width
+  c.num_hidden_layers = layers;
+  return c;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("multi_head_attention matches the double reference", "[attention]", float, double) {
+  using T = TestType;
+  // Head sizes 8, 20, 64, 80; sequences shorter and longer than one query block (64).
+  const shape s = GENERATE(shape{1, 1, 32, 4}, shape{3, 5, 40, 2}, shape{2, 70, 128, 2}, shape{1, 67, 160, 2},
+                           shape{2, 9, 24, 3});
+  const bool causal = GENERATE(false, true);
+  const bool masked = GENERATE(false, true);
+  const int threads = GENERATE(1, 2);
+  CAPTURE(s.batch, s.seq, s.hidden, s.heads, causal, masked, threads);
+
+  const rf::encoder_config c = config_for(s);
+  const model<T> m(c, 42);
+  const rf::multi_head_attention<T> attention(m.params.layers()[0].attention, s.hidden, s.heads, causal);
+  const std::vector<T> x = random_vector<T>(static_cast<std::size_t>(s.batch * s.seq * s.hidden), 7);
+  std::vector<T> y(x.size());
+  const std::vector<int> mask = masked ? padding_mask(s.batch, s.seq) : std::vector<int>{};
+
+  auto ws = attention.make_workspace(s.batch, s.seq, threads);
+  attention.forward(rf::tensor_view<const T, 3>(x.data(), {s.batch, s.seq, s.hidden}),
+                    rf::tensor_view<T, 3>(y.data(), {s.batch, s.seq, s.hidden}), ws,
+                    masked ? rf::attention_mask(rf::tensor_view<const int, 2>(mask.data(), {s.batch, s.seq}))
+                           : rf::attention_mask());
+
+  const auto expected = reuseformer_test::reference::attention(
+      std::vector<double>(x.begin(), x.end()), s.batch, s.seq, s.heads, m.exact.layers()[0].attention, mask, causal);
+  CHECK_CLOSE(compare(y, expected, tolerance<T>, tolerance<T>));
+}
+
+TEMPLATE_TEST_CASE("a query with no visible key gets a zero context", "[attention]", float, double) {
+  using T = TestType;
+  // Sequence 1 is all padding: its context is zero, so its output is the output
+  // projection's bias alone; sequence 0 is unaffected.
+  const shape s{2, 4, 16, 2};
+  const model<T> m(config_for(s), 3);
+  const auto weights = m.params.layers()[0].attention;
+  const rf::multi_head_attention<T> attention(weights, s.hidden, s.heads, false);
+  const std::vector<T> x = random_vector<T>(2 * 4 * 16, 9);
+  std::vector<T> y(x.size());
+  const std::vector<std::int64_t> mask = {1, 1, 1, 0, 0, 0, 0, 0};
+  auto ws = attention.make_workspace(2, 4);
+  attention.forward(rf::tensor_view<const T, 3>(x.data(), {2, 4, 16}), rf::tensor_view<T, 3>(y.data(), {2, 4, 16}),
+                    ws, rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {2, 4})));
+  for (rf::index_t i = 0; i < 4; ++i)
+    for (rf::index_t j = 0; j < 16; ++j) {
+      const T value = y[static_cast<std::size_t>((4 + i) * 16 + j)];
+      CHECK(!std::isnan(value));
+      CHECK(value == weights.output.bias(j));
+    }
+}
+
+TEMPLATE_TEST_CASE("encoder layers match the double reference", "[encoder]", float, double) {
+  using T = TestType;
+  const shape s = GENERATE(shape{2, 7, 32, 4}, shape{1, 70, 160, 2}, shape{3, 1, 40, 2});
+  const auto norm = GENERATE(rf::norm_placement::post, rf::norm_placement::pre);
+  const auto act = GENERATE(rf::activation::gelu, rf::activation::gelu_tanh, rf::activation::relu);
+  const bool causal = GENERATE(false, true);
+  const int threads = GENERATE(1, 2);
+  CAPTURE(s.batch, s.seq, s.hidden, s.heads, norm == rf::norm_placement::pre, int(act), causal, threads);
+
+  rf::encoder_config c = config_for(s, 3);
+  c.norm = norm;
+  c.hidden_act = act;
+  c.causal = causal;
+  c.layer_norm_eps = norm == rf::norm_placement::pre ? 1e-5 : 1e-12;
+  const model<T> m(c, 11);
+  const rf::encoder<T> encoder(c, m.params.layers());
+
+  const std::vector<T> x = random_vector<T>(static_cast<std::size_t>(s.batch * s.seq * s.hidden), 5);
+  std::vector<T> y(x.size());
+  const std::vector<int> mask = padding_mask(s.batch, s.seq);
+  auto ws = encoder.make_workspace(s.batch, s.seq, threads);
+  encoder.forward(rf::tensor_view<const T, 3>(x.data(), {s.batch, s.seq, s.hidden}),
+                  rf::tensor_view<T, 3>(y.data(), {s.batch, s.seq, s.hidden}), ws,
+                  rf::attention_mask(rf::tensor_view<const int, 2>(mask.data(), {s.batch, s.seq})));
+
+  const auto expected = reuseformer_test::reference::encoder(std::vector<double>(x.begin(), x.end()), s.batch, s.seq,
+                                                             c, m.exact.layers(), mask);
+  CHECK_CLOSE(compare(y, expected, tolerance<T>, tolerance<T>));
+}
+
+TEMPLATE_TEST_CASE("encoder_layer alone equals a one-layer encoder", "[encoder]", float, double) {
+  using T = TestType;
+  const shape s{2, 5, 24, 3};
+  const rf::encoder_config c = config_for(s);
+  const model<T> m(c, 5);
+  const rf::encoder_layer<T> layer(c, m.params.layers()[0]);
+  const rf::encoder<T> encoder(c, m.params.layers());
+  const std::vector<T> x = random_vector<T>(2 * 5 * 24, 1);
+  std::vector<T> a(x.size()), b(x.size());
+  auto ws_layer = layer.make_workspace(2, 5);
+  auto ws_encoder = encoder.make_workspace(2, 5);
+  CHECK(ws_layer.size_bytes() == ws_encoder.size_bytes());
+  layer.forward(rf::tensor_view<const T, 3>(x.data(), {2, 5, 24}), rf::tensor_view<T, 3>(a.data(), {2, 5, 24}), ws_layer);
+  encoder.forward(rf::tensor_view<const T, 3>(x.data(), {2, 5, 24}), rf::tensor_view<T, 3>(b.data(), {2, 5, 24}), ws_encoder);
+  CHECK(a == b);
+}
+
+TEST_CASE("forward in place, with a larger workspace, and on 2 threads gives the same result", "[encoder]") {
+  const shape s{2, 70, 64, 4};
+  const rf::encoder_config c = config_for(s, 2);
+  const model<float> m(c, 8);
+  const rf::encoder<float> encoder(c, m.params.layers());
+  const std::vector<float> x = random_vector<float>(2 * 70 * 64, 2);
+  const rf::tensor_view<const float, 3> in(x.data(), {2, 70, 64});
+
+  std::vector<float> reference(x.size());
+  auto ws = encoder.make_workspace(2, 70);
+  encoder.forward(in, rf::tensor_view<float, 3>(reference.data(), {2, 70, 64}), ws);
+
+  SECTION("in place: output is the input buffer") {
+    std::vector<float> inout = x;
+    encoder.forward(rf::tensor_view<const float, 3>(inout.data(), {2, 70, 64}),
+                    rf::tensor_view<float, 3>(inout.data(), {2, 70, 64}), ws);
+    CHECK(inout == reference);
+  }
+  SECTION("a workspace made for a larger batch serves a smaller one") {
+    auto big = encoder.make_workspace(4, 100);
+    CHECK(big.size_bytes() > ws.size_bytes());
+    std::vector<float> y(x.size());
+    encoder.forward(in, rf::tensor_view<float, 3>(y.data(), {2, 70, 64}), big);
+    CHECK(y == reference);
+  }
+  SECTION("two threads agree with one to float rounding") {
+    auto ws2 = encoder.make_workspace(2, 70, 2);
+    std::vector<float> y(x.size());
+    encoder.forward(in, rf::tensor_view<float, 3>(y.data(), {2, 70, 64}), ws2);
+    CHECK_CLOSE(compare(y, reference, 1e-5, 1e-5));
+  }
+}
+
+TEST_CASE("workspace size is exact and grows as the plan says", "[workspace]") {
+  const rf::encoder_config c = config_for(shape{1, 1, 64, 4}, 2);
+  rf::encoder_parameters<float> p(c);
+  const rf::encoder<float> encoder(c, p.layers());
+  // The workspace holds the additive mask [B, N], Q, K, V and the context
+  // [B*N, d] each (post-LN; the FFN's [B*N, d_ff] shares those bytes), and per
+  // thread a score slice of min(64, N) x N plus GEMM packing: it grows with N.
+  const std::size_t small = encoder.workspace_bytes(1, 16), large = encoder.workspace_bytes(1, 256);
+  CHECK(large > small);
+  CHECK(encoder.workspace_bytes(1, 16, 2) > small);
+  // The activations alone for B*N = 256 rows: 4 buffers of 256 x 64 floats.
+  CHECK(large >= 4 * 256 * 64 * sizeof(float) + 64 * 256 * sizeof(float));
+  CHECK(encoder.make_workspace(1, 256).size_bytes() == large);
+}
