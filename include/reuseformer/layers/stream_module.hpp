@@ -16,6 +16,8 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <functional>
+#include <utility>
 
 #include "reuseformer/attention/attention_mask.hpp"
 #include "reuseformer/core/error.hpp"
@@ -70,7 +72,9 @@ class stream_module {
     if constexpr (Derived::residual) {
       if (out != in) std::copy(in, in + count, out);
     } else {
-      require(out + count <= in || in + count <= out,
+      // std::less gives a total order even for pointers into different objects.
+      const std::less<const T*> before;
+      require(!before(out, in + count) || !before(in, out + count),
               "output: expected memory that does not overlap the input");
       std::fill(out, out + count, T(0));
     }

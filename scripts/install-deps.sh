@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages a build needs, if any is missing.
+#   scripts/install-deps.sh            library, tests and examples
+#   scripts/install-deps.sh --fixtures also PyTorch, to regenerate test fixtures
+# As root it runs apt-get; otherwise it prints the exact command and exits 1.
+set -euo pipefail
+
+packages=(g++ cmake make libeigen3-dev libxsimd-dev nlohmann-json3-dev catch2)
+if [[ "${1:-}" == "--fixtures" ]]; then packages+=(python3-torch python3-numpy); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+command="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "reuseformer needs these Debian packages: ${missing[*]}" >&2
+  echo "Install them as root, then run this command again:" >&2
+  echo "  sudo sh -c '$command'" >&2
+  exit 1
+fi
+echo "Installing: ${missing[*]}"
+sh -c "$command"

@@ -1,0 +1,118 @@
+// A steady-state forward pass allocates nothing: every temporary lives in the
+// caller's workspace. Counted two ways: a replaced global operator new (all C++
+// allocations, ours and the standard library's), and Eigen's runtime no-malloc
+// switch (Eigen allocates with std::malloc, which operator new does not see).
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <vector>
+
+namespace {
+std::atomic<bool> counting{false};
+std::atomic<long> allocations{0};
+std::atomic<long> eigen_mallocs{0};
+}  // namespace
+
+// Eigen calls eigen_assert(is_malloc_allowed() && "...") before each heap
+// allocation when EIGEN_RUNTIME_NO_MALLOC is defined; count instead of aborting.
+#define EIGEN_RUNTIME_NO_MALLOC
+#define eigen_assert(x) \
+  do {                  \
+    if (!(x)) ++eigen_mallocs; \
+  } while (false)
+
+#include <reuseformer/reuseformer.hpp>
+
+#include "support/catch.hpp"
+#include "support/random.hpp"
+
+// These replacements pair malloc with free by design; GCC cannot see that the
+// replaced operator new is malloc-backed.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+void* operator new(std::size_t size) {
+  if (counting) ++allocations;
+  if (void* p = std::malloc(size ? size : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t size, std::align_val_t align) {
+  if (counting) ++allocations;
+  const std::size_t a = static_cast<std::size_t>(align);
+  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return operator new(size); }
+void* operator new[](std::size_t size, std::align_val_t align) { return operator new(size, align); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace rf = reuseformer;
+
+namespace {
+
+// Allocations made by `f`, by operator new and by Eigen.
+template <class F>
+std::pair<long, long> count_allocations(F&& f) {
+  allocations = 0;
+  eigen_mallocs = 0;
+  Eigen::internal::set_is_malloc_allowed(false);
+  counting = true;
+  f();
+  counting = false;
+  Eigen::internal::set_is_malloc_allowed(true);
+  return {allocations.load(), eigen_mallocs.load()};
+}
+
+}  // namespace
+
+TEST_CASE("the counters see allocations (so the checks below can fail)", "[allocation]") {
+  const auto [news, eigens] = count_allocations([] {
+    std::vector<int> v(100);
+    Eigen::MatrixXf m(50, 50);
+    m.setZero();
+    CHECK(v.size() + std::size_t(m.size()) > 0);
+  });
+  CHECK(news >= 1);
+  CHECK(eigens >= 1);
+}
+
+TEMPLATE_TEST_CASE("a steady-state forward pass allocates nothing", "[allocation]", float, double) {
+  using T = TestType;
+  rf::encoder_config c;
+  c.hidden_size = 96;
+  c.num_attention_heads = 4;
+  c.intermediate_size = 200;
+  c.num_hidden_layers = 2;
+  c.norm = GENERATE(rf::norm_placement::post, rf::norm_placement::pre);
+  c.causal = GENERATE(false, true);
+  const int threads = GENERATE(1, 2);
+  CAPTURE(c.norm == rf::norm_placement::pre, c.causal, threads);
+
+  rf::encoder_parameters<T> p(c);
+  p.fill_random(1, 0.1);
+  const rf::encoder<T> model(c, p.layers());
+  const rf::index_t batch = 2, seq = 130;  // several query blocks per head
+  const std::vector<T> x = reuseformer_test::random_vector<T>(static_cast<std::size_t>(batch * seq * 96), 3);
+  std::vector<T> y(x.size());
+  std::vector<std::int64_t> mask(static_cast<std::size_t>(batch * seq), 1);
+  mask.back() = 0;
+  auto ws = model.make_workspace(batch, seq, threads);
+  const auto forward = [&] {
+    model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, 96}), rf::tensor_view<T, 3>(y.data(), {batch, seq, 96}),
+                  ws, rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {batch, seq})));
+  };
+  forward();  // warm-up: the OpenMP runtime starts its thread pool here
+  const auto [news, eigens] = count_allocations([&] {
+    for (int i = 0; i < 3; ++i) forward();
+  });
+  CHECK(news == 0);
+  CHECK(eigens == 0);
+}

@@ -1,0 +1,182 @@
+// Every error path a caller can reach: the exception type and its exact message.
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <reuseformer/reuseformer.hpp>
+
+#include "support/catch.hpp"
+#include "support/errors.hpp"
+
+namespace rf = reuseformer;
+using reuseformer_test::error_message;
+
+namespace {
+
+rf::encoder_config small_config() {
+  rf::encoder_config c;
+  c.hidden_size = 8;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 12;
+  c.num_hidden_layers = 2;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("invalid configurations name the key, the expectation and the value", "[errors][config]") {
+  rf::encoder_config c = small_config();
+  SECTION("heads that do not divide the hidden size") {
+    c.hidden_size = 30;
+    c.num_attention_heads = 4;
+    CHECK(error_message([&] { c.validate(); }) ==
+          "num_attention_heads: expected a divisor of hidden_size 30, found 4");
+  }
+  SECTION("zero heads") {
+    c.num_attention_heads = 0;
+    CHECK(error_message([&] { c.validate(); }) == "num_attention_heads: expected >= 1, found 0");
+  }
+  SECTION("zero hidden size") {
+    c.hidden_size = 0;
+    CHECK(error_message([&] { c.validate(); }) == "hidden_size: expected >= 1, found 0");
+  }
+  SECTION("zero intermediate size") {
+    c.intermediate_size = 0;
+    CHECK(error_message([&] { c.validate(); }) == "intermediate_size: expected >= 1, found 0");
+  }
+  SECTION("negative layer count") {
+    c.num_hidden_layers = -1;
+    CHECK(error_message([&] { c.validate(); }) == "num_hidden_layers: expected >= 0, found -1");
+  }
+  SECTION("non-positive or non-finite epsilon") {
+    c.layer_norm_eps = 0;
+    CHECK(error_message([&] { c.validate(); }) == "layer_norm_eps: expected a finite value > 0, found 0");
+    c.layer_norm_eps = std::numeric_limits<double>::quiet_NaN();
+    CHECK(error_message([&] { c.validate(); }) == "layer_norm_eps: expected a finite value > 0, found nan");
+  }
+  SECTION("models and parameter stores validate at construction") {
+    c.num_attention_heads = 3;
+    CHECK(error_message([&] { rf::encoder_parameters<float> p(c); }) ==
+          "num_attention_heads: expected a divisor of hidden_size 8, found 3");
+    CHECK(error_message([&] { rf::encoder<float> e(c, {}); }) ==
+          "num_attention_heads: expected a divisor of hidden_size 8, found 3");
+  }
+}
+
+TEST_CASE("weights of the wrong shape name the Hugging Face tensor", "[errors][weights]") {
+  const rf::encoder_config c = small_config();
+  rf::encoder_parameters<float> p(c);
+  std::vector<rf::encoder_layer_weights<float>> layers = p.layers();
+  const std::vector<float> spare(64);
+
+  SECTION("layer count differs from the config") {
+    layers.pop_back();
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "num_hidden_layers: expected 2 layers of weights, found 1");
+  }
+  SECTION("query weight [8, 9]") {
+    layers[1].attention.query.weight = {spare.data(), {8, 9}};
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "encoder.layer.1.attention.self.query.weight: expected shape [8, 8], found [8, 9]");
+  }
+  SECTION("key bias [7]") {
+    layers[0].attention.key.bias = {spare.data(), {7}};
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "encoder.layer.0.attention.self.key.bias: expected shape [8], found [7]");
+  }
+  SECTION("a missing value weight") {
+    layers[0].attention.value.weight = {};
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "encoder.layer.0.attention.self.value.weight: expected shape [8, 8], found [0, 0]");
+  }
+  SECTION("null data behind a non-empty shape") {
+    layers[0].attention.output.weight = {nullptr, {8, 8}};
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "encoder.layer.0.attention.output.dense.weight: expected a tensor of shape [8, 8], found none (null data)");
+  }
+  SECTION("attention LayerNorm gain [9]") {
+    layers[1].attention_norm.weight = {spare.data(), {9}};
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "encoder.layer.1.attention.output.LayerNorm.weight: expected shape [8], found [9]");
+  }
+  SECTION("intermediate weight transposed") {
+    layers[0].feed_forward.intermediate.weight = {spare.data(), {8, 12}};
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "encoder.layer.0.intermediate.dense.weight: expected shape [12, 8], found [8, 12]");
+  }
+  SECTION("output bias [12]") {
+    layers[1].feed_forward.output.bias = {spare.data(), {12}};
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "encoder.layer.1.output.dense.bias: expected shape [8], found [12]");
+  }
+  SECTION("output LayerNorm bias [4]") {
+    layers[0].output_norm.bias = {spare.data(), {4}};
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "encoder.layer.0.output.LayerNorm.bias: expected shape [8], found [4]");
+  }
+  SECTION("a standalone attention layer with heads not dividing d") {
+    CHECK(error_message([&] { rf::multi_head_attention<float> a(layers[0].attention, 8, 3, false); }) ==
+          "num_attention_heads: expected a divisor of hidden_size 8, found 3");
+  }
+}
+
+TEST_CASE("bad forward inputs are rejected before any work", "[errors][forward]") {
+  const rf::encoder_config c = small_config();
+  rf::encoder_parameters<float> p(c);
+  const rf::encoder<float> model(c, p.layers());
+  std::vector<float> x(2 * 3 * 9), y(2 * 3 * 9);
+  auto ws = model.make_workspace(2, 3);
+  const auto run = [&](std::array<rf::index_t, 3> in, std::array<rf::index_t, 3> out,
+                       const rf::attention_mask& mask = {}) {
+    return error_message([&] {
+      model.forward(rf::tensor_view<const float, 3>(x.data(), in), rf::tensor_view<float, 3>(y.data(), out), ws, mask);
+    });
+  };
+
+  CHECK(run({2, 3, 9}, {2, 3, 9}) == "input: expected shape [2, 3, 8], found [2, 3, 9]");
+  CHECK(run({2, 3, 8}, {2, 4, 8}) == "output: expected shape [2, 3, 8], found [2, 4, 8]");
+  CHECK(run({2, 0, 8}, {2, 0, 8}) == "input: expected sequence length >= 1, found 0");
+  CHECK(run({0, 3, 8}, {0, 3, 8}) == "input: expected batch size >= 1, found 0");
+
+  std::vector<std::int64_t> mask(2 * 4, 1);
+  CHECK(run({2, 3, 8}, {2, 3, 8}, rf::tensor_view<const std::int64_t, 2>(mask.data(), {2, 4})) ==
+        "attention_mask: expected shape [2, 3], found [2, 4]");
+  CHECK(run({2, 3, 8}, {2, 3, 8}, rf::tensor_view<const std::int64_t, 2>(mask.data(), {3, 2})) ==
+        "attention_mask: expected shape [2, 3], found [3, 2]");
+  mask[4] = 2;
+  CHECK(run({2, 3, 8}, {2, 3, 8}, rf::tensor_view<const std::int64_t, 2>(mask.data(), {2, 3})) ==
+        "attention_mask[1, 1]: expected 0 (padding) or 1 (token), found 2");
+  std::vector<float> soft_mask(6, 0.5f);
+  CHECK(run({2, 3, 8}, {2, 3, 8}, rf::tensor_view<const float, 2>(soft_mask.data(), {2, 3})) ==
+        "attention_mask[0, 0]: expected 0 (padding) or 1 (token), found 0.5");
+
+  SECTION("a workspace planned for a smaller batch") {
+    auto small = model.make_workspace(1, 3);
+    const std::string expected = "workspace: expected at least " + std::to_string(model.workspace_bytes(2, 3)) +
+                                 " bytes for batch 2, seq 3, threads 1, found " +
+                                 std::to_string(small.size_bytes());
+    CHECK(error_message([&] {
+            model.forward(rf::tensor_view<const float, 3>(x.data(), {2, 3, 8}),
+                          rf::tensor_view<float, 3>(y.data(), {2, 3, 8}), small);
+          }) == expected);
+    rf::workspace none;
+    CHECK(error_message([&] {
+            model.forward(rf::tensor_view<const float, 3>(x.data(), {2, 3, 8}),
+                          rf::tensor_view<float, 3>(y.data(), {2, 3, 8}), none);
+          }).find("workspace: expected at least ") == 0);
+  }
+  SECTION("workspace requests") {
+    CHECK(error_message([&] { (void)model.make_workspace(0, 3); }) ==
+          "make_workspace: expected batch >= 1 and seq >= 1, found batch 0, seq 3");
+    CHECK(error_message([&] { rf::workspace w(64, 0); }) == "workspace: expected threads >= 1, found 0");
+  }
+  SECTION("attention output that overlaps its input") {
+    const rf::multi_head_attention<float> attention(p.layers()[0].attention, 8, 2, false);
+    auto attention_ws = attention.make_workspace(2, 3);
+    CHECK(error_message([&] {
+            attention.forward(rf::tensor_view<const float, 3>(x.data(), {2, 3, 8}),
+                              rf::tensor_view<float, 3>(x.data() + 4, {2, 3, 8}), attention_ws);
+          }) == "output: expected memory that does not overlap the input");
+  }
+}
