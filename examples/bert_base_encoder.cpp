@@ -87,16 +87,18 @@ int main(int argc, char** argv) try {
   }
   std::sort(ms.begin(), ms.end());
 
-  // Multiply-adds of one pass: projections and FFN (rows x (4d^2 + 2 d d_ff)),
-  // plus QK^T and AV (2 N^2 d per sequence).
-  const double macs = static_cast<double>(rows) * (4.0 * d * d + 2.0 * d * config.intermediate_size) +
-                      2.0 * opt.batch * static_cast<double>(opt.seq) * opt.seq * d;
+  // Multiply-adds of one pass, per layer: projections and FFN
+  // (rows x (4 d^2 + 2 d d_ff)) plus QK^T and AV (2 N^2 d per sequence).
+  const double macs_per_layer = static_cast<double>(rows) * (4.0 * d * d + 2.0 * d * config.intermediate_size) +
+                                2.0 * opt.batch * static_cast<double>(opt.seq) * opt.seq * d;
+  const double macs = macs_per_layer * static_cast<double>(config.num_hidden_layers);
   const double median = ms[ms.size() / 2];
   std::printf("reuseformer %s | BERT-base encoder (d=%td, H=%td, d_ff=%td, L=%td) | SIMD %s | float\n",
               rf::version, d, config.num_attention_heads, config.intermediate_size, config.num_hidden_layers,
               rf::simd::arch_name<rf::simd::default_arch>());
   std::printf("batch %td x seq %td, %d thread(s), %d timed runs\n", opt.batch, opt.seq, opt.threads, opt.repeat);
-  std::printf("time:   median %.2f ms (min %.2f, max %.2f), %.1f GFLOP/s\n", median, ms.front(), ms.back(),
+  std::printf("time:   median %.2f ms (min %.2f, max %.2f), %.2f ms per layer, %.1f GFLOP/s\n", median,
+              ms.front(), ms.back(), median / static_cast<double>(config.num_hidden_layers),
               2.0 * macs / (median * 1e6));
   std::printf("memory: parameters %.1f MiB, workspace %.2f MiB, input+output %.2f MiB, peak RSS %.1f MiB\n",
               static_cast<double>(model.parameter_bytes()) / (1 << 20),
