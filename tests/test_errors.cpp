@@ -116,7 +116,7 @@ TEST_CASE("weights of the wrong shape name the Hugging Face tensor", "[errors][w
           "encoder.layer.0.output.LayerNorm.bias: expected shape [8], found [4]");
   }
   SECTION("a standalone attention layer with heads not dividing d") {
-    CHECK(error_message([&] { rf::multi_head_attention<float> a(layers[0].attention, 8, 3, false); }) ==
+    CHECK(error_message([&] { rf::multi_head_attention<float> a(layers[0].attention, {.hidden_size = 8, .num_attention_heads = 3}); }) ==
           "num_attention_heads: expected a divisor of hidden_size 8, found 3");
   }
 }
@@ -172,7 +172,7 @@ TEST_CASE("bad forward inputs are rejected before any work", "[errors][forward]"
     CHECK(error_message([&] { rf::workspace w(64, 0); }) == "workspace: expected threads >= 1, found 0");
   }
   SECTION("attention output that overlaps its input") {
-    const rf::multi_head_attention<float> attention(p.layers()[0].attention, 8, 2, false);
+    const rf::multi_head_attention<float> attention(p.layers()[0].attention, {.hidden_size = 8, .num_attention_heads = 2});
     auto attention_ws = attention.make_workspace(2, 3);
     CHECK(error_message([&] {
             attention.forward(rf::tensor_view<const float, 3>(x.data(), {2, 3, 8}),

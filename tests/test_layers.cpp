@@ -79,7 +79,8 @@ TEMPLATE_TEST_CASE("multi_head_attention matches the double reference", "[attent
 
   const rf::encoder_config c = config_for(s);
   const model<T> m(c, 42);
-  const rf::multi_head_attention<T> attention(m.params.layers()[0].attention, s.hidden, s.heads, causal);
+  const rf::multi_head_attention<T> attention(m.params.layers()[0].attention,
+                                             {.hidden_size = s.hidden, .num_attention_heads = s.heads, .causal = causal});
   const std::vector<T> x = random_vector<T>(static_cast<std::size_t>(s.batch * s.seq * s.hidden), 7);
   std::vector<T> y(x.size());
   const std::vector<int> mask = masked ? padding_mask(s.batch, s.seq) : std::vector<int>{};
@@ -102,7 +103,7 @@ TEMPLATE_TEST_CASE("a query with no visible key gets a zero context", "[attentio
   const shape s{2, 4, 16, 2};
   const model<T> m(config_for(s), 3);
   const auto weights = m.params.layers()[0].attention;
-  const rf::multi_head_attention<T> attention(weights, s.hidden, s.heads, false);
+  const rf::multi_head_attention<T> attention(weights, {.hidden_size = s.hidden, .num_attention_heads = s.heads});
   const std::vector<T> x = random_vector<T>(2 * 4 * 16, 9);
   std::vector<T> y(x.size());
   const std::vector<std::int64_t> mask = {1, 1, 1, 0, 0, 0, 0, 0};

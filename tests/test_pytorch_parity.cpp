@@ -191,8 +191,10 @@ std::vector<T> run(const fixture& f, int threads, bool in_place = false) {
   } else if (kind == "attention") {
     REQUIRE_FALSE(in_place);  // not a residual module: output must not overlap input
     const reuseformer::multi_head_attention<T> attention(
-        weights.attention("encoder.layer.0."), meta_index(f, "hidden_size"),
-        meta_index(f, "num_attention_heads"), meta_bool(f, "causal"));
+        weights.attention("encoder.layer.0."),
+        {.hidden_size = meta_index(f, "hidden_size"),
+         .num_attention_heads = meta_index(f, "num_attention_heads"),
+         .causal = meta_bool(f, "causal")});
     auto ws = attention.make_workspace(s.batch, s.seq, threads);
     attention.forward(in_view, out_view, ws, mask);
   } else {

@@ -1,5 +1,6 @@
 #pragma once
-// A stack of L encoder layers applied in order to a [B, N, d] batch.
+// A stack of L encoder layers applied in order to a [B, N, d] batch, with the
+// reuse state (DESIGN §1.2) flowing from layer to layer.
 //
 //   reuseformer::encoder<float> model(config, layer_weights);
 //   auto ws = model.make_workspace(batch, seq, threads);    // once
@@ -9,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/layers/config.hpp"
@@ -23,45 +25,79 @@ class encoder : public detail::stream_module<encoder<T, Arch>, T> {
   static constexpr bool residual = true;
 
   // The layers view the tensors in `layers`; the caller keeps them alive.
-  // Throws reuseformer::error on an invalid config, a layer count other than
-  // config.num_hidden_layers, or a wrongly shaped tensor (named as
+  // Throws reuseformer::error on an invalid config (including its reuse
+  // schedule), a layer count other than config.num_hidden_layers, or a tensor
+  // of the wrong shape for the layer's schedule (named as
   // "encoder.layer.{i}.attention.self.query.weight" and so on).
   encoder(const encoder_config& config, const std::vector<encoder_layer_weights<T>>& layers)
-      : config_((config.validate(), config)) {
+      : config_((config.validate(), config)),
+        reuse_(config.reuse_schedule.empty() ? std::vector<index_t>(static_cast<std::size_t>(config.num_hidden_layers), 0)
+                                             : config.reuse_schedule,
+               config.num_attention_heads) {
     detail::require(static_cast<index_t>(layers.size()) == config.num_hidden_layers,
                     "num_hidden_layers: expected ", config.num_hidden_layers,
                     " layers of weights, found ", layers.size());
     layers_.reserve(layers.size());
     for (std::size_t i = 0; i < layers.size(); ++i)
-      layers_.emplace_back(config, layers[i], "encoder.layer." + std::to_string(i) + ".");
+      layers_.emplace_back(config, layers[i], static_cast<index_t>(i), "encoder.layer." + std::to_string(i) + ".");
   }
 
   [[nodiscard]] const encoder_config& config() const { return config_; }
   [[nodiscard]] index_t hidden_size() const { return config_.hidden_size; }
+  [[nodiscard]] index_t heads() const { return config_.num_attention_heads; }
+  [[nodiscard]] index_t attention_layers() const { return config_.num_hidden_layers; }
+  [[nodiscard]] index_t first_reused_heads() const { return 0; }  // layer 0 never reuses
+  [[nodiscard]] const std::vector<encoder_layer<T, Arch>>& layers() const { return layers_; }
+  [[nodiscard]] const attention::reuse_state_plan& reuse_plan() const { return reuse_; }
   [[nodiscard]] std::size_t parameter_bytes() const {
     std::size_t bytes = 0;
     for (const auto& layer : layers_) bytes += layer.parameter_bytes();
     return bytes;
   }
 
-  using layer_buffers = typename encoder_layer<T, Arch>::buffers;
+  // Bytes of the reuse state (part of workspace_bytes): reuse_plan().slots()
+  // heads of [B, N, N] probabilities, the most ever live at once.
+  [[nodiscard]] std::size_t reuse_state_bytes(index_t batch, index_t seq) const {
+    return static_cast<std::size_t>(reuse_.slots() * batch * seq * seq) * sizeof(T);
+  }
+
   struct buffers {
-    layer_buffers layer;  // layers run one after another and share the same temporaries
+    T* reuse_state;  // [slots, B, N, N]
+    arena layers;    // where each layer's temporaries start (layers run one at a time)
   };
 
   [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
-    // Every layer has the same shapes, so the first one's plan serves them all.
-    if (layers_.empty()) return {};
-    return {layers_.front().plan(a, batch, seq, threads)};
+    buffers b{a.take<T>(reuse_.slots() * batch * seq * seq), a};
+    for (const auto& layer : layers_) {  // layers differ (reuse), so the largest plan sets the size
+      const std::size_t start = a.mark();
+      static_cast<void>(layer.plan(a, batch, seq, threads));
+      a.release(start);
+    }
+    return b;
   }
 
-  void run(const T*, T* stream, index_t batch, index_t seq, const T* additive_mask,
-           const buffers& b, int threads) const {
-    for (const auto& layer : layers_) layer.run(stream, stream, batch, seq, additive_mask, b.layer, threads);
+  void run(const T*, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
+           int threads, const attention_io<T>& io) const {
+    arena a = b.layers;
+    const attention::probability_store<T> state{b.reuse_state, batch * seq * seq, seq * seq};
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const auto index = static_cast<index_t>(l);
+      attention::head_io<T> heads;
+      heads.reused = {state.base, state.slot_stride, state.batch_stride};
+      heads.reused_slots = reuse_.reads(index).data();
+      heads.kept = state;
+      heads.kept_slots = reuse_.keeps(index).data();
+      heads.attentions = io.attentions.empty() ? nullptr : io.attentions[l].data();
+      const std::size_t start = a.mark();
+      const auto layer_buffers = layers_[l].plan(a, batch, seq, threads);
+      layers_[l].execute(stream, batch, seq, additive_mask, layer_buffers, threads, heads);
+      a.release(start);
+    }
   }
 
  private:
   encoder_config config_;
+  attention::reuse_state_plan reuse_;
   std::vector<encoder_layer<T, Arch>> layers_;
 };
 

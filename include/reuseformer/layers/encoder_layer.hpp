@@ -20,7 +20,7 @@ namespace reuseformer {
 // Views of one layer's parameters, in Hugging Face BERT's structure.
 template <class T>
 struct encoder_layer_weights {
-  attention_weights<T> attention;         // attention.self.{query,key,value}, attention.output.dense
+  attention_weights<T> attention;         // attention.self.*, attention.output.dense
   layer_norm_weights<T> attention_norm;   // attention.output.LayerNorm (LN_1)
   feed_forward_weights<T> feed_forward;   // intermediate.dense, output.dense
   layer_norm_weights<T> output_norm;      // output.LayerNorm (LN_2)
@@ -31,21 +31,31 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Arch>, T> {
  public:
   static constexpr bool residual = true;
 
-  // Throws reuseformer::error on an invalid config or a wrongly shaped tensor;
-  // `prefix` (e.g. "encoder.layer.3.") names the tensors in messages.
-  encoder_layer(const encoder_config& config, const encoder_layer_weights<T>& w,
+  // Layer `index` of an encoder configured by `config` (its reuse count is
+  // config.reused_heads(index)). Throws reuseformer::error on an invalid config
+  // or a wrongly shaped tensor; `prefix` (e.g. "encoder.layer.3.") names the
+  // tensors in messages.
+  encoder_layer(const encoder_config& config, const encoder_layer_weights<T>& w, index_t index = 0,
                 std::string_view prefix = "")
       : norm_((config.validate(), config.norm)),
-        attention_(w.attention, config.hidden_size, config.num_attention_heads, config.causal,
-                   std::string(prefix) + "attention."),
+        attention_(w.attention, attention_options_for(config, index), std::string(prefix) + "attention."),
         attention_norm_(w.attention_norm, config.hidden_size, config.layer_norm_eps,
                         std::string(prefix) + "attention.output.LayerNorm"),
-        feed_forward_(w.feed_forward, config.hidden_size, config.intermediate_size,
-                      config.hidden_act, prefix),
+        feed_forward_(w.feed_forward, config.hidden_size, config.intermediate_size, config.hidden_act, prefix),
         output_norm_(w.output_norm, config.hidden_size, config.layer_norm_eps,
                      std::string(prefix) + "output.LayerNorm") {}
 
+  // The attention options of layer `index` of an encoder.
+  [[nodiscard]] static attention_options attention_options_for(const encoder_config& c, index_t index) {
+    return {c.hidden_size, c.num_attention_heads, c.causal, c.reused_heads(index),
+            c.use_relative_pe ? c.pe_max_seq_length : 0};
+  }
+
   [[nodiscard]] index_t hidden_size() const { return attention_.hidden_size(); }
+  [[nodiscard]] index_t heads() const { return attention_.heads(); }
+  [[nodiscard]] index_t attention_layers() const { return 1; }
+  [[nodiscard]] index_t first_reused_heads() const { return attention_.reused_heads(); }
+  [[nodiscard]] const multi_head_attention<T, Arch>& attention() const { return attention_; }
   [[nodiscard]] std::size_t parameter_bytes() const {
     return attention_.parameter_bytes() + attention_norm_.parameter_bytes() +
            feed_forward_.parameter_bytes() + output_norm_.parameter_bytes();
@@ -70,18 +80,24 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Arch>, T> {
     return b;
   }
 
-  // Updates the residual stream [B*N, d] in place (x is the stream itself).
-  void run(const T*, T* stream, index_t batch, index_t seq, const T* additive_mask,
-           const buffers& b, int threads) const {
+  // A standalone call: io.reused holds the heads to reuse.
+  void run(const T*, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
+           int threads, const attention_io<T>& io) const {
+    execute(stream, batch, seq, additive_mask, b, threads, detail::standalone_heads(io, seq));
+  }
+
+  // Updates the residual stream [B*N, d] in place; `heads` as for the attention.
+  void execute(T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b, int threads,
+               const attention::head_io<T>& heads) const {
     const index_t rows = batch * seq;
     if (norm_ == norm_placement::post) {
-      attention_.run(stream, stream, batch, seq, additive_mask, b.attention, threads);
+      attention_.execute(stream, stream, batch, seq, additive_mask, b.attention, threads, heads);
       attention_norm_.forward(stream, stream, rows, threads);
       feed_forward_.run(stream, stream, rows, b.feed_forward, threads);
       output_norm_.forward(stream, stream, rows, threads);
     } else {
       attention_norm_.forward(stream, b.normed, rows, threads);
-      attention_.run(b.normed, stream, batch, seq, additive_mask, b.attention, threads);
+      attention_.execute(b.normed, stream, batch, seq, additive_mask, b.attention, threads, heads);
       output_norm_.forward(stream, b.normed, rows, threads);
       feed_forward_.run(b.normed, stream, rows, b.feed_forward, threads);
     }

@@ -1,5 +1,6 @@
 #pragma once
-// Owned storage for every parameter of an encoder, laid out in one buffer.
+// Owned storage for every parameter of an encoder (for its reuse schedule and
+// relative-position option), laid out in one buffer.
 //
 // Layers only view parameters; something has to own them. This container does,
 // for weights the program creates itself (random initialisation for benchmarks
@@ -27,7 +28,9 @@ class encoder_parameters {
   // Allocates (zeroed) parameters for `config`. Throws reuseformer::error on an
   // invalid config.
   explicit encoder_parameters(const encoder_config& config) : config_((config.validate(), config)) {
-    values_.resize(static_cast<std::size_t>(layer_elements() * config_.num_hidden_layers));
+    index_t total = 0;
+    for (index_t l = 0; l < config_.num_hidden_layers; ++l) total += layer_elements(l);
+    values_.resize(static_cast<std::size_t>(total));
   }
 
   [[nodiscard]] const encoder_config& config() const { return config_; }
@@ -37,29 +40,36 @@ class encoder_parameters {
   [[nodiscard]] std::span<const T> values() const { return values_; }
 
   // Views for encoder<T>; valid while this object lives and is not moved from.
+  // Layer l's query and key have (H - K_l) * dh rows (none when K_l = H), and
+  // with use_relative_pe it has a [H - K_l, 2P - 1] relative-position table.
   [[nodiscard]] std::vector<encoder_layer_weights<T>> layers() const {
     std::vector<encoder_layer_weights<T>> out;
     const T* cursor = values_.data();
-    const auto take = [&](index_t rows, index_t cols) {
-      const T* start = cursor;
-      cursor += rows * cols;
+    const auto take = [&](index_t count) {
+      const T* start = count > 0 ? cursor : nullptr;
+      cursor += count;
       return start;
     };
     const auto linear = [&](index_t out_features, index_t in_features) {
-      const T* w = take(out_features, in_features);
-      return linear_weights<T>{{w, {out_features, in_features}}, {take(out_features, 1), {out_features}}};
+      const T* w = take(out_features * in_features);
+      return linear_weights<T>{{w, {out_features, in_features}}, {take(out_features), {out_features}}};
     };
     const index_t d = config_.hidden_size, d_ff = config_.intermediate_size;
     const auto norm = [&] {
-      const T* w = take(d, 1);
-      return layer_norm_weights<T>{{w, {d}}, {take(d, 1), {d}}};
+      const T* w = take(d);
+      return layer_norm_weights<T>{{w, {d}}, {take(d), {d}}};
     };
     for (index_t l = 0; l < config_.num_hidden_layers; ++l) {
+      const index_t fresh = fresh_heads(l);
       encoder_layer_weights<T> layer;
-      layer.attention.query = linear(d, d);
-      layer.attention.key = linear(d, d);
+      layer.attention.query = linear(fresh * config_.head_dim(), d);
+      layer.attention.key = linear(fresh * config_.head_dim(), d);
       layer.attention.value = linear(d, d);
       layer.attention.output = linear(d, d);
+      if (config_.use_relative_pe && fresh > 0) {
+        const index_t span = 2 * config_.pe_max_seq_length - 1;
+        layer.attention.relative_position = {take(fresh * span), {fresh, span}};
+      }
       layer.attention_norm = norm();
       layer.feed_forward.intermediate = linear(d_ff, d);
       layer.feed_forward.output = linear(d, d_ff);
@@ -99,9 +109,15 @@ class encoder_parameters {
   }
 
  private:
-  [[nodiscard]] index_t layer_elements() const {
+  [[nodiscard]] index_t fresh_heads(index_t l) const {
+    return config_.num_attention_heads - config_.reused_heads(l);
+  }
+  // Must match the walk in layers(); a test checks the two agree.
+  [[nodiscard]] index_t layer_elements(index_t l) const {
     const index_t d = config_.hidden_size, d_ff = config_.intermediate_size;
-    return 4 * (d * d + d) + 2 * (2 * d) + (d_ff * d + d_ff) + (d * d_ff + d);
+    const index_t qk = fresh_heads(l) * config_.head_dim();
+    const index_t relative = config_.use_relative_pe ? fresh_heads(l) * (2 * config_.pe_max_seq_length - 1) : 0;
+    return 2 * (qk * d + qk) + 2 * (d * d + d) + relative + 2 * (2 * d) + (d_ff * d + d_ff) + (d * d_ff + d);
   }
 
   encoder_config config_;

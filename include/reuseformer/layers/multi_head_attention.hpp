@@ -1,14 +1,18 @@
 #pragma once
-// Standard multi-head self-attention (DESIGN §1.1), BERT's `attention.self` plus
-// `attention.output.dense`:
-//   Q = X W_Qᵀ + b_Q,  K = X W_Kᵀ + b_K,  V = X W_Vᵀ + b_V
-//   C_h = softmax(Q_h K_hᵀ / sqrt(dh) + M) V_h,   out = concat_h(C_h) W_Oᵀ + b_O
+// Multi-head self-attention (DESIGN §1.1), BERT's `attention.self` plus
+// `attention.output.dense`, with optional score reuse (§1.2):
+//   Q = X W_Qᵀ + b_Q, K = X W_Kᵀ + b_K   (fresh heads only: (H - K_l)*dh rows)
+//   V = X W_Vᵀ + b_V                     (all H heads)
+//   A_h = softmax(Q_h K_hᵀ / sqrt(dh) + R_h + M)  for fresh heads h < H - K_l,
+//   A_h = S^{l-1}[h - (H - K_l)]                  for reused heads,
+//   out = concat_h(A_h V_h) W_Oᵀ + b_O
 
 #include <cmath>
 #include <cstddef>
 #include <string>
 #include <string_view>
 
+#include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/attention/scaled_dot_product.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/workspace.hpp"
@@ -18,10 +22,24 @@
 
 namespace reuseformer {
 
-// Views of the four projections, each torch.nn.Linear(d, d) ([d, d] weight, [d] bias).
+// Views of the attention parameters, Hugging Face names in comments.
 template <class T>
 struct attention_weights {
-  linear_weights<T> query, key, value, output;
+  linear_weights<T> query;   // attention.self.query: [(H - K)*dh, d], [(H - K)*dh]; empty when K = H
+  linear_weights<T> key;     // attention.self.key: same shapes as query
+  linear_weights<T> value;   // attention.self.value: [d, d], [d]
+  linear_weights<T> output;  // attention.output.dense: [d, d], [d]
+  // attention.self.relative_position_embeddings: [H - K, 2P - 1], only with
+  // relative_position_bias (TF use_relative_pe).
+  matrix_view<const T> relative_position{};
+};
+
+struct attention_options {
+  index_t hidden_size = 768;         // d
+  index_t num_attention_heads = 12;  // H, divides d
+  bool causal = false;
+  index_t reused_heads = 0;          // K in [0, H]: heads taken from the previous layer
+  index_t relative_position = 0;     // P > 0: relative-position bias table of 2P - 1 entries per fresh head
 };
 
 namespace detail {
@@ -30,6 +48,14 @@ inline void require_heads(index_t hidden, index_t heads) {
   require(heads >= 1, "num_attention_heads: expected >= 1, found ", heads);
   require(hidden % heads == 0, "num_attention_heads: expected a divisor of hidden_size ", hidden,
           ", found ", heads);
+}
+
+inline const attention_options& validated(const attention_options& o) {
+  require_heads(o.hidden_size, o.num_attention_heads);
+  require(o.reused_heads >= 0 && o.reused_heads <= o.num_attention_heads,
+          "reused heads: expected a head count in [0, ", o.num_attention_heads, "], found ", o.reused_heads);
+  require(o.relative_position >= 0, "pe_max_seq_length: expected >= 1, found ", o.relative_position);
+  return o;
 }
 }  // namespace detail
 
@@ -40,70 +66,97 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
 
   // `prefix` names the tensors in error messages, Hugging Face style: a tensor is
   // prefix + "self.query.weight", prefix + "output.dense.bias", ...
-  // Throws reuseformer::error when heads does not divide hidden or a tensor has
-  // the wrong shape.
-  multi_head_attention(const attention_weights<T>& w, index_t hidden, index_t heads, bool causal,
+  // Throws reuseformer::error for invalid options or a tensor of the wrong shape
+  // for them (query/key rows follow the fresh head count).
+  multi_head_attention(const attention_weights<T>& w, const attention_options& options,
                        std::string_view prefix = "attention.")
-      : heads_((detail::require_heads(hidden, heads), heads)),
-        causal_(causal),
-        query_(w.query, hidden, hidden, std::string(prefix) + "self.query"),
-        key_(w.key, hidden, hidden, std::string(prefix) + "self.key"),
-        value_(w.value, hidden, hidden, std::string(prefix) + "self.value"),
-        output_(w.output, hidden, hidden, std::string(prefix) + "output.dense") {}
+      : options_(detail::validated(options)),
+        query_(w.query, options.hidden_size, fresh_width(), std::string(prefix) + "self.query"),
+        key_(w.key, options.hidden_size, fresh_width(), std::string(prefix) + "self.key"),
+        value_(w.value, options.hidden_size, options.hidden_size, std::string(prefix) + "self.value"),
+        output_(w.output, options.hidden_size, options.hidden_size, std::string(prefix) + "output.dense"),
+        relative_position_(w.relative_position) {
+    const std::string table = std::string(prefix) + "self.relative_position_embeddings";
+    if (options.relative_position > 0 && fresh_heads() > 0)
+      detail::require_shape(relative_position_, {fresh_heads(), 2 * options.relative_position - 1}, table);
+    else
+      detail::require(relative_position_.data() == nullptr, table, ": expected no tensor (",
+                      options.relative_position > 0 ? "no fresh heads" : "no relative-position bias",
+                      "), found shape ", detail::format_shape(relative_position_.shape()));
+  }
 
-  [[nodiscard]] index_t hidden_size() const { return query_.in_features(); }
-  [[nodiscard]] index_t heads() const { return heads_; }
+  [[nodiscard]] index_t hidden_size() const { return options_.hidden_size; }
+  [[nodiscard]] index_t heads() const { return options_.num_attention_heads; }
+  [[nodiscard]] index_t reused_heads() const { return options_.reused_heads; }
+  [[nodiscard]] index_t fresh_heads() const { return heads() - reused_heads(); }
+  [[nodiscard]] index_t attention_layers() const { return 1; }
+  [[nodiscard]] index_t first_reused_heads() const { return reused_heads(); }
   [[nodiscard]] std::size_t parameter_bytes() const {
     return query_.parameter_bytes() + key_.parameter_bytes() + value_.parameter_bytes() +
-           output_.parameter_bytes();
+           output_.parameter_bytes() + static_cast<std::size_t>(relative_position_.size()) * sizeof(T);
   }
 
   struct buffers {
-    T *q, *k, *v, *context;  // each [B*N, d]
+    T *q, *k;         // [B*N, (H - K)*dh] each
+    T *v, *context;   // [B*N, d] each
     detail::thread_scratch<T> scratch;
   };
 
   [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
     const index_t rows = batch * seq, d = hidden_size();
-    buffers b{a.take<T>(rows * d), a.take<T>(rows * d), a.take<T>(rows * d), a.take<T>(rows * d),
-              {}};
-    const index_t linear_scratch = query_.scratch_elements(rows, threads);
+    buffers b{a.take<T>(rows * fresh_width()), a.take<T>(rows * fresh_width()), a.take<T>(rows * d),
+              a.take<T>(rows * d), {}};
+    const index_t linear_scratch = std::max(value_.scratch_elements(rows, threads),
+                                            query_.scratch_elements(rows, threads));
     const index_t core_scratch = attention::scratch_elements<T>(problem(batch, seq));
     b.scratch = detail::thread_scratch<T>::take(a, std::max(linear_scratch, core_scratch), threads);
     return b;
   }
 
+  // stream += Attention(x) for a standalone call (io.reused holds the heads to reuse).
+  void run(const T* x, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
+           int threads, const attention_io<T>& io) const {
+    execute(x, stream, batch, seq, additive_mask, b, threads, detail::standalone_heads(io, seq));
+  }
+
   // stream += Attention(x). Shapes: x, stream [B*N, d]; x may equal stream.
-  void run(const T* x, T* stream, index_t batch, index_t seq, const T* additive_mask,
-           const buffers& b, int threads) const {
-    const index_t rows = batch * seq, d = hidden_size();
+  // `heads` says where reused heads come from and fresh heads go (its q, k are
+  // filled in here).
+  void execute(const T* x, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
+               int threads, attention::head_io<T> heads) const {
+    const index_t rows = batch * seq, d = hidden_size(), width = fresh_width();
     const gemm::matrix<const T> in{x, rows, d, d};
-    const auto project = [&](const linear<T, Arch>& layer, T* out) {
-      layer.forward(in, gemm::matrix<T>{out, rows, d, d}, gemm::update::overwrite, threads,
+    const auto project = [&](const linear<T, Arch>& layer, T* out, index_t cols) {
+      layer.forward(in, gemm::matrix<T>{out, rows, cols, cols}, gemm::update::overwrite, threads,
                     b.scratch.data, b.scratch.stride);
     };
-    project(query_, b.q);
-    project(key_, b.k);
-    project(value_, b.v);
-    const T scale = T(1) / std::sqrt(static_cast<T>(d / heads_));
-    attention::scaled_dot_product<Arch, T>(
-        problem(batch, seq), scale, gemm::matrix<const T>{b.q, rows, d, d},
-        gemm::matrix<const T>{b.k, rows, d, d}, gemm::matrix<const T>{b.v, rows, d, d},
-        gemm::matrix<T>{b.context, rows, d, d}, additive_mask, threads, b.scratch.data,
-        b.scratch.stride);
+    if (width > 0) {  // full reuse (K = H) has no query or key
+      project(query_, b.q, width);
+      project(key_, b.k, width);
+    }
+    project(value_, b.v, d);
+    heads.q = {b.q, rows, width, width};
+    heads.k = {b.k, rows, width, width};
+    heads.relative_bias = relative_position_.data();
+    heads.relative_span = relative_position_.extent(1);
+    const T scale = T(1) / std::sqrt(static_cast<T>(d / this->heads()));
+    attention::scaled_dot_product<Arch, T>(problem(batch, seq), scale, heads, gemm::matrix<const T>{b.v, rows, d, d},
+                                           gemm::matrix<T>{b.context, rows, d, d}, additive_mask, threads,
+                                           b.scratch.data, b.scratch.stride);
     // Residual add (for encoder layers) comes free: the product accumulates into stream.
     output_.forward(gemm::matrix<const T>{b.context, rows, d, d}, gemm::matrix<T>{stream, rows, d, d},
                     gemm::update::accumulate, threads, b.scratch.data, b.scratch.stride);
   }
 
  private:
+  [[nodiscard]] index_t fresh_width() const { return fresh_heads() * (hidden_size() / heads()); }
   [[nodiscard]] attention::problem problem(index_t batch, index_t seq) const {
-    return {batch, seq, heads_, hidden_size() / heads_, causal_};
+    return {batch, seq, heads(), hidden_size() / heads(), options_.causal, fresh_heads()};
   }
 
-  index_t heads_;
-  bool causal_;
+  attention_options options_;
   linear<T, Arch> query_, key_, value_, output_;
+  matrix_view<const T> relative_position_;
 };
 
 }  // namespace reuseformer

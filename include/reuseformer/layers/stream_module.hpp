@@ -5,10 +5,12 @@
 // A module (attention, an encoder layer, the encoder) maps a [B, N, d] tensor to a
 // [B, N, d] tensor and provides, as a CRTP derived class:
 //   static constexpr bool residual;   // output = input + f(input)  (else output = f(input))
-//   index_t hidden_size() const;
+//   index_t hidden_size() const, heads() const;
+//   index_t attention_layers() const;    // attention layers inside (1 or L)
+//   index_t first_reused_heads() const;  // K of the first attention layer
 //   buffers plan(arena&, index_t batch, index_t seq, int threads) const;
-//   void run(const T* x, T* stream, index_t batch, index_t seq,
-//            const T* additive_mask, const buffers&, int threads) const;
+//   void run(const T* x, T* stream, index_t batch, index_t seq, const T* additive_mask,
+//            const buffers&, int threads, const attention_io<T>&) const;
 // run() adds f(x) to `stream`, a [B*N, d] row-major matrix; for residual modules
 // x is the stream itself.
 // This base derives the public interface from them, so that the byte count
@@ -19,13 +21,44 @@
 #include <functional>
 #include <utility>
 
+#include <span>
+
 #include "reuseformer/attention/attention_mask.hpp"
+#include "reuseformer/attention/scaled_dot_product.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/core/workspace.hpp"
 
+namespace reuseformer {
+
+// Attention probabilities in and out of a forward pass.
+template <class T>
+struct attention_io {
+  // The heads to reuse, [B, K, N, N], when the module's first attention layer
+  // reuses K > 0 heads and no earlier layer of the same call provides them (a
+  // standalone attention or encoder layer). Must be empty otherwise.
+  tensor_view<const T, 4> reused{};
+  // Empty, or one [B, H, N, N] view per attention layer: filled with the
+  // probability stack each layer used (fresh heads first, then reused heads).
+  // Off by default: it costs B*H*N*N values per layer.
+  std::span<const tensor_view<T, 4>> attentions{};
+};
+
+}  // namespace reuseformer
+
 namespace reuseformer::detail {
+
+// The head_io of a standalone attention layer: reused heads read from the
+// caller's [B, K, N, N] tensor, nothing kept for a later layer.
+template <class T>
+attention::head_io<T> standalone_heads(const attention_io<T>& io, index_t seq) {
+  attention::head_io<T> heads;
+  const index_t reused = io.reused.empty() ? 0 : io.reused.extent(1);
+  heads.reused = {io.reused.data(), seq * seq, reused * seq * seq};
+  heads.attentions = io.attentions.empty() ? nullptr : io.attentions.front().data();
+  return heads;
+}
 
 template <class Derived, class T>
 class stream_module {
@@ -53,14 +86,28 @@ class stream_module {
   // Throws reuseformer::error on a wrong shape, B or N < 1, a mask of the wrong
   // shape or with values other than 0/1, or a workspace smaller than
   // workspace_bytes(B, N, ws.threads()). Allocates no memory.
+  // `io` optionally supplies reused heads and receives every layer's attention
+  // probabilities (see attention_io); its views are checked like the others.
   void forward(tensor_view<const T, 3> input, tensor_view<T, 3> output, workspace& ws,
-               const attention_mask& mask = {}) const {
+               const attention_mask& mask = {}, const attention_io<T>& io = {}) const {
     const Derived& self = static_cast<const Derived&>(*this);
     const index_t batch = input.extent(0), seq = input.extent(1), d = self.hidden_size();
     require(batch >= 1, "input: expected batch size >= 1, found ", batch);
     require(seq >= 1, "input: expected sequence length >= 1, found ", seq);
     require_shape(input, {batch, seq, d}, "input");
     require_shape(output, {batch, seq, d}, "output");
+    const index_t reused = self.first_reused_heads(), heads = self.heads();
+    if (reused > 0)
+      require_shape(io.reused, {batch, reused, seq, seq}, "reused attention probabilities");
+    else if (!io.reused.empty())
+      throw error(concat("reused attention probabilities: expected none (the first layer reuses no head), found shape ",
+                         format_shape(io.reused.shape())));
+    if (!io.attentions.empty()) {
+      require(static_cast<index_t>(io.attentions.size()) == self.attention_layers(), "attentions: expected ",
+              self.attention_layers(), " views (one per attention layer), found ", io.attentions.size());
+      for (const tensor_view<T, 4>& layer : io.attentions)
+        require_shape(layer, {batch, heads, seq, seq}, "attentions");
+    }
     const std::size_t needed = workspace_bytes(batch, seq, ws.threads());
     require(ws.size_bytes() >= needed, "workspace: expected at least ", needed,
             " bytes for batch ", batch, ", seq ", seq, ", threads ", ws.threads(), ", found ",
@@ -86,7 +133,7 @@ class stream_module {
       mask.to_additive(batch, seq, additive);
       mask_values = additive;
     }
-    self.run(Derived::residual ? out : in, out, batch, seq, mask_values, buffers, ws.threads());
+    self.run(Derived::residual ? out : in, out, batch, seq, mask_values, buffers, ws.threads(), io);
   }
 
  private:
