@@ -180,3 +180,105 @@ TEST_CASE("bad forward inputs are rejected before any work", "[errors][forward]"
           }) == "output: expected memory that does not overlap the input");
   }
 }
+
+TEST_CASE("invalid reuse schedules are rejected with the offending entry", "[errors][reuse]") {
+  rf::encoder_config c = small_config();  // H = 2, 2 layers
+  SECTION("wrong length") {
+    c.reuse_schedule = {0, 1, 1};
+    CHECK(error_message([&] { c.validate(); }) == "reuse_schedule: expected 2 entries (one per layer), found 3");
+  }
+  SECTION("layer 0 reusing") {
+    c.reuse_schedule = {1, 0};
+    CHECK(error_message([&] { c.validate(); }) ==
+          "reuse_schedule[0]: expected 0 (layer 0 has no earlier layer to reuse from), found 1");
+  }
+  SECTION("negative and too many heads") {
+    c.reuse_schedule = {0, -1};
+    CHECK(error_message([&] { c.validate(); }) == "reuse_schedule[1]: expected a head count in [0, 2], found -1");
+    c.reuse_schedule = {0, 3};
+    CHECK(error_message([&] { c.validate(); }) == "reuse_schedule[1]: expected a head count in [0, 2], found 3");
+  }
+  SECTION("TF's two-number form") {
+    CHECK(error_message([] { (void)rf::reference_reuse_schedule(-2, 6, 12, 12); }) ==
+          "reuse_attention: expected -1 (all heads) or a head count in [0, 12], found -2");
+    CHECK(error_message([] { (void)rf::reference_reuse_schedule(13, 6, 12, 12); }) ==
+          "reuse_attention: expected -1 (all heads) or a head count in [0, 12], found 13");
+    CHECK(error_message([] { (void)rf::reference_reuse_schedule(3, -1, 12, 12); }) ==
+          "max_reuse_layer_idx: expected >= 0, found -1");
+  }
+  SECTION("relative positions need a positive table size") {
+    c.use_relative_pe = true;
+    c.pe_max_seq_length = 0;
+    CHECK(error_message([&] { c.validate(); }) == "pe_max_seq_length: expected >= 1, found 0");
+  }
+  SECTION("a standalone attention reusing more heads than it has") {
+    rf::encoder_parameters<float> p(small_config());
+    CHECK(error_message([&] {
+            rf::multi_head_attention<float> a(p.layers()[0].attention,
+                                              {.hidden_size = 8, .num_attention_heads = 2, .reused_heads = 3});
+          }) == "reused heads: expected a head count in [0, 2], found 3");
+  }
+}
+
+TEST_CASE("weights that do not fit the reuse schedule name the tensor", "[errors][reuse]") {
+  rf::encoder_config c = small_config();  // d = 8, H = 2, dh = 4
+  rf::encoder_parameters<float> full_size(c);  // no reuse: [8, 8] query/key everywhere
+  c.reuse_schedule = {0, 1};
+  SECTION("a full-size query where one head is reused") {
+    CHECK(error_message([&] { rf::encoder<float> e(c, full_size.layers()); }) ==
+          "encoder.layer.1.attention.self.query.weight: expected shape [4, 8], found [8, 8]");
+  }
+  SECTION("a key under full reuse") {
+    c.reuse_schedule = {0, 2};
+    rf::encoder_parameters<float> p(c);
+    auto layers = p.layers();
+    layers[1].attention.key = full_size.layers()[1].attention.key;
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "encoder.layer.1.attention.self.key.weight: expected shape [0, 8], found [8, 8]");
+  }
+  SECTION("relative-position tables: missing, unexpected, wrong shape") {
+    c.use_relative_pe = true;
+    c.pe_max_seq_length = 3;
+    rf::encoder_parameters<float> p(c);
+    auto layers = p.layers();
+    CHECK(layers[1].attention.relative_position.shape() == std::array<rf::index_t, 2>{1, 5});
+    layers[1].attention.relative_position = {};
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "encoder.layer.1.attention.self.relative_position_embeddings: expected shape [1, 5], found [0, 0]");
+    layers[1].attention.relative_position = {p.values().data(), {1, 7}};
+    CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
+          "encoder.layer.1.attention.self.relative_position_embeddings: expected shape [1, 5], found [1, 7]");
+    c.use_relative_pe = false;
+    CHECK(error_message([&] { rf::encoder<float> e(c, p.layers()); }).find(
+              "encoder.layer.0.attention.self.relative_position_embeddings: expected no tensor (no relative-position bias), found shape [2, 5]") == 0);
+  }
+}
+
+TEST_CASE("reused and returned probabilities of the wrong shape", "[errors][reuse]") {
+  rf::encoder_config c = small_config();
+  c.reuse_schedule = {0, 1};
+  rf::encoder_parameters<float> p(c);
+  const rf::multi_head_attention<float> reuse_one(p.layers()[1].attention,
+                                                  {.hidden_size = 8, .num_attention_heads = 2, .reused_heads = 1});
+  const rf::encoder<float> model(c, p.layers());
+  std::vector<float> x(2 * 3 * 8), y(x.size()), probabilities(2 * 2 * 3 * 3);
+  auto ws = model.make_workspace(2, 3);
+  auto attention_ws = reuse_one.make_workspace(2, 3);
+  const rf::tensor_view<const float, 3> in(x.data(), {2, 3, 8});
+  const rf::tensor_view<float, 3> out(y.data(), {2, 3, 8});
+
+  CHECK(error_message([&] { reuse_one.forward(in, out, attention_ws); }) ==
+        "reused attention probabilities: expected shape [2, 1, 3, 3], found [0, 0, 0, 0]");
+  CHECK(error_message([&] {
+          reuse_one.forward(in, out, attention_ws, {}, {.reused = rf::tensor_view<const float, 4>(probabilities.data(), {2, 2, 3, 3})});
+        }) == "reused attention probabilities: expected shape [2, 1, 3, 3], found [2, 2, 3, 3]");
+  CHECK(error_message([&] {
+          model.forward(in, out, ws, {}, {.reused = rf::tensor_view<const float, 4>(probabilities.data(), {2, 1, 3, 3})});
+        }) == "reused attention probabilities: expected none (the first layer reuses no head), found shape [2, 1, 3, 3]");
+  const rf::tensor_view<float, 4> one(probabilities.data(), {2, 2, 3, 3});
+  CHECK(error_message([&] { model.forward(in, out, ws, {}, {.attentions = std::span(&one, 1)}); }) ==
+        "attentions: expected 2 views (one per attention layer), found 1");
+  const std::vector<rf::tensor_view<float, 4>> wrong = {one, rf::tensor_view<float, 4>(probabilities.data(), {2, 2, 3, 2})};
+  CHECK(error_message([&] { model.forward(in, out, ws, {}, {.attentions = wrong}); }) ==
+        "attentions: expected shape [2, 2, 3, 3], found [2, 2, 3, 2]");
+}

@@ -25,6 +25,8 @@
 #include <reuseformer/layers/encoder_layer.hpp>
 #include <reuseformer/layers/multi_head_attention.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include "support/compare.hpp"
 #include "support/fixture.hpp"
 
@@ -91,10 +93,16 @@ class weight_store {
   reuseformer::layer_norm_weights<T> layer_norm(const std::string& name) {
     return {vector(name + ".weight"), vector(name + ".bias")};
   }
-  // prefix: "encoder.layer.{i}."
+  // prefix: "encoder.layer.{i}.". Reuse layers have short query/key tensors, or
+  // none under full reuse; the relative-position table exists only with use_relative_pe.
   reuseformer::attention_weights<T> attention(const std::string& prefix) {
-    return {linear(prefix + "attention.self.query"), linear(prefix + "attention.self.key"),
-            linear(prefix + "attention.self.value"), linear(prefix + "attention.output.dense")};
+    const auto optional_linear = [&](const std::string& name) {
+      return f_.has(name + ".weight") ? linear(name) : reuseformer::linear_weights<T>{};
+    };
+    const std::string table = prefix + "attention.self.relative_position_embeddings";
+    return {optional_linear(prefix + "attention.self.query"), optional_linear(prefix + "attention.self.key"),
+            linear(prefix + "attention.self.value"), linear(prefix + "attention.output.dense"),
+            f_.has(table) ? matrix(table) : reuseformer::matrix_view<const T>{}};
   }
   reuseformer::encoder_layer_weights<T> layer(const std::string& prefix) {
     return {attention(prefix), layer_norm(prefix + "attention.output.LayerNorm"),
@@ -143,6 +151,16 @@ reuseformer::encoder_config config_of(const fixture& f) {
   c.norm = meta_bool(f, "norm_first") ? reuseformer::norm_placement::pre
                                       : reuseformer::norm_placement::post;
   c.causal = meta_bool(f, "causal");
+  if (f.has_meta("reuse_schedule")) {
+    c.reuse_schedule = nlohmann::json::parse(f.meta("reuse_schedule")).get<std::vector<index_t>>();
+    if (f.has_meta("reuse_attention"))  // built from TF's two-number form: ours must agree
+      CHECK(reuseformer::reference_reuse_schedule(meta_index(f, "reuse_attention"), meta_index(f, "max_reuse_layer_idx"),
+                                                  c.num_attention_heads, c.num_hidden_layers) == c.reuse_schedule);
+  }
+  if (f.has_meta("use_relative_pe")) {
+    c.use_relative_pe = meta_bool(f, "use_relative_pe");
+    c.pe_max_seq_length = meta_index(f, "pe_max_seq_length");
+  }
   return c;
 }
 
@@ -160,8 +178,10 @@ batch_shape shape_of(const fixture& f) {
 
 // Runs the fixture's module on its hidden_states and returns the output [B, N, d].
 // in_place: the encoder's output view is its input view (allowed for residual modules).
+// stacks: when given, receives every layer's attention probabilities [B, H, N, N].
 template <class T>
-std::vector<T> run(const fixture& f, int threads, bool in_place = false) {
+std::vector<T> run(const fixture& f, int threads, bool in_place = false,
+                   std::vector<std::vector<T>>* stacks = nullptr) {
   const batch_shape s = shape_of(f);
   const std::vector<T> input = convert<T>(f.f32("hidden_states"));
   std::vector<T> output = in_place ? input : std::vector<T>(input.size());
@@ -179,15 +199,22 @@ std::vector<T> run(const fixture& f, int threads, bool in_place = false) {
 
   weight_store<T> weights(f);
   const std::string kind = f.meta("kind");
-  if (kind == "encoder") {
+  if (kind == "encoder" || kind == "reuse_encoder") {
     const reuseformer::encoder_config config = config_of(f);
     REQUIRE(config.hidden_size == s.hidden);
     std::vector<reuseformer::encoder_layer_weights<T>> layers;
     for (index_t i = 0; i < config.num_hidden_layers; ++i)
       layers.push_back(weights.layer("encoder.layer." + std::to_string(i) + "."));
     const reuseformer::encoder<T> model(config, layers);
+    std::vector<reuseformer::tensor_view<T, 4>> views;
+    if (stacks) {
+      const index_t h = config.num_attention_heads;
+      stacks->assign(static_cast<std::size_t>(config.num_hidden_layers),
+                     std::vector<T>(static_cast<std::size_t>(s.batch * h * s.seq * s.seq)));
+      for (auto& stack : *stacks) views.emplace_back(stack.data(), std::array<index_t, 4>{s.batch, h, s.seq, s.seq});
+    }
     auto ws = model.make_workspace(s.batch, s.seq, threads);
-    model.forward(in_view, out_view, ws, mask);
+    model.forward(in_view, out_view, ws, mask, {.attentions = views});
   } else if (kind == "attention") {
     REQUIRE_FALSE(in_place);  // not a residual module: output must not overlap input
     const reuseformer::multi_head_attention<T> attention(
@@ -224,14 +251,21 @@ void check_parity(const std::string& name) {
   const double abs = std::is_same_v<T, float> ? float_abs : double_abs;
   INFO("fixture " << name << ", " << (std::is_same_v<T, float> ? "float" : "double"));
 
+  const bool reuse = f.meta("kind") == "reuse_encoder";
   for (const int threads : {1, 2}) {
     INFO("threads " << threads);
-    const std::vector<T> actual = run<T>(f, threads);
+    std::vector<std::vector<T>> stacks;
+    const std::vector<T> actual = run<T>(f, threads, false, reuse ? &stacks : nullptr);
     INFO(error_report(actual, expected));
     CHECK_CLOSE(reuseformer_test::compare(actual, expected, rel, abs));
+    // Every layer's probability stack, fresh heads first then reused ones.
+    for (std::size_t l = 0; l < stacks.size(); ++l) {
+      INFO("expected_attentions." << l);
+      CHECK_CLOSE(reuseformer_test::compare(stacks[l], f.f64("expected_attentions." + std::to_string(l)), rel, abs));
+    }
   }
 
-  if (f.meta("kind") == "encoder") {
+  if (f.meta("kind") != "attention") {
     // In place (output view == input view) computes the very same thing, bit for bit.
     const std::vector<T> out_of_place = run<T>(f, 2);
     const std::vector<T> in_place = run<T>(f, 2, true);
@@ -280,4 +314,24 @@ TEST_CASE("Fixture reader: contents and loud failures", "[pytorch][fixture]") {
   CHECK_THROWS_AS(f.f32("expected"), std::runtime_error);       // stored as F64
   CHECK_THROWS_AS(f.meta("no_such_key"), std::runtime_error);
   CHECK_THROWS_AS(fixture("no_such_fixture"), std::runtime_error);
+}
+
+TEST_CASE("PyTorch parity: reuse, partial (reuse_attention=2, max_reuse_layer_idx=2)", "[pytorch][parity][reuse]") {
+  check_parity_both("reuse_partial");
+}
+
+TEST_CASE("PyTorch parity: reuse, full (reuse_attention=-1)", "[pytorch][parity][reuse]") {
+  check_parity_both("reuse_full");
+}
+
+TEST_CASE("PyTorch parity: reuse, TF default schedule (-1, max_reuse_layer_idx=6, 8 layers)", "[pytorch][parity][reuse]") {
+  check_parity_both("reuse_tf_default");
+}
+
+TEST_CASE("PyTorch parity: reuse, explicit chained schedule [0,3,1,4], causal", "[pytorch][parity][reuse]") {
+  check_parity_both("reuse_explicit_causal");
+}
+
+TEST_CASE("PyTorch parity: reuse with relative-position bias (P < N, clamped)", "[pytorch][parity][reuse]") {
+  check_parity_both("reuse_relative_pe");
 }

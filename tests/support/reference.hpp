@@ -2,6 +2,7 @@
 // A plain double-precision reference of the encoder (DESIGN §1.1, §1.4): loops
 // written from the formulas, sharing no code with the library's kernels, so a
 // bug in a kernel cannot hide in its own reference.
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -55,47 +56,72 @@ inline double activate(reuseformer::activation act, double x) {
   return x;
 }
 
-// Multi-head attention of x [B, N, d]. mask: empty or [B, N] of 0/1.
+// Multi-head attention of x [B, N, d] with score reuse (DESIGN §1.2).
+// mask: empty or [B, N] of 0/1. The layer computes H - reused fresh heads and
+// takes heads H - reused .. H - 1 from `previous` ([B, previous_heads, N, N],
+// its first `reused` heads). Returns the output and the stack it used [B, H, N, N].
 // A query with no visible key gets a zero context (the library's documented rule).
+struct attention_result {
+  matrix output;
+  std::vector<double> stack;
+};
+
 template <class T>
-matrix attention(const matrix& x, index_t batch, index_t seq, index_t heads,
-                 const reuseformer::attention_weights<T>& w, const std::vector<int>& mask,
-                 bool causal) {
-  const index_t d = w.query.weight.extent(0), dh = d / heads, rows = batch * seq;
-  const matrix q = linear(x, rows, w.query), k = linear(x, rows, w.key), v = linear(x, rows, w.value);
-  matrix context(static_cast<std::size_t>(rows * d), 0.0);
+attention_result attention(const matrix& x, index_t batch, index_t seq, index_t heads,
+                           const reuseformer::attention_weights<T>& w, const std::vector<int>& mask, bool causal,
+                           index_t reused = 0, const std::vector<double>& previous = {},
+                           index_t previous_heads = 0) {
+  const index_t d = w.value.weight.extent(0), dh = d / heads, rows = batch * seq, fresh = heads - reused;
+  const index_t span = w.relative_position.empty() ? 0 : w.relative_position.extent(1);
+  const matrix q = fresh ? linear(x, rows, w.query) : matrix{}, k = fresh ? linear(x, rows, w.key) : matrix{};
+  const matrix v = linear(x, rows, w.value);
+  const index_t qk = fresh * dh;
+  std::vector<double> stack(static_cast<std::size_t>(batch * heads * seq * seq), 0.0);
   const double scale = 1 / std::sqrt(double(dh));
-  std::vector<double> p(static_cast<std::size_t>(seq));
   for (index_t b = 0; b < batch; ++b)
     for (index_t h = 0; h < heads; ++h)
       for (index_t i = 0; i < seq; ++i) {
+        double* p = &stack[static_cast<std::size_t>(((b * heads + h) * seq + i) * seq)];
+        if (h >= fresh) {  // reused: row i of head h - fresh of the previous stack
+          const double* from = &previous[static_cast<std::size_t>(((b * previous_heads + h - fresh) * seq + i) * seq)];
+          std::copy(from, from + seq, p);
+          continue;
+        }
+        std::vector<double> logits(static_cast<std::size_t>(seq), -std::numeric_limits<double>::infinity());
         double top = -std::numeric_limits<double>::infinity();
         for (index_t j = 0; j < seq; ++j) {
           const bool visible = (mask.empty() || mask[b * seq + j] == 1) && (!causal || j <= i);
-          double s = -std::numeric_limits<double>::infinity();
-          if (visible) {
-            s = 0;
-            for (index_t c = 0; c < dh; ++c)
-              s += q[(b * seq + i) * d + h * dh + c] * k[(b * seq + j) * d + h * dh + c];
-            s *= scale;
-          }
-          p[j] = s;
+          if (!visible) continue;
+          double s = 0;
+          for (index_t c = 0; c < dh; ++c) s += q[(b * seq + i) * qk + h * dh + c] * k[(b * seq + j) * qk + h * dh + c];
+          s *= scale;
+          if (span) s += double(w.relative_position(h, std::clamp(j - i + (span - 1) / 2, index_t(0), span - 1)));
+          logits[j] = s;
           top = std::max(top, s);
         }
-        if (top == -std::numeric_limits<double>::infinity()) continue;  // zero context
+        if (top == -std::numeric_limits<double>::infinity()) continue;  // zero row
         double sum = 0;
-        for (index_t j = 0; j < seq; ++j) sum += p[j] = std::exp(p[j] - top);
-        for (index_t j = 0; j < seq; ++j)
-          for (index_t c = 0; c < dh; ++c)
-            context[(b * seq + i) * d + h * dh + c] += p[j] / sum * v[(b * seq + j) * d + h * dh + c];
+        for (index_t j = 0; j < seq; ++j) sum += std::exp(logits[j] - top);
+        for (index_t j = 0; j < seq; ++j) p[j] = std::exp(logits[j] - top) / sum;
       }
-  return linear(context, rows, w.output);
+  matrix context(static_cast<std::size_t>(rows * d), 0.0);
+  for (index_t b = 0; b < batch; ++b)
+    for (index_t h = 0; h < heads; ++h)
+      for (index_t i = 0; i < seq; ++i)
+        for (index_t j = 0; j < seq; ++j) {
+          const double p = stack[static_cast<std::size_t>(((b * heads + h) * seq + i) * seq + j)];
+          for (index_t c = 0; c < dh; ++c) context[(b * seq + i) * d + h * dh + c] += p * v[(b * seq + j) * d + h * dh + c];
+        }
+  return {linear(context, rows, w.output), std::move(stack)};
 }
 
+// One layer; `stack` holds the previous layer's probability stack [B, H, N, N]
+// on entry (ignored when the layer reuses nothing) and this layer's on exit.
 template <class T>
 matrix encoder_layer(const matrix& x, index_t batch, index_t seq,
                      const reuseformer::encoder_config& c,
-                     const reuseformer::encoder_layer_weights<T>& w, const std::vector<int>& mask) {
+                     const reuseformer::encoder_layer_weights<T>& w, const std::vector<int>& mask,
+                     index_t reused, std::vector<double>& stack) {
   const index_t rows = batch * seq;
   const auto add = [](matrix a, const matrix& b) {
     for (std::size_t i = 0; i < a.size(); ++i) a[i] += b[i];
@@ -107,7 +133,10 @@ matrix encoder_layer(const matrix& x, index_t batch, index_t seq,
     return linear(hidden, rows, w.feed_forward.output);
   };
   const auto attn = [&](const matrix& in) {
-    return attention(in, batch, seq, c.num_attention_heads, w.attention, mask, c.causal);
+    attention_result r = attention(in, batch, seq, c.num_attention_heads, w.attention, mask, c.causal, reused,
+                                   stack, c.num_attention_heads);
+    stack = std::move(r.stack);
+    return r.output;
   };
   if (c.norm == reuseformer::norm_placement::post) {
     const matrix h = layer_norm(add(x, attn(x)), rows, w.attention_norm, c.layer_norm_eps);
@@ -117,11 +146,16 @@ matrix encoder_layer(const matrix& x, index_t batch, index_t seq,
   return add(h, ffn(layer_norm(h, rows, w.output_norm, c.layer_norm_eps)));
 }
 
+// The encoder; `stacks`, when given, receives every layer's probability stack.
 template <class T>
 matrix encoder(matrix x, index_t batch, index_t seq, const reuseformer::encoder_config& c,
                const std::vector<reuseformer::encoder_layer_weights<T>>& layers,
-               const std::vector<int>& mask) {
-  for (const auto& w : layers) x = encoder_layer(x, batch, seq, c, w, mask);
+               const std::vector<int>& mask, std::vector<std::vector<double>>* stacks = nullptr) {
+  std::vector<double> stack;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    x = encoder_layer(x, batch, seq, c, layers[l], mask, c.reused_heads(static_cast<index_t>(l)), stack);
+    if (stacks) stacks->push_back(stack);
+  }
   return x;
 }
 
