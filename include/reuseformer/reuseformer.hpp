@@ -2,7 +2,9 @@
 // reuseformer: header-only transformer encoder layers for the CPU.
 // The only header a user needs to include.
 
+#include "reuseformer/analysis/cost_model.hpp"
 #include "reuseformer/attention/attention_mask.hpp"
+#include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/attention/scaled_dot_product.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/parallel.hpp"

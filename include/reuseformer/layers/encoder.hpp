@@ -23,6 +23,7 @@ template <class T, class Arch = simd::default_arch>
 class encoder : public detail::stream_module<encoder<T, Arch>, T> {
  public:
   static constexpr bool residual = true;
+  using value_type = T;
 
   // The layers view the tensors in `layers`; the caller keeps them alive.
   // Throws reuseformer::error on an invalid config (including its reuse

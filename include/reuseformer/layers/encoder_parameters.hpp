@@ -29,7 +29,7 @@ class encoder_parameters {
   // invalid config.
   explicit encoder_parameters(const encoder_config& config) : config_((config.validate(), config)) {
     index_t total = 0;
-    for (index_t l = 0; l < config_.num_hidden_layers; ++l) total += layer_elements(l);
+    for (index_t l = 0; l < config_.num_hidden_layers; ++l) total += config_.layer_parameter_count(l);
     values_.resize(static_cast<std::size_t>(total));
   }
 
@@ -112,14 +112,6 @@ class encoder_parameters {
   [[nodiscard]] index_t fresh_heads(index_t l) const {
     return config_.num_attention_heads - config_.reused_heads(l);
   }
-  // Must match the walk in layers(); a test checks the two agree.
-  [[nodiscard]] index_t layer_elements(index_t l) const {
-    const index_t d = config_.hidden_size, d_ff = config_.intermediate_size;
-    const index_t qk = fresh_heads(l) * config_.head_dim();
-    const index_t relative = config_.use_relative_pe ? fresh_heads(l) * (2 * config_.pe_max_seq_length - 1) : 0;
-    return 2 * (qk * d + qk) + 2 * (d * d + d) + relative + 2 * (2 * d) + (d_ff * d + d_ff) + (d * d_ff + d);
-  }
-
   encoder_config config_;
   std::vector<T> values_;
 };

@@ -1,0 +1,86 @@
+#pragma once
+// The exact work and memory of an encoder forward pass, per layer and in total,
+// for any reuse schedule: what the library executes, not an asymptotic estimate.
+//
+// Multiply-adds per layer (rows = B*N, F = H - K_l fresh heads, dh = d/H,
+// pairs = query/key pairs one head multiplies: N^2, or under a causal mask the
+// blocked count attention::block_query_key_pairs(N, true)):
+//   query/key projections  2 * rows * d * F*dh     (skipped for reused heads)
+//   value projection       rows * d^2
+//   scores Q Kᵀ            B * F * pairs * dh       (skipped for reused heads)
+//   context A V            B * H * pairs * dh
+//   output projection      rows * d^2
+//   feed-forward           2 * rows * d * d_ff
+// plus B * F * pairs softmax exponentials (not multiply-adds, reported apart).
+// Reusing K heads therefore saves 2*rows*d*K*dh + B*K*pairs*dh multiply-adds
+// and B*K*pairs exponentials per layer (DESIGN §1.2).
+
+#include <cstddef>
+#include <vector>
+
+#include "reuseformer/attention/scaled_dot_product.hpp"
+#include "reuseformer/layers/config.hpp"
+
+namespace reuseformer::analysis {
+
+struct layer_cost {
+  index_t reused_heads = 0;
+  double query_key_projection = 0, value_projection = 0, scores = 0, context = 0, output_projection = 0,
+         feed_forward = 0;           // multiply-adds
+  double softmax_exponentials = 0;   // one per fresh (query, key) pair computed
+  std::size_t parameter_bytes = 0;
+
+  [[nodiscard]] double multiply_adds() const {
+    return query_key_projection + value_projection + scores + context + output_projection + feed_forward;
+  }
+};
+
+struct encoder_cost {
+  std::vector<layer_cost> layers;
+  double multiply_adds = 0;
+  double softmax_exponentials = 0;
+  std::size_t parameter_bytes = 0;
+  std::size_t workspace_bytes = 0;    // filled by measure() from the model
+  std::size_t reuse_state_bytes = 0;  // filled by measure() from the model
+};
+
+// Work and parameter bytes of a forward pass of [batch, seq] through an encoder
+// of `config` with scalar type T. Requires a valid config.
+template <class T>
+[[nodiscard]] encoder_cost cost(const encoder_config& config, index_t batch, index_t seq) {
+  const double d = static_cast<double>(config.hidden_size), dh = static_cast<double>(config.head_dim());
+  const double rows = static_cast<double>(batch * seq), d_ff = static_cast<double>(config.intermediate_size);
+  const double pairs = static_cast<double>(batch * attention::block_query_key_pairs(seq, config.causal));
+  encoder_cost total;
+  for (index_t l = 0; l < config.num_hidden_layers; ++l) {
+    layer_cost c;
+    c.reused_heads = config.reused_heads(l);
+    const index_t fresh = config.num_attention_heads - c.reused_heads;
+    const double f = static_cast<double>(fresh), h = static_cast<double>(config.num_attention_heads);
+    c.query_key_projection = 2 * rows * d * f * dh;
+    c.value_projection = rows * d * d;
+    c.scores = f * pairs * dh;
+    c.context = h * pairs * dh;
+    c.output_projection = rows * d * d;
+    c.feed_forward = 2 * rows * d * d_ff;
+    c.softmax_exponentials = f * pairs;
+    c.parameter_bytes = static_cast<std::size_t>(config.layer_parameter_count(l)) * sizeof(T);
+    total.multiply_adds += c.multiply_adds();
+    total.softmax_exponentials += c.softmax_exponentials;
+    total.parameter_bytes += c.parameter_bytes;
+    total.layers.push_back(c);
+  }
+  return total;
+}
+
+// cost() plus the memory a built model reports for [batch, seq] on `threads` threads.
+template <class Model>
+[[nodiscard]] encoder_cost measure(const Model& model, index_t batch, index_t seq, int threads) {
+  using T = typename Model::value_type;
+  encoder_cost c = cost<T>(model.config(), batch, seq);
+  c.workspace_bytes = model.workspace_bytes(batch, seq, threads);
+  c.reuse_state_bytes = model.reuse_state_bytes(batch, seq);
+  return c;
+}
+
+}  // namespace reuseformer::analysis

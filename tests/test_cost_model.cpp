@@ -1,0 +1,71 @@
+// The FLOP and byte model (analysis/cost_model.hpp) against hand-computed
+// BERT-base figures and against what built models report.
+#include <vector>
+
+#include <reuseformer/reuseformer.hpp>
+
+#include "support/catch.hpp"
+
+namespace rf = reuseformer;
+
+TEST_CASE("cost model: BERT-base multiply-adds, by hand", "[analysis]") {
+  rf::encoder_config c;  // BERT-base: d 768, H 12, d_ff 3072, 12 layers
+  SECTION("no reuse, B=1, N=128") {
+    const auto cost = rf::analysis::cost<float>(c, 1, 128);
+    REQUIRE(cost.layers.size() == 12);
+    const auto& layer = cost.layers[0];
+    CHECK(layer.query_key_projection == 2.0 * 128 * 768 * 768);
+    CHECK(layer.value_projection == 128.0 * 768 * 768);
+    CHECK(layer.scores == 12.0 * 128 * 128 * 64);
+    CHECK(layer.context == 12.0 * 128 * 128 * 64);
+    CHECK(layer.feed_forward == 2.0 * 128 * 768 * 3072);
+    CHECK(layer.softmax_exponentials == 12.0 * 128 * 128);
+    CHECK(layer.multiply_adds() == 931135488.0);  // 128 (4 d^2 + 2 d d_ff) + 2 N^2 d
+    CHECK(cost.multiply_adds == 12 * 931135488.0);
+    CHECK(cost.parameter_bytes == 12 * 7087872 * sizeof(float));  // 7,087,872 parameters per BERT-base layer
+  }
+  SECTION("reuse saves exactly the skipped query/key projections, scores and exponentials") {
+    c.reuse_schedule = rf::reference_reuse_schedule(6, 11, 12, 12);
+    const auto plain = rf::analysis::cost<float>(rf::encoder_config{}, 1, 512);
+    const auto reuse = rf::analysis::cost<float>(c, 1, 512);
+    CHECK(reuse.layers[0].multiply_adds() == plain.layers[0].multiply_adds());
+    for (int l = 1; l < 12; ++l) {
+      CHECK(plain.layers[l].multiply_adds() - reuse.layers[l].multiply_adds() ==
+            2.0 * 512 * 768 * 6 * 64 + 6.0 * 512 * 512 * 64);
+      CHECK(plain.layers[l].softmax_exponentials - reuse.layers[l].softmax_exponentials == 6.0 * 512 * 512);
+      CHECK(plain.layers[l].parameter_bytes - reuse.layers[l].parameter_bytes == 2 * (6 * 64 * 768 + 6 * 64) * sizeof(float));
+    }
+  }
+  SECTION("a causal mask counts the blocked lower triangle") {
+    c.causal = true;
+    // N = 130: query blocks of 64, 64, 2 rows multiply 64, 128, 130 keys.
+    CHECK(rf::attention::block_query_key_pairs(130, true) == 64 * 64 + 64 * 128 + 2 * 130);
+    CHECK(rf::attention::block_query_key_pairs(130, false) == 130 * 130);
+    CHECK(rf::analysis::cost<float>(c, 2, 130).layers[0].scores == 12.0 * 2 * (64 * 64 + 64 * 128 + 2 * 130) * 64);
+  }
+}
+
+TEST_CASE("cost model: parameter and memory bytes equal the built model's", "[analysis]") {
+  for (const std::vector<rf::index_t>& schedule :
+       {std::vector<rf::index_t>{}, {0, 2, 4}, {0, 4, 4}, {0, 3, 1}}) {
+    for (const bool relative : {false, true}) {
+      CAPTURE(schedule, relative);
+      rf::encoder_config c;
+      c.hidden_size = 32;
+      c.num_attention_heads = 4;
+      c.intermediate_size = 40;
+      c.num_hidden_layers = 3;
+      c.reuse_schedule = schedule;
+      c.use_relative_pe = relative;
+      c.pe_max_seq_length = 7;
+      rf::encoder_parameters<double> p(c);
+      const rf::encoder<double> model(c, p.layers());
+      const auto measured = rf::analysis::measure(model, 3, 20, 2);
+      CHECK(measured.parameter_bytes == model.parameter_bytes());
+      CHECK(measured.parameter_bytes == p.values().size() * sizeof(double));
+      CHECK(measured.workspace_bytes == model.workspace_bytes(3, 20, 2));
+      CHECK(measured.reuse_state_bytes == model.reuse_state_bytes(3, 20));
+      CHECK(measured.reuse_state_bytes == static_cast<std::size_t>(model.reuse_plan().slots() * 3 * 20 * 20) * sizeof(double));
+    }
+  }
+}
