@@ -94,7 +94,13 @@ TEMPLATE_TEST_CASE("a steady-state forward pass allocates nothing", "[allocation
   c.norm = GENERATE(rf::norm_placement::post, rf::norm_placement::pre);
   c.causal = GENERATE(false, true);
   const int threads = GENERATE(1, 2);
-  CAPTURE(c.norm == rf::norm_placement::pre, c.causal, threads);
+  const bool reuse = GENERATE(false, true);  // layer 1 reuses 2 heads, with relative-position bias
+  if (reuse) {
+    c.reuse_schedule = {0, 2};
+    c.use_relative_pe = true;
+    c.pe_max_seq_length = 16;
+  }
+  CAPTURE(c.norm == rf::norm_placement::pre, c.causal, threads, reuse);
 
   rf::encoder_parameters<T> p(c);
   p.fill_random(1, 0.1);
