@@ -55,7 +55,7 @@ template <class T>
   for (index_t l = 0; l < config.num_hidden_layers; ++l) {
     layer_cost c;
     c.reused_heads = config.reused_heads(l);
-    const index_t fresh = config.num_attention_heads - c.reused_heads;
+    const index_t fresh = config.fresh_heads(l);
     const double f = static_cast<double>(fresh), h = static_cast<double>(config.num_attention_heads);
     c.query_key_projection = 2 * rows * d * f * dh;
     c.value_projection = rows * d * d;

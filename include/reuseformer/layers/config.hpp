@@ -44,13 +44,15 @@ struct encoder_config {
   [[nodiscard]] index_t reused_heads(index_t layer) const {
     return reuse_schedule.empty() ? 0 : reuse_schedule[static_cast<std::size_t>(layer)];
   }
+  // H - K_l: the heads layer `layer` computes (and has query/key weights for).
+  [[nodiscard]] index_t fresh_heads(index_t layer) const { return num_attention_heads - reused_heads(layer); }
 
   // Parameters of layer `layer`: query and key for its H - K_l fresh heads, value
   // and output, the relative-position table (use_relative_pe), two LayerNorms
   // and the feed-forward block, each weight with its bias.
   [[nodiscard]] index_t layer_parameter_count(index_t layer) const {
     const index_t d = hidden_size, d_ff = intermediate_size;
-    const index_t fresh = num_attention_heads - reused_heads(layer), qk = fresh * head_dim();
+    const index_t fresh = fresh_heads(layer), qk = fresh * head_dim();
     const index_t relative = use_relative_pe ? fresh * (2 * pe_max_seq_length - 1) : 0;
     return 2 * (qk * d + qk) + 2 * (d * d + d) + relative + 2 * (2 * d) + (d_ff * d + d_ff) + (d * d_ff + d);
   }

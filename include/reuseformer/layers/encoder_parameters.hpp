@@ -60,7 +60,7 @@ class encoder_parameters {
       return layer_norm_weights<T>{{w, {d}}, {take(d), {d}}};
     };
     for (index_t l = 0; l < config_.num_hidden_layers; ++l) {
-      const index_t fresh = fresh_heads(l);
+      const index_t fresh = config_.fresh_heads(l);
       encoder_layer_weights<T> layer;
       layer.attention.query = linear(fresh * config_.head_dim(), d);
       layer.attention.key = linear(fresh * config_.head_dim(), d);
@@ -109,9 +109,6 @@ class encoder_parameters {
   }
 
  private:
-  [[nodiscard]] index_t fresh_heads(index_t l) const {
-    return config_.num_attention_heads - config_.reused_heads(l);
-  }
   encoder_config config_;
   std::vector<T> values_;
 };

@@ -19,9 +19,8 @@
 #include <algorithm>
 #include <cstddef>
 #include <functional>
-#include <utility>
-
 #include <span>
+#include <utility>
 
 #include "reuseformer/attention/attention_mask.hpp"
 #include "reuseformer/attention/scaled_dot_product.hpp"
