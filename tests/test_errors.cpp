@@ -282,3 +282,25 @@ TEST_CASE("reused and returned probabilities of the wrong shape", "[errors][reus
   CHECK(error_message([&] { model.forward(in, out, ws, {}, {.attentions = wrong}); }) ==
         "attentions: expected shape [2, 2, 3, 3], found [2, 2, 3, 2]");
 }
+
+TEST_CASE("a rejected call leaves the output untouched; partial overlap is refused", "[errors][forward]") {
+  const rf::encoder_config c = small_config();
+  rf::encoder_parameters<float> p(c);
+  const rf::encoder<float> model(c, p.layers());
+  std::vector<float> x(2 * 3 * 8, 1.f), y(2 * 3 * 8, 7.f);
+  auto ws = model.make_workspace(2, 3);
+  std::vector<std::int64_t> bad_mask(6, 1);
+  bad_mask[2] = 5;
+  CHECK(error_message([&] {
+          model.forward(rf::tensor_view<const float, 3>(x.data(), {2, 3, 8}), rf::tensor_view<float, 3>(y.data(), {2, 3, 8}),
+                        ws, rf::tensor_view<const std::int64_t, 2>(bad_mask.data(), {2, 3}));
+        }) == "attention_mask[0, 2]: expected 0 (padding) or 1 (token), found 5");
+  CHECK(y == std::vector<float>(2 * 3 * 8, 7.f));
+  std::vector<float> buffer(2 * 3 * 8 + 8);
+  CHECK(error_message([&] {
+          model.forward(rf::tensor_view<const float, 3>(buffer.data(), {2, 3, 8}),
+                        rf::tensor_view<float, 3>(buffer.data() + 8, {2, 3, 8}), ws);
+        }) == "output: expected the input itself or memory that does not overlap it");
+  CHECK(error_message([&] { rf::encoder_layer<float> layer(c, p.layers()[0], 2); }) ==
+        "layer index: expected a value in [0, 2), found 2");
+}

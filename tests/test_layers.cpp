@@ -212,3 +212,45 @@ TEST_CASE("workspace size is exact and grows as the plan says", "[workspace]") {
   CHECK(large >= 4 * 256 * 64 * sizeof(float) + 64 * 256 * sizeof(float));
   CHECK(encoder.make_workspace(1, 256).size_bytes() == large);
 }
+
+TEST_CASE("GEMM scratch covers every block shape (Eigen's blocking is not monotone)", "[attention][workspace]") {
+  // Shapes where the last or causal query blocks once wanted more packing space
+  // than the first full block planned for (found with AddressSanitizer).
+  struct scratch_case {
+    rf::index_t hidden, seq;
+    bool causal;
+  };
+  const scratch_case sc = GENERATE(scratch_case{64, 344, true}, scratch_case{64, 700, true}, scratch_case{32, 700, false},
+                                   scratch_case{16, 550, false});
+  const int threads = GENERATE(1, 2);
+  CAPTURE(sc.hidden, sc.seq, sc.causal, threads);
+  const shape s{1, sc.seq, sc.hidden, 1};
+  const model<float> m(config_for(s), 13);
+  const rf::multi_head_attention<float> attention(m.params.layers()[0].attention,
+                                                  {.hidden_size = s.hidden, .num_attention_heads = 1, .causal = sc.causal});
+  const std::vector<float> x = random_vector<float>(static_cast<std::size_t>(s.seq * s.hidden), 17);
+  std::vector<float> y(x.size());
+  auto ws = attention.make_workspace(1, s.seq, threads);
+  attention.forward(rf::tensor_view<const float, 3>(x.data(), {1, s.seq, s.hidden}),
+                    rf::tensor_view<float, 3>(y.data(), {1, s.seq, s.hidden}), ws);
+  const auto expected = reuseformer_test::reference::attention(std::vector<double>(x.begin(), x.end()), 1, s.seq, 1,
+                                                               m.exact.layers()[0].attention, {}, sc.causal).output;
+  CHECK_CLOSE(compare(y, expected, tolerance<float>, tolerance<float>));
+}
+
+TEST_CASE("workspace size never decreases with the sequence length or the batch", "[workspace]") {
+  rf::encoder_config c;  // BERT-base shapes, one layer (sizes only: weights stay zero)
+  c.num_hidden_layers = 1;
+  rf::encoder_parameters<float> p(c);
+  const rf::encoder<float> model(c, p.layers());
+  for (const int threads : {1, 2, 8}) {
+    std::size_t previous = 0;
+    for (rf::index_t seq = 400; seq <= 520; ++seq) {
+      const std::size_t bytes = model.workspace_bytes(1, seq, threads);
+      CAPTURE(threads, seq);
+      CHECK(bytes >= previous);
+      previous = bytes;
+    }
+    CHECK(model.workspace_bytes(2, 472, threads) >= model.workspace_bytes(1, 472, threads));
+  }
+}

@@ -11,7 +11,8 @@
 //   context A V            B * H * pairs * dh
 //   output projection      rows * d^2
 //   feed-forward           2 * rows * d * d_ff
-// plus B * F * pairs softmax exponentials (not multiply-adds, reported apart).
+// plus B * F * N^2 softmax exponentials (N(N+1)/2 per head under a causal mask:
+// row i exponentiates its i+1 visible keys), not multiply-adds, reported apart.
 // Reusing K heads therefore saves 2*rows*d*K*dh + B*K*pairs*dh multiply-adds
 // and B*K*pairs exponentials per layer (DESIGN §1.2).
 
@@ -27,7 +28,7 @@ struct layer_cost {
   index_t reused_heads = 0;
   double query_key_projection = 0, value_projection = 0, scores = 0, context = 0, output_projection = 0,
          feed_forward = 0;           // multiply-adds
-  double softmax_exponentials = 0;   // one per fresh (query, key) pair computed
+  double softmax_exponentials = 0;   // one per visible (query, key) pair of a fresh head
   std::size_t parameter_bytes = 0;
 
   [[nodiscard]] double multiply_adds() const {
@@ -51,6 +52,7 @@ template <class T>
   const double d = static_cast<double>(config.hidden_size), dh = static_cast<double>(config.head_dim());
   const double rows = static_cast<double>(batch * seq), d_ff = static_cast<double>(config.intermediate_size);
   const double pairs = static_cast<double>(batch * attention::block_query_key_pairs(seq, config.causal));
+  const double exponentials = static_cast<double>(batch * (config.causal ? seq * (seq + 1) / 2 : seq * seq));
   encoder_cost total;
   for (index_t l = 0; l < config.num_hidden_layers; ++l) {
     layer_cost c;
@@ -63,7 +65,7 @@ template <class T>
     c.context = h * pairs * dh;
     c.output_projection = rows * d * d;
     c.feed_forward = 2 * rows * d * d_ff;
-    c.softmax_exponentials = f * pairs;
+    c.softmax_exponentials = f * exponentials;
     c.parameter_bytes = static_cast<std::size_t>(config.layer_parameter_count(l)) * sizeof(T);
     total.multiply_adds += c.multiply_adds();
     total.softmax_exponentials += c.softmax_exponentials;

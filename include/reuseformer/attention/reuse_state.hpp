@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "reuseformer/core/tensor_view.hpp"
@@ -88,6 +89,12 @@ struct probability_store {
   index_t batch_stride = 0;
 
   [[nodiscard]] T* at(index_t b, index_t slot) const { return base + slot * slot_stride + b * batch_stride; }
+
+  operator probability_store<const T>() const  // NOLINT(google-explicit-constructor)
+    requires(!std::is_const_v<T>)
+  {
+    return {base, slot_stride, batch_stride};
+  }
 };
 
 }  // namespace reuseformer::attention

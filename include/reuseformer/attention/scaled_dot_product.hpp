@@ -62,7 +62,9 @@ struct head_io {
   const T* relative_bias = nullptr;
   index_t relative_span = 0;
   // Reused head F + j reads slot reused_slots[j] of `reused` (slot j when
-  // reused_slots is null).
+  // reused_slots is null). Under a causal mask only keys up to the query block's
+  // last row are read: reused rows must be zero after their diagonal, as every
+  // causal layer's are.
   probability_store<const T> reused{};
   const index_t* reused_slots = nullptr;
   // Fresh head h is also stored in slot kept_slots[h] of `kept` unless that is
@@ -74,11 +76,6 @@ struct head_io {
 };
 
 namespace detail {
-template <class T>
-[[nodiscard]] index_t round_to_line(index_t elements) {
-  constexpr index_t line = workspace_alignment / sizeof(T);
-  return (elements + line - 1) / line * line;
-}
 // Per-thread layout: the score slice [rows, N], one additive row [N] (mask plus
 // relative-position bias), then GEMM packing space.
 template <class T>
@@ -87,11 +84,13 @@ template <class T>
 }
 }  // namespace detail
 
-// Scratch elements one thread needs.
+// Scratch elements one thread needs. Every block's products (fewer rows in the
+// last block, fewer keys under a causal mask) are no larger than the first
+// full block's, and GEMM scratch is monotone in the shape, so that one sizes all.
 template <class T>
 [[nodiscard]] index_t scratch_elements(const problem& p) {
   const index_t rows = std::min(query_block, p.seq);
-  return detail::score_elements<T>(p) + detail::round_to_line<T>(p.seq) +
+  return detail::score_elements<T>(p) + round_to_line<T>(p.seq) +
          std::max(gemm::scratch_elements<T>(rows, p.seq, p.head_dim),
                   gemm::scratch_elements<T>(rows, p.head_dim, p.seq));
 }
@@ -111,7 +110,7 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
   const index_t blocks = (p.seq + query_block - 1) / query_block;
   const index_t n = p.seq, dh = p.head_dim;
   const index_t scores_elements = detail::score_elements<T>(p);
-  const index_t additive_elements = detail::round_to_line<T>(n);
+  const index_t additive_elements = round_to_line<T>(n);
   const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
 
   parallel_for(p.batch * p.heads * blocks, threads, [&](index_t task, int thread) {

@@ -23,6 +23,13 @@ namespace reuseformer {
 // SIMD register (AVX-512) and what Eigen's packed GEMM panels expect.
 inline constexpr std::size_t workspace_alignment = 64;
 
+// `elements` rounded up to whole cache lines of T, so that what follows starts aligned.
+template <class T>
+[[nodiscard]] constexpr index_t round_to_line(index_t elements) {
+  constexpr index_t line = static_cast<index_t>(workspace_alignment / sizeof(T));
+  return (elements + line - 1) / line * line;
+}
+
 // Bump allocator over a byte range. With a null base it only measures.
 class arena {
  public:

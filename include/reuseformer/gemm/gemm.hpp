@@ -67,8 +67,7 @@ struct blocking_sizes {
   // Packed lhs panel first, then the rhs panel, each cache-line aligned.
   template <class T>
   [[nodiscard]] index_t lhs_elements() const {
-    constexpr index_t line = workspace_alignment / sizeof(T);
-    return (kc * mc + line - 1) / line * line;
+    return round_to_line<T>(kc * mc);
   }
   template <class T>
   [[nodiscard]] index_t elements() const {
@@ -77,10 +76,28 @@ struct blocking_sizes {
 };
 
 template <class T>
-[[nodiscard]] blocking_sizes blocking_for(index_t m, index_t n, index_t k) {
+[[nodiscard]] blocking_sizes eigen_heuristic(index_t m, index_t n, index_t k) {
   Eigen::Index kc = k, mc = n, nc = m;
   Eigen::internal::computeProductBlockingSizes<T, T, 1>(kc, mc, nc, Eigen::Index(1));
   return {kc, mc, nc};
+}
+
+// Eigen's heuristic is not monotone in the shape (k = 256 keeps kc = 256, k = 300
+// gets kc = 152), so a smaller product can want more packing space than a larger
+// one. Caps make it monotone: each size is at most min(dimension, cap), with the
+// caps taken from Eigen's own choice for a large product on this machine.
+template <class T>
+[[nodiscard]] blocking_sizes caps_for(index_t m, index_t n, index_t k) {
+  static const blocking_sizes large = eigen_heuristic<T>(4096, 4096, 4096);
+  return {std::min(k, large.kc), std::min(n, large.mc), std::min(m, large.nc)};
+}
+
+// The blocking a product runs with: Eigen's heuristic, clamped to the caps, so
+// it never needs more than caps_for(m, n, k).elements() of scratch.
+template <class T>
+[[nodiscard]] blocking_sizes blocking_for(index_t m, index_t n, index_t k) {
+  const blocking_sizes h = eigen_heuristic<T>(m, n, k), cap = caps_for<T>(m, n, k);
+  return {std::min(h.kc, cap.kc), std::min(h.mc, cap.mc), std::min(h.nc, cap.nc)};
 }
 
 template <class T>
@@ -118,27 +135,23 @@ inline split split_for(index_t m, index_t n, index_t k, int threads) {
 }  // namespace detail
 
 // Scratch elements one thread needs for C[m, n] += A[m, k] * op(B) run on
-// `threads` threads (per thread; every thread needs this many).
+// `threads` threads (per thread; every thread needs this many). Never decreases
+// when m, n or k grows, so scratch planned for a shape serves every smaller one.
 template <class T>
 [[nodiscard]] index_t scratch_elements(index_t m, index_t n, index_t k, int threads = 1) {
   if (m == 0 || n == 0 || k == 0) return 0;
   const detail::split s = detail::split_for(m, n, k, threads);
-  // All chunks but the last have the same size: the larger of those two sizes it.
-  const index_t extent = s.along_rows ? m : n;
-  index_t most = 0;
-  for (const index_t part : {std::min(s.chunk, extent), extent - (s.count - 1) * s.chunk}) {
-    const detail::blocking_sizes b = s.along_rows ? detail::blocking_for<T>(part, n, k)
-                                                  : detail::blocking_for<T>(m, part, k);
-    most = std::max(most, b.template elements<T>());
-  }
-  return most;
+  // The first chunk is the largest; caps_for is monotone in every dimension.
+  return s.along_rows ? detail::caps_for<T>(std::min(s.chunk, m), n, k).template elements<T>()
+                      : detail::caps_for<T>(m, std::min(s.chunk, n), k).template elements<T>();
 }
 
 // C = alpha * A * op(B) (update::overwrite) or C += alpha * A * op(B)
 // (update::accumulate, the default) on the calling thread.
 // Shapes: A [m, k]; op(B) [k, n] (B is [k, n] for transpose::no, [n, k] for
 // transpose::yes, the PyTorch Linear weight layout); C [m, n].
-// Requires: scratch has scratch_elements<T>(m, n, k) elements, 64-byte aligned;
+// Requires: scratch has scratch_elements<T>(m', n', k') elements for some
+// m' >= m, n' >= n, k' >= k, 64-byte aligned;
 // C does not overlap A or B. Shapes are the caller's responsibility (checked
 // with assertions in debug builds only: this is the innermost loop).
 template <class T>

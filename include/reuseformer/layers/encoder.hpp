@@ -84,7 +84,7 @@ class encoder : public detail::stream_module<encoder<T, Arch>, T> {
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const auto index = static_cast<index_t>(l);
       attention::head_io<T> heads;
-      heads.reused = {state.base, state.slot_stride, state.batch_stride};
+      heads.reused = state;
       heads.reused_slots = reuse_.reads(index).data();
       heads.kept = state;
       heads.kept_slots = reuse_.keeps(index).data();

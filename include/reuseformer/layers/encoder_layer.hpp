@@ -4,6 +4,7 @@
 //   post-LN (BERT):      x = LN_1(x + Attn(x));   x = LN_2(x + FFN(x))
 //   pre-LN (norm_first): x = x + Attn(LN_1(x));   x = x + FFN(LN_2(x))
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -37,7 +38,10 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Arch>, T> {
   // tensors in messages.
   encoder_layer(const encoder_config& config, const encoder_layer_weights<T>& w, index_t index = 0,
                 std::string_view prefix = "")
-      : norm_((config.validate(), config.norm)),
+      : norm_((config.validate(),
+               detail::require(index >= 0 && index < std::max<index_t>(config.num_hidden_layers, 1),
+                               "layer index: expected a value in [0, ", config.num_hidden_layers, "), found ", index),
+               config.norm)),
         attention_(w.attention, attention_options_for(config, index), std::string(prefix) + "attention."),
         attention_norm_(w.attention_norm, config.hidden_size, config.layer_norm_eps,
                         std::string(prefix) + "attention.output.LayerNorm"),

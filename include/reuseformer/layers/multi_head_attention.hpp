@@ -54,7 +54,8 @@ inline const attention_options& validated(const attention_options& o) {
   require_heads(o.hidden_size, o.num_attention_heads);
   require(o.reused_heads >= 0 && o.reused_heads <= o.num_attention_heads,
           "reused heads: expected a head count in [0, ", o.num_attention_heads, "], found ", o.reused_heads);
-  require(o.relative_position >= 0, "pe_max_seq_length: expected >= 1, found ", o.relative_position);
+  require(o.relative_position >= 0, "relative_position: expected 0 (none) or a table size P >= 1, found ",
+          o.relative_position);
   return o;
 }
 }  // namespace detail
@@ -106,8 +107,9 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
     const index_t rows = batch * seq, d = hidden_size();
     buffers b{a.take<T>(rows * fresh_width()), a.take<T>(rows * fresh_width()), a.take<T>(rows * d),
               a.take<T>(rows * d), {}};
-    const index_t linear_scratch = std::max(value_.scratch_elements(rows, threads),
-                                            query_.scratch_elements(rows, threads));
+    const index_t linear_scratch =
+        std::max({query_.scratch_elements(rows, threads), key_.scratch_elements(rows, threads),
+                  value_.scratch_elements(rows, threads), output_.scratch_elements(rows, threads)});
     const index_t core_scratch = attention::scratch_elements<T>(problem(batch, seq));
     b.scratch = detail::thread_scratch<T>::take(a, std::max(linear_scratch, core_scratch), threads);
     return b;

@@ -115,22 +115,27 @@ class stream_module {
     const T* in = input.data();
     T* out = output.data();
     const index_t count = input.size();
-    if constexpr (Derived::residual) {
-      if (out != in) std::copy(in, in + count, out);
-    } else {
-      // std::less gives a total order even for pointers into different objects.
-      const std::less<const T*> before;
-      require(!before(out, in + count) || !before(in, out + count),
-              "output: expected memory that does not overlap the input");
-      std::fill(out, out + count, T(0));
-    }
+    // std::less gives a total order even for pointers into different objects.
+    const std::less<const T*> before;
+    const bool disjoint = !before(out, in + count) || !before(in, out + count);
+    if constexpr (Derived::residual)
+      require(out == in || disjoint, "output: expected the input itself or memory that does not overlap it");
+    else
+      require(disjoint, "output: expected memory that does not overlap the input");
 
+    // The mask is checked (and converted) before the output is touched, so a
+    // rejected call leaves the caller's output as it was.
     arena a = ws.make_arena();
     const auto [additive, buffers] = plan_all(a, batch, seq, ws.threads());
     const T* mask_values = nullptr;
     if (mask.present()) {
       mask.to_additive(batch, seq, additive);
       mask_values = additive;
+    }
+    if constexpr (Derived::residual) {
+      if (out != in) std::copy(in, in + count, out);
+    } else {
+      std::fill(out, out + count, T(0));
     }
     self.run(Derived::residual ? out : in, out, batch, seq, mask_values, buffers, ws.threads(), io);
   }
@@ -153,8 +158,7 @@ struct thread_scratch {
   index_t stride = 0;
 
   static thread_scratch take(arena& a, index_t elements, int threads) {
-    constexpr index_t line = workspace_alignment / sizeof(T);
-    const index_t stride = (elements + line - 1) / line * line;
+    const index_t stride = round_to_line<T>(elements);
     return {a.take<T>(stride * threads), stride};
   }
 };
