@@ -14,19 +14,9 @@
 namespace rf = reuseformer;
 using reuseformer_test::compare;
 using reuseformer_test::random_vector;
+using reuseformer_test::reference::tolerance;
 
 namespace {
-
-// Tolerances against the double reference, for outputs of magnitude ~1.
-// double: the library and the reference differ only in summation order
-// (~1e-16 per operation, a few hundred operations deep).
-// float: inputs and weights are exact in float, so only the arithmetic differs.
-// Each dot product of length k <= 3072 accumulates ~sqrt(k) * 6e-8 relative
-// error; softmax and LayerNorm pass it through with a gain of order 1; a
-// post-LN layer renormalises. Observed worst cases are ~3e-6; 2e-5 leaves room
-// without hiding a real bug (a wrong head or mask shows up as errors >= 1e-2).
-template <class T>
-constexpr double tolerance = std::is_same_v<T, float> ? 2e-5 : 1e-11;
 
 // HF attention_mask [B, N]: sequence b keeps its first N - pad_b tokens, with
 // pad_b cycling through 0, 2, 1, ... so padding of several lengths appears.

@@ -15,14 +15,9 @@
 namespace rf = reuseformer;
 using reuseformer_test::compare;
 using reuseformer_test::random_vector;
+using reuseformer_test::reference::tolerance;
 
 namespace {
-
-// Same budget as test_layers.cpp: double differs by summation order only; float
-// inputs and weights are exact, so only float arithmetic differs (observed
-// worst ~3e-6).
-template <class T>
-constexpr double tolerance = std::is_same_v<T, float> ? 2e-5 : 1e-11;
 
 rf::encoder_config reuse_config(std::vector<rf::index_t> schedule, rf::index_t hidden = 32, rf::index_t heads = 4) {
   rf::encoder_config c;

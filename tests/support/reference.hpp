@@ -4,6 +4,7 @@
 // bug in a kernel cannot hide in its own reference.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <limits>
 #include <vector>
 
@@ -14,6 +15,18 @@ namespace reuseformer_test::reference {
 
 using reuseformer::index_t;
 using matrix = std::vector<double>;  // row-major
+
+// Tolerances against the double reference, for outputs of magnitude ~1.
+// double: the library and the reference differ only in summation order
+// (~1e-16 per operation, a few hundred operations deep).
+// float: inputs and weights are exact in float, so only the arithmetic differs.
+// Each dot product of length k <= 3072 accumulates ~sqrt(k) * 6e-8 relative
+// error; softmax and LayerNorm pass it through with a gain of order 1; a
+// post-LN layer renormalises. Observed worst cases are ~3e-6; 2e-5 leaves room
+// without hiding a real bug (a wrong head or mask shows up as errors >= 1e-2).
+template <class T>
+inline constexpr double tolerance = std::is_same_v<T, float> ? 2e-5 : 1e-11;
+
 
 // y [rows, out] = x [rows, in] Wᵀ + b
 template <class T>

@@ -10,6 +10,16 @@
 
 namespace reuseformer {
 
+namespace detail {
+// The checks every attention configuration shares: d >= 1, H >= 1, H divides d.
+inline void require_heads(index_t hidden, index_t heads) {
+  require(hidden >= 1, "hidden_size: expected >= 1, found ", hidden);
+  require(heads >= 1, "num_attention_heads: expected >= 1, found ", heads);
+  require(hidden % heads == 0, "num_attention_heads: expected a divisor of hidden_size ", hidden,
+          ", found ", heads);
+}
+}  // namespace detail
+
 // FFN activation (Hugging Face `hidden_act`): "gelu" (erf), "gelu_new" (tanh
 // approximation), "relu".
 enum class activation { gelu, gelu_tanh, relu };
@@ -59,12 +69,7 @@ struct encoder_config {
 
   // Throws reuseformer::error naming the first invalid key.
   void validate() const {
-    detail::require(hidden_size >= 1, "hidden_size: expected >= 1, found ", hidden_size);
-    detail::require(num_attention_heads >= 1, "num_attention_heads: expected >= 1, found ",
-                    num_attention_heads);
-    detail::require(hidden_size % num_attention_heads == 0,
-                    "num_attention_heads: expected a divisor of hidden_size ", hidden_size,
-                    ", found ", num_attention_heads);
+    detail::require_heads(hidden_size, num_attention_heads);
     detail::require(intermediate_size >= 1, "intermediate_size: expected >= 1, found ",
                     intermediate_size);
     detail::require(num_hidden_layers >= 0, "num_hidden_layers: expected >= 0, found ",

@@ -16,6 +16,7 @@
 #include "reuseformer/attention/scaled_dot_product.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/workspace.hpp"
+#include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/linear.hpp"
 #include "reuseformer/layers/stream_module.hpp"
 #include "reuseformer/simd/arch.hpp"
@@ -43,13 +44,6 @@ struct attention_options {
 };
 
 namespace detail {
-inline void require_heads(index_t hidden, index_t heads) {
-  require(hidden >= 1, "hidden_size: expected >= 1, found ", hidden);
-  require(heads >= 1, "num_attention_heads: expected >= 1, found ", heads);
-  require(hidden % heads == 0, "num_attention_heads: expected a divisor of hidden_size ", hidden,
-          ", found ", heads);
-}
-
 inline const attention_options& validated(const attention_options& o) {
   require_heads(o.hidden_size, o.num_attention_heads);
   require(o.reused_heads >= 0 && o.reused_heads <= o.num_attention_heads,
