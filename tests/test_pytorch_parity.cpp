@@ -19,6 +19,7 @@
 #include <vector>
 
 #include <reuseformer/attention/attention_mask.hpp>
+#include <reuseformer/attention/score_function.hpp>
 #include <reuseformer/core/tensor_view.hpp>
 #include <reuseformer/layers/config.hpp>
 #include <reuseformer/layers/encoder.hpp>
@@ -82,6 +83,11 @@ class weight_store {
     if (s.size() != 2) throw std::runtime_error(name + ": expected a rank-2 tensor");
     return {load(name), {s[0], s[1]}};
   }
+  reuseformer::tensor_view<const T, 3> tensor3(const std::string& name) {
+    const auto& s = f_.shape(name);
+    if (s.size() != 3) throw std::runtime_error(name + ": expected a rank-3 tensor");
+    return {load(name), {s[0], s[1], s[2]}};
+  }
   reuseformer::vector_view<const T> vector(const std::string& name) {
     const auto& s = f_.shape(name);
     if (s.size() != 1) throw std::runtime_error(name + ": expected a rank-1 tensor");
@@ -94,15 +100,19 @@ class weight_store {
     return {vector(name + ".weight"), vector(name + ".bias")};
   }
   // prefix: "encoder.layer.{i}.". Reuse layers have short query/key tensors, or
-  // none under full reuse; the relative-position table exists only with use_relative_pe.
+  // none under full reuse; symmetric and pairwise layers have no key; the
+  // relative-position table exists only with use_relative_pe, the factors only
+  // for pairwise scores.
   reuseformer::attention_weights<T> attention(const std::string& prefix) {
     const auto optional_linear = [&](const std::string& name) {
       return f_.has(name + ".weight") ? linear(name) : reuseformer::linear_weights<T>{};
     };
     const std::string table = prefix + "attention.self.relative_position_embeddings";
+    const std::string factors = prefix + "attention.self.pairwise_factors";
     return {optional_linear(prefix + "attention.self.query"), optional_linear(prefix + "attention.self.key"),
             linear(prefix + "attention.self.value"), linear(prefix + "attention.output.dense"),
-            f_.has(table) ? matrix(table) : reuseformer::matrix_view<const T>{}};
+            f_.has(table) ? matrix(table) : reuseformer::matrix_view<const T>{},
+            f_.has(factors) ? tensor3(factors) : reuseformer::tensor_view<const T, 3>{}};
   }
   reuseformer::encoder_layer_weights<T> layer(const std::string& prefix) {
     return {attention(prefix), layer_norm(prefix + "attention.output.LayerNorm"),
@@ -157,6 +167,11 @@ reuseformer::encoder_config config_of(const fixture& f) {
       CHECK(reuseformer::reference_reuse_schedule(meta_index(f, "reuse_attention"), meta_index(f, "max_reuse_layer_idx"),
                                                   c.num_attention_heads, c.num_hidden_layers) == c.reuse_schedule);
   }
+  if (f.has_meta("plpi_affinity_function")) {
+    const auto score = reuseformer::score_function_named(f.meta("plpi_affinity_function"));
+    if (!score) throw std::runtime_error(f.path() + ": unknown plpi_affinity_function " + f.meta("plpi_affinity_function"));
+    c.score = *score;
+  }
   if (f.has_meta("use_relative_pe")) {
     c.use_relative_pe = meta_bool(f, "use_relative_pe");
     c.pe_max_seq_length = meta_index(f, "pe_max_seq_length");
@@ -205,7 +220,6 @@ std::vector<T> run(const fixture& f, int threads, bool in_place = false,
     std::vector<reuseformer::encoder_layer_weights<T>> layers;
     for (index_t i = 0; i < config.num_hidden_layers; ++i)
       layers.push_back(weights.layer("encoder.layer." + std::to_string(i) + "."));
-    const reuseformer::encoder<T> model(config, layers);
     std::vector<reuseformer::tensor_view<T, 4>> views;
     if (stacks) {
       const index_t h = config.num_attention_heads;
@@ -213,8 +227,12 @@ std::vector<T> run(const fixture& f, int threads, bool in_place = false,
                      std::vector<T>(static_cast<std::size_t>(s.batch * h * s.seq * s.seq)));
       for (auto& stack : *stacks) views.emplace_back(stack.data(), std::array<index_t, 4>{s.batch, h, s.seq, s.seq});
     }
-    auto ws = model.make_workspace(s.batch, s.seq, threads);
-    model.forward(in_view, out_view, ws, mask, {.attentions = views});
+    // The config's score function picks the compiled model, as a loader does.
+    reuseformer::visit(config.score, [&]<reuseformer::score_function Score>() {
+      const reuseformer::encoder<T, Score> model(config, layers);
+      auto ws = model.make_workspace(s.batch, s.seq, threads);
+      model.forward(in_view, out_view, ws, mask, {.attentions = views});
+    });
   } else if (kind == "attention") {
     REQUIRE_FALSE(in_place);  // not a residual module: output must not overlap input
     const reuseformer::multi_head_attention<T> attention(
@@ -334,4 +352,32 @@ TEST_CASE("PyTorch parity: reuse, explicit chained schedule [0,3,1,4], causal", 
 
 TEST_CASE("PyTorch parity: reuse with relative-position bias (P < N, clamped)", "[pytorch][parity][reuse]") {
   check_parity_both("reuse_relative_pe");
+}
+
+TEST_CASE("PyTorch parity: symmetric scores, padding", "[pytorch][parity][symmetric]") {
+  check_parity_both("symmetric");
+}
+
+TEST_CASE("PyTorch parity: symmetric scores, causal (against masked full Q Qᵀ)", "[pytorch][parity][symmetric]") {
+  check_parity_both("symmetric_causal");
+}
+
+TEST_CASE("PyTorch parity: symmetric scores with reuse [0,3,1,4]", "[pytorch][parity][symmetric][reuse]") {
+  check_parity_both("symmetric_reuse");
+}
+
+TEST_CASE("PyTorch parity: pairwise scores, padding", "[pytorch][parity][symmetric]") {
+  check_parity_both("pairwise");
+}
+
+TEST_CASE("PyTorch parity: pairwise scores with reuse and relative-position bias", "[pytorch][parity][symmetric][reuse]") {
+  check_parity_both("pairwise_reuse");
+}
+
+TEST_CASE("PyTorch parity: pairwise scores, diagonal factors, causal, reuse", "[pytorch][parity][symmetric][reuse]") {
+  check_parity_both("pairwise_diagonal");
+}
+
+TEST_CASE("PyTorch parity: pairwise scores, symmetric factors, reuse", "[pytorch][parity][symmetric][reuse]") {
+  check_parity_both("pairwise_symmetric");
 }

@@ -69,7 +69,9 @@ inline double activate(reuseformer::activation act, double x) {
   return x;
 }
 
-// Multi-head attention of x [B, N, d] with score reuse (DESIGN §1.2).
+// Multi-head attention of x [B, N, d] with score reuse (DESIGN §1.2) and the
+// score function its tensors imply (§1.3): logits q_i·k_j with a key
+// projection, q_i·q_j without one, q_i P_h q_jᵀ with pairwise factors.
 // mask: empty or [B, N] of 0/1. The layer computes H - reused fresh heads and
 // takes heads H - reused .. H - 1 from `previous` ([B, previous_heads, N, N],
 // its first `reused` heads). Returns the output and the stack it used [B, H, N, N].
@@ -86,7 +88,9 @@ attention_result attention(const matrix& x, index_t batch, index_t seq, index_t 
                            index_t previous_heads = 0) {
   const index_t d = w.value.weight.extent(0), dh = d / heads, rows = batch * seq, fresh = heads - reused;
   const index_t span = w.relative_position.empty() ? 0 : w.relative_position.extent(1);
-  const matrix q = fresh ? linear(x, rows, w.query) : matrix{}, k = fresh ? linear(x, rows, w.key) : matrix{};
+  const matrix q = fresh ? linear(x, rows, w.query) : matrix{};
+  const matrix k = fresh && !w.key.weight.empty() ? linear(x, rows, w.key) : q;
+  const auto& factors = w.pairwise_factors;
   const matrix v = linear(x, rows, w.value);
   const index_t qk = fresh * dh;
   std::vector<double> stack(static_cast<std::size_t>(batch * heads * seq * seq), 0.0);
@@ -105,8 +109,14 @@ attention_result attention(const matrix& x, index_t batch, index_t seq, index_t 
         for (index_t j = 0; j < seq; ++j) {
           const bool visible = (mask.empty() || mask[b * seq + j] == 1) && (!causal || j <= i);
           if (!visible) continue;
+          const double* qi = &q[static_cast<std::size_t>((b * seq + i) * qk + h * dh)];
+          const double* kj = &k[static_cast<std::size_t>((b * seq + j) * qk + h * dh)];
           double s = 0;
-          for (index_t c = 0; c < dh; ++c) s += q[(b * seq + i) * qk + h * dh + c] * k[(b * seq + j) * qk + h * dh + c];
+          for (index_t c = 0; c < dh; ++c)
+            if (factors.empty())
+              s += qi[c] * kj[c];
+            else
+              for (index_t e = 0; e < dh; ++e) s += qi[c] * double(factors(h, c, e)) * kj[e];
           s *= scale;
           if (span) s += double(w.relative_position(h, std::clamp(j - i + (span - 1) / 2, index_t(0), span - 1)));
           logits[j] = s;

@@ -4,10 +4,13 @@
 //
 // Multiply-adds per layer (rows = B*N, F = H - K_l fresh heads, dh = d/H,
 // pairs = query/key pairs one head multiplies: N^2, or under a causal mask the
-// blocked count attention::block_query_key_pairs(N, true)):
-//   query/key projections  2 * rows * d * F*dh     (skipped for reused heads)
+// blocked count attention::block_query_key_pairs(N, true); logit pairs = pairs,
+// or N(N+1)/2 when the score function's logits are symmetric):
+//   query/key projections  p * rows * d * F*dh     (p = 2 with a key projection,
+//                                                   1 without; skipped for reused heads)
+//   pairwise transform     rows * F * dh^2         (Q P; rows * F * dh for diagonal P)
 //   value projection       rows * d^2
-//   scores Q Kᵀ            B * F * pairs * dh       (skipped for reused heads)
+//   scores Q Kᵀ            B * F * logit pairs * dh (skipped for reused heads)
 //   context A V            B * H * pairs * dh
 //   output projection      rows * d^2
 //   feed-forward           2 * rows * d * d_ff
@@ -26,13 +29,14 @@ namespace reuseformer::analysis {
 
 struct layer_cost {
   index_t reused_heads = 0;
-  double query_key_projection = 0, value_projection = 0, scores = 0, context = 0, output_projection = 0,
-         feed_forward = 0;           // multiply-adds
+  double query_key_projection = 0, pairwise_transform = 0, value_projection = 0, scores = 0, context = 0,
+         output_projection = 0, feed_forward = 0;  // multiply-adds
   double softmax_exponentials = 0;   // one per visible (query, key) pair of a fresh head
   std::size_t parameter_bytes = 0;
 
   [[nodiscard]] double multiply_adds() const {
-    return query_key_projection + value_projection + scores + context + output_projection + feed_forward;
+    return query_key_projection + pairwise_transform + value_projection + scores + context + output_projection +
+           feed_forward;
   }
 };
 
@@ -52,6 +56,12 @@ template <class T>
   const double d = static_cast<double>(config.hidden_size), dh = static_cast<double>(config.head_dim());
   const double rows = static_cast<double>(batch * seq), d_ff = static_cast<double>(config.intermediate_size);
   const double pairs = static_cast<double>(batch * attention::block_query_key_pairs(seq, config.causal));
+  const double logit_pairs =
+      static_cast<double>(batch * attention::logit_pairs(seq, config.causal, has_symmetric_logits(config.score)));
+  const double projections = has_key_projection(config.score) ? 2 : 1;
+  const double transform = !has_pairwise_factors(config.score)                  ? 0
+                           : config.score == score_function::pairwise_diagonal ? dh
+                                                                               : dh * dh;
   const double exponentials = static_cast<double>(batch * (config.causal ? seq * (seq + 1) / 2 : seq * seq));
   encoder_cost total;
   for (index_t l = 0; l < config.num_hidden_layers; ++l) {
@@ -59,9 +69,10 @@ template <class T>
     c.reused_heads = config.reused_heads(l);
     const index_t fresh = config.fresh_heads(l);
     const double f = static_cast<double>(fresh), h = static_cast<double>(config.num_attention_heads);
-    c.query_key_projection = 2 * rows * d * f * dh;
+    c.query_key_projection = projections * rows * d * f * dh;
+    c.pairwise_transform = rows * f * transform;
     c.value_projection = rows * d * d;
-    c.scores = f * pairs * dh;
+    c.scores = f * logit_pairs * dh;
     c.context = h * pairs * dh;
     c.output_projection = rows * d * d;
     c.feed_forward = 2 * rows * d * d_ff;

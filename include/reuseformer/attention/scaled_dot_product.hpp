@@ -1,20 +1,28 @@
 #pragma once
-// The attention core, per batch element b and head h (DESIGN §1.1, §1.2):
-//   fresh head h < F:   A = softmax_row(scale * Q_bh K_bhᵀ + R_h + M_b)
+// The attention core, per batch element b and head h (DESIGN §1.1-§1.3):
+//   fresh head h < F:   A = softmax_row(scale * L_bh + R_h + M_b),  L_bh = Q_bh K_bhᵀ
 //   reused head h >= F: A = S^{l-1}[h - F]       (read from the reuse state)
 //   C_bh = A V_bh
 // F = H - K is the number of fresh heads, R_h the optional relative-position
 // bias, M_b the additive key mask. Q_bh is rows b*N .. b*N+N-1 and columns
 // h*dh .. h*dh+dh-1 of Q [B*N, F*dh] (likewise K; V and C are [B*N, H*dh]):
-// heads are read and written in place, never repacked.
+// heads are read and written in place, never repacked. Q and K are the two
+// operands of the logits product, whatever the score function made them
+// (symmetric: K = Q; pairwise: Q P and Q).
 //
 // Work is split into tasks of (b, h, block of query_block query rows). A task
 // holds only its [rows, N] slice of scores, so the memory is
 // threads * query_block * N values however large B and H are, instead of the
-// B*H*N*N a materialised score tensor would need. A fresh head that a later
-// layer reuses is computed directly in its reuse-state slot instead. Under a
-// causal mask a block only multiplies the keys up to its last row, skipping
-// ~half of QKᵀ and AV.
+// B*H*N*N a materialised score tensor would need. Under a causal mask a block
+// only multiplies the keys up to its last row, skipping ~half of QKᵀ and AV.
+//
+// When the logits are symmetric by construction (problem::symmetric_logits) a
+// task is a whole head instead: it computes the lower triangle of L (half the
+// multiply-adds) into an [N, N] slice and mirrors it, or under a causal mask
+// needs only the triangle. That trades threads * N * N values of scratch for
+// half of the score products; the blocks of the head then proceed as above.
+// A fresh head that a later layer reuses is computed directly in its
+// reuse-state slot instead of scratch.
 
 #include <algorithm>
 
@@ -23,6 +31,7 @@
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/gemm/gemm.hpp"
+#include "reuseformer/gemm/triangular.hpp"
 #include "reuseformer/simd/softmax.hpp"
 
 namespace reuseformer::attention {
@@ -32,17 +41,18 @@ namespace reuseformer::attention {
 inline constexpr index_t query_block = 64;
 
 struct problem {
-  index_t batch;        // B >= 1
-  index_t seq;          // N >= 1
-  index_t heads;        // H >= 1
-  index_t head_dim;     // dh >= 1
-  bool causal;          // key j is visible from query i only when j <= i
-  index_t fresh_heads;  // F in [0, H]: heads computed here; the others are reused
+  index_t batch;            // B >= 1
+  index_t seq;              // N >= 1
+  index_t heads;            // H >= 1
+  index_t head_dim;         // dh >= 1
+  bool causal;              // key j is visible from query i only when j <= i
+  index_t fresh_heads;      // F in [0, H]: heads computed here; the others are reused
+  bool symmetric_logits{};  // Q_bh K_bhᵀ is symmetric (the caller guarantees it): compute one triangle
 };
 
 // Keys a block of queries multiplies, summed over the blocks of one sequence:
 // N * N, or under a causal mask sum over blocks of rows * (last row + 1).
-// The cost model counts score and context work with this same function.
+// The cost model counts context work (A V) with this same function.
 [[nodiscard]] inline index_t block_query_key_pairs(index_t seq, bool causal) {
   if (!causal) return seq * seq;
   index_t pairs = 0;
@@ -53,10 +63,18 @@ struct problem {
   return pairs;
 }
 
+// Query/key pairs whose logit one head computes: the blocked count above, or
+// for symmetric logits the lower triangle N(N+1)/2 (Eigen's diagonal
+// micro-blocks add at most one micro-block per diagonal block on top).
+// The cost model counts score work with this function.
+[[nodiscard]] inline index_t logit_pairs(index_t seq, bool causal, bool symmetric_logits) {
+  return symmetric_logits ? seq * (seq + 1) / 2 : block_query_key_pairs(seq, causal);
+}
+
 // Where the heads of one layer come from and go to.
 template <class T>
 struct head_io {
-  // Q, K of the fresh heads: [B*N, F*dh] each (unused when F = 0).
+  // The operands of the fresh heads' logits Q Kᵀ: [B*N, F*dh] each (unused when F = 0).
   gemm::matrix<const T> q{}, k{};
   // Relative-position bias table [F, span] (span = 2P - 1), or null.
   const T* relative_bias = nullptr;
@@ -76,11 +94,46 @@ struct head_io {
 };
 
 namespace detail {
-// Per-thread layout: the score slice [rows, N], one additive row [N] (mask plus
-// relative-position bias), then GEMM packing space.
+// Query rows one task covers: a block, or the whole head for symmetric logits
+// (its upper half is the mirror of rows in later blocks).
+[[nodiscard]] inline index_t task_rows(const problem& p) {
+  return p.symmetric_logits ? p.seq : std::min(query_block, p.seq);
+}
+
+// Per-thread layout: the score slice [task rows, N], one additive row [N]
+// (mask plus relative-position bias), then GEMM packing space.
 template <class T>
 [[nodiscard]] index_t score_elements(const problem& p) {
-  return round_to_line<T>(std::min(query_block, p.seq) * p.seq);
+  return round_to_line<T>(task_rows(p) * p.seq);
+}
+
+// Calls body(b, h, first, rows, thread) for every task: heads h < `heads` of
+// every batch element b, query rows [first, first + rows).
+template <class Body>
+void for_each_task(const problem& p, index_t heads, int threads, Body&& body) {
+  const index_t rows = task_rows(p), groups = (p.seq + rows - 1) / rows;
+  parallel_for(p.batch * heads * groups, threads, [&](index_t task, int thread) {
+    const index_t first = task % groups * rows;
+    body(task / groups / heads, task / groups % heads, first, std::min(rows, p.seq - first), thread);
+  });
+}
+
+// Logits Q_bh K_bhᵀ of query rows [first, first + rows) against the keys they
+// see (all N, or up to the last row under a causal mask) into `scores`. For
+// symmetric logits rows is the whole head: the lower triangle is computed and
+// mirrored (a causal mask never reads the mirror, so it is skipped).
+template <class T>
+void head_logits(const problem& p, const head_io<T>& io, index_t b, index_t h, index_t first, index_t rows,
+                 gemm::matrix<T> scores, T* gemm_scratch) {
+  const index_t dh = p.head_dim;
+  const gemm::matrix<const T> q = io.q.block(b * p.seq + first, rows, h * dh, dh);
+  const gemm::matrix<const T> k = io.k.block(b * p.seq, scores.cols, h * dh, dh);
+  if (!p.symmetric_logits) {
+    gemm::multiply_add<T>(T(1), q, k, gemm::transpose::yes, scores, gemm_scratch, gemm::update::overwrite);
+    return;
+  }
+  gemm::multiply_add_lower<T>(T(1), q, k, scores, gemm_scratch);
+  if (!p.causal) gemm::mirror_lower(scores);
 }
 }  // namespace detail
 
@@ -90,16 +143,34 @@ template <class T>
 template <class T>
 [[nodiscard]] index_t scratch_elements(const problem& p) {
   const index_t rows = std::min(query_block, p.seq);
+  const index_t logits = p.symmetric_logits ? gemm::lower_scratch_elements<T>(p.seq, p.head_dim)
+                                            : gemm::scratch_elements<T>(rows, p.seq, p.head_dim);
   return detail::score_elements<T>(p) + round_to_line<T>(p.seq) +
-         std::max(gemm::scratch_elements<T>(rows, p.seq, p.head_dim),
-                  gemm::scratch_elements<T>(rows, p.head_dim, p.seq));
+         std::max(logits, gemm::scratch_elements<T>(rows, p.head_dim, p.seq));
+}
+
+// Raw logits Q_bh K_bhᵀ (before scale, bias and mask) of every fresh head into
+// out [B, F, N, N], split into tasks exactly as scaled_dot_product() does: the
+// score stage alone, for tests and benchmarks. Under a causal mask the entries
+// after each query block's last row (symmetric logits: after the diagonal) are
+// unspecified. Requires scratch as for scaled_dot_product().
+template <class T>
+void logits(const problem& p, const head_io<T>& io, T* out, int threads, T* scratch, index_t scratch_stride) {
+  const index_t n = p.seq;
+  detail::for_each_task(p, p.fresh_heads, threads, [&](index_t b, index_t h, index_t first, index_t rows, int thread) {
+    T* const gemm_scratch = scratch + thread * scratch_stride + detail::score_elements<T>(p) + round_to_line<T>(n);
+    const gemm::matrix<T> scores{out + ((b * p.fresh_heads + h) * n + first) * n, rows,
+                                 p.causal ? first + rows : n, n};
+    detail::head_logits(p, io, b, h, first, rows, scores, gemm_scratch);
+  });
 }
 
 // Computes the context C (all heads of all batch elements).
 // Shapes: v, context [B*N, H*dh] (any row stride >= H*dh); io as documented there.
 // additive_mask is null or [B, N] with 0 (visible) / -inf (hidden) per key.
 // Requires: scratch holds `threads` slices of scratch_stride >=
-// scratch_elements<T>(p) elements, each 64-byte aligned.
+// scratch_elements<T>(p) elements, each 64-byte aligned; with
+// p.symmetric_logits, Q_bh K_bhᵀ symmetric for every fresh head.
 // Guarantees: a query row with no visible key gets a zero context row; every
 // probability row written to a slot or to io.attentions is complete (zeros for
 // hidden keys), so a later layer can reuse it under any mask.
@@ -107,68 +178,72 @@ template <class Arch, class T>
 void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::matrix<const T> v,
                         gemm::matrix<T> context, const T* additive_mask, int threads, T* scratch,
                         index_t scratch_stride) {
-  const index_t blocks = (p.seq + query_block - 1) / query_block;
   const index_t n = p.seq, dh = p.head_dim;
   const index_t scores_elements = detail::score_elements<T>(p);
-  const index_t additive_elements = round_to_line<T>(n);
   const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
 
-  parallel_for(p.batch * p.heads * blocks, threads, [&](index_t task, int thread) {
-    const index_t block = task % blocks;
-    const index_t h = task / blocks % p.heads;
-    const index_t b = task / blocks / p.heads;
-    const index_t first = block * query_block;
-    const index_t rows = std::min(query_block, n - first);
-    const index_t keys = p.causal ? first + rows : n;
+  detail::for_each_task(p, p.heads, threads, [&](index_t b, index_t h, index_t first, index_t rows, int thread) {
     const index_t base = b * n;  // first row of batch element b
-
+    const index_t keys = p.causal ? first + rows : n;
     T* const mine = scratch + thread * scratch_stride;
     T* const additive = mine + scores_elements;
-    T* const gemm_scratch = additive + additive_elements;
+    T* const gemm_scratch = additive + round_to_line<T>(n);
+    const T* const mask = additive_mask ? additive_mask + base : nullptr;
 
-    gemm::matrix<const T> probabilities{};
-    if (h < p.fresh_heads) {
+    // This task's rows of the head's probabilities, row stride `ld`: reused rows
+    // are only read; a fresh head's logits are written (in its slot when a later
+    // layer keeps it, full rows of stride N; otherwise in scratch) and turned
+    // into probabilities in place.
+    const T* data = nullptr;
+    T* fresh = nullptr;
+    index_t ld = n;
+    bool stored = false;
+    if (h >= p.fresh_heads) {
+      const index_t j = h - p.fresh_heads;
+      data = io.reused.at(b, io.reused_slots ? io.reused_slots[j] : j) + first * n;
+    } else {
       const index_t slot = io.kept_slots ? io.kept_slots[h] : reuse_state_plan::no_slot;
-      // A kept head is computed in its slot (full rows, stride N); otherwise in scratch.
-      const gemm::matrix<T> scores = slot == reuse_state_plan::no_slot
-                                         ? gemm::matrix<T>{mine, rows, keys, keys}
-                                         : gemm::matrix<T>{io.kept.at(b, slot) + first * n, rows, keys, n};
-      gemm::multiply_add<T>(T(1), io.q.block(base + first, rows, h * dh, dh), io.k.block(base, keys, h * dh, dh),
-                            gemm::transpose::yes, scores, gemm_scratch, gemm::update::overwrite);
-      const T* mask = additive_mask ? additive_mask + base : nullptr;
-      for (index_t i = 0; i < rows; ++i) {
-        const index_t active = p.causal ? first + i + 1 : keys;
+      stored = slot != reuse_state_plan::no_slot;
+      ld = stored || p.symmetric_logits ? n : keys;
+      fresh = stored ? io.kept.at(b, slot) + first * n : mine;
+      detail::head_logits(p, io, b, h, first, rows, gemm::matrix<T>{fresh, rows, keys, ld}, gemm_scratch);
+      data = fresh;
+    }
+
+    // Block by block: softmax (fresh heads), the optional copy, then A V.
+    for (index_t block = first; block < first + rows; block += query_block) {
+      const index_t block_rows = std::min(query_block, first + rows - block);
+      const index_t block_keys = p.causal ? block + block_rows : keys;
+      const index_t offset = (block - first) * ld;
+      for (index_t i = 0; fresh && i < block_rows; ++i) {
+        const index_t query = block + i, active = p.causal ? query + 1 : keys;
         const T* row_add = mask;
         if (io.relative_bias) {
           // R[i, j] = E[h, clamp(j - i + P - 1, 0, 2P - 2)], added after scaling.
           const T* table = io.relative_bias + h * io.relative_span;
           for (index_t j = 0; j < active; ++j) {
-            const index_t at = std::clamp(j - (first + i) + bias_center, index_t(0), io.relative_span - 1);
+            const index_t at = std::clamp(j - query + bias_center, index_t(0), io.relative_span - 1);
             additive[j] = table[at] + (mask ? mask[j] : T(0));
           }
           row_add = additive;
         }
-        T* row = scores.data + i * scores.ld;
-        simd::softmax<Arch>(row, keys, active, scale, row_add);
-        if (scores.ld == n) std::fill(row + keys, row + n, T(0));  // causal tail of a stored row
+        T* row = fresh + offset + i * ld;
+        simd::softmax<Arch>(row, block_keys, active, scale, row_add);
+        if (stored) std::fill(row + block_keys, row + n, T(0));  // causal tail of a stored row
       }
-      probabilities = scores;
-    } else {
-      const index_t j = h - p.fresh_heads;
-      const index_t slot = io.reused_slots ? io.reused_slots[j] : j;
-      probabilities = {io.reused.at(b, slot) + first * n, rows, keys, n};
-    }
-
-    if (io.attentions) {
-      T* out = io.attentions + ((b * p.heads + h) * n + first) * n;
-      for (index_t i = 0; i < rows; ++i) {
-        const T* row = probabilities.data + i * probabilities.ld;
-        std::copy(row, row + keys, out + i * n);
-        std::fill(out + i * n + keys, out + (i + 1) * n, T(0));
+      const gemm::matrix<const T> probabilities{data + offset, block_rows, block_keys, ld};
+      if (io.attentions) {
+        T* out = io.attentions + ((b * p.heads + h) * n + block) * n;
+        for (index_t i = 0; i < block_rows; ++i) {
+          const T* row = probabilities.data + i * ld;
+          std::copy(row, row + block_keys, out + i * n);
+          std::fill(out + i * n + block_keys, out + (i + 1) * n, T(0));
+        }
       }
+      gemm::multiply_add<T>(T(1), probabilities, v.block(base, block_keys, h * dh, dh), gemm::transpose::no,
+                            context.block(base + block, block_rows, h * dh, dh), gemm_scratch,
+                            gemm::update::overwrite);
     }
-    gemm::multiply_add<T>(T(1), probabilities, v.block(base, keys, h * dh, dh), gemm::transpose::no,
-                          context.block(base + first, rows, h * dh, dh), gemm_scratch, gemm::update::overwrite);
   });
 }
 

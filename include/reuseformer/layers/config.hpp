@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "reuseformer/attention/score_function.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 
@@ -38,6 +39,10 @@ struct encoder_config {
   double layer_norm_eps = 1e-12;
   bool causal = false;  // query i sees keys j <= i only (on top of any padding mask)
 
+  // How fresh heads form their logits (`plpi_affinity_function`, DESIGN §1.3).
+  // An encoder built with a compile-time score function requires this to match.
+  score_function score = score_function::standard;
+
   // Score reuse (DESIGN §1.2): reuse_schedule[l] = K_l, the heads layer l takes
   // from layer l-1's probability stack instead of computing them. Empty: no
   // reuse. reference_reuse_schedule() builds it from TF's two-number form.
@@ -57,14 +62,18 @@ struct encoder_config {
   // H - K_l: the heads layer `layer` computes (and has query/key weights for).
   [[nodiscard]] index_t fresh_heads(index_t layer) const { return num_attention_heads - reused_heads(layer); }
 
-  // Parameters of layer `layer`: query and key for its H - K_l fresh heads, value
-  // and output, the relative-position table (use_relative_pe), two LayerNorms
-  // and the feed-forward block, each weight with its bias.
+  // Parameters of layer `layer`: query (and key, for standard scores) for its
+  // H - K_l fresh heads, the pairwise factors [H - K_l, dh, dh] (pairwise
+  // scores), value and output, the relative-position table (use_relative_pe),
+  // two LayerNorms and the feed-forward block, each weight with its bias.
   [[nodiscard]] index_t layer_parameter_count(index_t layer) const {
     const index_t d = hidden_size, d_ff = intermediate_size;
     const index_t fresh = fresh_heads(layer), qk = fresh * head_dim();
+    const index_t projections = has_key_projection(score) ? 2 : 1;
+    const index_t factors = has_pairwise_factors(score) ? fresh * head_dim() * head_dim() : 0;
     const index_t relative = use_relative_pe ? fresh * (2 * pe_max_seq_length - 1) : 0;
-    return 2 * (qk * d + qk) + 2 * (d * d + d) + relative + 2 * (2 * d) + (d_ff * d + d_ff) + (d * d_ff + d);
+    return projections * (qk * d + qk) + factors + 2 * (d * d + d) + relative + 2 * (2 * d) +
+           (d_ff * d + d_ff) + (d * d_ff + d);
   }
 
   // Throws reuseformer::error naming the first invalid key.
@@ -93,6 +102,15 @@ struct encoder_config {
                       pe_max_seq_length);
   }
 };
+
+namespace detail {
+// A config is valid, and names the score function an encoder was compiled for.
+inline void validate_for(const encoder_config& config, score_function compiled) {
+  config.validate();
+  require(config.score == compiled, "plpi_affinity_function: expected ", name_of(compiled),
+          " (the score function the model is compiled for), found ", name_of(config.score));
+}
+}  // namespace detail
 
 // The reuse schedule of TensorFlow Model Garden's ReuseTransformer:
 // layers 1 .. max_reuse_layer_idx reuse `reuse_attention` heads (-1: all of

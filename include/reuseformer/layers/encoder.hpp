@@ -19,19 +19,21 @@
 
 namespace reuseformer {
 
-template <class T, class Arch = simd::default_arch>
-class encoder : public detail::stream_module<encoder<T, Arch>, T> {
+template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch>
+class encoder : public detail::stream_module<encoder<T, Score, Arch>, T> {
  public:
   static constexpr bool residual = true;
+  static constexpr score_function scores = Score;
   using value_type = T;
 
   // The layers view the tensors in `layers`; the caller keeps them alive.
   // Throws reuseformer::error on an invalid config (including its reuse
-  // schedule), a layer count other than config.num_hidden_layers, or a tensor
-  // of the wrong shape for the layer's schedule (named as
+  // schedule), a config whose score function is not Score, a layer count other
+  // than config.num_hidden_layers, or a tensor that does not fit the layer's
+  // schedule and score function (named as
   // "encoder.layer.{i}.attention.self.query.weight" and so on).
   encoder(const encoder_config& config, const std::vector<encoder_layer_weights<T>>& layers)
-      : config_((config.validate(), config)),
+      : config_((detail::validate_for(config, Score), config)),
         reuse_(config.reuse_schedule.empty() ? std::vector<index_t>(static_cast<std::size_t>(config.num_hidden_layers), 0)
                                              : config.reuse_schedule,
                config.num_attention_heads) {
@@ -48,7 +50,7 @@ class encoder : public detail::stream_module<encoder<T, Arch>, T> {
   [[nodiscard]] index_t heads() const { return config_.num_attention_heads; }
   [[nodiscard]] index_t attention_layers() const { return config_.num_hidden_layers; }
   [[nodiscard]] index_t first_reused_heads() const { return 0; }  // layer 0 never reuses
-  [[nodiscard]] const std::vector<encoder_layer<T, Arch>>& layers() const { return layers_; }
+  [[nodiscard]] const std::vector<encoder_layer<T, Score, Arch>>& layers() const { return layers_; }
   [[nodiscard]] const attention::reuse_state_plan& reuse_plan() const { return reuse_; }
   [[nodiscard]] std::size_t parameter_bytes() const {
     std::size_t bytes = 0;
@@ -99,7 +101,7 @@ class encoder : public detail::stream_module<encoder<T, Arch>, T> {
  private:
   encoder_config config_;
   attention::reuse_state_plan reuse_;
-  std::vector<encoder_layer<T, Arch>> layers_;
+  std::vector<encoder_layer<T, Score, Arch>> layers_;
 };
 
 }  // namespace reuseformer

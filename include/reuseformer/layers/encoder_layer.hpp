@@ -27,18 +27,19 @@ struct encoder_layer_weights {
   layer_norm_weights<T> output_norm;      // output.LayerNorm (LN_2)
 };
 
-template <class T, class Arch = simd::default_arch>
-class encoder_layer : public detail::stream_module<encoder_layer<T, Arch>, T> {
+template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch>
+class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch>, T> {
  public:
   static constexpr bool residual = true;
 
   // Layer `index` of an encoder configured by `config` (its reuse count is
-  // config.reused_heads(index)). Throws reuseformer::error on an invalid config
-  // or a wrongly shaped tensor; `prefix` (e.g. "encoder.layer.3.") names the
+  // config.reused_heads(index)). Throws reuseformer::error on an invalid config,
+  // a config whose score function is not Score, or a tensor that does not fit
+  // (see multi_head_attention); `prefix` (e.g. "encoder.layer.3.") names the
   // tensors in messages.
   encoder_layer(const encoder_config& config, const encoder_layer_weights<T>& w, index_t index = 0,
                 std::string_view prefix = "")
-      : norm_((config.validate(),
+      : norm_((detail::validate_for(config, Score),
                detail::require(index >= 0 && index < std::max<index_t>(config.num_hidden_layers, 1),
                                "layer index: expected a value in [0, ", config.num_hidden_layers, "), found ", index),
                config.norm)),
@@ -59,7 +60,7 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Arch>, T> {
   [[nodiscard]] index_t heads() const { return attention_.heads(); }
   [[nodiscard]] index_t attention_layers() const { return 1; }
   [[nodiscard]] index_t first_reused_heads() const { return attention_.reused_heads(); }
-  [[nodiscard]] const multi_head_attention<T, Arch>& attention() const { return attention_; }
+  [[nodiscard]] const multi_head_attention<T, Score, Arch>& attention() const { return attention_; }
   [[nodiscard]] std::size_t parameter_bytes() const {
     return attention_.parameter_bytes() + attention_norm_.parameter_bytes() +
            feed_forward_.parameter_bytes() + output_norm_.parameter_bytes();
@@ -67,7 +68,7 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Arch>, T> {
 
   struct buffers {
     T* normed;  // [B*N, d], pre-LN only
-    typename multi_head_attention<T, Arch>::buffers attention;
+    typename multi_head_attention<T, Score, Arch>::buffers attention;
     typename feed_forward<T, Arch>::buffers feed_forward;
   };
 
@@ -109,7 +110,7 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Arch>, T> {
 
  private:
   norm_placement norm_;
-  multi_head_attention<T, Arch> attention_;
+  multi_head_attention<T, Score, Arch> attention_;
   layer_norm<T, Arch> attention_norm_;
   feed_forward<T, Arch> feed_forward_;
   layer_norm<T, Arch> output_norm_;

@@ -1,10 +1,12 @@
 #pragma once
 // Multi-head self-attention (DESIGN §1.1), BERT's `attention.self` plus
-// `attention.output.dense`, with optional score reuse (§1.2):
-//   Q = X W_Qᵀ + b_Q, K = X W_Kᵀ + b_K   (fresh heads only: (H - K_l)*dh rows)
+// `attention.output.dense`, with optional score reuse (§1.2) and a compile-time
+// score function (§1.3, attention/score_function.hpp):
+//   Q = X W_Qᵀ + b_Q                     (fresh heads only: (H - K_l)*dh rows)
+//   K = X W_Kᵀ + b_K (standard), K = Q (symmetric), or L_h = Q_h P_h Q_hᵀ (pairwise)
 //   V = X W_Vᵀ + b_V                     (all H heads)
-//   A_h = softmax(Q_h K_hᵀ / sqrt(dh) + R_h + M)  for fresh heads h < H - K_l,
-//   A_h = S^{l-1}[h - (H - K_l)]                  for reused heads,
+//   A_h = softmax(L_h / sqrt(dh) + R_h + M)  for fresh heads h < H - K_l, L_h = Q_h K_hᵀ,
+//   A_h = S^{l-1}[h - (H - K_l)]             for reused heads,
 //   out = concat_h(A_h V_h) W_Oᵀ + b_O
 
 #include <cmath>
@@ -12,7 +14,9 @@
 #include <string>
 #include <string_view>
 
+#include "reuseformer/attention/pairwise_factors.hpp"
 #include "reuseformer/attention/reuse_state.hpp"
+#include "reuseformer/attention/score_function.hpp"
 #include "reuseformer/attention/scaled_dot_product.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/workspace.hpp"
@@ -27,12 +31,14 @@ namespace reuseformer {
 template <class T>
 struct attention_weights {
   linear_weights<T> query;   // attention.self.query: [(H - K)*dh, d], [(H - K)*dh]; empty when K = H
-  linear_weights<T> key;     // attention.self.key: same shapes as query
+  linear_weights<T> key;     // attention.self.key: same shapes as query; empty unless standard scores
   linear_weights<T> value;   // attention.self.value: [d, d], [d]
   linear_weights<T> output;  // attention.output.dense: [d, d], [d]
   // attention.self.relative_position_embeddings: [H - K, 2P - 1], only with
   // relative_position_bias (TF use_relative_pe).
   matrix_view<const T> relative_position{};
+  // attention.self.pairwise_factors: [H - K, dh, dh], only for pairwise scores.
+  tensor_view<const T, 3> pairwise_factors{};
 };
 
 struct attention_options {
@@ -54,23 +60,29 @@ inline const attention_options& validated(const attention_options& o) {
 }
 }  // namespace detail
 
-template <class T, class Arch = simd::default_arch>
-class multi_head_attention : public detail::stream_module<multi_head_attention<T, Arch>, T> {
+template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch>
+class multi_head_attention : public detail::stream_module<multi_head_attention<T, Score, Arch>, T> {
  public:
   static constexpr bool residual = false;
+  static constexpr score_function scores = Score;
 
   // `prefix` names the tensors in error messages, Hugging Face style: a tensor is
   // prefix + "self.query.weight", prefix + "output.dense.bias", ...
-  // Throws reuseformer::error for invalid options or a tensor of the wrong shape
-  // for them (query/key rows follow the fresh head count).
+  // Throws reuseformer::error for invalid options or a tensor that does not fit
+  // them and the score function: a wrong shape (query/key rows and factors follow
+  // the fresh head count), a key or factors the score function has no use for,
+  // or factors that break the constraint of pairwise_diagonal / pairwise_symmetric.
   multi_head_attention(const attention_weights<T>& w, const attention_options& options,
                        std::string_view prefix = "attention.")
       : options_(detail::validated(options)),
         query_(w.query, options.hidden_size, fresh_width(), std::string(prefix) + "self.query"),
-        key_(w.key, options.hidden_size, fresh_width(), std::string(prefix) + "self.key"),
+        key_(without_unused_key(w.key, prefix), options.hidden_size, has_key_projection(Score) ? fresh_width() : 0,
+             std::string(prefix) + "self.key"),
         value_(w.value, options.hidden_size, options.hidden_size, std::string(prefix) + "self.value"),
         output_(w.output, options.hidden_size, options.hidden_size, std::string(prefix) + "output.dense"),
-        relative_position_(w.relative_position) {
+        relative_position_(w.relative_position),
+        pairwise_factors_(w.pairwise_factors) {
+    check_pairwise_factors(std::string(prefix) + "self.pairwise_factors");
     const std::string table = std::string(prefix) + "self.relative_position_embeddings";
     if (options.relative_position > 0 && fresh_heads() > 0)
       detail::require_shape(relative_position_, {fresh_heads(), 2 * options.relative_position - 1}, table);
@@ -88,24 +100,29 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
   [[nodiscard]] index_t first_reused_heads() const { return reused_heads(); }
   [[nodiscard]] std::size_t parameter_bytes() const {
     return query_.parameter_bytes() + key_.parameter_bytes() + value_.parameter_bytes() +
-           output_.parameter_bytes() + static_cast<std::size_t>(relative_position_.size()) * sizeof(T);
+           output_.parameter_bytes() +
+           static_cast<std::size_t>(relative_position_.size() + pairwise_factors_.size()) * sizeof(T);
   }
 
   struct buffers {
-    T *q, *k;         // [B*N, (H - K)*dh] each
+    T* q;             // [B*N, (H - K)*dh]: the query projection
+    T* k;             // [B*N, (H - K)*dh]: K (standard), Q P (pairwise); none (symmetric)
     T *v, *context;   // [B*N, d] each
     detail::thread_scratch<T> scratch;
   };
 
   [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
     const index_t rows = batch * seq, d = hidden_size();
-    buffers b{a.take<T>(rows * fresh_width()), a.take<T>(rows * fresh_width()), a.take<T>(rows * d),
-              a.take<T>(rows * d), {}};
+    constexpr bool second_operand = Score != score_function::symmetric;
+    buffers b{a.take<T>(rows * fresh_width()), second_operand ? a.take<T>(rows * fresh_width()) : nullptr,
+              a.take<T>(rows * d), a.take<T>(rows * d), {}};
     const index_t linear_scratch =
         std::max({query_.scratch_elements(rows, threads), key_.scratch_elements(rows, threads),
                   value_.scratch_elements(rows, threads), output_.scratch_elements(rows, threads)});
+    const index_t factors_scratch =
+        has_pairwise_factors(Score) ? attention::pairwise_scratch_elements<T>(rows, head_dim()) : 0;
     const index_t core_scratch = attention::scratch_elements<T>(problem(batch, seq));
-    b.scratch = detail::thread_scratch<T>::take(a, std::max(linear_scratch, core_scratch), threads);
+    b.scratch = detail::thread_scratch<T>::take(a, std::max({linear_scratch, factors_scratch, core_scratch}), threads);
     return b;
   }
 
@@ -126,16 +143,22 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
       layer.forward(in, gemm::matrix<T>{out, rows, cols, cols}, gemm::update::overwrite, threads,
                     b.scratch.data, b.scratch.stride);
     };
+    const gemm::matrix<T> q{b.q, rows, width, width}, k{b.k, rows, width, width};
     if (width > 0) {  // full reuse (K = H) has no query or key
-      project(query_, b.q, width);
-      project(key_, b.k, width);
+      project(query_, q.data, width);
+      if constexpr (has_key_projection(Score)) project(key_, k.data, width);
+      if constexpr (has_pairwise_factors(Score))
+        attention::apply_pairwise_factors<T>(q, pairwise_factors_.data(), fresh_heads(), head_dim(),
+                                             Score == score_function::pairwise_diagonal, k, threads,
+                                             b.scratch.data, b.scratch.stride);
     }
     project(value_, b.v, d);
-    heads.q = {b.q, rows, width, width};
-    heads.k = {b.k, rows, width, width};
+    // The logits' operands: Q Kᵀ, Q Qᵀ, or (Q P) Qᵀ.
+    heads.q = has_pairwise_factors(Score) ? k : q;
+    heads.k = has_key_projection(Score) ? k : q;
     heads.relative_bias = relative_position_.data();
     heads.relative_span = relative_position_.extent(1);
-    const T scale = T(1) / std::sqrt(static_cast<T>(d / this->heads()));
+    const T scale = T(1) / std::sqrt(static_cast<T>(head_dim()));
     attention::scaled_dot_product<Arch, T>(problem(batch, seq), scale, heads, gemm::matrix<const T>{b.v, rows, d, d},
                                            gemm::matrix<T>{b.context, rows, d, d}, additive_mask, threads,
                                            b.scratch.data, b.scratch.stride);
@@ -145,14 +168,52 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
   }
 
  private:
-  [[nodiscard]] index_t fresh_width() const { return fresh_heads() * (hidden_size() / heads()); }
+  [[nodiscard]] index_t head_dim() const { return hidden_size() / heads(); }
+  [[nodiscard]] index_t fresh_width() const { return fresh_heads() * head_dim(); }
   [[nodiscard]] attention::problem problem(index_t batch, index_t seq) const {
-    return {batch, seq, heads(), hidden_size() / heads(), options_.causal, fresh_heads()};
+    return {batch, seq, heads(), head_dim(), options_.causal, fresh_heads(), has_symmetric_logits(Score)};
+  }
+
+  // Score functions without a key projection must not be handed one: a
+  // checkpoint that has it was trained for another score function.
+  static const linear_weights<T>& without_unused_key(const linear_weights<T>& key, std::string_view prefix) {
+    if constexpr (!has_key_projection(Score)) {
+      const auto absent = [&](const auto& view, std::string_view part) {
+        detail::require(view.empty(), prefix, "self.key.", part, ": expected no tensor (", name_of(Score),
+                        " scores have no key projection), found shape ", detail::format_shape(view.shape()));
+      };
+      absent(key.weight, "weight");
+      absent(key.bias, "bias");
+    }
+    return key;
+  }
+
+  void check_pairwise_factors(const std::string& name) const {
+    const tensor_view<const T, 3>& p = pairwise_factors_;
+    if constexpr (!has_pairwise_factors(Score)) {
+      detail::require(p.empty(), name, ": expected no tensor (", name_of(Score), " scores), found shape ",
+                      detail::format_shape(p.shape()));
+    } else {
+      detail::require_shape(p, {fresh_heads(), head_dim(), head_dim()}, name);
+      for (index_t h = 0; h < p.extent(0); ++h)
+        for (index_t i = 0; i < head_dim(); ++i)
+          for (index_t j = 0; j < i; ++j) {
+            if constexpr (Score == score_function::pairwise_diagonal)
+              detail::require(p(h, i, j) == T(0) && p(h, j, i) == T(0), name,
+                              ": expected diagonal matrices (pairwise_diagonal scores), found [", h, ", ", i, ", ",
+                              j, "] = ", p(h, i, j), " and [", h, ", ", j, ", ", i, "] = ", p(h, j, i));
+            if constexpr (Score == score_function::pairwise_symmetric)
+              detail::require(p(h, i, j) == p(h, j, i), name,
+                              ": expected symmetric matrices (pairwise_symmetric scores), found [", h, ", ", i,
+                              ", ", j, "] = ", p(h, i, j), " but [", h, ", ", j, ", ", i, "] = ", p(h, j, i));
+          }
+    }
   }
 
   attention_options options_;
   linear<T, Arch> query_, key_, value_, output_;
   matrix_view<const T> relative_position_;
+  tensor_view<const T, 3> pairwise_factors_;
 };
 
 }  // namespace reuseformer
