@@ -100,25 +100,28 @@ TEMPLATE_TEST_CASE("a steady-state forward pass allocates nothing", "[allocation
     c.use_relative_pe = true;
     c.pe_max_seq_length = 16;
   }
-  CAPTURE(c.norm == rf::norm_placement::pre, c.causal, threads, reuse);
+  c.score = GENERATE(rf::score_function::standard, rf::score_function::symmetric, rf::score_function::pairwise);
+  CAPTURE(c.norm == rf::norm_placement::pre, c.causal, threads, reuse, rf::name_of(c.score));
 
   rf::encoder_parameters<T> p(c);
   p.fill_random(1, 0.1);
-  const rf::encoder<T> model(c, p.layers());
-  const rf::index_t batch = 2, seq = 130;  // several query blocks per head
-  const std::vector<T> x = reuseformer_test::random_vector<T>(static_cast<std::size_t>(batch * seq * 96), 3);
-  std::vector<T> y(x.size());
-  std::vector<std::int64_t> mask(static_cast<std::size_t>(batch * seq), 1);
-  mask.back() = 0;
-  auto ws = model.make_workspace(batch, seq, threads);
-  const auto forward = [&] {
-    model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, 96}), rf::tensor_view<T, 3>(y.data(), {batch, seq, 96}),
-                  ws, rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {batch, seq})));
-  };
-  forward();  // warm-up: the OpenMP runtime starts its thread pool here
-  const auto [news, eigens] = count_allocations([&] {
-    for (int i = 0; i < 3; ++i) forward();
+  rf::visit(c.score, [&]<rf::score_function Score>() {
+    const rf::encoder<T, Score> model(c, p.layers());
+    const rf::index_t batch = 2, seq = 130;  // several query blocks per head
+    const std::vector<T> x = reuseformer_test::random_vector<T>(static_cast<std::size_t>(batch * seq * 96), 3);
+    std::vector<T> y(x.size());
+    std::vector<std::int64_t> mask(static_cast<std::size_t>(batch * seq), 1);
+    mask.back() = 0;
+    auto ws = model.make_workspace(batch, seq, threads);
+    const auto forward = [&] {
+      model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, 96}), rf::tensor_view<T, 3>(y.data(), {batch, seq, 96}),
+                    ws, rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {batch, seq})));
+    };
+    forward();  // warm-up: the OpenMP runtime starts its thread pool here
+    const auto [news, eigens] = count_allocations([&] {
+      for (int i = 0; i < 3; ++i) forward();
+    });
+    CHECK(news == 0);
+    CHECK(eigens == 0);
   });
-  CHECK(news == 0);
-  CHECK(eigens == 0);
 }

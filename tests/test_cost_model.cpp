@@ -45,27 +45,67 @@ TEST_CASE("cost model: BERT-base multiply-adds, by hand", "[analysis]") {
   }
 }
 
+TEST_CASE("cost model: symmetric and pairwise scores on BERT-base, by hand", "[analysis][scores]") {
+  const rf::encoder_config standard;
+  const auto base = rf::analysis::cost<float>(standard, 1, 512).layers[0];
+  const double rows = 512, d = 768, dh = 64, heads = 12;
+  const double triangle = heads * (512.0 * 513 / 2) * dh;  // N(N+1)/2 logits per head
+  for (const rf::score_function f : {rf::score_function::symmetric, rf::score_function::pairwise,
+                                     rf::score_function::pairwise_diagonal, rf::score_function::pairwise_symmetric}) {
+    CAPTURE(rf::name_of(f));
+    rf::encoder_config c;
+    c.score = f;
+    const auto layer = rf::analysis::cost<float>(c, 1, 512).layers[0];
+    // No key projection: the projections halve. Parameters: the key weight and
+    // bias go (590,592 per BERT-base layer); pairwise adds P, H * dh^2 = 49,152.
+    CHECK(layer.query_key_projection == base.query_key_projection / 2);
+    const std::size_t factors = rf::has_pairwise_factors(f) ? 12 * 64 * 64 : 0;
+    CHECK(base.parameter_bytes - layer.parameter_bytes + factors * sizeof(float) == 590592 * sizeof(float));
+    CHECK(layer.scores == (rf::has_symmetric_logits(f) ? triangle : base.scores));
+    const double transform = f == rf::score_function::pairwise_diagonal ? rows * heads * dh
+                             : rf::has_pairwise_factors(f)              ? rows * heads * dh * dh
+                                                                        : 0;
+    CHECK(layer.pairwise_transform == transform);
+    CHECK(layer.context == base.context);
+    CHECK(layer.softmax_exponentials == base.softmax_exponentials);
+    CHECK(base.multiply_adds() - layer.multiply_adds() == rows * d * d + base.scores - layer.scores - transform);
+  }
+  SECTION("causal symmetric logits: the exact lower triangle") {
+    rf::encoder_config c;
+    c.score = rf::score_function::symmetric;
+    c.causal = true;
+    CHECK(rf::analysis::cost<float>(c, 2, 130).layers[0].scores == 12.0 * 2 * (130 * 131 / 2) * 64);
+  }
+}
+
 TEST_CASE("cost model: parameter and memory bytes equal the built model's", "[analysis]") {
   for (const std::vector<rf::index_t>& schedule :
        {std::vector<rf::index_t>{}, {0, 2, 4}, {0, 4, 4}, {0, 3, 1}}) {
     for (const bool relative : {false, true}) {
-      CAPTURE(schedule, relative);
-      rf::encoder_config c;
-      c.hidden_size = 32;
-      c.num_attention_heads = 4;
-      c.intermediate_size = 40;
-      c.num_hidden_layers = 3;
-      c.reuse_schedule = schedule;
-      c.use_relative_pe = relative;
-      c.pe_max_seq_length = 7;
-      rf::encoder_parameters<double> p(c);
-      const rf::encoder<double> model(c, p.layers());
-      const auto measured = rf::analysis::measure(model, 3, 20, 2);
-      CHECK(measured.parameter_bytes == model.parameter_bytes());
-      CHECK(measured.parameter_bytes == p.values().size() * sizeof(double));
-      CHECK(measured.workspace_bytes == model.workspace_bytes(3, 20, 2));
-      CHECK(measured.reuse_state_bytes == model.reuse_state_bytes(3, 20));
-      CHECK(measured.reuse_state_bytes == static_cast<std::size_t>(model.reuse_plan().slots() * 3 * 20 * 20) * sizeof(double));
+      for (const rf::score_function f : {rf::score_function::standard, rf::score_function::symmetric,
+                                         rf::score_function::pairwise, rf::score_function::pairwise_diagonal}) {
+        CAPTURE(schedule, relative, rf::name_of(f));
+        rf::encoder_config c;
+        c.hidden_size = 32;
+        c.num_attention_heads = 4;
+        c.intermediate_size = 40;
+        c.num_hidden_layers = 3;
+        c.reuse_schedule = schedule;
+        c.use_relative_pe = relative;
+        c.pe_max_seq_length = 7;
+        c.score = f;
+        rf::encoder_parameters<double> p(c);
+        rf::visit(f, [&]<rf::score_function Score>() {
+          const rf::encoder<double, Score> model(c, p.layers());
+          const auto measured = rf::analysis::measure(model, 3, 20, 2);
+          CHECK(measured.parameter_bytes == model.parameter_bytes());
+          CHECK(measured.parameter_bytes == p.values().size() * sizeof(double));
+          CHECK(measured.workspace_bytes == model.workspace_bytes(3, 20, 2));
+          CHECK(measured.reuse_state_bytes == model.reuse_state_bytes(3, 20));
+          CHECK(measured.reuse_state_bytes ==
+                static_cast<std::size_t>(model.reuse_plan().slots() * 3 * 20 * 20) * sizeof(double));
+        });
+      }
     }
   }
 }

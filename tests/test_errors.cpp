@@ -304,3 +304,75 @@ TEST_CASE("a rejected call leaves the output untouched; partial overlap is refus
   CHECK(error_message([&] { rf::encoder_layer<float> layer(c, p.layers()[0], 2); }) ==
         "layer index: expected a value in [0, 2), found 2");
 }
+
+TEST_CASE("weights that do not fit the score function name the tensor", "[errors][scores]") {
+  rf::encoder_config c = small_config();  // d = 8, H = 2, dh = 4
+  rf::encoder_parameters<float> vanilla(c);
+  using enum rf::score_function;
+  SECTION("a model compiled for another score function than the config names") {
+    CHECK(error_message([&] { rf::encoder<float, symmetric> e(c, vanilla.layers()); }) ==
+          "plpi_affinity_function: expected symmetric (the score function the model is compiled for), found vanilla");
+    c.score = pairwise;
+    CHECK(error_message([&] { rf::encoder_layer<float> layer(c, vanilla.layers()[0]); }) ==
+          "plpi_affinity_function: expected vanilla (the score function the model is compiled for), found pairwise");
+  }
+  SECTION("a key projection where the score function has none") {
+    c.score = symmetric;
+    CHECK(error_message([&] { rf::encoder<float, symmetric> e(c, vanilla.layers()); }) ==
+          "encoder.layer.0.attention.self.key.weight: expected no tensor (symmetric scores have no key projection), "
+          "found shape [8, 8]");
+    c.score = pairwise;
+    rf::encoder_parameters<float> pairwise_params(c);
+    auto layers = pairwise_params.layers();
+    layers[1].attention.key.bias = vanilla.layers()[1].attention.key.bias;
+    CHECK(error_message([&] { rf::encoder<float, pairwise> e(c, layers); }) ==
+          "encoder.layer.1.attention.self.key.bias: expected no tensor (pairwise scores have no key projection), "
+          "found shape [8]");
+  }
+  SECTION("pairwise factors: missing, wrong shape, or where the score function has none") {
+    c.score = pairwise;
+    c.reuse_schedule = {0, 1};
+    rf::encoder_parameters<float> p(c);
+    auto layers = p.layers();
+    CHECK(layers[1].attention.pairwise_factors.shape() == std::array<rf::index_t, 3>{1, 4, 4});
+    layers[1].attention.pairwise_factors = {};
+    CHECK(error_message([&] { rf::encoder<float, pairwise> e(c, layers); }) ==
+          "encoder.layer.1.attention.self.pairwise_factors: expected shape [1, 4, 4], found [0, 0, 0]");
+    layers[1].attention.pairwise_factors = p.layers()[0].attention.pairwise_factors;
+    CHECK(error_message([&] { rf::encoder<float, pairwise> e(c, layers); }) ==
+          "encoder.layer.1.attention.self.pairwise_factors: expected shape [1, 4, 4], found [2, 4, 4]");
+    layers = vanilla.layers();
+    layers[0].attention.pairwise_factors = p.layers()[0].attention.pairwise_factors;
+    CHECK(error_message([&] { rf::encoder<float> e(small_config(), layers); }) ==
+          "encoder.layer.0.attention.self.pairwise_factors: expected no tensor (vanilla scores), found shape [2, 4, 4]");
+  }
+  SECTION("factors that break the constraint of their variant") {
+    c.score = pairwise;
+    rf::encoder_parameters<float> p(c);  // unconstrained factors
+    p.fill_random(1);
+    const auto& factors = p.layers()[0].attention.pairwise_factors;
+    const std::string values = rf::detail::concat(factors(0, 1, 0), " and [0, 0, 1] = ", factors(0, 0, 1));
+    c.score = pairwise_diagonal;
+    CHECK(error_message([&] { rf::encoder<float, pairwise_diagonal> e(c, p.layers()); }) ==
+          "encoder.layer.0.attention.self.pairwise_factors: expected diagonal matrices (pairwise_diagonal scores), "
+          "found [0, 1, 0] = " + values);
+    c.score = pairwise_symmetric;
+    rf::encoder_parameters<float> s(c);  // symmetric factors but for one entry
+    s.fill_random(2);
+    const auto& symmetric_factors = s.layers()[0].attention.pairwise_factors;
+    float& changed = s.values()[static_cast<std::size_t>(&symmetric_factors(1, 0, 2) - s.values().data())];
+    changed += 1.0f;
+    CHECK(error_message([&] { rf::encoder<float, pairwise_symmetric> e(c, s.layers()); }) ==
+          "encoder.layer.0.attention.self.pairwise_factors: expected symmetric matrices (pairwise_symmetric scores), "
+          "found [1, 2, 0] = " + rf::detail::concat(symmetric_factors(1, 2, 0), " but [1, 0, 2] = ", changed));
+  }
+}
+
+TEST_CASE("score function names follow config.json's plpi_affinity_function", "[errors][scores]") {
+  using enum rf::score_function;
+  for (const rf::score_function f : {standard, symmetric, pairwise, pairwise_diagonal, pairwise_symmetric})
+    CHECK(rf::score_function_named(rf::name_of(f)) == f);
+  CHECK(rf::name_of(standard) == "vanilla");
+  CHECK_FALSE(rf::score_function_named("standard").has_value());
+  CHECK_FALSE(rf::score_function_named("").has_value());
+}
