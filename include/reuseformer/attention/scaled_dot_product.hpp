@@ -100,11 +100,20 @@ namespace detail {
   return p.symmetric_logits ? p.seq : std::min(query_block, p.seq);
 }
 
-// Per-thread layout: the score slice [task rows, N], one additive row [N]
-// (mask plus relative-position bias), then GEMM packing space.
+// Row stride of a whole head's [N, N] logits in scratch: one cache line more
+// than N, so that mirroring (which walks a column) does not map every row to
+// the same cache set when N is a power of two.
+template <class T>
+[[nodiscard]] index_t symmetric_ld(index_t seq) {
+  return round_to_line<T>(seq) + round_to_line<T>(1);
+}
+
+// Per-thread layout: the score slice [task rows, N] (row stride
+// symmetric_ld(N) for symmetric logits), one additive row [N] (mask plus
+// relative-position bias), then GEMM packing space.
 template <class T>
 [[nodiscard]] index_t score_elements(const problem& p) {
-  return round_to_line<T>(task_rows(p) * p.seq);
+  return round_to_line<T>(task_rows(p) * (p.symmetric_logits ? symmetric_ld<T>(p.seq) : p.seq));
 }
 
 // Calls body(b, h, first, rows, thread) for every task: heads h < `heads` of
@@ -150,17 +159,19 @@ template <class T>
 }
 
 // Raw logits Q_bh K_bhᵀ (before scale, bias and mask) of every fresh head into
-// out [B, F, N, N], split into tasks exactly as scaled_dot_product() does: the
-// score stage alone, for tests and benchmarks. Under a causal mask the entries
-// after each query block's last row (symmetric logits: after the diagonal) are
-// unspecified. Requires scratch as for scaled_dot_product().
+// out [B, F, N, ld] (ld >= N: the row stride), split into tasks exactly as
+// scaled_dot_product() does: the score stage alone, for tests and benchmarks.
+// Under a causal mask the entries after each query block's last row (symmetric
+// logits: after the diagonal) are unspecified. Requires scratch as for
+// scaled_dot_product().
 template <class T>
-void logits(const problem& p, const head_io<T>& io, T* out, int threads, T* scratch, index_t scratch_stride) {
+void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, int threads, T* scratch,
+            index_t scratch_stride) {
   const index_t n = p.seq;
   detail::for_each_task(p, p.fresh_heads, threads, [&](index_t b, index_t h, index_t first, index_t rows, int thread) {
     T* const gemm_scratch = scratch + thread * scratch_stride + detail::score_elements<T>(p) + round_to_line<T>(n);
-    const gemm::matrix<T> scores{out + ((b * p.fresh_heads + h) * n + first) * n, rows,
-                                 p.causal ? first + rows : n, n};
+    const gemm::matrix<T> scores{out + ((b * p.fresh_heads + h) * n + first) * ld, rows,
+                                 p.causal ? first + rows : n, ld};
     detail::head_logits(p, io, b, h, first, rows, scores, gemm_scratch);
   });
 }
@@ -204,7 +215,7 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
     } else {
       const index_t slot = io.kept_slots ? io.kept_slots[h] : reuse_state_plan::no_slot;
       stored = slot != reuse_state_plan::no_slot;
-      ld = stored || p.symmetric_logits ? n : keys;
+      ld = stored ? n : p.symmetric_logits ? detail::symmetric_ld<T>(n) : keys;
       fresh = stored ? io.kept.at(b, slot) + first * n : mine;
       detail::head_logits(p, io, b, h, first, rows, gemm::matrix<T>{fresh, rows, keys, ld}, gemm_scratch);
       data = fresh;

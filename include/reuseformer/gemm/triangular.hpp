@@ -60,10 +60,11 @@ void multiply_add_lower(T alpha, matrix<const T> a, matrix<const T> b, matrix<T>
 }
 
 // C[i, j] = C[j, i] for j > i. Shapes: C [n, n]. Works tile by tile so that both
-// the rows read and the rows written stay in cache.
+// the rows read and the rows written stay in cache; 16 x 16 tiles measured best
+// over N = 512 .. 2048 with and without a padded row stride.
 template <class T>
 void mirror_lower(matrix<T> c) {
-  constexpr index_t tile = 32;
+  constexpr index_t tile = 16;
   for (index_t i0 = 0; i0 < c.rows; i0 += tile)
     for (index_t j0 = i0; j0 < c.rows; j0 += tile)
       for (index_t i = i0; i < std::min(i0 + tile, c.rows); ++i)
