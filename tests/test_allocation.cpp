@@ -9,9 +9,9 @@
 #include <new>
 #include <vector>
 
+#include "examples/support/counting_new.hpp"
+
 namespace {
-std::atomic<bool> counting{false};
-std::atomic<long> allocations{0};
 std::atomic<long> eigen_mallocs{0};
 }  // namespace
 
@@ -28,32 +28,6 @@ std::atomic<long> eigen_mallocs{0};
 #include "support/catch.hpp"
 #include "support/random.hpp"
 
-// These replacements pair malloc with free by design; GCC cannot see that the
-// replaced operator new is malloc-backed.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
-void* operator new(std::size_t size) {
-  if (counting) ++allocations;
-  if (void* p = std::malloc(size ? size : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new(std::size_t size, std::align_val_t align) {
-  if (counting) ++allocations;
-  const std::size_t a = static_cast<std::size_t>(align);
-  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) { return operator new(size); }
-void* operator new[](std::size_t size, std::align_val_t align) { return operator new(size, align); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-
 namespace rf = reuseformer;
 
 namespace {
@@ -61,14 +35,14 @@ namespace {
 // Allocations made by `f`, by operator new and by Eigen.
 template <class F>
 std::pair<long, long> count_allocations(F&& f) {
-  allocations = 0;
+  counting::allocations = 0;
   eigen_mallocs = 0;
   Eigen::internal::set_is_malloc_allowed(false);
-  counting = true;
+  counting::enabled = true;
   f();
-  counting = false;
+  counting::enabled = false;
   Eigen::internal::set_is_malloc_allowed(true);
-  return {allocations.load(), eigen_mallocs.load()};
+  return {counting::allocations.load(), eigen_mallocs.load()};
 }
 
 }  // namespace

@@ -24,6 +24,10 @@ namespace reuseformer {
 
 enum class score_function { standard, symmetric, pairwise, pairwise_diagonal, pairwise_symmetric };
 
+inline constexpr score_function all_score_functions[] = {score_function::standard, score_function::symmetric,
+                                                         score_function::pairwise, score_function::pairwise_diagonal,
+                                                         score_function::pairwise_symmetric};
+
 // The key projection exists (only for standard scores).
 [[nodiscard]] constexpr bool has_key_projection(score_function f) { return f == score_function::standard; }
 
@@ -56,8 +60,7 @@ enum class score_function { standard, symmetric, pairwise, pairwise_diagonal, pa
 
 // The score function named `name` (as name_of() writes it), or none.
 [[nodiscard]] constexpr std::optional<score_function> score_function_named(std::string_view name) {
-  for (const score_function f : {score_function::standard, score_function::symmetric, score_function::pairwise,
-                                 score_function::pairwise_diagonal, score_function::pairwise_symmetric})
+  for (const score_function f : all_score_functions)
     if (name_of(f) == name) return f;
   return std::nullopt;
 }

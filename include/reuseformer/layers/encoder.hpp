@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "reuseformer/attention/reuse_state.hpp"
@@ -31,8 +32,10 @@ class encoder : public detail::stream_module<encoder<T, Score, Arch>, T> {
   // schedule), a config whose score function is not Score, a layer count other
   // than config.num_hidden_layers, or a tensor that does not fit the layer's
   // schedule and score function (named as
-  // "encoder.layer.{i}.attention.self.query.weight" and so on).
-  encoder(const encoder_config& config, const std::vector<encoder_layer_weights<T>>& layers)
+  // prefix + "encoder.layer.{i}.attention.self.query.weight" and so on; a
+  // checkpoint loader passes its root, e.g. "bert.").
+  encoder(const encoder_config& config, const std::vector<encoder_layer_weights<T>>& layers,
+          std::string_view prefix = "")
       : config_((detail::validate_for(config, Score), config)),
         reuse_(config.reuse_schedule.empty() ? std::vector<index_t>(static_cast<std::size_t>(config.num_hidden_layers), 0)
                                              : config.reuse_schedule,
@@ -42,7 +45,8 @@ class encoder : public detail::stream_module<encoder<T, Score, Arch>, T> {
                     " layers of weights, found ", layers.size());
     layers_.reserve(layers.size());
     for (std::size_t i = 0; i < layers.size(); ++i)
-      layers_.emplace_back(config, layers[i], static_cast<index_t>(i), "encoder.layer." + std::to_string(i) + ".");
+      layers_.emplace_back(config, layers[i], static_cast<index_t>(i),
+                           std::string(prefix) + "encoder.layer." + std::to_string(i) + ".");
   }
 
   [[nodiscard]] const encoder_config& config() const { return config_; }

@@ -1,0 +1,241 @@
+// reuseformer-encode: runs a Hugging Face BERT-style checkpoint on a batch.
+//
+//   reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors
+//                      [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]
+//
+// DIR holds config.json and model.safetensors (any variant the library supports:
+// score reuse, symmetric / pairwise scores, relative positions, embeddings).
+// IN holds hidden_states [B, N, d] (floating point), or input_ids [B, N] (integer,
+// with optional token_type_ids [B, N]) when the checkpoint has embeddings, and
+// optionally attention_mask [B, N] (I64, I32 or F32; 1 = token, 0 = padding).
+// OUT receives last_hidden_state F32 [B, N, d] and, with --output-attentions,
+// attentions.{l} F32 [B, H, N, N] per layer (the probabilities each layer used,
+// reused heads included). OUT is written atomically: a failure leaves no partial file.
+// --repeat R times R forward passes after one warm-up; --report writes their
+// times and the model's work and memory as JSON.
+// Exit status: 0 success, 2 usage error, 1 input or format error (one message on stderr).
+#include <reuseformer/io/bert_model.hpp>
+#include <reuseformer/io/safetensors.hpp>
+#include <reuseformer/reuseformer.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace rf = reuseformer;
+
+// Heap allocations are counted while the timed passes run, for the report.
+#include "support/counting_new.hpp"
+
+namespace {
+
+struct usage_error {
+  std::string message;
+};
+
+struct options {
+  std::filesystem::path model, input, output, report;
+  int threads = rf::max_threads(), repeat = 0;
+  bool attentions = false;
+};
+
+constexpr const char* usage_text =
+    "usage: reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors\n"
+    "                          [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]";
+
+int positive(std::string_view flag, const char* text, int minimum) {
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  if (end == text || *end != '\0' || value < minimum || value > 1'000'000)
+    throw usage_error{std::string(flag) + ": expected an integer >= " + std::to_string(minimum) + ", found '" + text + "'"};
+  return static_cast<int>(value);
+}
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view flag = argv[i];
+    if (flag == "--output-attentions") {
+      o.attentions = true;
+      continue;
+    }
+    if (i + 1 >= argc) throw usage_error{std::string(flag) + ": expected a value"};
+    const char* value = argv[++i];
+    if (flag == "--model") o.model = value;
+    else if (flag == "--input") o.input = value;
+    else if (flag == "--output") o.output = value;
+    else if (flag == "--report") o.report = value;
+    else if (flag == "--threads") o.threads = positive(flag, value, 1);
+    else if (flag == "--repeat") o.repeat = positive(flag, value, 0);
+    else throw usage_error{"unknown option '" + std::string(flag) + "'"};
+  }
+  if (o.model.empty() || o.input.empty() || o.output.empty())
+    throw usage_error{"--model, --input and --output are required"};
+  return o;
+}
+
+// The batch to encode, read and checked against the model before any work.
+struct batch_input {
+  rf::index_t batch = 0, seq = 0;
+  std::optional<rf::io::loaded_tensor<float>> hidden;  // [B, N, d], or
+  std::vector<std::int64_t> ids, types;                // [B, N] each (types may be empty)
+  std::optional<rf::io::loaded_tensor<float>> float_mask;
+  std::vector<std::int64_t> integer_mask;
+
+  [[nodiscard]] rf::attention_mask mask() const {
+    if (float_mask) return rf::tensor_view<const float, 2>(float_mask->data(), {batch, seq});
+    if (!integer_mask.empty()) return rf::tensor_view<const std::int64_t, 2>(integer_mask.data(), {batch, seq});
+    return {};
+  }
+};
+
+template <class... Parts>
+[[noreturn]] void fail(const rf::io::safetensors_reader& in, const Parts&... parts) {
+  throw rf::error(rf::detail::concat(in.source(), ": ", parts...));
+}
+
+void require_shape(const rf::io::safetensors_reader& in, std::string_view name, const std::vector<rf::index_t>& expected) {
+  const std::vector<rf::index_t>& found = in.find(name).shape;
+  if (found != expected)
+    fail(in, "tensor '", name, "': expected shape ", rf::detail::format_extents(expected), ", found ",
+         rf::detail::format_extents(found));
+}
+
+bool is_float(rf::io::dtype t) {
+  using enum rf::io::dtype;
+  return t == F64 || t == F32 || t == F16 || t == BF16;
+}
+
+batch_input read_input(const rf::io::safetensors_reader& in, rf::index_t d, bool has_embeddings) {
+  batch_input x;
+  const bool hidden = in.contains("hidden_states"), ids = in.contains("input_ids");
+  if (hidden == ids)
+    fail(in, "expected one of the tensors 'hidden_states' and 'input_ids', found ", hidden ? "both" : "neither");
+  if (hidden) {
+    const rf::io::tensor_info& info = in.find("hidden_states");
+    if (!is_float(info.type))
+      fail(in, "tensor 'hidden_states': expected a floating-point dtype (F32), found ", rf::io::name(info.type));
+    if (info.shape.size() != 3 || info.shape[0] < 1 || info.shape[1] < 1 || info.shape[2] != d)
+      fail(in, "tensor 'hidden_states': expected shape [B, N, ", d, "] with B, N >= 1, found ",
+           rf::detail::format_extents(info.shape));
+    x.batch = info.shape[0];
+    x.seq = info.shape[1];
+    x.hidden = in.load<float>("hidden_states");
+    const float* values = x.hidden->data();
+    for (rf::index_t i = 0; i < x.hidden->size(); ++i)
+      if (!std::isfinite(values[i]))
+        fail(in, "tensor 'hidden_states': expected finite values, found ", values[i], " at [", i / (x.seq * d), ", ",
+             i / d % x.seq, ", ", i % d, "]");
+  } else {
+    if (!has_embeddings) fail(in, "tensor 'input_ids': the model has no embeddings; give 'hidden_states' instead");
+    const rf::io::tensor_info& info = in.find("input_ids");
+    if (is_float(info.type)) fail(in, "tensor 'input_ids': expected an integer dtype (I64), found ", rf::io::name(info.type));
+    if (info.shape.size() != 2 || info.shape[0] < 1 || info.shape[1] < 1)
+      fail(in, "tensor 'input_ids': expected shape [B, N] with B, N >= 1, found ", rf::detail::format_extents(info.shape));
+    x.batch = info.shape[0];
+    x.seq = info.shape[1];
+    x.ids = in.load_integers("input_ids");
+    if (in.contains("token_type_ids")) {
+      require_shape(in, "token_type_ids", {x.batch, x.seq});
+      x.types = in.load_integers("token_type_ids");
+    }
+  }
+  if (in.contains("attention_mask")) {
+    require_shape(in, "attention_mask", {x.batch, x.seq});
+    const rf::io::dtype t = in.find("attention_mask").type;
+    if (t == rf::io::dtype::F32) x.float_mask = in.load<float>("attention_mask");
+    else if (t == rf::io::dtype::I64 || t == rf::io::dtype::I32) x.integer_mask = in.load_integers("attention_mask");
+    else fail(in, "tensor 'attention_mask': expected dtype I64, I32 or F32, found ", rf::io::name(t));
+  }
+  return x;
+}
+
+template <rf::score_function Score>
+void encode(const options& o, const rf::io::model_config& config) {
+  const rf::io::bert_model<float, Score> model(config, rf::io::safetensors_reader(o.model / "model.safetensors"));
+  const rf::io::safetensors_reader in(o.input);
+  const auto& encoder = model.encoder();
+  const rf::index_t d = encoder.hidden_size(), heads = encoder.heads(), layers = encoder.attention_layers();
+  const batch_input x = read_input(in, d, model.embeddings().has_value());
+  const rf::index_t b = x.batch, n = x.seq;
+
+  std::vector<float> hidden(static_cast<std::size_t>(b * n * d));
+  std::vector<std::vector<float>> stacks(o.attentions ? static_cast<std::size_t>(layers) : 0,
+                                         std::vector<float>(static_cast<std::size_t>(b * heads * n * n)));
+  std::vector<rf::tensor_view<float, 4>> views;
+  for (auto& s : stacks) views.emplace_back(s.data(), std::array<rf::index_t, 4>{b, heads, n, n});
+  rf::workspace ws = encoder.make_workspace(b, n, o.threads);
+  const rf::attention_mask mask = x.mask();
+  const rf::tensor_view<float, 3> out(hidden.data(), {b, n, d});
+  const auto forward = [&] {
+    if (x.hidden) {
+      encoder.forward(x.hidden->view<3>(), out, ws, mask, {.attentions = views});
+    } else {
+      model.embeddings()->forward(rf::tensor_view<const std::int64_t, 2>(x.ids.data(), {b, n}),
+                                  rf::tensor_view<const std::int64_t, 2>(x.types.empty() ? nullptr : x.types.data(),
+                                                                         {x.types.empty() ? 0 : b, n}),
+                                  out, o.threads);
+      encoder.forward(out, out, ws, mask, {.attentions = views});
+    }
+  };
+
+  forward();  // the result, and the warm-up of the timed runs
+  std::vector<double> times;
+  times.reserve(static_cast<std::size_t>(o.repeat));  // so that only the forward passes are counted
+  counting::allocations = 0;
+  counting::enabled = true;
+  for (int r = 0; r < o.repeat; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    forward();
+    times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  counting::enabled = false;
+
+  std::vector<rf::io::tensor_entry> tensors{rf::io::make_entry("last_hidden_state", hidden, {b, n, d})};
+  for (std::size_t l = 0; l < stacks.size(); ++l)
+    tensors.push_back(rf::io::make_entry("attentions." + std::to_string(l), stacks[l], {b, heads, n, n}));
+  rf::io::write_safetensors(o.output, tensors, {{"format", "pt"}, {"producer", "reuseformer-encode"}});
+
+  if (!o.report.empty()) {
+    const auto cost = rf::analysis::measure(encoder, b, n, o.threads);
+    const nlohmann::json report = {{"forward_ms", times},
+                                   {"threads", o.threads},
+                                   {"batch", b},
+                                   {"seq", n},
+                                   {"score_function", rf::name_of(Score)},
+                                   {"flops", 2 * cost.multiply_adds},
+                                   {"parameter_bytes", model.parameter_bytes()},
+                                   {"workspace_bytes", cost.workspace_bytes},
+                                   {"reuse_state_bytes", cost.reuse_state_bytes},
+                                   {"heap_allocations_during_forward", counting::allocations.load()}};
+    std::ofstream file(o.report);
+    file << report.dump(2) << '\n';
+    if (!file.good()) throw rf::error(rf::detail::concat(o.report.string(), ": cannot write the report"));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const options o = parse(argc, argv);
+    const rf::io::model_config config = rf::io::read_config_json((o.model / "config.json").string());
+    rf::visit(config.encoder.score, [&]<rf::score_function Score>() { encode<Score>(o, config); });
+    return 0;
+  } catch (const usage_error& e) {
+    std::fprintf(stderr, "reuseformer-encode: %s\n%s\n", e.message.c_str(), usage_text);
+    return 2;
+  } catch (const std::exception& e) {  // reuseformer::error, or running out of memory
+    std::fprintf(stderr, "reuseformer-encode: %s\n", e.what());
+    return 1;
+  }
+}

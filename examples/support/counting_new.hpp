@@ -1,0 +1,40 @@
+#pragma once
+// Replaces the global operator new/delete with malloc-backed versions that count
+// allocations while `counting::enabled` is set. A program includes this in
+// exactly one translation unit (the replacements are ordinary definitions).
+// Used to prove and report that a steady-state forward pass allocates nothing.
+#include <atomic>
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+
+namespace counting {
+inline std::atomic<bool> enabled{false};
+inline std::atomic<long> allocations{0};
+}  // namespace counting
+
+// These replacements pair malloc with free by design; GCC cannot see that the
+// replaced operator new is malloc-backed.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
+void* operator new(std::size_t size) {
+  if (counting::enabled.load(std::memory_order_relaxed)) counting::allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(size ? size : 1)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t size, std::align_val_t align) {
+  if (counting::enabled.load(std::memory_order_relaxed)) counting::allocations.fetch_add(1, std::memory_order_relaxed);
+  const std::size_t a = static_cast<std::size_t>(align);
+  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) { return operator new(size); }
+void* operator new[](std::size_t size, std::align_val_t align) { return operator new(size, align); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
