@@ -19,10 +19,12 @@
 
 #include "support/catch.hpp"
 #include "support/errors.hpp"
+#include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 namespace io = reuseformer::io;
 using reuseformer_test::error_message;
+using reuseformer_test::temp_dir;
 
 namespace {
 
@@ -52,26 +54,6 @@ std::string read_error(const std::vector<std::byte>& bytes) {
 std::string one_tensor(const std::string& dtype, const std::string& shape, const std::string& offsets) {
   return R"({"w":{"dtype":)" + dtype + R"(,"shape":)" + shape + R"(,"data_offsets":)" + offsets + "}}";
 }
-
-// A fresh directory under the system's temporary directory, removed with its
-// contents at scope exit.
-struct temp_dir {
-  fs::path path;
-  temp_dir() {
-    std::string name = (fs::temp_directory_path() / "reuseformer-io-XXXXXX").string();
-    REQUIRE(::mkdtemp(name.data()) != nullptr);
-    path = name;
-  }
-  ~temp_dir() { fs::remove_all(path); }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  [[nodiscard]] std::vector<std::string> entries() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-    return out;
-  }
-};
 
 void write_bytes(const fs::path& path, const std::vector<std::byte>& bytes) {
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),

@@ -53,6 +53,7 @@ class bert_model {
   bert_model(const model_config& config, safetensors_reader file)
       : config_(config), file_(std::move(file)), root_(root_of(file_)) {
     try {
+      reuseformer::detail::validate_for(config_.encoder, Score);
       check_no_stray_layers();
       std::vector<encoder_layer_weights<T>> layers;
       for (index_t l = 0; l < config_.encoder.num_hidden_layers; ++l) layers.push_back(bind_layer(l));

@@ -1,0 +1,322 @@
+// Loading Hugging Face BERT-style checkpoints (DESIGN §2): config.json keys and
+// their errors, binding model.safetensors by tensor name and its errors, and
+// parity with PyTorch through the C++ API (io::bert_model) for every fixture that
+// has a config.json: every score function, reuse schedule, relative positions,
+// pre-/post-LN, causal masks, embeddings from input_ids, a "bert." prefix and F16
+// weights.
+#include <algorithm>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include <reuseformer/reuseformer.hpp>
+
+#include "support/catch.hpp"
+#include "support/compare.hpp"
+#include "support/errors.hpp"
+#include "support/temp_dir.hpp"
+
+namespace fs = std::filesystem;
+namespace io = reuseformer::io;
+namespace rf = reuseformer;
+using reuseformer_test::error_message;
+using reuseformer_test::temp_dir;
+
+namespace {
+
+const fs::path fixtures = REUSEFORMER_FIXTURE_DIR;
+
+// Every fixture with a config.json: a checkpoint directory's two files.
+std::vector<std::string> checkpoint_fixtures() {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(fixtures)) {
+    const std::string file = entry.path().filename().string();
+    if (file.ends_with(".config.json")) names.push_back(file.substr(0, file.size() - std::string(".config.json").size()));
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Runs the checkpoint `name` (config from its .config.json, weights and input
+// from its .safetensors) with scalar type T on 2 threads; returns the output
+// [B, N, d] and every layer's attention probabilities.
+template <class T>
+std::pair<std::vector<T>, std::vector<std::vector<T>>> run_checkpoint(const std::string& name) {
+  const io::model_config config = io::read_config_json((fixtures / (name + ".config.json")).string());
+  const io::safetensors_reader file(fixtures / (name + ".safetensors"));
+  std::vector<T> out;
+  std::vector<std::vector<T>> stacks;
+  rf::visit(config.encoder.score, [&]<rf::score_function Score>() {
+    const io::bert_model<T, Score> model(config, io::safetensors_reader(fixtures / (name + ".safetensors")));
+    const auto& encoder = model.encoder();
+    const bool from_ids = file.contains("input_ids");
+    const std::vector<rf::index_t>& shape = file.find(from_ids ? "input_ids" : "hidden_states").shape;
+    const rf::index_t b = shape[0], n = shape[1], d = encoder.hidden_size(), h = encoder.heads();
+    out.resize(static_cast<std::size_t>(b * n * d));
+    const rf::tensor_view<T, 3> y(out.data(), {b, n, d});
+    stacks.assign(static_cast<std::size_t>(encoder.attention_layers()), std::vector<T>(static_cast<std::size_t>(b * h * n * n)));
+    std::vector<rf::tensor_view<T, 4>> views;
+    for (auto& s : stacks) views.emplace_back(s.data(), std::array<rf::index_t, 4>{b, h, n, n});
+
+    // The mask as stored: integers, or F32 read as float.
+    const bool has_mask = file.contains("attention_mask");
+    const bool float_stored = has_mask && file.find("attention_mask").type == io::dtype::F32;
+    std::vector<std::int64_t> mask;
+    std::vector<float> float_mask;
+    if (float_stored) {
+      const auto loaded = file.load<float>("attention_mask");
+      float_mask.assign(loaded.data(), loaded.data() + loaded.size());
+    } else if (has_mask) {
+      mask = file.load_integers("attention_mask");
+    }
+    const rf::attention_mask m =
+        !float_mask.empty() ? rf::attention_mask(rf::tensor_view<const float, 2>(float_mask.data(), {b, n}))
+        : !mask.empty()     ? rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {b, n}))
+                            : rf::attention_mask();
+    auto ws = encoder.make_workspace(b, n, 2);
+    if (from_ids) {
+      REQUIRE(model.embeddings().has_value());
+      const std::vector<std::int64_t> ids = file.load_integers("input_ids"), types = file.load_integers("token_type_ids");
+      model.embeddings()->forward(rf::tensor_view<const std::int64_t, 2>(ids.data(), {b, n}),
+                                  rf::tensor_view<const std::int64_t, 2>(types.data(), {b, n}), y, 2);
+      encoder.forward(y, y, ws, m, {.attentions = views});
+    } else {
+      const auto x = file.load<T>("hidden_states");
+      encoder.forward(x.template view<3>(), y, ws, m, {.attentions = views});
+    }
+  });
+  return {out, stacks};
+}
+
+rf::encoder_config tiny_config() {
+  rf::encoder_config c;
+  c.hidden_size = 8;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 12;
+  c.num_hidden_layers = 2;
+  return c;
+}
+
+// config.json text for tiny_config() with `extra` keys added (a JSON fragment).
+std::string tiny_json(const std::string& extra = "") {
+  return R"({"hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 12, "num_hidden_layers": 2)" +
+         (extra.empty() ? "" : ", " + extra) + "}";
+}
+
+// Writes `config`'s parameters (filled at random) under Hugging Face names into
+// dir/model.safetensors, minus the tensors `drop` and with `extra` ones, and
+// returns the file's path.
+fs::path write_checkpoint(const fs::path& dir, const rf::encoder_config& config, const std::vector<std::string>& drop = {},
+                          const std::vector<std::pair<std::string, std::vector<float>>>& extra = {}) {
+  rf::encoder_parameters<float> p(config);
+  p.fill_random(5, 0.1);
+  std::vector<io::tensor_entry> tensors;
+  const auto add = [&](const std::string& name, const auto& view) {
+    if (view.empty() || std::find(drop.begin(), drop.end(), name) != drop.end()) return;
+    tensors.push_back({name, io::dtype::F32, std::vector<rf::index_t>(view.shape().begin(), view.shape().end()),
+                       std::as_bytes(std::span(view.data(), static_cast<std::size_t>(view.size())))});
+  };
+  const auto layers = p.layers();
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const std::string prefix = "encoder.layer." + std::to_string(l) + ".";
+    const auto& a = layers[l].attention;
+    for (const auto& [name, linear] : {std::pair{"attention.self.query", a.query}, std::pair{"attention.self.key", a.key},
+                                       std::pair{"attention.self.value", a.value},
+                                       std::pair{"attention.output.dense", a.output},
+                                       std::pair{"intermediate.dense", layers[l].feed_forward.intermediate},
+                                       std::pair{"output.dense", layers[l].feed_forward.output}}) {
+      add(prefix + name + ".weight", linear.weight);
+      add(prefix + name + ".bias", linear.bias);
+    }
+    add(prefix + "attention.self.pairwise_factors", a.pairwise_factors);
+    add(prefix + "attention.self.relative_position_embeddings", a.relative_position);
+    for (const auto& [name, norm] : {std::pair{"attention.output.LayerNorm", layers[l].attention_norm},
+                                     std::pair{"output.LayerNorm", layers[l].output_norm}}) {
+      add(prefix + name + ".weight", norm.weight);
+      add(prefix + name + ".bias", norm.bias);
+    }
+  }
+  for (const auto& [name, values] : extra) tensors.push_back(io::make_entry(name, values, {static_cast<rf::index_t>(values.size())}));
+  const fs::path path = dir / "model.safetensors";
+  io::write_safetensors(path, tensors);
+  return path;
+}
+
+// The message building `Score`'s model from `config` and `file` throws.
+template <rf::score_function Score = rf::score_function::standard>
+std::string bind_error(const rf::encoder_config& config, const fs::path& file) {
+  io::model_config m;
+  m.encoder = config;
+  return error_message([&] { io::bert_model<float, Score> model(m, io::safetensors_reader(file)); });
+}
+
+}  // namespace
+
+TEST_CASE("config.json: Hugging Face BERT keys, the reuse forms and the library's keys", "[io][config]") {
+  SECTION("a BERT-base config with keys the reader does not use") {
+    const io::model_config m = io::parse_config_json(R"({
+      "architectures": ["BertForMaskedLM"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
+      "hidden_size": 768, "initializer_range": 0.02, "intermediate_size": 3072, "layer_norm_eps": 1e-12,
+      "max_position_embeddings": 512, "model_type": "bert", "num_attention_heads": 12, "num_hidden_layers": 12,
+      "pad_token_id": 0, "position_embedding_type": "absolute", "type_vocab_size": 2, "vocab_size": 30522})");
+    CHECK(m.encoder.hidden_size == 768);
+    CHECK(m.encoder.num_hidden_layers == 12);
+    CHECK(m.encoder.hidden_act == rf::activation::gelu);
+    CHECK(m.encoder.layer_norm_eps == 1e-12);
+    CHECK(m.encoder.score == rf::score_function::standard);
+    CHECK(m.encoder.reuse_schedule.empty());
+    CHECK(m.encoder.norm == rf::norm_placement::post);
+    CHECK(m.embeddings.vocab_size == 30522);
+    CHECK(m.embeddings.max_position_embeddings == 512);
+    CHECK(m.embeddings.type_vocab_size == 2);
+    CHECK(m.embeddings.hidden_size == 768);
+  }
+  SECTION("TF's two-number reuse form, an explicit schedule, and both when they agree") {
+    const auto two = io::parse_config_json(tiny_json(R"("reuse_attention": -1, "max_reuse_layer_idx": 1)"));
+    CHECK(two.encoder.reuse_schedule == std::vector<rf::index_t>{0, 2});
+    const auto list = io::parse_config_json(tiny_json(R"("reuse_schedule": [0, 1])"));
+    CHECK(list.encoder.reuse_schedule == std::vector<rf::index_t>{0, 1});
+    const auto both = io::parse_config_json(tiny_json(R"("reuse_schedule": [0, 1], "reuse_attention": 1, "max_reuse_layer_idx": 6)"));
+    CHECK(both.encoder.reuse_schedule == std::vector<rf::index_t>{0, 1});
+  }
+  SECTION("score function, activation, norm placement, relative positions, causal") {
+    const auto m = io::parse_config_json(tiny_json(
+        R"("plpi_affinity_function": "pairwise_symmetric", "hidden_act": "gelu_pytorch_tanh", "norm_first": true,
+           "use_relative_pe": true, "pe_max_seq_length": 16, "causal": true, "layer_norm_eps": 1e-5)"));
+    CHECK(m.encoder.score == rf::score_function::pairwise_symmetric);
+    CHECK(m.encoder.hidden_act == rf::activation::gelu_tanh);
+    CHECK(m.encoder.norm == rf::norm_placement::pre);
+    CHECK(m.encoder.use_relative_pe);
+    CHECK(m.encoder.pe_max_seq_length == 16);
+    CHECK(m.encoder.causal);
+    CHECK(m.encoder.layer_norm_eps == 1e-5);
+    CHECK(io::parse_config_json(tiny_json(R"("hidden_act": "relu")")).encoder.hidden_act == rf::activation::relu);
+    CHECK(io::parse_config_json(tiny_json(R"("hidden_act": "gelu_new")")).encoder.hidden_act == rf::activation::gelu_tanh);
+  }
+}
+
+TEST_CASE("config.json: invalid files name the file, the key, the expectation and the value", "[io][config][errors]") {
+  const auto message = [](const std::string& text) {
+    return error_message([&] { (void)io::parse_config_json(text, "m/config.json"); });
+  };
+  CHECK(message("{").find("m/config.json: expected JSON, found a syntax error: ") == 0);
+  CHECK(message("[1, 2]") == "m/config.json: expected a JSON object, found array");
+  CHECK(message(R"({"hidden_size": "768"})") == R"(m/config.json: hidden_size: expected an integer, found "768")");
+  CHECK(message(R"({"hidden_size": 76.8})") == "m/config.json: hidden_size: expected an integer, found 76.8");
+  CHECK(message(R"({"hidden_act": "swish"})") ==
+        R"(m/config.json: hidden_act: expected one of "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", found "swish")");
+  CHECK(message(R"({"plpi_affinity_function": "cosine"})") ==
+        R"(m/config.json: plpi_affinity_function: expected one of "vanilla", "symmetric", "pairwise", "pairwise_diagonal", "pairwise_symmetric", found "cosine")");
+  CHECK(message(R"({"norm_first": "yes"})") == R"(m/config.json: norm_first: expected true or false, found "yes")");
+  CHECK(message(R"({"layer_norm_eps": "1e-12"})") == R"(m/config.json: layer_norm_eps: expected a number, found "1e-12")");
+  CHECK(message(R"({"reuse_schedule": [0, "2"]})") == R"(m/config.json: reuse_schedule: expected a list of integers, found [0,"2"])");
+  CHECK(message(tiny_json(R"("reuse_schedule": [0, 1, 1])")) ==
+        "m/config.json: reuse_schedule: expected 2 entries (one per layer), found 3");
+  CHECK(message(tiny_json(R"("reuse_schedule": [0, 1], "reuse_attention": 2, "max_reuse_layer_idx": 1)")) ==
+        "m/config.json: reuse_schedule: expected the schedule reuse_attention and max_reuse_layer_idx give, [0,2], found [0,1]");
+  CHECK(message(tiny_json(R"("reuse_attention": 3)")) ==
+        "m/config.json: reuse_attention: expected -1 (all heads) or a head count in [0, 2], found 3");
+  CHECK(message(R"({"num_attention_heads": 5})") ==
+        "m/config.json: num_attention_heads: expected a divisor of hidden_size 768, found 5");
+  CHECK(message(R"({"vocab_size": 0})") == "m/config.json: vocab_size: expected >= 1, found 0");
+  CHECK(error_message([] { (void)io::read_config_json("/no/such/dir/config.json"); }) ==
+        "/no/such/dir/config.json: cannot open: No such file or directory");
+}
+
+TEST_CASE("checkpoints match PyTorch through the C++ API", "[io][checkpoint][pytorch]") {
+  const std::vector<std::string> names = checkpoint_fixtures();
+  REQUIRE(names.size() == 18);  // every encoder fixture of generate_fixtures.py
+  for (const std::string& name : names) {
+    const io::safetensors_reader file(fixtures / (name + ".safetensors"));
+    const auto expected = file.load<double>("expected");
+    const std::vector<double> want(expected.data(), expected.data() + expected.size());
+    const auto check = [&]<class T>(T, double tolerance) {
+      INFO(name << (std::is_same_v<T, float> ? ", float" : ", double"));
+      const auto [out, stacks] = run_checkpoint<T>(name);
+      CHECK_CLOSE(reuseformer_test::compare(out, want, tolerance, tolerance));
+      for (std::size_t l = 0; l < stacks.size() && file.contains("expected_attentions.0"); ++l) {
+        const auto s = file.load<double>("expected_attentions." + std::to_string(l));
+        CHECK_CLOSE(reuseformer_test::compare(stacks[l], std::vector<double>(s.data(), s.data() + s.size()), tolerance, tolerance));
+      }
+    };
+    check(float{}, 1e-5);   // the tolerances of test_pytorch_parity.cpp
+    check(double{}, 1e-10);
+  }
+}
+
+TEST_CASE("binding: the embeddings, the bert. prefix, F16 weights converted once", "[io][checkpoint]") {
+  const io::model_config config = io::read_config_json((fixtures / "bert_f16_embeddings.config.json").string());
+  const io::bert_model<float> model(config, io::safetensors_reader(fixtures / "bert_f16_embeddings.safetensors"));
+  CHECK(model.root() == "bert.");
+  REQUIRE(model.embeddings().has_value());
+  CHECK(model.embeddings()->parameter_bytes() == (50 + 8 + 2 + 2) * 32 * sizeof(float));
+  CHECK(model.parameter_bytes() == model.encoder().parameter_bytes() + model.embeddings()->parameter_bytes());
+  const io::bert_model<float, rf::score_function::pairwise> plain(
+      io::read_config_json((fixtures / "pairwise.config.json").string()), io::safetensors_reader(fixtures / "pairwise.safetensors"));
+  CHECK_FALSE(plain.embeddings().has_value());
+}
+
+TEST_CASE("binding: missing, unexpected and wrongly shaped tensors name the file and the tensor", "[io][checkpoint][errors]") {
+  const temp_dir dir;
+  rf::encoder_config c = tiny_config();
+  const std::string file = (dir.path / "model.safetensors").string();
+  SECTION("a missing tensor") {
+    const fs::path path = write_checkpoint(dir.path, c, {"encoder.layer.1.output.dense.bias"});
+    CHECK(bind_error(c, path) == file + ": tensor 'encoder.layer.1.output.dense.bias': missing");
+  }
+  SECTION("a wrongly shaped tensor") {
+    rf::encoder_config wide = c;
+    wide.intermediate_size = 13;
+    const fs::path path = write_checkpoint(dir.path, wide);
+    CHECK(bind_error(c, path) == file + ": encoder.layer.0.intermediate.dense.weight: expected shape [12, 8], found [13, 8]");
+  }
+  SECTION("a tensor of the wrong rank") {
+    const fs::path path = write_checkpoint(dir.path, c, {"encoder.layer.0.output.dense.weight"},
+                                           {{"encoder.layer.0.output.dense.weight", std::vector<float>(96)}});
+    CHECK(bind_error(c, path) == file + ": tensor 'encoder.layer.0.output.dense.weight': expected rank 2, found rank 1 ([96])");
+  }
+  SECTION("a key projection in a symmetric checkpoint") {
+    const fs::path path = write_checkpoint(dir.path, c);  // vanilla: has keys
+    c.score = rf::score_function::symmetric;
+    CHECK(bind_error<rf::score_function::symmetric>(c, path) ==
+          file + ": tensor 'encoder.layer.0.attention.self.key.weight': unexpected (symmetric scores have no key projection)");
+  }
+  SECTION("pairwise factors: missing, or unexpected for vanilla scores") {
+    rf::encoder_config pairwise = c;
+    pairwise.score = rf::score_function::pairwise;
+    const fs::path path = write_checkpoint(dir.path, pairwise, {"encoder.layer.1.attention.self.pairwise_factors"});
+    CHECK(bind_error<rf::score_function::pairwise>(pairwise, path) ==
+          file + ": tensor 'encoder.layer.1.attention.self.pairwise_factors': missing");
+    write_checkpoint(dir.path, c, {}, {{"encoder.layer.0.attention.self.pairwise_factors", std::vector<float>(32)}});
+    CHECK(bind_error(c, path) == file +
+                                     ": tensor 'encoder.layer.0.attention.self.pairwise_factors': unexpected (vanilla "
+                                     "scores have no pairwise factors)");
+  }
+  SECTION("query and key under full reuse, relative positions without use_relative_pe") {
+    const fs::path path = write_checkpoint(dir.path, c);
+    c.reuse_schedule = {0, 2};
+    CHECK(bind_error(c, path) ==
+          file + ": tensor 'encoder.layer.1.attention.self.query.weight': unexpected (layer 1 reuses all 2 heads)");
+    rf::encoder_config relative = tiny_config();
+    relative.use_relative_pe = true;
+    relative.pe_max_seq_length = 3;
+    write_checkpoint(dir.path, relative);
+    CHECK(bind_error(tiny_config(), path) ==
+          file + ": tensor 'encoder.layer.0.attention.self.relative_position_embeddings': unexpected (use_relative_pe is false)");
+  }
+  SECTION("a layer past num_hidden_layers") {
+    rf::encoder_config three = c;
+    three.num_hidden_layers = 3;
+    const fs::path path = write_checkpoint(dir.path, three);
+    CHECK(bind_error(c, path).find(file + ": tensor 'encoder.layer.2.") == 0);
+    CHECK(bind_error(c, path).ends_with("': unexpected (num_hidden_layers is 2)"));
+  }
+  SECTION("a config compiled for another score function") {
+    const fs::path path = write_checkpoint(dir.path, c);
+    CHECK(bind_error<rf::score_function::symmetric>(c, path) ==
+          file + ": plpi_affinity_function: expected symmetric (the score function the model is compiled for), found vanilla");
+  }
+}
