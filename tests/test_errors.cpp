@@ -376,3 +376,28 @@ TEST_CASE("score function names follow config.json's plpi_affinity_function", "[
   CHECK_FALSE(rf::score_function_named("standard").has_value());
   CHECK_FALSE(rf::score_function_named("").has_value());
 }
+
+TEST_CASE("embeddings: ids, token types and lengths outside the tables", "[errors][embeddings]") {
+  const rf::embeddings_options o{.hidden_size = 4, .vocab_size = 5, .max_position_embeddings = 3, .type_vocab_size = 2};
+  std::vector<float> word(5 * 4, 0.5f), position(3 * 4, 0.25f), type(2 * 4, 1.f), gain(4, 1.f), bias(4, 0.f);
+  const rf::embeddings_weights<float> w{{word.data(), {5, 4}}, {position.data(), {3, 4}}, {type.data(), {2, 4}},
+                                         {{gain.data(), {4}}, {bias.data(), {4}}}};
+  const rf::embeddings<float> e(w, o);
+  std::vector<std::int64_t> ids{0, 4, 1, 2, 3, 1}, types(6, 1);
+  std::vector<float> out(2 * 3 * 4, 7.f);
+  const auto run = [&](rf::index_t seq, const std::vector<std::int64_t>& t) {
+    e.forward(rf::tensor_view<const std::int64_t, 2>(ids.data(), {2, seq}),
+              rf::tensor_view<const std::int64_t, 2>(t.data(), {t.empty() ? 0 : 2, seq}),
+              rf::tensor_view<float, 3>(out.data(), {2, seq, 4}));
+  };
+  ids[4] = 5;
+  CHECK(error_message([&] { run(3, types); }) == "input_ids[1, 1]: expected a value in [0, 5), found 5");
+  ids[4] = 3;
+  types[2] = -1;
+  CHECK(error_message([&] { run(3, types); }) == "token_type_ids[0, 2]: expected a value in [0, 2), found -1");
+  CHECK(out == std::vector<float>(2 * 3 * 4, 7.f));  // rejected before anything was written
+  ids.resize(8, 0);
+  CHECK(error_message([&] { run(4, {}); }) == "input_ids: expected at most 3 tokens (max_position_embeddings), found 4");
+  CHECK(error_message([&] { rf::embeddings<float> bad(w, {.hidden_size = 4, .vocab_size = 6, .max_position_embeddings = 3, .type_vocab_size = 2}); }) ==
+        "embeddings.word_embeddings.weight: expected shape [6, 4], found [5, 4]");
+}
