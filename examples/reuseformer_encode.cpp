@@ -14,17 +14,13 @@
 // --repeat R times R forward passes after one warm-up; --report writes their
 // times and the model's work and memory as JSON.
 // Exit status: 0 success, 2 usage error, 1 input or format error (one message on stderr).
-#include <reuseformer/io/bert_model.hpp>
-#include <reuseformer/io/safetensors.hpp>
 #include <reuseformer/reuseformer.hpp>
 
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -83,89 +79,13 @@ options parse(int argc, char** argv) {
   return o;
 }
 
-// The batch to encode, read and checked against the model before any work.
-struct batch_input {
-  rf::index_t batch = 0, seq = 0;
-  std::optional<rf::io::loaded_tensor<float>> hidden;  // [B, N, d], or
-  std::vector<std::int64_t> ids, types;                // [B, N] each (types may be empty)
-  std::optional<rf::io::loaded_tensor<float>> float_mask;
-  std::vector<std::int64_t> integer_mask;
-
-  [[nodiscard]] rf::attention_mask mask() const {
-    if (float_mask) return rf::tensor_view<const float, 2>(float_mask->data(), {batch, seq});
-    if (!integer_mask.empty()) return rf::tensor_view<const std::int64_t, 2>(integer_mask.data(), {batch, seq});
-    return {};
-  }
-};
-
-template <class... Parts>
-[[noreturn]] void fail(const rf::io::safetensors_reader& in, const Parts&... parts) {
-  throw rf::error(rf::detail::concat(in.source(), ": ", parts...));
-}
-
-void require_shape(const rf::io::safetensors_reader& in, std::string_view name, const std::vector<rf::index_t>& expected) {
-  const std::vector<rf::index_t>& found = in.find(name).shape;
-  if (found != expected)
-    fail(in, "tensor '", name, "': expected shape ", rf::detail::format_extents(expected), ", found ",
-         rf::detail::format_extents(found));
-}
-
-bool is_float(rf::io::dtype t) {
-  using enum rf::io::dtype;
-  return t == F64 || t == F32 || t == F16 || t == BF16;
-}
-
-batch_input read_input(const rf::io::safetensors_reader& in, rf::index_t d, bool has_embeddings) {
-  batch_input x;
-  const bool hidden = in.contains("hidden_states"), ids = in.contains("input_ids");
-  if (hidden == ids)
-    fail(in, "expected one of the tensors 'hidden_states' and 'input_ids', found ", hidden ? "both" : "neither");
-  if (hidden) {
-    const rf::io::tensor_info& info = in.find("hidden_states");
-    if (!is_float(info.type))
-      fail(in, "tensor 'hidden_states': expected a floating-point dtype (F32), found ", rf::io::name(info.type));
-    if (info.shape.size() != 3 || info.shape[0] < 1 || info.shape[1] < 1 || info.shape[2] != d)
-      fail(in, "tensor 'hidden_states': expected shape [B, N, ", d, "] with B, N >= 1, found ",
-           rf::detail::format_extents(info.shape));
-    x.batch = info.shape[0];
-    x.seq = info.shape[1];
-    x.hidden = in.load<float>("hidden_states");
-    const float* values = x.hidden->data();
-    for (rf::index_t i = 0; i < x.hidden->size(); ++i)
-      if (!std::isfinite(values[i]))
-        fail(in, "tensor 'hidden_states': expected finite values, found ", values[i], " at [", i / (x.seq * d), ", ",
-             i / d % x.seq, ", ", i % d, "]");
-  } else {
-    if (!has_embeddings) fail(in, "tensor 'input_ids': the model has no embeddings; give 'hidden_states' instead");
-    const rf::io::tensor_info& info = in.find("input_ids");
-    if (is_float(info.type)) fail(in, "tensor 'input_ids': expected an integer dtype (I64), found ", rf::io::name(info.type));
-    if (info.shape.size() != 2 || info.shape[0] < 1 || info.shape[1] < 1)
-      fail(in, "tensor 'input_ids': expected shape [B, N] with B, N >= 1, found ", rf::detail::format_extents(info.shape));
-    x.batch = info.shape[0];
-    x.seq = info.shape[1];
-    x.ids = in.load_integers("input_ids");
-    if (in.contains("token_type_ids")) {
-      require_shape(in, "token_type_ids", {x.batch, x.seq});
-      x.types = in.load_integers("token_type_ids");
-    }
-  }
-  if (in.contains("attention_mask")) {
-    require_shape(in, "attention_mask", {x.batch, x.seq});
-    const rf::io::dtype t = in.find("attention_mask").type;
-    if (t == rf::io::dtype::F32) x.float_mask = in.load<float>("attention_mask");
-    else if (t == rf::io::dtype::I64 || t == rf::io::dtype::I32) x.integer_mask = in.load_integers("attention_mask");
-    else fail(in, "tensor 'attention_mask': expected dtype I64, I32 or F32, found ", rf::io::name(t));
-  }
-  return x;
-}
-
 template <rf::score_function Score>
 void encode(const options& o, const rf::io::model_config& config) {
   const rf::io::bert_model<float, Score> model(config, rf::io::safetensors_reader(o.model / "model.safetensors"));
   const rf::io::safetensors_reader in(o.input);
   const auto& encoder = model.encoder();
   const rf::index_t d = encoder.hidden_size(), heads = encoder.heads(), layers = encoder.attention_layers();
-  const batch_input x = read_input(in, d, model.embeddings().has_value());
+  const rf::io::model_input x = rf::io::read_model_input(in, d, model.embeddings().has_value());
   const rf::index_t b = x.batch, n = x.seq;
 
   std::vector<float> hidden(static_cast<std::size_t>(b * n * d));
@@ -188,7 +108,11 @@ void encode(const options& o, const rf::io::model_config& config) {
     }
   };
 
-  forward();  // the result, and the warm-up of the timed runs
+  try {  // the result, and the warm-up of the timed runs; bad ids, types or mask values surface here
+    forward();
+  } catch (const rf::error& e) {
+    throw rf::error(rf::detail::concat(in.source(), ": ", e.what()));
+  }
   std::vector<double> times;
   times.reserve(static_cast<std::size_t>(o.repeat));  // so that only the forward passes are counted
   counting::allocations = 0;

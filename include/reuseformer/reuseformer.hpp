@@ -17,6 +17,7 @@
 #include "reuseformer/gemm/triangular.hpp"
 #include "reuseformer/io/bert_model.hpp"
 #include "reuseformer/io/config_json.hpp"
+#include "reuseformer/io/model_input.hpp"
 #include "reuseformer/io/safetensors.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/embeddings.hpp"
