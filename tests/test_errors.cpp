@@ -168,8 +168,21 @@ TEST_CASE("bad forward inputs are rejected before any work", "[errors][forward]"
   }
   SECTION("workspace requests") {
     CHECK(error_message([&] { (void)model.make_workspace(0, 3); }) ==
-          "make_workspace: expected batch >= 1 and seq >= 1, found batch 0, seq 3");
+          "workspace: expected batch, seq and threads >= 1, found batch 0, seq 3, threads 1");
+    CHECK(error_message([&] { (void)model.workspace_bytes(2, 3, 0); }) ==
+          "workspace: expected batch, seq and threads >= 1, found batch 2, seq 3, threads 0");
     CHECK(error_message([&] { rf::workspace w(64, 0); }) == "workspace: expected threads >= 1, found 0");
+    // A caller-set limit fails up front, before any allocation.
+    const std::size_t needed = model.workspace_bytes(2, 3, 1);
+    CHECK(model.make_workspace(2, 3, 1, needed).size_bytes() == needed);
+    CHECK(error_message([&] { (void)model.make_workspace(2, 3, 1, needed - 1); }) ==
+          "workspace: batch 2, seq 3 on 1 threads needs " + std::to_string(needed) + " bytes, over the limit of " +
+              std::to_string(needed - 1) + " bytes");
+    // Sizes that cannot be represented, and memory the system refuses.
+    CHECK(error_message([&] { (void)model.workspace_bytes(1, std::int64_t{1} << 31); }) ==
+          "workspace: batch 1, seq 2147483648 on 1 threads needs more memory than can be addressed");
+    CHECK(error_message([&] { rf::workspace w(std::size_t{1} << 62, 1); }) ==
+          "workspace: cannot allocate 4611686018427387904 bytes");
   }
   SECTION("attention output that overlaps its input") {
     const rf::multi_head_attention<float> attention(p.layers()[0].attention, {.hidden_size = 8, .num_attention_heads = 2});

@@ -80,12 +80,16 @@ class workspace {
   workspace() = default;
 
   // Allocates `bytes` bytes (aligned to workspace_alignment) for passes that run
-  // on `threads` threads. Requires threads >= 1.
+  // on `threads` threads. Throws reuseformer::error when threads < 1 or the
+  // memory cannot be allocated.
   workspace(std::size_t bytes, int threads) : threads_(threads), bytes_(bytes) {
     detail::require(threads >= 1, "workspace: expected threads >= 1, found ", threads);
-    if (bytes_ > 0)
-      memory_.reset(static_cast<std::byte*>(
-          ::operator new(bytes_, std::align_val_t{workspace_alignment})));
+    if (bytes_ == 0) return;
+    try {
+      memory_.reset(static_cast<std::byte*>(::operator new(bytes_, std::align_val_t{workspace_alignment})));
+    } catch (const std::bad_alloc&) {
+      throw error(detail::concat("workspace: cannot allocate ", bytes_, " bytes"));
+    }
   }
 
   [[nodiscard]] std::size_t size_bytes() const { return bytes_; }

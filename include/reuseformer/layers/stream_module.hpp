@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <functional>
+#include <limits>
 #include <span>
 #include <utility>
 
@@ -63,19 +64,32 @@ template <class Derived, class T>
 class stream_module {
  public:
   // Exact workspace bytes for a forward pass of [batch, seq, d] on `threads`
-  // threads (with or without a mask). Requires batch, seq >= 1, threads >= 1.
+  // threads (with or without a mask). Throws reuseformer::error unless batch,
+  // seq, threads >= 1 and the sizes are representable (the largest buffers
+  // hold B*N*N values per head, so an absurd N must fail here, not overflow).
   [[nodiscard]] std::size_t workspace_bytes(index_t batch, index_t seq, int threads = 1) const {
+    require(batch >= 1 && seq >= 1 && threads >= 1, "workspace: expected batch, seq and threads >= 1, found batch ",
+            batch, ", seq ", seq, ", threads ", threads);
+    const auto& self = static_cast<const Derived&>(*this);
+    const double largest = double(batch) * double(seq) * double(std::max(seq, self.hidden_size())) *
+                           double(self.heads() + 8) * double(threads) * sizeof(T);
+    require(largest < 0x1p60, "workspace: batch ", batch, ", seq ", seq, " on ", threads,
+            " threads needs more memory than can be addressed");
     arena measure;
     plan_all(measure, batch, seq, threads);
     return measure.high_water();
   }
 
   // A workspace for passes up to [batch, seq, d] on `threads` threads. Reuse it:
-  // forward() calls that fit allocate nothing.
-  [[nodiscard]] workspace make_workspace(index_t batch, index_t seq, int threads = 1) const {
-    detail::require(batch >= 1 && seq >= 1, "make_workspace: expected batch >= 1 and seq >= 1, found batch ",
-                    batch, ", seq ", seq);
-    return workspace(workspace_bytes(batch, seq, threads), threads);
+  // forward() calls that fit allocate nothing. `limit_bytes` caps what the caller
+  // lets it take: a larger need throws reuseformer::error before anything is
+  // allocated (so does a failed allocation).
+  [[nodiscard]] workspace make_workspace(index_t batch, index_t seq, int threads = 1,
+                                         std::size_t limit_bytes = std::numeric_limits<std::size_t>::max()) const {
+    const std::size_t bytes = workspace_bytes(batch, seq, threads);
+    require(bytes <= limit_bytes, "workspace: batch ", batch, ", seq ", seq, " on ", threads, " threads needs ", bytes,
+            " bytes, over the limit of ", limit_bytes, " bytes");
+    return workspace(bytes, threads);
   }
 
   // output = f(input) for input, output [B, N, d] (d = hidden_size()).
