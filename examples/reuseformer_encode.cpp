@@ -64,6 +64,9 @@ options parse(int argc, char** argv) {
       o.attentions = true;
       continue;
     }
+    const bool known = flag == "--model" || flag == "--input" || flag == "--output" || flag == "--report" ||
+                       flag == "--threads" || flag == "--repeat";
+    if (!known) throw usage_error{"unknown option '" + std::string(flag) + "'"};
     if (i + 1 >= argc) throw usage_error{std::string(flag) + ": expected a value"};
     const char* value = argv[++i];
     if (flag == "--model") o.model = value;
@@ -71,8 +74,7 @@ options parse(int argc, char** argv) {
     else if (flag == "--output") o.output = value;
     else if (flag == "--report") o.report = value;
     else if (flag == "--threads") o.threads = positive(flag, value, 1);
-    else if (flag == "--repeat") o.repeat = positive(flag, value, 0);
-    else throw usage_error{"unknown option '" + std::string(flag) + "'"};
+    else o.repeat = positive(flag, value, 0);
   }
   if (o.model.empty() || o.input.empty() || o.output.empty())
     throw usage_error{"--model, --input and --output are required"};

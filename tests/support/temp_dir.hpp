@@ -22,6 +22,8 @@ struct temp_dir {
   temp_dir(const temp_dir&) = delete;
   temp_dir& operator=(const temp_dir&) = delete;
 
+  [[nodiscard]] std::filesystem::path operator/(const std::string& name) const { return path / name; }
+
   // The names of the entries, in directory order.
   [[nodiscard]] std::vector<std::string> entries() const {
     std::vector<std::string> out;

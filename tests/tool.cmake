@@ -1,0 +1,9 @@
+# The reuseformer-encode tool, run as a program by tests_tool. The tool is an
+# example, so it exists only when the examples are built
+# (REUSEFORMER_BUILD_EXAMPLES); without it there is nothing to test.
+if(TARGET reuseformer-encode)
+  reuseformer_test(tests_tool SOURCES test_tool.cpp FLAGS -march=native)
+  target_compile_definitions(tests_tool PRIVATE REUSEFORMER_ENCODE="$<TARGET_FILE:reuseformer-encode>")
+  # Building the test builds the tool it runs.
+  add_dependencies(tests_tool reuseformer-encode)
+endif()
