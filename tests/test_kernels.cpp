@@ -11,6 +11,7 @@
 #include <reuseformer/simd/activation.hpp>
 #include <reuseformer/simd/layer_norm.hpp>
 #include <reuseformer/simd/softmax.hpp>
+#include <reuseformer/simd/transpose.hpp>
 
 #include "support/catch.hpp"
 #include "support/compare.hpp"
@@ -206,6 +207,31 @@ TEST_CASE("gemm: overwrite replaces the destination", "[kernels][gemm]") {
   rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 2, 2}, {b.data(), 2, 2, 2}, rf::gemm::transpose::no, {c.data(), 2, 2, 2},
                                 scratch.data(), rf::gemm::update::overwrite);
   CHECK(c == std::vector<float>{19, 22, 43, 50});
+}
+
+TEMPLATE_TEST_CASE("transpose and mirror: register tiles equal the element loop, bit for bit", "[kernels][transpose]",
+                   float, double) {
+  using T = TestType;
+  for (const rf::index_t rows : {1, 3, 4, 8, 9, 17, 33})
+    for (const rf::index_t cols : {1, 4, 5, 8, 16, 23}) {
+      CAPTURE(rows, cols);
+      const rf::index_t src_ld = cols + 3, dst_ld = rows + 5;  // strides wider than the block
+      const std::vector<T> src = random_vector<T>(static_cast<std::size_t>(rows * src_ld), 11);
+      std::vector<T> fast(static_cast<std::size_t>(cols * dst_ld), T(-9)), slow = fast;
+      simd::transpose<simd::default_arch>(src.data(), src_ld, fast.data(), dst_ld, rows, cols);
+      simd::reference::transpose(src.data(), src_ld, slow.data(), dst_ld, rows, cols);
+      CHECK(fast == slow);  // padding beyond the block untouched in both
+    }
+  for (const rf::index_t n : {1, 7, 16, 31, 64, 70}) {
+    CAPTURE(n);
+    const rf::index_t ld = n + 16;
+    std::vector<T> c = random_vector<T>(static_cast<std::size_t>(n * ld), 12);
+    simd::mirror_lower<simd::default_arch>(c.data(), n, ld);
+    bool symmetric = true;
+    for (rf::index_t i = 0; i < n; ++i)
+      for (rf::index_t j = 0; j < n; ++j) symmetric = symmetric && c[i * ld + j] == c[j * ld + i];
+    CHECK(symmetric);
+  }
 }
 
 TEST_CASE("toolchain: integer initializer lists survive AVX-512 auto-vectorisation", "[toolchain]") {

@@ -32,3 +32,4 @@
 #include "reuseformer/simd/arch.hpp"
 #include "reuseformer/simd/layer_norm.hpp"
 #include "reuseformer/simd/softmax.hpp"
+#include "reuseformer/simd/transpose.hpp"

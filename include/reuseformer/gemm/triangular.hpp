@@ -1,9 +1,8 @@
 #pragma once
-// Products whose result is symmetric, or only needed on and below the diagonal:
+// Products only needed on and below the diagonal:
 //   C_lower = alpha * A Bᵀ       (SYRK-like: half the multiply-adds of a full product)
-//   C_upper := C_lowerᵀ          (mirror, when the whole symmetric matrix is needed)
-// Symmetric attention logits (Q Qᵀ, Q P Qᵀ with symmetric P) use the pair; a causal
-// mask needs only the first.
+// Symmetric attention logits (Q Qᵀ, Q P Qᵀ with symmetric P) complete it with
+// simd::mirror_lower; a causal mask needs only the triangle.
 //
 // Eigen's triangular-product kernel does the work, with packing buffers from the
 // caller as in gemm.hpp: blocks left of the diagonal go through the ordinary
@@ -57,19 +56,6 @@ void multiply_add_lower(T alpha, matrix<const T> a, matrix<const T> b, matrix<T>
   Eigen::internal::general_matrix_matrix_triangular_product<
       Eigen::Index, T, Eigen::RowMajor, false, T, Eigen::ColMajor, false, Eigen::RowMajor, 1,
       Eigen::Lower>::run(n, k, a.data, a.ld, b.data, b.ld, c.data, 1, c.ld, alpha, blocking);
-}
-
-// C[i, j] = C[j, i] for j > i. Shapes: C [n, n]. Works tile by tile so that both
-// the rows read and the rows written stay in cache; 16 x 16 tiles measured best
-// over N = 512 .. 2048 with and without a padded row stride.
-template <class T>
-void mirror_lower(matrix<T> c) {
-  constexpr index_t tile = 16;
-  for (index_t i0 = 0; i0 < c.rows; i0 += tile)
-    for (index_t j0 = i0; j0 < c.rows; j0 += tile)
-      for (index_t i = i0; i < std::min(i0 + tile, c.rows); ++i)
-        for (index_t j = std::max(j0, i + 1); j < std::min(j0 + tile, c.rows); ++j)
-          c.data[i * c.ld + j] = c.data[j * c.ld + i];
 }
 
 }  // namespace reuseformer::gemm

@@ -23,6 +23,7 @@
 // Every error throws reuseformer::error starting with the safetensors file's
 // path and naming the tensor, with the expected and the found shape or reason.
 
+#include <charconv>
 #include <cstddef>
 #include <deque>
 #include <filesystem>
@@ -106,7 +107,11 @@ class bert_model {
       const std::size_t dot = rest.find('.');
       index_t index = -1;
       if (dot != std::string_view::npos && dot > 0 && rest.substr(0, dot).find_first_not_of("0123456789") == std::string_view::npos)
-        index = std::stoll(std::string(rest.substr(0, dot)));
+        // from_chars, not std::stoll: an index past 2^63 (as in
+        // "encoder.layer.99999999999999999999.x") threw std::out_of_range, which
+        // is not a reuseformer::error (found with the fuzz/fuzz_bert_model
+        // target). On overflow `index` stays -1: the tensor is reported as unexpected.
+        static_cast<void>(std::from_chars(rest.data(), rest.data() + dot, index));
       detail::require(index >= 0 && index < config_.encoder.num_hidden_layers, "tensor '", name,
                                    "': unexpected (num_hidden_layers is ", config_.encoder.num_hidden_layers, ")");
     }

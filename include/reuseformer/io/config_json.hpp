@@ -106,11 +106,25 @@ class config_reader {
 
 namespace reuseformer::io {
 
+// The most layers a config with TF's reuse_attention form may have: its
+// schedule is built with one entry per layer (deep models have hundreds).
+inline constexpr index_t max_reuse_layers = 1 << 16;
+
 // Parses config.json text; `source` names it in messages.
 [[nodiscard]] inline model_config parse_config_json(std::string_view text, std::string_view source = "config.json") {
   nlohmann::json json;
+  // Nesting is bounded (as serde_json bounds it, at 128): error messages dump
+  // the offending value recursively, and {"hidden_size": [[[…]]]} 100,000 deep
+  // overflowed the stack (found with the fuzz/fuzz_config_json target).
+  constexpr int max_nesting = 128;
+  const auto bounded = [&](int depth, nlohmann::json::parse_event_t event, const nlohmann::json&) {
+    using event_t = nlohmann::json::parse_event_t;
+    detail::require(!((event == event_t::object_start || event == event_t::array_start) && depth >= max_nesting),
+                    source, ": expected JSON nested at most ", max_nesting, " levels deep, found deeper nesting");
+    return true;
+  };
   try {
-    json = nlohmann::json::parse(text);
+    json = nlohmann::json::parse(text, bounded);
   } catch (const nlohmann::json::exception& e) {
     throw error(detail::concat(source, ": expected JSON, found a syntax error: ", e.what()));
   }
@@ -143,6 +157,12 @@ namespace reuseformer::io {
       r.integer("reuse_attention", reuse_attention);
       r.integer("max_reuse_layer_idx", max_reuse_layer_idx);
       detail::require_heads(c.hidden_size, c.num_attention_heads);
+      // The schedule has one entry per layer: a negative count threw
+      // std::length_error and a huge one exhausted memory here, before
+      // validate() (found with the fuzz/fuzz_config_json target).
+      detail::require(c.num_hidden_layers >= 0, "num_hidden_layers: expected >= 0, found ", c.num_hidden_layers);
+      detail::require(c.num_hidden_layers <= max_reuse_layers, "num_hidden_layers: expected at most ", max_reuse_layers,
+                      " with reuse_attention (one schedule entry per layer), found ", c.num_hidden_layers);
       const std::vector<index_t> reference =
           reference_reuse_schedule(reuse_attention, max_reuse_layer_idx, c.num_attention_heads, c.num_hidden_layers);
       if (c.reuse_schedule.empty())

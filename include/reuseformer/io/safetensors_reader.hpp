@@ -12,12 +12,12 @@
 // reader that exists describes only tensors whose bytes lie inside its input:
 //   - the input holds at least 8 bytes; S <= 100,000,000 (the bound of the
 //     reference implementation) and S <= the bytes that follow the length;
-//   - the header is a JSON object; every entry but "__metadata__" is an object
-//     with a "dtype" string naming a dtype of dtype.hpp, a "shape" array of
-//     integers in [0, 2^63) and "data_offsets" of two unsigned integers with
-//     begin <= end <= the data section's size; end - begin equals the element
-//     count times the dtype's size (computed without overflow); no two tensors
-//     share a byte;
+//   - the header is a JSON object (nested at most 128 levels deep); every entry
+//     but "__metadata__" is an object with a "dtype" string naming a dtype of
+//     dtype.hpp, a "shape" array of integers in [0, 2^63) and "data_offsets"
+//     of two unsigned integers with begin <= end <= the data section's size;
+//     end - begin equals the element count times the dtype's size (computed
+//     without overflow); no two tensors share a byte;
 //   - "__metadata__", when present, is an object of strings.
 // Anything else throws reuseformer::error naming the source (the file's path, or
 // the name given to in-memory input), the tensor or key, what was expected and
@@ -135,6 +135,9 @@ class safetensors_reader {
  public:
   // The reference implementation's bound; it also caps what the JSON parser is fed.
   static constexpr std::uint64_t max_header_length = 100'000'000;
+  // The deepest nesting of arrays and objects the header may have (serde_json's
+  // recursion limit; a valid header needs 3).
+  static constexpr int max_nesting = 128;
 
   // Maps the file read-only and validates its header. Throws reuseformer::error
   // "<path>: cannot open: <reason>" when it cannot be mapped, and the messages
@@ -246,8 +249,18 @@ class safetensors_reader {
            length);
     const auto* text = reinterpret_cast<const char*>(bytes.data() + 8);
     json header;
+    // Nesting is bounded, as the reference implementation's JSON parser
+    // (serde_json) bounds it: the messages below dump offending values
+    // recursively, and a "shape" of 100,000 nested arrays overflowed the stack
+    // (found with the fuzz/fuzz_safetensors target).
+    const auto bounded = [&](int depth, json::parse_event_t event, const json&) {
+      if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+          depth >= max_nesting)
+        fail("header: expected JSON nested at most ", max_nesting, " levels deep, found deeper nesting");
+      return true;
+    };
     try {
-      header = json::parse(text, text + length);
+      header = json::parse(text, text + length, bounded);
     } catch (const json::parse_error& e) {
       fail("header: expected JSON, found a syntax error at byte ", e.byte);
     } catch (const json::exception& e) {

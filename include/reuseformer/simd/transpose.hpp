@@ -1,0 +1,126 @@
+#pragma once
+// Matrix transpose of a block, dst[j, i] = src[i, j], and the mirror of a
+// lower triangle onto the upper one.
+//
+// Mirroring a symmetric matrix's triangle is a transpose, and element by element
+// it costs about one cycle per value (a strided load and a store each), which
+// is a sizeable fraction of the triangular product it completes. Transposing
+// 8 x 8 (AVX) or 4 x 4 (SSE) tiles in registers moves whole vectors instead.
+// xsimd 8 has no transpose (and its AVX zip_lo/zip_hi are per 128-bit lane), so
+// the tiles use the intrinsics the architecture tag guarantees.
+
+#include <algorithm>
+#include <type_traits>
+
+#include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/simd/arch.hpp"
+
+namespace reuseformer::simd {
+
+namespace reference {
+
+// dst[j * dst_ld + i] = src[i * src_ld + j] for i < rows, j < cols.
+template <class T>
+void transpose(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t rows, index_t cols) {
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t j = 0; j < cols; ++j) dst[j * dst_ld + i] = src[i * src_ld + j];
+}
+
+}  // namespace reference
+
+namespace detail {
+
+#if XSIMD_WITH_AVX
+// One 8 x 8 float tile through registers: unpack pairs, then quads, then swap
+// 128-bit halves (the classic AVX transpose).
+inline void transpose8x8(const float* src, index_t src_ld, float* dst, index_t dst_ld) {
+  __m256 r[8], t[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * src_ld);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {
+    _mm256_storeu_ps(dst + i * dst_ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+    _mm256_storeu_ps(dst + (i + 4) * dst_ld, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+  }
+}
+#endif
+
+#if XSIMD_WITH_SSE2
+inline void transpose4x4(const float* src, index_t src_ld, float* dst, index_t dst_ld) {
+  __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + src_ld), r2 = _mm_loadu_ps(src + 2 * src_ld),
+         r3 = _mm_loadu_ps(src + 3 * src_ld);
+  _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+  _mm_storeu_ps(dst, r0);
+  _mm_storeu_ps(dst + dst_ld, r1);
+  _mm_storeu_ps(dst + 2 * dst_ld, r2);
+  _mm_storeu_ps(dst + 3 * dst_ld, r3);
+}
+#endif
+
+// The register tile `Arch` offers for T: 8 (AVX and up, float), 4 (SSE2, float),
+// or 0 (none: the reference loop).
+template <class Arch, class T>
+constexpr int tile_size() {
+  if constexpr (!std::is_same_v<T, float> || !is_vector_arch<Arch>) {
+    return 0;
+  } else {
+#if XSIMD_WITH_AVX
+    if constexpr (std::is_base_of_v<xsimd::avx, Arch> || std::is_base_of_v<xsimd::avx512f, Arch>) return 8;
+#endif
+#if XSIMD_WITH_SSE2
+    if constexpr (std::is_base_of_v<xsimd::sse2, Arch>) return 4;
+#endif
+    return 0;
+  }
+}
+
+}  // namespace detail
+
+// dst[j * dst_ld + i] = src[i * src_ld + j] for i < rows, j < cols.
+// Requires: src and dst do not overlap.
+template <class Arch, class T>
+void transpose(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t rows, index_t cols) {
+  constexpr index_t tile = detail::tile_size<Arch, T>();
+  if constexpr (tile == 0) {
+    reference::transpose(src, src_ld, dst, dst_ld, rows, cols);
+  } else {
+    const index_t full_rows = rows / tile * tile, full_cols = cols / tile * tile;
+    for (index_t i = 0; i < full_rows; i += tile)
+      for (index_t j = 0; j < full_cols; j += tile) {
+#if XSIMD_WITH_AVX
+        if constexpr (tile == 8) detail::transpose8x8(src + i * src_ld + j, src_ld, dst + j * dst_ld + i, dst_ld);
+#endif
+#if XSIMD_WITH_SSE2
+        if constexpr (tile == 4) detail::transpose4x4(src + i * src_ld + j, src_ld, dst + j * dst_ld + i, dst_ld);
+#endif
+      }
+    // The ragged right and bottom edges.
+    reference::transpose(src + full_cols, src_ld, dst + full_cols * dst_ld, dst_ld, rows, cols - full_cols);
+    reference::transpose(src + full_rows * src_ld, src_ld, dst + full_rows, dst_ld, rows - full_rows, full_cols);
+  }
+}
+
+// C[i, j] = C[j, i] for j > i: completes a symmetric [n, n] matrix (row stride
+// ld) from its lower triangle. Tile by tile, so that the rows read and the rows
+// written stay in cache; tiles off the diagonal go through transpose().
+template <class Arch, class T>
+void mirror_lower(T* c, index_t n, index_t ld) {
+  constexpr index_t tile = 16;
+  for (index_t i0 = 0; i0 < n; i0 += tile) {
+    const index_t rows = std::min(tile, n - i0);
+    for (index_t i = i0; i < i0 + rows; ++i)  // the diagonal tile mirrors onto itself
+      for (index_t j = i + 1; j < i0 + rows; ++j) c[i * ld + j] = c[j * ld + i];
+    for (index_t j0 = i0 + tile; j0 < n; j0 += tile)
+      transpose<Arch>(c + j0 * ld + i0, ld, c + i0 * ld + j0, ld, std::min(tile, n - j0), rows);
+  }
+}
+
+}  // namespace reuseformer::simd
