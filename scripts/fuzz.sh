@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of the library's input parsers with libFuzzer
+# (fuzz/README.md): builds fuzz/ with clang into build/fuzz, runs every target
+# for SECONDS (default 60) on a copy of its seed corpus (build/fuzz/corpus, which
+# grows from run to run; the repository is not written), and prints one line
+# per target. Exits 1 when a target produced a crash, leak, timeout or
+# out-of-memory artifact (in build/fuzz/artifacts/<target>/).
+#   scripts/fuzz.sh [SECONDS]
+# Needs clang and libclang-rt-14-dev (libFuzzer): as root it apt-gets what is
+# missing; otherwise it prints the command and exits 1.
+set -euo pipefail
+
+seconds=${1:-60}
+if [[ $# -gt 1 || ! "$seconds" =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: scripts/fuzz.sh [SECONDS]   (each target runs SECONDS, default 60)" >&2
+  exit 2
+fi
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=$root/build/fuzz
+targets=(fuzz_safetensors fuzz_config_json fuzz_model_input fuzz_bert_model)
+
+packages=(clang-14 libclang-rt-14-dev cmake make libeigen3-dev libxsimd-dev nlohmann-json3-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  command="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "scripts/fuzz.sh needs these Debian packages: ${missing[*]}" >&2
+    echo "Install them as root, then run this command again:" >&2
+    echo "  sudo sh -c '$command'" >&2
+    exit 1
+  fi
+  echo "Installing: ${missing[*]}"
+  sh -c "$command" >/dev/null
+fi
+cxx=$(command -v clang++-14 || command -v clang++)
+
+mkdir -p "$build/logs"
+# Runs "$@" with its output in the log $1; prints the log's end and fails if it fails.
+quiet() {
+  local log=$1
+  shift
+  if ! "$@" >"$log" 2>&1; then
+    echo "scripts/fuzz.sh: failed: $*" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+}
+quiet "$build/logs/configure.log" cmake -S "$root/fuzz" -B "$build" -DCMAKE_CXX_COMPILER="$cxx"
+quiet "$build/logs/build.log" cmake --build "$build" -j "$(nproc)"
+
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+failed=0
+for target in "${targets[@]}"; do
+  corpus=$build/corpus/$target
+  artifacts=$build/artifacts/$target
+  log=$build/logs/$target.log
+  rm -rf "$artifacts"  # this run's findings only
+  mkdir -p "$corpus" "$artifacts"
+  cp "$root/fuzz/corpus/$target/"* "$corpus/"
+  rc=0
+  "$build/$target" "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
+    -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1 || rc=$?
+  # The final stats, or (a run that stopped at a finding prints none) the last status line.
+  executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
+  [[ -n "$executions" ]] || executions=$(grep -oE '^#[0-9]+' "$log" | tail -n 1 | tr -d '#' || true)
+  inputs=$(find "$corpus" -type f | wc -l)
+  found=$(find "$artifacts" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | wc -l)
+  echo "$target: ${executions:-?} executions, corpus $inputs inputs, $found crashes"
+  if [[ $rc -ne 0 || $found -ne 0 ]]; then
+    failed=1
+    echo "  exit status $rc; log: $log" >&2
+    grep -E -A 12 '^==[0-9]+==ERROR|runtime error|^terminate called|ERROR: libFuzzer' "$log" | head -n 40 >&2 || true
+    find "$artifacts" -type f | while read -r artifact; do
+      echo "  artifact: $artifact (replay: $build/$target $artifact)" >&2
+    done
+  fi
+done
+exit $failed
