@@ -206,6 +206,8 @@ TEST_CASE("config.json: invalid files name the file, the key, the expectation an
   CHECK(message("[1, 2]") == "m/config.json: expected a JSON object, found array");
   CHECK(message(R"({"hidden_size": "768"})") == R"(m/config.json: hidden_size: expected an integer, found "768")");
   CHECK(message(R"({"hidden_size": 76.8})") == "m/config.json: hidden_size: expected an integer, found 76.8");
+  CHECK(message(R"({"reuse_attention": 18446744073709551615})") ==
+        "m/config.json: reuse_attention: expected an integer, found 18446744073709551615");  // not -1 wrapped
   CHECK(message(R"({"hidden_act": "swish"})") ==
         R"(m/config.json: hidden_act: expected one of "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", found "swish")");
   CHECK(message(R"({"plpi_affinity_function": "cosine"})") ==

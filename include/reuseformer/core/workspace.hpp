@@ -85,11 +85,10 @@ class workspace {
   workspace(std::size_t bytes, int threads) : threads_(threads), bytes_(bytes) {
     detail::require(threads >= 1, "workspace: expected threads >= 1, found ", threads);
     if (bytes_ == 0) return;
-    try {
-      memory_.reset(static_cast<std::byte*>(::operator new(bytes_, std::align_val_t{workspace_alignment})));
-    } catch (const std::bad_alloc&) {
-      throw error(detail::concat("workspace: cannot allocate ", bytes_, " bytes"));
-    }
+    // The nothrow form: a refused allocation becomes the library's error (also
+    // under AddressSanitizer, which aborts on a failing throwing new).
+    memory_.reset(static_cast<std::byte*>(::operator new(bytes_, std::align_val_t{workspace_alignment}, std::nothrow)));
+    detail::require(memory_ != nullptr, "workspace: cannot allocate ", bytes_, " bytes");
   }
 
   [[nodiscard]] std::size_t size_bytes() const { return bytes_; }

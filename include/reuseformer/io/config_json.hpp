@@ -16,9 +16,11 @@
 // of "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", found "swish"".
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -53,9 +55,14 @@ class config_reader {
     return it == json_.end() || it->is_null() ? nullptr : &*it;
   }
 
+  // Integers above 2^63 - 1 would wrap to negative values (18446744073709551615 to -1).
+  static bool fits(const nlohmann::json& v) {
+    return v.is_number_integer() &&
+           !(v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
+  }
   void integer(const char* key, index_t& out) const {
     if (const nlohmann::json* v = find(key)) {
-      require(v->is_number_integer(), key, "expected an integer", *v);
+      require(fits(*v), key, "expected an integer", *v);
       out = v->get<index_t>();
     }
   }
@@ -85,7 +92,7 @@ class config_reader {
     const nlohmann::json* v = find(key);
     if (!v) return std::nullopt;
     bool ok = v->is_array();
-    for (std::size_t i = 0; ok && i < v->size(); ++i) ok = (*v)[i].is_number_integer();
+    for (std::size_t i = 0; ok && i < v->size(); ++i) ok = fits((*v)[i]);
     require(ok, key, "expected a list of integers", *v);
     return v->get<std::vector<index_t>>();
   }
