@@ -363,7 +363,7 @@ TEST_CASE("weights that do not fit the score function name the tensor", "[errors
     c.score = pairwise;
     rf::encoder_parameters<float> p(c);  // unconstrained factors
     p.fill_random(1);
-    const auto& factors = p.layers()[0].attention.pairwise_factors;
+    const auto factors = p.layers()[0].attention.pairwise_factors;  // a view: copied out of the temporary vector
     const std::string values = rf::detail::concat(factors(0, 1, 0), " and [0, 0, 1] = ", factors(0, 0, 1));
     c.score = pairwise_diagonal;
     CHECK(error_message([&] { rf::encoder<float, pairwise_diagonal> e(c, p.layers()); }) ==
@@ -372,7 +372,7 @@ TEST_CASE("weights that do not fit the score function name the tensor", "[errors
     c.score = pairwise_symmetric;
     rf::encoder_parameters<float> s(c);  // symmetric factors but for one entry
     s.fill_random(2);
-    const auto& symmetric_factors = s.layers()[0].attention.pairwise_factors;
+    const auto symmetric_factors = s.layers()[0].attention.pairwise_factors;
     float& changed = s.values()[static_cast<std::size_t>(&symmetric_factors(1, 0, 2) - s.values().data())];
     changed += 1.0f;
     CHECK(error_message([&] { rf::encoder<float, pairwise_symmetric> e(c, s.layers()); }) ==
