@@ -9,19 +9,7 @@
 #include <new>
 #include <vector>
 
-#include "examples/support/counting_new.hpp"
-
-namespace {
-std::atomic<long> eigen_mallocs{0};
-}  // namespace
-
-// Eigen calls eigen_assert(is_malloc_allowed() && "...") before each heap
-// allocation when EIGEN_RUNTIME_NO_MALLOC is defined; count instead of aborting.
-#define EIGEN_RUNTIME_NO_MALLOC
-#define eigen_assert(x) \
-  do {                  \
-    if (!(x)) ++eigen_mallocs; \
-  } while (false)
+#include "support/allocation_counter.hpp"
 
 #include <reuseformer/reuseformer.hpp>
 
@@ -29,23 +17,7 @@ std::atomic<long> eigen_mallocs{0};
 #include "support/random.hpp"
 
 namespace rf = reuseformer;
-
-namespace {
-
-// Allocations made by `f`, by operator new and by Eigen.
-template <class F>
-std::pair<long, long> count_allocations(F&& f) {
-  counting::allocations = 0;
-  eigen_mallocs = 0;
-  Eigen::internal::set_is_malloc_allowed(false);
-  counting::enabled = true;
-  f();
-  counting::enabled = false;
-  Eigen::internal::set_is_malloc_allowed(true);
-  return {counting::allocations.load(), eigen_mallocs.load()};
-}
-
-}  // namespace
+using reuseformer_test::count_allocations;
 
 TEST_CASE("the counters see allocations (so the checks below can fail)", "[allocation]") {
   const auto [news, eigens] = count_allocations([] {

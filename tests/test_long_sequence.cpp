@@ -33,19 +33,7 @@
 #include <utility>
 #include <vector>
 
-#include "examples/support/counting_new.hpp"
-
-namespace {
-std::atomic<long> eigen_mallocs{0};
-}  // namespace
-
-// Eigen calls eigen_assert(is_malloc_allowed() && "...") before each heap
-// allocation when EIGEN_RUNTIME_NO_MALLOC is defined; count instead of aborting.
-#define EIGEN_RUNTIME_NO_MALLOC
-#define eigen_assert(x)        \
-  do {                         \
-    if (!(x)) ++eigen_mallocs; \
-  } while (false)
+#include "support/allocation_counter.hpp"
 
 #include <reuseformer/reuseformer.hpp>
 
@@ -55,22 +43,10 @@ std::atomic<long> eigen_mallocs{0};
 #include "support/reference.hpp"
 
 namespace rf = reuseformer;
+using reuseformer_test::count_allocations;
 using reuseformer_test::compare;
 
 namespace {
-
-// Allocations made by `f`, by operator new and by Eigen.
-template <class F>
-std::pair<long, long> count_allocations(F&& f) {
-  counting::allocations = 0;
-  eigen_mallocs = 0;
-  Eigen::internal::set_is_malloc_allowed(false);
-  counting::enabled = true;
-  f();
-  counting::enabled = false;
-  Eigen::internal::set_is_malloc_allowed(true);
-  return {counting::allocations.load(), eigen_mallocs.load()};
-}
 
 struct long_case {
   const char* name;
