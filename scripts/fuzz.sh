@@ -20,22 +20,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$root/build/fuzz
 targets=(fuzz_safetensors fuzz_config_json fuzz_model_input fuzz_bert_model)
 
-packages=(clang-14 libclang-rt-14-dev cmake make libeigen3-dev libxsimd-dev nlohmann-json3-dev)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [[ ${#missing[@]} -gt 0 ]]; then
-  command="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "scripts/fuzz.sh needs these Debian packages: ${missing[*]}" >&2
-    echo "Install them as root, then run this command again:" >&2
-    echo "  sudo sh -c '$command'" >&2
-    exit 1
-  fi
-  echo "Installing: ${missing[*]}"
-  sh -c "$command" >/dev/null
-fi
+"$root/scripts/install-deps.sh" --fuzz
 cxx=$(command -v clang++-14 || command -v clang++)
 
 mkdir -p "$build/logs"

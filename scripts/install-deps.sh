@@ -2,11 +2,13 @@
 # Installs the Debian packages a build needs, if any is missing.
 #   scripts/install-deps.sh            library, tests, examples and benchmarks
 #   scripts/install-deps.sh --fixtures also PyTorch, to regenerate test fixtures
+#   scripts/install-deps.sh --fuzz     also clang and libFuzzer (scripts/fuzz.sh)
 # As root it runs apt-get; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 
 packages=(g++ cmake make libeigen3-dev libxsimd-dev nlohmann-json3-dev catch2 libbenchmark-dev)
 if [[ "${1:-}" == "--fixtures" ]]; then packages+=(python3-torch python3-numpy); fi
+if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 
 missing=()
 for p in "${packages[@]}"; do
