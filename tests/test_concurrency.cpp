@@ -188,8 +188,8 @@ rf::encoder_config symmetric_config() {
 }  // namespace
 
 // First in the file, so that the concurrent calls below are the process's
-// first calls into the workspace planning (its function-local statics, and
-// Eigen's cache-size query, are initialised under contention).
+// first calls into the workspace planning (its function-local statics are
+// initialised under contention).
 TEST_CASE("workspace_bytes and make_workspace may be called concurrently on one const model", "[concurrency]") {
   const rf::encoder_config fc = reuse_config(), dc = symmetric_config();
   rf::encoder_parameters<float> fp(fc);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <reuseformer/gemm/gemm.hpp>
+#include <reuseformer/gemm/triangular.hpp>
 #include <reuseformer/simd/activation.hpp>
 #include <reuseformer/simd/layer_norm.hpp>
 #include <reuseformer/simd/softmax.hpp>
@@ -170,28 +171,36 @@ TEMPLATE_TEST_CASE("bias_activation: every activation, vector equals reference",
 
 TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kernels][gemm]", float, double) {
   using T = TestType;
+  // Sizes straddle the register tile (MR up to 12 rows, NR up to 32 columns),
+  // the column panel (512) and the depth block (256 float, 128 double).
   for (const rf::index_t m : {1, 3, 17, 70}) {
-    for (const rf::index_t n : {1, 5, 33, 130}) {
-      for (const rf::index_t k : {1, 8, 65}) {
+    for (const rf::index_t n : {1, 5, 33, 130, 600}) {
+      for (const rf::index_t k : {1, 8, 65, 300}) {
         for (const auto op : {rf::gemm::transpose::no, rf::gemm::transpose::yes}) {
+          for (const auto mode : {rf::gemm::update::overwrite, rf::gemm::update::accumulate})
           for (const int threads : {1, 2}) {
-            CAPTURE(m, n, k, op == rf::gemm::transpose::yes, threads);
+            const bool overwrite = mode == rf::gemm::update::overwrite;
+            CAPTURE(m, n, k, op == rf::gemm::transpose::yes, overwrite, threads);
             // Strided operands: each matrix sits inside a wider buffer.
             const rf::index_t lda = k + 3, ldb = (op == rf::gemm::transpose::yes ? k : n) + 2, ldc = n + 1;
             const rf::index_t b_rows = op == rf::gemm::transpose::yes ? n : k;
             const std::vector<T> a = random_vector<T>(m * lda, 1), b = random_vector<T>(b_rows * ldb, 2);
             std::vector<T> c = random_vector<T>(m * ldc, 3);
-            std::vector<double> expected(c.begin(), c.end());
+            std::vector<double> expected(c.begin(), c.end());  // the stride padding keeps its values
             for (rf::index_t i = 0; i < m; ++i)
-              for (rf::index_t j = 0; j < n; ++j)
+              for (rf::index_t j = 0; j < n; ++j) {
+                if (overwrite) expected[i * ldc + j] = 0;
                 for (rf::index_t p = 0; p < k; ++p)
                   expected[i * ldc + j] += 0.5 * double(a[i * lda + p]) *
                                            double(op == rf::gemm::transpose::yes ? b[j * ldb + p] : b[p * ldb + j]);
+              }
             const rf::index_t stride = rf::gemm::scratch_elements<T>(m, n, k, threads);
-            std::vector<T, Eigen::aligned_allocator<T>> scratch(static_cast<std::size_t>(stride * threads + 64));
+            const rf::index_t padded = (stride + 15) / 16 * 16;
+            rf::workspace ws(static_cast<std::size_t>(padded * threads) * sizeof(T), threads);
+            rf::arena arena = ws.make_arena();
             rf::gemm::parallel_multiply_add<T>(T(0.5), {a.data(), m, k, lda}, {b.data(), b_rows, op == rf::gemm::transpose::yes ? k : n, ldb},
-                                               op, {c.data(), m, n, ldc}, rf::gemm::update::accumulate, threads,
-                                               scratch.data(), (stride + 15) / 16 * 16);
+                                               op, {c.data(), m, n, ldc}, mode, threads,
+                                               arena.take<T>(padded * threads), padded);
             CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
           }
         }
@@ -200,12 +209,40 @@ TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kern
   }
 }
 
+TEMPLATE_TEST_CASE("gemm: lower-triangular product against a double loop, upper triangle untouched", "[kernels][gemm]",
+                   float, double) {
+  using T = TestType;
+  // n crosses the register tile and the 512-column panel; k the depth block.
+  for (const rf::index_t n : {1, 11, 13, 70, 600})
+    for (const rf::index_t k : {1, 64, 300}) {
+      CAPTURE(n, k);
+      const rf::index_t lda = k + 1, ldc = n + 3;
+      const std::vector<T> a = random_vector<T>(n * lda, 4), b = random_vector<T>(n * lda, 5);
+      std::vector<T> c = random_vector<T>(n * ldc, 6);
+      std::vector<double> expected(c.begin(), c.end());
+      for (rf::index_t i = 0; i < n; ++i)
+        for (rf::index_t j = 0; j <= i; ++j) {
+          double sum = 0;
+          for (rf::index_t p = 0; p < k; ++p) sum += double(a[i * lda + p]) * double(b[j * lda + p]);
+          expected[i * ldc + j] = 2 * sum;
+        }
+      const rf::index_t elements = rf::gemm::lower_scratch_elements<T>(n, k);
+      rf::workspace ws(static_cast<std::size_t>(elements) * sizeof(T), 1);
+      rf::arena arena = ws.make_arena();
+      rf::gemm::multiply_add_lower<T>(T(2), {a.data(), n, k, lda}, {b.data(), n, k, lda}, {c.data(), n, n, ldc},
+                                      arena.take<T>(elements));
+      CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+    }
+}
+
 TEST_CASE("gemm: overwrite replaces the destination", "[kernels][gemm]") {
   const std::vector<float> a = {1, 2, 3, 4}, b = {5, 6, 7, 8};  // A [2,2], B [2,2]
   std::vector<float> c(4, 1000.f);
-  std::vector<float, Eigen::aligned_allocator<float>> scratch(static_cast<std::size_t>(rf::gemm::scratch_elements<float>(2, 2, 2)));
+  const rf::index_t elements = rf::gemm::scratch_elements<float>(2, 2, 2);
+  rf::workspace ws(static_cast<std::size_t>(elements) * sizeof(float), 1);
+  rf::arena arena = ws.make_arena();
   rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 2, 2}, {b.data(), 2, 2, 2}, rf::gemm::transpose::no, {c.data(), 2, 2, 2},
-                                scratch.data(), rf::gemm::update::overwrite);
+                                arena.take<float>(elements), rf::gemm::update::overwrite);
   CHECK(c == std::vector<float>{19, 22, 43, 50});
 }
 

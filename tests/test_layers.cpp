@@ -203,7 +203,7 @@ TEST_CASE("workspace size is exact and grows as the plan says", "[workspace]") {
   CHECK(encoder.make_workspace(1, 256).size_bytes() == large);
 }
 
-TEST_CASE("GEMM scratch covers every block shape (Eigen's blocking is not monotone)", "[attention][workspace]") {
+TEST_CASE("GEMM scratch covers every block shape (last and causal query blocks)", "[attention][workspace]") {
   // Shapes where the last or causal query blocks once wanted more packing space
   // than the first full block planned for (found with AddressSanitizer).
   struct scratch_case {

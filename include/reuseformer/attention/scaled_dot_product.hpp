@@ -65,8 +65,8 @@ struct problem {
 }
 
 // Query/key pairs whose logit one head computes: the blocked count above, or
-// for symmetric logits the lower triangle N(N+1)/2 (Eigen's diagonal
-// micro-blocks add at most one micro-block per diagonal block on top).
+// for symmetric logits the lower triangle N(N+1)/2 (the register tiles the
+// diagonal crosses add about half a tile per tile row on top).
 // The cost model counts score work with this function.
 [[nodiscard]] inline index_t logit_pairs(index_t seq, bool causal, bool symmetric_logits) {
   return symmetric_logits ? seq * (seq + 1) / 2 : block_query_key_pairs(seq, causal);

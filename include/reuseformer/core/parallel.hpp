@@ -3,9 +3,9 @@
 //
 // Built with OpenMP (the CMake option REUSEFORMER_OPENMP, or any -fopenmp build)
 // the tasks run on up to `threads` threads; without it they run in order on the
-// calling thread. The library never lets Eigen start its own threads: every
-// matrix product runs Eigen's sequential kernel inside one of our tasks, so the
-// thread count the user sets is the number of cores used, with no nesting.
+// calling thread. Matrix products split their work through it too (one
+// sequential blocked product per task), so the thread count the user sets is
+// the number of cores used, with no nesting.
 
 #include <algorithm>
 

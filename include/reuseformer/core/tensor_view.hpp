@@ -14,7 +14,7 @@
 
 namespace reuseformer {
 
-// Signed, like Eigen::Index, so that extents mix with Eigen without casts.
+// Signed, so that differences of extents and offsets need no casts.
 using index_t = std::ptrdiff_t;
 
 template <class T, std::size_t Rank>

@@ -20,7 +20,7 @@
 namespace reuseformer {
 
 // Alignment of every carved buffer: one cache line, which is also the widest
-// SIMD register (AVX-512) and what Eigen's packed GEMM panels expect.
+// SIMD register (AVX-512), so packed GEMM panels load aligned vectors.
 inline constexpr std::size_t workspace_alignment = 64;
 
 // `elements` rounded up to whole cache lines of T, so that what follows starts aligned.

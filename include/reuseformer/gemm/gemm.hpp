@@ -1,116 +1,88 @@
 #pragma once
-// Matrix products: C += alpha * A * op(B), with Eigen's blocked kernel doing the work.
+// Matrix products: C = alpha * A * op(B) or C += alpha * A * op(B), blocked and
+// packed for the micro-kernel (micro_kernel.hpp), as BLIS and most BLAS do.
 //
-// Why not `C.noalias() = A * B.transpose()` on Eigen::Map? Eigen then allocates
-// its packing buffers on the heap for every large product and may start its own
-// OpenMP threads. Here the packing buffers come from the caller (a workspace
-// slice sized by scratch_elements()), the kernel is Eigen's sequential one, and
-// the split across threads is ours (parallel_for), so a forward pass allocates
-// nothing and never nests threads.
+// Loop order: columns of C in panels of NC, the inner dimension in blocks of KC
+// (op(B)'s [KC, NC] block is packed once and stays in L2), rows in strips of MR
+// (A's [MR, KC] strip is packed and stays in L1), then the register tiles across
+// the panel. The packing buffers come from the caller (a workspace slice sized by
+// scratch_elements()), so a product allocates nothing; the split across threads
+// is ours (parallel_multiply_add), so threads never nest.
+//
+// The architecture is the build's (simd::default_arch): each SIMD build of the
+// tests runs its own kernel.
 
 #include <algorithm>
 #include <cstddef>
-#include <type_traits>
-
-// GCC 12 reports a false -Wuninitialized inside its own avx512fintrin.h when
-// Eigen's AVX-512 packing routines are inlined (GCC bug 105593, fixed in GCC 13);
-// the pragma scopes the suppression to the Eigen product code instantiated here.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-#include <Eigen/Core>
 
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/core/workspace.hpp"
+#include "reuseformer/gemm/matrix.hpp"
+#include "reuseformer/gemm/micro_kernel.hpp"
+#include "reuseformer/gemm/packing.hpp"
+#include "reuseformer/simd/arch.hpp"
 
 namespace reuseformer::gemm {
 
-// A row-major matrix with a row stride: rows x cols, element (i, j) at data[i*ld + j].
-// Strides let a product read or write one attention head (dh columns of a
-// [N, d] matrix) in place.
-template <class T>
-struct matrix {
-  T* data;
-  index_t rows;
-  index_t cols;
-  index_t ld;
-
-  // The sub-matrix of rows [row, row+nrows) and columns [col, col+ncols).
-  [[nodiscard]] matrix block(index_t row, index_t nrows, index_t col, index_t ncols) const {
-    return {data + row * ld + col, nrows, ncols, ld};
-  }
-  operator matrix<const T>() const  // NOLINT(google-explicit-constructor)
-    requires(!std::is_const_v<T>)
-  {
-    return {data, rows, cols, ld};
-  }
-};
-
-enum class transpose { no, yes };
-
-// Whether a product adds to C or replaces it. Eigen's kernel only accumulates;
-// `overwrite` zeroes C first, chunk by chunk on the thread that then computes it,
-// so the zeroing is parallel and leaves C hot in that thread's cache.
-enum class update { overwrite, accumulate };
-
 namespace detail {
 
-// Eigen computes column-major results; C = A*op(B) row-major is Cᵀ = op(B)ᵀ * Aᵀ
-// column-major, so op(B)ᵀ is Eigen's left operand. Its rows ("m" to Eigen) are
-// our n, its columns ("n" to Eigen) our m.
-struct blocking_sizes {
-  index_t kc, mc, nc;
-
-  // Packed lhs panel first, then the rhs panel, each cache-line aligned.
-  template <class T>
-  [[nodiscard]] index_t lhs_elements() const {
-    return round_to_line<T>(kc * mc);
-  }
-  template <class T>
-  [[nodiscard]] index_t elements() const {
-    return lhs_elements<T>() + kc * nc;
-  }
-};
-
+// KC keeps an A strip (MR x KC) in L1 next to the B vectors streaming from L2;
+// NC keeps the packed [KC, NC] block of op(B) (512 KiB) within a 1 MiB L2.
 template <class T>
-[[nodiscard]] blocking_sizes eigen_heuristic(index_t m, index_t n, index_t k) {
-  Eigen::Index kc = k, mc = n, nc = m;
-  Eigen::internal::computeProductBlockingSizes<T, T, 1>(kc, mc, nc, Eigen::Index(1));
-  return {kc, mc, nc};
+inline constexpr index_t kc_max = sizeof(T) == 4 ? 256 : 128;
+inline constexpr index_t nc_max = 512;
+
+inline index_t round_up(index_t x, index_t multiple) { return (x + multiple - 1) / multiple * multiple; }
+
+// `extent` cut into the fewest blocks of at most `max` (rounded up to
+// `multiple`), all of one size: 768 columns make two panels of 384, not 512 + 256.
+inline index_t even_block(index_t extent, index_t max, index_t multiple) {
+  const index_t blocks = (extent + max - 1) / max;
+  return round_up((extent + blocks - 1) / blocks, multiple);
 }
 
-// Eigen's heuristic is not monotone in the shape (k = 256 keeps kc = 256, k = 300
-// gets kc = 152), so a smaller product can want more packing space than a larger
-// one. Caps make it monotone: each size is at most min(dimension, cap), with the
-// caps taken from Eigen's own choice for a large product on this machine.
-template <class T>
-[[nodiscard]] blocking_sizes caps_for(index_t m, index_t n, index_t k) {
-  static const blocking_sizes large = eigen_heuristic<T>(4096, 4096, 4096);
-  return {std::min(k, large.kc), std::min(n, large.mc), std::min(m, large.nc)};
+// Packing space for a product with n columns and inner size k: the op(B) block
+// then one A strip. Never decreases when n or k grows, and is at least what
+// even_block() picks for any smaller n or k.
+template <class T, class Arch>
+[[nodiscard]] index_t panel_elements(index_t n, index_t k) {
+  using shape = tile<T, Arch>;
+  const index_t kc = std::min(k, kc_max<T>);
+  return kc * round_up(std::min(n, nc_max), shape::nr) + shape::mr * kc;
 }
 
-// The blocking a product runs with: Eigen's heuristic, clamped to the caps, so
-// it never needs more than caps_for(m, n, k).elements() of scratch.
-template <class T>
-[[nodiscard]] blocking_sizes blocking_for(index_t m, index_t n, index_t k) {
-  const blocking_sizes h = eigen_heuristic<T>(m, n, k), cap = caps_for<T>(m, n, k);
-  return {std::min(h.kc, cap.kc), std::min(h.mc, cap.mc), std::min(h.nc, cap.nc)};
-}
-
-template <class T>
-class external_blocking : public Eigen::internal::level3_blocking<T, T> {
- public:
-  external_blocking(const blocking_sizes& sizes, T* scratch) {
-    this->m_kc = sizes.kc;
-    this->m_mc = sizes.mc;
-    this->m_nc = sizes.nc;
-    this->m_blockA = scratch;
-    this->m_blockB = scratch + sizes.template lhs_elements<T>();
+// The blocked product behind multiply_add and multiply_add_lower. With
+// lower_only, C is square and only its elements on and below the diagonal are
+// computed and stored (tiles right of the diagonal are skipped).
+template <class T, class Arch>
+void blocked_product(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, T* scratch,
+                     update mode, bool lower_only) {
+  using shape = tile<T, Arch>;
+  constexpr index_t MR = shape::mr, NR = shape::nr;
+  const index_t m = c.rows, n = c.cols, k = a.cols;
+  const index_t kc_step = even_block(k, kc_max<T>, 1), nc_step = even_block(n, nc_max, NR);
+  T* const packed_b = scratch;
+  T* const packed_a = scratch + kc_step * nc_step;
+  for (index_t jc = 0; jc < n; jc += nc_step) {
+    const index_t ncur = std::min(nc_step, n - jc);
+    for (index_t pc = 0; pc < k; pc += kc_step) {
+      const index_t kcur = std::min(kc_step, k - pc);
+      pack_b<Arch, NR>(op_b == transpose::yes ? b.block(jc, ncur, pc, kcur) : b.block(pc, kcur, jc, ncur), op_b,
+                       packed_b);
+      const bool accumulate = mode == update::accumulate || pc > 0;
+      for (index_t ic = lower_only ? jc / MR * MR : 0; ic < m; ic += MR) {
+        const index_t mr = std::min(MR, m - ic);
+        // A lower-triangular strip ends at its last row's diagonal element.
+        const index_t columns = lower_only ? std::min(ncur, ic + mr - jc) : ncur;
+        pack_a<Arch, MR>(a.block(ic, mr, pc, kcur), packed_a);
+        for (index_t jr = 0; jr < columns; jr += NR)
+          micro_kernel<T, Arch>(kcur, packed_a, packed_b + jr * kcur, alpha, c.data + ic * c.ld + jc + jr, c.ld, mr,
+                                std::min(NR, ncur - jr), accumulate, lower_only ? ic - jc - jr : whole_tile);
+      }
+    }
   }
-};
+}
 
 // How a product is split across threads: along its larger output dimension, in
 // chunks that are multiples of `grain`, at most one chunk per thread. Small
@@ -137,13 +109,12 @@ inline split split_for(index_t m, index_t n, index_t k, int threads) {
 // Scratch elements one thread needs for C[m, n] += A[m, k] * op(B) run on
 // `threads` threads (per thread; every thread needs this many). Never decreases
 // when m, n or k grows, so scratch planned for a shape serves every smaller one.
-template <class T>
+template <class T, class Arch = simd::default_arch>
 [[nodiscard]] index_t scratch_elements(index_t m, index_t n, index_t k, int threads = 1) {
   if (m == 0 || n == 0 || k == 0) return 0;
   const detail::split s = detail::split_for(m, n, k, threads);
-  // The first chunk is the largest; caps_for is monotone in every dimension.
-  return s.along_rows ? detail::caps_for<T>(std::min(s.chunk, m), n, k).template elements<T>()
-                      : detail::caps_for<T>(m, std::min(s.chunk, n), k).template elements<T>();
+  // The first chunk is the largest; panel_elements is monotone in n and k.
+  return detail::panel_elements<T, Arch>(s.along_rows ? n : std::min(s.chunk, n), k);
 }
 
 // C = alpha * A * op(B) (update::overwrite) or C += alpha * A * op(B)
@@ -152,41 +123,21 @@ template <class T>
 // transpose::yes, the PyTorch Linear weight layout); C [m, n].
 // Requires: scratch has scratch_elements<T>(m', n', k') elements for some
 // m' >= m, n' >= n, k' >= k, 64-byte aligned;
-// C does not overlap A or B. Shapes are the caller's responsibility (checked
-// with assertions in debug builds only: this is the innermost loop).
-template <class T>
-void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c,
-                  T* scratch, update mode = update::accumulate) {
-  const index_t m = c.rows, n = c.cols, k = a.cols;
-  eigen_assert(a.rows == m && (op_b == transpose::yes ? b.rows == n && b.cols == k
-                                                      : b.rows == k && b.cols == n));
-  if (mode == update::overwrite)
-    for (index_t i = 0; i < m; ++i) std::fill(c.data + i * c.ld, c.data + i * c.ld + n, T(0));
-  if (m == 0 || n == 0 || k == 0) return;
-  detail::external_blocking<T> blocking(detail::blocking_for<T>(m, n, k), scratch);
-  // Eigen's view: result Cᵀ [n, m] column-major with stride ld_c; lhs op(B)ᵀ [n, k]
-  // (row-major B [n, k] when transposed, else column-major); rhs Aᵀ [k, m] column-major.
-  using Eigen::ColMajor;
-  using Eigen::RowMajor;
-  if (op_b == transpose::yes)
-    Eigen::internal::general_matrix_matrix_product<Eigen::Index, T, RowMajor, false, T, ColMajor,
-                                                   false, ColMajor, 1>::run(n, m, k, b.data, b.ld,
-                                                                            a.data, a.ld, c.data,
-                                                                            1, c.ld, alpha,
-                                                                            blocking);
-  else
-    Eigen::internal::general_matrix_matrix_product<Eigen::Index, T, ColMajor, false, T, ColMajor,
-                                                   false, ColMajor, 1>::run(n, m, k, b.data, b.ld,
-                                                                            a.data, a.ld, c.data,
-                                                                            1, c.ld, alpha,
-                                                                            blocking);
+// C does not overlap A or B. Shapes are the caller's responsibility: this is
+// the innermost loop.
+template <class T, class Arch = simd::default_arch>
+void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, T* scratch,
+                  update mode = update::accumulate) {
+  if (mode == update::overwrite && a.cols == 0)
+    for (index_t i = 0; i < c.rows; ++i) std::fill(c.data + i * c.ld, c.data + i * c.ld + c.cols, T(0));
+  detail::blocked_product<T, Arch>(alpha, a, b, op_b, c, scratch, mode, /*lower_only=*/false);
 }
 
 // multiply_add split over up to `threads` threads; thread t uses
 // scratch + t * scratch_stride. Requires scratch_stride >=
 // scratch_elements<T>(m, n, k, threads). Must not be called from inside a
 // parallel_for task.
-template <class T>
+template <class T, class Arch = simd::default_arch>
 void parallel_multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b,
                            matrix<T> c, update mode, int threads, T* scratch,
                            index_t scratch_stride) {
@@ -197,19 +148,16 @@ void parallel_multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transp
     const index_t begin = part * s.chunk;
     if (s.along_rows) {
       const index_t rows = std::min(s.chunk, m - begin);
-      multiply_add(alpha, a.block(begin, rows, 0, k), b, op_b, c.block(begin, rows, 0, n), mine,
+      multiply_add<T, Arch>(alpha, a.block(begin, rows, 0, k), b, op_b, c.block(begin, rows, 0, n), mine,
                    mode);
     } else {
       const index_t cols = std::min(s.chunk, n - begin);
       const matrix<const T> b_part =
           op_b == transpose::yes ? b.block(begin, cols, 0, k) : b.block(0, k, begin, cols);
-      multiply_add(alpha, a, b_part, op_b, c.block(0, m, begin, cols), mine, mode);
+      multiply_add<T, Arch>(alpha, a, b_part, op_b, c.block(0, m, begin, cols), mine, mode);
     }
   });
 }
 
 }  // namespace reuseformer::gemm
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif

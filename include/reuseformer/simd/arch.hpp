@@ -13,7 +13,20 @@
 
 #include <type_traits>
 
+// GCC 12 reports a false -Wmaybe-uninitialized inside its own avx512fintrin.h
+// (the `__Y = __Y` of _mm512_undefined_ps) wherever xsimd's AVX-512 kernels are
+// inlined (GCC bug 105593, fixed in GCC 13). The diagnostic takes the pragma
+// state of the intrinsics header's own lines, so the suppression must surround
+// their first inclusion, which is here.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <xsimd/xsimd.hpp>
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 namespace reuseformer::simd {
 

@@ -1,0 +1,114 @@
+#pragma once
+// The register tile of the blocked products in gemm.hpp: an [MR, NR] block of C
+// kept in vector registers while a packed strip of A (MR rows) and a packed strip
+// of B (NR columns) stream through.
+//
+// Each step of the inner loop loads NR/width vectors of B, broadcasts MR values
+// of A and does MR * NR/width fused multiply-adds, so loads stay well below the
+// FMA count and the accumulators hide the FMA latency. The tile is as large as
+// the architecture's register file allows: 12 x 2 vectors with 32 registers
+// (AVX-512), 6 x 2 with 16 (SSE, AVX), 4 x 2 scalars for the scalar path.
+
+#include <algorithm>
+#include <limits>
+#include <type_traits>
+
+#include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/simd/arch.hpp"
+
+namespace reuseformer::gemm::detail {
+
+// The few vector operations the kernel needs, for an xsimd architecture and for
+// the scalar path (a "vector" of one element), so that one kernel serves both.
+template <class T, class Arch>
+struct lanes {
+  using vector = xsimd::batch<T, Arch>;
+  static constexpr index_t width = vector::size;
+  static constexpr index_t registers = sizeof(vector) == 64 ? 32 : 16;
+  static vector load_aligned(const T* p) { return vector::load_aligned(p); }
+  static vector load(const T* p) { return vector::load_unaligned(p); }
+  static void store(T* p, vector v) { v.store_unaligned(p); }
+  static vector fma(vector a, vector b, vector c) { return xsimd::fma(a, b, c); }
+};
+
+template <class T>
+struct lanes<T, simd::scalar> {
+  using vector = T;
+  static constexpr index_t width = 1;
+  static constexpr index_t registers = 16;
+  static T load_aligned(const T* p) { return *p; }
+  static T load(const T* p) { return *p; }
+  static void store(T* p, T v) { *p = v; }
+  static T fma(T a, T b, T c) { return a * b + c; }
+};
+
+// MR x NR, NR = vectors * width. Accumulators, the B vectors and one broadcast
+// must fit in the register file.
+template <class T, class Arch>
+struct tile {
+  using ops = lanes<T, Arch>;
+  static constexpr index_t vectors = 2;
+  static constexpr index_t width = ops::width;
+  static constexpr index_t nr = vectors * width;
+  static constexpr index_t mr = ops::registers == 32 ? 12 : (simd::is_vector_arch<Arch> ? 6 : 4);
+  static_assert(mr * vectors + vectors + 1 <= ops::registers);
+};
+
+// No lower-triangle restriction: every element of the tile is stored.
+inline constexpr index_t whole_tile = std::numeric_limits<index_t>::max();
+
+// C[0:rows, 0:cols] = alpha * A B (accumulate = false) or += (accumulate = true),
+// where A is an MR-row strip packed as a[p * MR + i] and B an NR-column strip
+// packed as b[p * NR + j], p < kc; both are zero-padded to the full tile.
+// `lower` restricts the store to j <= i + lower (the tile's offset from the
+// diagonal of a lower-triangular result), or is whole_tile.
+// Requires: b aligned to the vector width; rows <= MR, cols <= NR.
+template <class T, class Arch>
+void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc, index_t rows,
+                  index_t cols, bool accumulate, index_t lower) {
+  using shape = tile<T, Arch>;
+  using ops = typename shape::ops;
+  using V = typename ops::vector;
+  constexpr index_t MR = shape::mr, NV = shape::vectors, W = shape::width, NR = shape::nr;
+
+  V acc[MR][NV];
+#pragma GCC unroll 16
+  for (index_t i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (index_t v = 0; v < NV; ++v) acc[i][v] = V(T(0));
+
+  for (index_t p = 0; p < kc; ++p, a += MR, b += NR) {
+    V bv[NV];
+#pragma GCC unroll 4
+    for (index_t v = 0; v < NV; ++v) bv[v] = ops::load_aligned(b + v * W);
+#pragma GCC unroll 16
+    for (index_t i = 0; i < MR; ++i) {
+      const V ai(a[i]);
+#pragma GCC unroll 4
+      for (index_t v = 0; v < NV; ++v) acc[i][v] = ops::fma(ai, bv[v], acc[i][v]);
+    }
+  }
+
+  const V scale(alpha);
+  if (rows == MR && cols == NR && lower >= NR - 1) {
+#pragma GCC unroll 16
+    for (index_t i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+      for (index_t v = 0; v < NV; ++v) {
+        T* const out = c + i * ldc + v * W;
+        ops::store(out, accumulate ? ops::fma(acc[i][v], scale, ops::load(out)) : acc[i][v] * scale);
+      }
+    return;
+  }
+  // Edge or diagonal tile: through a buffer, storing only the wanted elements.
+  alignas(64) T buffer[MR * NR];
+  for (index_t i = 0; i < MR; ++i)
+    for (index_t v = 0; v < NV; ++v) ops::store(buffer + i * NR + v * W, acc[i][v] * scale);
+  for (index_t i = 0; i < rows; ++i) {
+    const index_t end = lower == whole_tile ? cols : std::min(cols, std::max<index_t>(i + lower + 1, 0));
+    T* const out = c + i * ldc;
+    for (index_t j = 0; j < end; ++j) out[j] = accumulate ? out[j] + buffer[i * NR + j] : buffer[i * NR + j];
+  }
+}
+
+}  // namespace reuseformer::gemm::detail
