@@ -1,7 +1,13 @@
 // One BERT-base encoder layer (d = 768, H = 12, d_ff = 3072, post-LN, float)
 // forward pass, and its multi-head attention alone, for batch {1, 8} x seq
-// {128, 512} on {1, 2} threads. Times are wall-clock (UseRealTime): the worker
-// threads' CPU time is invisible to the benchmark's per-thread CPU clock.
+// {128, 512} on {1, 2} threads; and the whole 12-layer encoder with K heads
+// reused by layers 1-11 (K = 0: vanilla). Times are wall-clock (UseRealTime):
+// the worker threads' CPU time is invisible to the benchmark's per-thread CPU
+// clock. Counters: GFLOP/s from the cost model's multiply-adds, the percentage
+// of the machine's peak (measured at start-up, support/peak_fma.hpp, times the
+// thread count), parameter and workspace bytes.
+#include "support/counters.hpp"
+
 #include <reuseformer/reuseformer.hpp>
 
 #include <benchmark/benchmark.h>
@@ -50,8 +56,7 @@ void run_forward(benchmark::State& state, const Model& model, double multiply_ad
     benchmark::DoNotOptimize(output.data());
     benchmark::ClobberMemory();
   }
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2e-9 * multiply_adds, benchmark::Counter::kIsIterationInvariantRate);
+  reuseformer_bench::add_rate_counters(state, multiply_adds, threads);
   const auto bytes = [](std::size_t count) {
     return benchmark::Counter(static_cast<double>(count), benchmark::Counter::kDefaults,
                               benchmark::Counter::kIs1024);
@@ -85,12 +90,29 @@ void multi_head_attention(benchmark::State& state) {
   run_forward(state, attention, attention_multiply_adds(state, static_cast<double>(config.hidden_size)));
 }
 
+// The 12-layer encoder, K heads reused by layers 1-11 (the reference schedule).
+void encoder(benchmark::State& state) {
+  rf::encoder_config config;  // BERT-base
+  config.reuse_schedule = rf::reference_reuse_schedule(state.range(3), 11, config.num_attention_heads,
+                                                       config.num_hidden_layers);
+  rf::encoder_parameters<float> parameters(config);
+  parameters.fill_random(2024);
+  const rf::encoder<float> model(config, parameters.layers());
+  const rf::index_t batch = state.range(0), seq = state.range(1);
+  run_forward(state, model, rf::analysis::cost<float>(config, batch, seq).multiply_adds);
+}
+
 void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"batch", "seq", "threads"})->ArgsProduct({{1, 8}, {128, 512}, {1, 2}});
   b->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 BENCHMARK(encoder_layer)->Apply(shapes);
 BENCHMARK(multi_head_attention)->Apply(shapes);
+BENCHMARK(encoder)
+    ->ArgNames({"batch", "seq", "threads", "K"})
+    ->ArgsProduct({{1}, {128}, {1, 2}, {0, 6, 12}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -5,6 +5,8 @@
 //   layer_norm_rows 128 rows of 768
 //   bias_gelu_*     the FFN's intermediate activation, [128, 3072]
 //   gemm/*          every matrix product of the layer
+#include "support/counters.hpp"
+
 #include <reuseformer/reuseformer.hpp>
 
 #include <benchmark/benchmark.h>
@@ -108,8 +110,7 @@ void gemm(benchmark::State& state, rf::index_t m, rf::index_t n, rf::index_t k,
     benchmark::DoNotOptimize(c.data());
     benchmark::ClobberMemory();
   }
-  state.counters["GFLOP/s"] = benchmark::Counter(2e-9 * static_cast<double>(m * n * k),
-                                                 benchmark::Counter::kIsIterationInvariantRate);
+  reuseformer_bench::add_rate_counters(state, static_cast<double>(m * n * k), 1);
 }
 constexpr auto transposed = rf::gemm::transpose::yes;
 // [128, 768]·[768, 768]ᵀ: each of the Q, K, V and output projections.

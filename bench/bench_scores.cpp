@@ -7,6 +7,8 @@
 // Compare kinds by the ratio of their times in one run; with
 // --benchmark_repetitions=R --benchmark_enable_random_interleaving=true the
 // cases interleave, which keeps a noisy machine's drift out of the ratios.
+#include "support/counters.hpp"
+
 #include <reuseformer/reuseformer.hpp>
 
 #include <benchmark/benchmark.h>
@@ -57,8 +59,7 @@ void score_stage(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   const double pairs = static_cast<double>(rf::attention::logit_pairs(seq, causal, p.symmetric_logits));
-  state.counters["GFLOP/s"] =
-      benchmark::Counter(2e-9 * heads * pairs * head_dim, benchmark::Counter::kIsIterationInvariantRate);
+  reuseformer_bench::add_rate_counters(state, heads * pairs * head_dim, threads);
 }
 
 const rf::encoder_parameters<float>& layer_parameters(rf::score_function score) {
@@ -95,7 +96,7 @@ void encoder_layer(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   const auto cost = rf::analysis::measure(model, batch, seq, threads);
-  state.counters["GFLOP/s"] = benchmark::Counter(2e-9 * cost.multiply_adds, benchmark::Counter::kIsIterationInvariantRate);
+  reuseformer_bench::add_rate_counters(state, cost.multiply_adds, threads);
   state.counters["parameter_bytes"] = benchmark::Counter(static_cast<double>(cost.parameter_bytes));
   state.counters["workspace_bytes"] = benchmark::Counter(static_cast<double>(cost.workspace_bytes));
 }

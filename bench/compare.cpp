@@ -1,0 +1,386 @@
+// The project's main job: what score reuse and symmetric attention save on a
+// BERT-base encoder (d = 768, H = 12, d_ff = 3072, 12 layers), against vanilla
+// attention and, when scripts/bench.sh ran them, against PyTorch and ONNX
+// Runtime on the same weights and input.
+//
+//   reuseformer_compare export DIR [options]   writes DIR/model/{config.json,
+//       model.safetensors} (the vanilla model), and per shape DIR/input_BxN and
+//       DIR/output_BxN .safetensors (the input and this library's output), for
+//       the peers to run and check against.
+//   reuseformer_compare run DIR [options]      times every variant, merges
+//       DIR/peers_BxN.json where present, prints the table and writes
+//       DIR/results.json and DIR/plot.gp (gnuplot: time against sequence length).
+// options: --shapes 1x128,8x128,1x512,8x512  --threads T  --repeat R  --layers L
+//
+// Variants are timed round-robin (one forward of each in turn, R rounds), so
+// that noise on a shared machine hits every variant alike.
+#include "examples/support/counting_new.hpp"
+#include "support/peak_fma.hpp"
+
+#include <reuseformer/reuseformer.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace rf = reuseformer;
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;  // keys in the order written: readable results.json
+
+namespace {
+
+constexpr std::uint64_t seed = 2024;
+
+struct shape {
+  rf::index_t batch, seq;
+  [[nodiscard]] std::string tag() const { return std::to_string(batch) + "x" + std::to_string(seq); }
+};
+
+struct options {
+  std::string mode;
+  fs::path dir;
+  std::vector<shape> shapes = {{1, 128}, {8, 128}, {1, 512}, {8, 512}};
+  int threads = rf::max_threads(), repeat = 5;
+  rf::index_t layers = 12;
+};
+
+[[noreturn]] void usage(const char* program, const std::string& why) {
+  std::fprintf(stderr,
+               "%s: %s\nusage: %s export|run DIR [--shapes 1x128,8x512] [--threads T] [--repeat R] [--layers L]\n",
+               program, why.c_str(), program);
+  std::exit(2);
+}
+
+long positive(const char* program, const char* flag, const char* text) {
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  if (*text == '\0' || *end != '\0' || value < 1)
+    usage(program, std::string(flag) + ": expected an integer >= 1, found '" + text + "'");
+  return value;
+}
+
+options parse(int argc, char** argv) {
+  if (argc < 3) usage(argv[0], "expected a mode and a directory");
+  options o;
+  o.mode = argv[1];
+  if (o.mode != "export" && o.mode != "run") usage(argv[0], "mode: expected export or run, found '" + o.mode + "'");
+  o.dir = argv[2];
+  for (int i = 3; i < argc; i += 2) {
+    if (i + 1 >= argc) usage(argv[0], std::string(argv[i]) + ": missing value");
+    const char* value = argv[i + 1];
+    if (!std::strcmp(argv[i], "--shapes")) {
+      o.shapes.clear();
+      std::istringstream list(value);
+      for (std::string item; std::getline(list, item, ',');) {
+        const auto x = item.find('x');
+        if (x == std::string::npos) usage(argv[0], "--shapes: expected BxN, found '" + item + "'");
+        o.shapes.push_back({positive(argv[0], "--shapes", item.substr(0, x).c_str()),
+                            positive(argv[0], "--shapes", item.substr(x + 1).c_str())});
+      }
+    } else if (!std::strcmp(argv[i], "--threads")) {
+      o.threads = static_cast<int>(positive(argv[0], "--threads", value));
+    } else if (!std::strcmp(argv[i], "--repeat")) {
+      o.repeat = static_cast<int>(positive(argv[0], "--repeat", value));
+    } else if (!std::strcmp(argv[i], "--layers")) {
+      o.layers = positive(argv[0], "--layers", value);
+    } else {
+      usage(argv[0], std::string("unknown option ") + argv[i]);
+    }
+  }
+  return o;
+}
+
+rf::encoder_config bert_base(rf::index_t layers) {
+  rf::encoder_config c;  // the defaults are BERT-base
+  c.num_hidden_layers = layers;
+  return c;
+}
+
+// The input of a shape: deterministic values in [-1, 1), no padding (every
+// peer then does the same work on every token).
+std::vector<float> input_for(const shape& s, rf::index_t d) {
+  std::vector<float> x(static_cast<std::size_t>(s.batch * s.seq * d));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<double>(i * 7919 % 1000) / 500.0 - 1.0);
+  return x;
+}
+
+// One variant: a model of any score function behind a type-erased forward.
+struct variant {
+  std::string name;
+  rf::encoder_config config;
+  std::function<void(const float*, float*)> forward;
+  rf::analysis::encoder_cost cost;
+  std::vector<double> ms;
+  long heap_allocations = 0;
+};
+
+template <rf::score_function Score>
+variant make_variant(std::string name, rf::encoder_config config, const shape& s, int threads) {
+  config.score = Score;
+  auto parameters = std::make_shared<rf::encoder_parameters<float>>(config);
+  parameters->fill_random(seed);
+  auto model = std::make_shared<const rf::encoder<float, Score>>(config, parameters->layers());
+  auto ws = std::make_shared<rf::workspace>(model->make_workspace(s.batch, s.seq, threads));
+  const rf::index_t d = config.hidden_size;
+  variant v{std::move(name), config, {}, rf::analysis::measure(*model, s.batch, s.seq, threads), {}, 0};
+  v.forward = [parameters, model, ws, s, d](const float* x, float* y) {
+    model->forward(rf::tensor_view<const float, 3>(x, {s.batch, s.seq, d}), rf::tensor_view<float, 3>(y, {s.batch, s.seq, d}),
+                   *ws);
+  };
+  return v;
+}
+
+std::vector<variant> variants_for(const shape& s, const options& o) {
+  const rf::index_t L = o.layers, H = 12;
+  const auto reuse = [&](rf::index_t k, rf::index_t last) {
+    rf::encoder_config c = bert_base(L);
+    c.reuse_schedule = rf::reference_reuse_schedule(k, std::min(last, L - 1), H, L);
+    return c;
+  };
+  const rf::index_t last = L - 1;
+  std::vector<variant> v;
+  v.push_back(make_variant<rf::score_function::standard>("vanilla", bert_base(L), s, o.threads));
+  for (const rf::index_t k : {3, 6, 12})
+    v.push_back(make_variant<rf::score_function::standard>("reuse K=" + std::to_string(k) + ", layers 1-" + std::to_string(last),
+                                                            reuse(k, last), s, o.threads));
+  v.push_back(make_variant<rf::score_function::standard>("reuse TF default (-1, 6)", reuse(-1, 6), s, o.threads));
+  v.push_back(make_variant<rf::score_function::symmetric>("symmetric", bert_base(L), s, o.threads));
+  v.push_back(make_variant<rf::score_function::pairwise>("pairwise", bert_base(L), s, o.threads));
+  v.push_back(make_variant<rf::score_function::pairwise>("pairwise + reuse K=6", reuse(6, last), s, o.threads));
+  return v;
+}
+
+// export: the vanilla model in Hugging Face layout, and per shape the input and
+// this library's output.
+void export_model(const options& o) {
+  const rf::encoder_config config = bert_base(o.layers);
+  rf::encoder_parameters<float> parameters(config);
+  parameters.fill_random(seed);
+  fs::create_directories(o.dir / "model");
+  {
+    const json hf = {{"model_type", "bert"},
+                     {"hidden_size", config.hidden_size},
+                     {"num_attention_heads", config.num_attention_heads},
+                     {"intermediate_size", config.intermediate_size},
+                     {"num_hidden_layers", config.num_hidden_layers},
+                     {"hidden_act", "gelu"},
+                     {"layer_norm_eps", config.layer_norm_eps}};
+    std::ofstream(o.dir / "model" / "config.json") << hf.dump(2) << "\n";
+  }
+  std::vector<rf::io::tensor_entry> tensors;
+  const auto add = [&](const std::string& name, const auto& view) {
+    std::vector<rf::index_t> extents;
+    for (std::size_t i = 0; i < view.rank; ++i) extents.push_back(view.extent(i));
+    tensors.push_back(rf::io::make_entry(name, std::span<const float>(view.data(), static_cast<std::size_t>(view.size())),
+                                         std::move(extents)));
+  };
+  const auto add_linear = [&](const std::string& name, const rf::linear_weights<float>& w) {
+    add(name + ".weight", w.weight);
+    add(name + ".bias", w.bias);
+  };
+  const std::vector<rf::encoder_layer_weights<float>> layers = parameters.layers();
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const std::string p = "encoder.layer." + std::to_string(l) + ".";
+    add_linear(p + "attention.self.query", layers[l].attention.query);
+    add_linear(p + "attention.self.key", layers[l].attention.key);
+    add_linear(p + "attention.self.value", layers[l].attention.value);
+    add_linear(p + "attention.output.dense", layers[l].attention.output);
+    add(p + "attention.output.LayerNorm.weight", layers[l].attention_norm.weight);
+    add(p + "attention.output.LayerNorm.bias", layers[l].attention_norm.bias);
+    add_linear(p + "intermediate.dense", layers[l].feed_forward.intermediate);
+    add_linear(p + "output.dense", layers[l].feed_forward.output);
+    add(p + "output.LayerNorm.weight", layers[l].output_norm.weight);
+    add(p + "output.LayerNorm.bias", layers[l].output_norm.bias);
+  }
+  rf::io::write_safetensors(o.dir / "model" / "model.safetensors", tensors);
+
+  const rf::encoder<float> model(config, layers);
+  const rf::index_t d = config.hidden_size;
+  for (const shape& s : o.shapes) {
+    const std::vector<float> x = input_for(s, d);
+    std::vector<float> y(x.size());
+    const std::vector<std::int64_t> mask(static_cast<std::size_t>(s.batch * s.seq), 1);
+    rf::workspace ws = model.make_workspace(s.batch, s.seq, o.threads);
+    model.forward(rf::tensor_view<const float, 3>(x.data(), {s.batch, s.seq, d}),
+                  rf::tensor_view<float, 3>(y.data(), {s.batch, s.seq, d}), ws);
+    rf::io::write_safetensors(o.dir / ("input_" + s.tag() + ".safetensors"),
+                              {rf::io::make_entry("hidden_states", x, {s.batch, s.seq, d}),
+                               rf::io::make_entry("attention_mask", mask, {s.batch, s.seq})});
+    rf::io::write_safetensors(o.dir / ("output_" + s.tag() + ".safetensors"),
+                              {rf::io::make_entry("last_hidden_state", y, {s.batch, s.seq, d})});
+  }
+  std::printf("exported the vanilla model (%td layers) and %zu input/output pairs to %s\n", o.layers, o.shapes.size(),
+              o.dir.c_str());
+}
+
+struct stats {
+  double median, min, max;
+};
+
+stats summarise(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return {v[v.size() / 2], v.front(), v.back()};
+}
+
+std::string mib(std::size_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f", static_cast<double>(bytes) / (1 << 20));
+  return text;
+}
+
+// run: one table per shape; returns the shape's JSON record.
+json run_shape(const shape& s, const options& o, double peak_per_core) {
+  std::vector<variant> variants = variants_for(s, o);
+  const std::vector<float> x = input_for(s, 768);
+  std::vector<float> y(x.size());
+  for (variant& v : variants) v.forward(x.data(), y.data());  // warm-up: first-touch pages, thread pool
+  for (int r = 0; r < o.repeat; ++r)
+    for (std::size_t k = 0; k < variants.size(); ++k) {
+      variant& v = variants[(k + static_cast<std::size_t>(r)) % variants.size()];  // rotate the order
+      counting::allocations = 0;
+      counting::enabled = true;
+      const auto start = std::chrono::steady_clock::now();
+      v.forward(x.data(), y.data());
+      const auto stop = std::chrono::steady_clock::now();
+      counting::enabled = false;
+      v.heap_allocations += counting::allocations.load();
+      v.ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+    }
+
+  const double peak = peak_per_core * o.threads;
+  const stats base = summarise(variants[0].ms);
+  std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak %.0f GFLOP/s (%d x %.1f measured)\n", s.batch, s.seq,
+              o.threads, o.repeat, peak, o.threads, peak_per_core);
+  std::printf("%-28s %26s %8s %9s %8s %7s %10s %12s %14s %7s\n", "variant", "median ms (min-max)", "speed-up",
+              "GMAC", "GFLOP/s", "% peak", "params MiB", "workspace MiB", "reuse-state MiB", "allocs");
+  json record = {{"batch", s.batch}, {"seq", s.seq}, {"variants", json::array()}};
+  for (const variant& v : variants) {
+    const stats t = summarise(v.ms);
+    const double gflops = 2 * v.cost.multiply_adds / (t.median * 1e6);
+    std::printf("%-28s %9.1f (%7.1f-%7.1f) %7.2fx %9.1f %8.1f %6.1f%% %10s %13s %15s %7ld\n", v.name.c_str(), t.median,
+                t.min, t.max, base.median / t.median, v.cost.multiply_adds / 1e9, gflops, 100 * gflops / peak,
+                mib(v.cost.parameter_bytes).c_str(), mib(v.cost.workspace_bytes).c_str(),
+                mib(v.cost.reuse_state_bytes).c_str(), v.heap_allocations);
+    record["variants"].push_back({{"name", v.name},
+                                  {"ms", v.ms},
+                                  {"median_ms", t.median},
+                                  {"min_ms", t.min},
+                                  {"max_ms", t.max},
+                                  {"speedup_over_vanilla", base.median / t.median},
+                                  {"multiply_adds", v.cost.multiply_adds},
+                                  {"gflops", gflops},
+                                  {"percent_of_peak", 100 * gflops / peak},
+                                  {"parameter_bytes", v.cost.parameter_bytes},
+                                  {"workspace_bytes", v.cost.workspace_bytes},
+                                  {"reuse_state_bytes", v.cost.reuse_state_bytes},
+                                  {"heap_allocations_during_forward", v.heap_allocations}});
+  }
+
+  // Peers, from bench/peers/peers.py when scripts/bench.sh ran it for this shape.
+  const fs::path peers_file = o.dir / ("peers_" + s.tag() + ".json");
+  if (fs::exists(peers_file)) {
+    const json peers = json::parse(std::ifstream(peers_file)).value("peers", json::object());
+    record["peers"] = peers;
+    for (const auto& [name, p] : peers.items()) {
+      if (p.contains("error")) {
+        std::printf("%-28s %s\n", name.c_str(), p["error"].get<std::string>().c_str());
+        continue;
+      }
+      const double median = p["median_ms"].get<double>();
+      const double gflops = 2 * variants[0].cost.multiply_adds / (median * 1e6);
+      std::printf("%-28s %9.1f (%7.1f-%7.1f) %7.2fx %9.1f %8.1f %6.1f%%   vanilla is %.2fx faster; max |diff| %.2g\n",
+                  (name + " " + p.value("version", "")).c_str(), median, p["min_ms"].get<double>(),
+                  p["max_ms"].get<double>(), base.median / median, variants[0].cost.multiply_adds / 1e9, gflops,
+                  100 * gflops / peak, median / base.median,
+                  p["max_abs_diff_vs_reference"].is_number() ? p["max_abs_diff_vs_reference"].get<double>() : -1.0);
+    }
+  } else {
+    std::printf("(no %s: run scripts/bench.sh for PyTorch and ONNX Runtime rows)\n", peers_file.c_str());
+  }
+  return record;
+}
+
+// A gnuplot script with its data inline: median time against sequence length,
+// one line per variant and peer, one panel per batch size.
+void write_plot(const json& shapes, rf::index_t layers, const fs::path& dir) {
+  std::vector<rf::index_t> batches;
+  for (const json& s : shapes) batches.push_back(s["batch"].get<rf::index_t>());
+  std::sort(batches.begin(), batches.end());
+  batches.erase(std::unique(batches.begin(), batches.end()), batches.end());
+  std::ofstream gp(dir / "plot.gp");
+  gp << "# gnuplot " << (dir / "plot.gp").string() << "  (written by reuseformer_compare)\n"
+     << "set terminal svg size " << 520 * batches.size() << ",480 dynamic\nset output '" << (dir / "compare.svg").string()
+     << "'\nset multiplot layout 1," << batches.size() << "\nset logscale xy\nset grid\n"
+     << "set xlabel 'sequence length N'\nset ylabel 'median ms per forward (" << layers << " layers)'\nset key top left font ',9'\n";
+  for (const rf::index_t b : batches) {
+    // series name -> points (seq, ms), in first-seen order
+    std::vector<std::pair<std::string, std::vector<std::pair<rf::index_t, double>>>> lines;
+    const auto point = [&](const std::string& name, rf::index_t seq, double ms) {
+      auto it = std::find_if(lines.begin(), lines.end(), [&](const auto& l) { return l.first == name; });
+      if (it == lines.end()) it = lines.insert(lines.end(), {name, {}});
+      it->second.push_back({seq, ms});
+    };
+    for (const json& s : shapes) {
+      if (s["batch"].get<rf::index_t>() != b) continue;
+      const rf::index_t seq = s["seq"].get<rf::index_t>();
+      for (const json& v : s["variants"]) point(v["name"].get<std::string>(), seq, v["median_ms"].get<double>());
+      if (s.contains("peers"))
+        for (const auto& [name, p] : s["peers"].items())
+          if (p.contains("median_ms")) point(name, seq, p["median_ms"].get<double>());
+    }
+    gp << "set title 'BERT-base encoder, batch " << b << "'\nplot ";
+    for (std::size_t i = 0; i < lines.size(); ++i)
+      gp << (i ? ", " : "") << "'-' using 1:2 with linespoints title '" << lines[i].first << "'";
+    gp << "\n";
+    for (auto& [name, points] : lines) {
+      std::sort(points.begin(), points.end());
+      for (const auto& [seq, ms] : points) gp << seq << " " << ms << "\n";
+      gp << "e\n";
+    }
+  }
+  gp << "unset multiplot\n";
+}
+
+void run(const options& o) {
+  const double peak_per_core = reuseformer_bench::peak_gflops_per_core();
+  std::printf("reuseformer %s | BERT-base encoder (d=768, H=12, d_ff=3072, L=%td) | SIMD %s | float\n", rf::version,
+              o.layers, rf::simd::arch_name<rf::simd::default_arch>());
+  json shapes = json::array();
+  for (const shape& s : o.shapes) shapes.push_back(run_shape(s, o, peak_per_core));
+  fs::create_directories(o.dir);
+  const json results = {{"library", std::string("reuseformer ") + rf::version},
+                        {"simd", rf::simd::arch_name<rf::simd::default_arch>()},
+                        {"threads", o.threads},
+                        {"repeat", o.repeat},
+                        {"layers", o.layers},
+                        {"peak_gflops_per_core", peak_per_core},
+                        {"shapes", shapes}};
+  std::ofstream(o.dir / "results.json") << results.dump(2) << "\n";
+  write_plot(shapes, o.layers, o.dir);
+  std::printf("\nwrote %s and %s\n", (o.dir / "results.json").c_str(), (o.dir / "plot.gp").c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const options o = parse(argc, argv);
+  if (o.mode == "export")
+    export_model(o);
+  else
+    run(o);
+  return 0;
+} catch (const std::exception& e) {  // reuseformer::error, and JSON/filesystem errors on the peers' files
+  std::fprintf(stderr, "error: %s\n", e.what());
+  return 1;
+}
