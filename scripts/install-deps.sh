@@ -3,12 +3,14 @@
 #   scripts/install-deps.sh            library, tests, examples and benchmarks
 #   scripts/install-deps.sh --fixtures also PyTorch, to regenerate test fixtures
 #   scripts/install-deps.sh --fuzz     also clang and libFuzzer (scripts/fuzz.sh)
+#   scripts/install-deps.sh --bench    also PyTorch (a peer, and the ONNX export) and gnuplot (scripts/bench.sh)
 # As root it runs apt-get; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 
-packages=(g++ cmake make libeigen3-dev libxsimd-dev nlohmann-json3-dev catch2 libbenchmark-dev)
+packages=(g++ cmake make libxsimd-dev nlohmann-json3-dev catch2 libbenchmark-dev)
 if [[ "${1:-}" == "--fixtures" ]]; then packages+=(python3-torch python3-numpy); fi
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
+if [[ "${1:-}" == "--bench" ]]; then packages+=(python3-torch gnuplot-nox); fi
 
 missing=()
 for p in "${packages[@]}"; do
