@@ -320,7 +320,7 @@ void write_plot(const json& shapes, rf::index_t layers, const fs::path& dir) {
   batches.erase(std::unique(batches.begin(), batches.end()), batches.end());
   std::ofstream gp(dir / "plot.gp");
   gp << "# gnuplot " << (dir / "plot.gp").string() << "  (written by reuseformer_compare)\n"
-     << "set terminal svg size " << 520 * batches.size() << ",480 dynamic\nset output '" << (dir / "compare.svg").string()
+     << "set terminal pngcairo size " << 640 * batches.size() << ",520\nset output '" << (dir / "compare.png").string()
      << "'\nset multiplot layout 1," << batches.size() << "\nset logscale xy\nset grid\n"
      << "set xlabel 'sequence length N'\nset ylabel 'median ms per forward (" << layers << " layers)'\nset key top left font ',9'\n";
   for (const rf::index_t b : batches) {

@@ -209,11 +209,11 @@ TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kern
   }
 }
 
-TEMPLATE_TEST_CASE("gemm: lower-triangular product against a double loop, upper triangle untouched", "[kernels][gemm]",
+TEMPLATE_TEST_CASE("gemm: lower-triangular and symmetric products against a double loop", "[kernels][gemm]",
                    float, double) {
   using T = TestType;
   // n crosses the register tile and the 512-column panel; k the depth block.
-  for (const rf::index_t n : {1, 11, 13, 70, 600})
+  for (const rf::index_t n : {1, 11, 13, 48, 70, 97, 600})
     for (const rf::index_t k : {1, 64, 300}) {
       CAPTURE(n, k);
       const rf::index_t lda = k + 1, ldc = n + 3;
@@ -229,9 +229,26 @@ TEMPLATE_TEST_CASE("gemm: lower-triangular product against a double loop, upper 
       const rf::index_t elements = rf::gemm::lower_scratch_elements<T>(n, k);
       rf::workspace ws(static_cast<std::size_t>(elements) * sizeof(T), 1);
       rf::arena arena = ws.make_arena();
-      rf::gemm::multiply_add_lower<T>(T(2), {a.data(), n, k, lda}, {b.data(), n, k, lda}, {c.data(), n, n, ldc},
-                                      arena.take<T>(elements));
+      T* const scratch = arena.take<T>(elements);
+      rf::gemm::multiply_add_lower<T>(T(2), {a.data(), n, k, lda}, {b.data(), n, k, lda}, {c.data(), n, n, ldc}, scratch);
       CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+
+      // The symmetric form on A Aᵀ: the full product, exactly symmetric, the
+      // stride padding untouched.
+      c = random_vector<T>(n * ldc, 7);
+      expected.assign(c.begin(), c.end());
+      for (rf::index_t i = 0; i < n; ++i)
+        for (rf::index_t j = 0; j < n; ++j) {
+          double sum = 0;
+          for (rf::index_t p = 0; p < k; ++p) sum += double(a[i * lda + p]) * double(a[j * lda + p]);
+          expected[i * ldc + j] = 2 * sum;
+        }
+      rf::gemm::multiply_symmetric<T>(T(2), {a.data(), n, k, lda}, {a.data(), n, k, lda}, {c.data(), n, n, ldc}, scratch);
+      CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+      bool symmetric = true;
+      for (rf::index_t i = 0; i < n; ++i)
+        for (rf::index_t j = 0; j < i; ++j) symmetric = symmetric && c[i * ldc + j] == c[j * ldc + i];
+      CHECK(symmetric);
     }
 }
 
@@ -249,8 +266,8 @@ TEST_CASE("gemm: overwrite replaces the destination", "[kernels][gemm]") {
 TEMPLATE_TEST_CASE("transpose and mirror: register tiles equal the element loop, bit for bit", "[kernels][transpose]",
                    float, double) {
   using T = TestType;
-  for (const rf::index_t rows : {1, 3, 4, 8, 9, 17, 33})
-    for (const rf::index_t cols : {1, 4, 5, 8, 16, 23}) {
+  for (const rf::index_t rows : {1, 3, 4, 8, 9, 12, 13, 17, 33})
+    for (const rf::index_t cols : {1, 4, 5, 8, 12, 16, 23}) {
       CAPTURE(rows, cols);
       const rf::index_t src_ld = cols + 3, dst_ld = rows + 5;  // strides wider than the block
       const std::vector<T> src = random_vector<T>(static_cast<std::size_t>(rows * src_ld), 11);
@@ -263,11 +280,13 @@ TEMPLATE_TEST_CASE("transpose and mirror: register tiles equal the element loop,
     CAPTURE(n);
     const rf::index_t ld = n + 16;
     std::vector<T> c = random_vector<T>(static_cast<std::size_t>(n * ld), 12);
+    const std::vector<T> original = c;
     simd::mirror_lower<simd::default_arch>(c.data(), n, ld);
-    bool symmetric = true;
+    bool mirrored = true;  // the lower triangle and the stride padding unchanged, the upper its mirror
     for (rf::index_t i = 0; i < n; ++i)
-      for (rf::index_t j = 0; j < n; ++j) symmetric = symmetric && c[i * ld + j] == c[j * ld + i];
-    CHECK(symmetric);
+      for (rf::index_t j = 0; j < ld; ++j)
+        mirrored = mirrored && c[i * ld + j] == (j > i && j < n ? original[j * ld + i] : original[i * ld + j]);
+    CHECK(mirrored);
   }
 }
 

@@ -131,8 +131,8 @@ void for_each_task(const problem& p, index_t heads, int threads, Body&& body) {
 // Logits Q_bh K_bhᵀ of query rows [first, first + rows) against the keys they
 // see (all N, or up to the last row under a causal mask) into `scores`. For
 // symmetric logits rows is the whole head: the lower triangle is computed and
-// mirrored (a causal mask never reads the mirror, so it is skipped).
-template <class Arch, class T>
+// mirrored as it goes (a causal mask never reads the mirror, so it is skipped).
+template <class T>
 void head_logits(const problem& p, const head_io<T>& io, index_t b, index_t h, index_t first, index_t rows,
                  gemm::matrix<T> scores, T* gemm_scratch) {
   const index_t dh = p.head_dim;
@@ -142,8 +142,10 @@ void head_logits(const problem& p, const head_io<T>& io, index_t b, index_t h, i
     gemm::multiply_add<T>(T(1), q, k, gemm::transpose::yes, scores, gemm_scratch, gemm::update::overwrite);
     return;
   }
-  gemm::multiply_add_lower<T>(T(1), q, k, scores, gemm_scratch);
-  if (!p.causal) simd::mirror_lower<Arch>(scores.data, scores.rows, scores.ld);
+  if (p.causal)
+    gemm::multiply_add_lower<T>(T(1), q, k, scores, gemm_scratch);
+  else
+    gemm::multiply_symmetric<T>(T(1), q, k, scores, gemm_scratch);
 }
 }  // namespace detail
 
@@ -173,7 +175,7 @@ void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, int thre
     T* const gemm_scratch = scratch + thread * scratch_stride + detail::score_elements<T>(p) + round_to_line<T>(n);
     const gemm::matrix<T> scores{out + ((b * p.fresh_heads + h) * n + first) * ld, rows,
                                  p.causal ? first + rows : n, ld};
-    detail::head_logits<Arch>(p, io, b, h, first, rows, scores, gemm_scratch);
+    detail::head_logits(p, io, b, h, first, rows, scores, gemm_scratch);
   });
 }
 
@@ -218,7 +220,7 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
       stored = slot != reuse_state_plan::no_slot;
       ld = stored ? n : p.symmetric_logits ? detail::symmetric_ld<T>(n) : keys;
       fresh = stored ? io.kept.at(b, slot) + first * n : mine;
-      detail::head_logits<Arch>(p, io, b, h, first, rows, gemm::matrix<T>{fresh, rows, keys, ld}, gemm_scratch);
+      detail::head_logits(p, io, b, h, first, rows, gemm::matrix<T>{fresh, rows, keys, ld}, gemm_scratch);
       data = fresh;
     }
 

@@ -42,28 +42,42 @@ inline index_t even_block(index_t extent, index_t max, index_t multiple) {
   return round_up((extent + blocks - 1) / blocks, multiple);
 }
 
-// Packing space for a product with n columns and inner size k: the op(B) block
-// then one A strip. Never decreases when n or k grows, and is at least what
-// even_block() picks for any smaller n or k.
+// Packing space for a product with n columns and inner size k, in column panels
+// of at most nc: the op(B) block then one A strip. Never decreases when n or k
+// grows, and is at least what even_block() picks for any smaller n or k.
 template <class T, class Arch>
-[[nodiscard]] index_t panel_elements(index_t n, index_t k) {
+[[nodiscard]] index_t panel_elements(index_t n, index_t k, index_t nc = nc_max) {
   using shape = tile<T, Arch>;
   const index_t kc = std::min(k, kc_max<T>);
-  return kc * round_up(std::min(n, nc_max), shape::nr) + shape::mr * kc;
+  return kc * round_up(std::min(n, nc), shape::nr) + shape::mr * kc;
 }
 
-// The blocked product behind multiply_add and multiply_add_lower. With
-// lower_only, C is square and only its elements on and below the diagonal are
-// computed and stored (tiles right of the diagonal are skipped).
-template <class T, class Arch>
+// Called after a strip of rows is final; the full product needs nothing.
+struct no_rows_callback {
+  void operator()(index_t, index_t) const {}
+};
+
+// Which part of a square C a product computes: all of it; the lower triangle
+// exactly (elements above the diagonal untouched); or the register tiles that
+// reach the diagonal, whole (elements above it may be written: for a symmetric
+// result whose mirror overwrites them, storing whole tiles is faster).
+enum class part { all, lower, lower_tiles };
+
+// The blocked product behind multiply_add and the triangular products
+// (triangular.hpp), in column panels of at most nc. For the lower parts, tiles
+// right of the diagonal are skipped. rows_done(first, end) is called once rows
+// [first, end) of C hold their final values, which happens strip by strip when
+// C is one column panel (nc >= n).
+template <class T, class Arch, class RowsDone = no_rows_callback>
 void blocked_product(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, T* scratch,
-                     update mode, bool lower_only) {
+                     update mode, part computed, index_t nc = nc_max, RowsDone&& rows_done = {}) {
   using shape = tile<T, Arch>;
   constexpr index_t MR = shape::mr, NR = shape::nr;
   const index_t m = c.rows, n = c.cols, k = a.cols;
-  const index_t kc_step = even_block(k, kc_max<T>, 1), nc_step = even_block(n, nc_max, NR);
+  const index_t kc_step = even_block(k, kc_max<T>, 1), nc_step = even_block(n, nc, NR);
   T* const packed_b = scratch;
   T* const packed_a = scratch + kc_step * nc_step;
+  const bool lower_only = computed != part::all;
   for (index_t jc = 0; jc < n; jc += nc_step) {
     const index_t ncur = std::min(nc_step, n - jc);
     for (index_t pc = 0; pc < k; pc += kc_step) {
@@ -76,9 +90,17 @@ void blocked_product(T alpha, matrix<const T> a, matrix<const T> b, transpose op
         // A lower-triangular strip ends at its last row's diagonal element.
         const index_t columns = lower_only ? std::min(ncur, ic + mr - jc) : ncur;
         pack_a<Arch, MR>(a.block(ic, mr, pc, kcur), packed_a);
-        for (index_t jr = 0; jr < columns; jr += NR)
-          micro_kernel<T, Arch>(kcur, packed_a, packed_b + jr * kcur, alpha, c.data + ic * c.ld + jc + jr, c.ld, mr,
-                                std::min(NR, ncur - jr), accumulate, lower_only ? ic - jc - jr : whole_tile);
+        for (index_t jr = 0; jr < columns; jr += NR) {
+          T* const tile_c = c.data + ic * c.ld + jc + jr;
+          const index_t lower = computed == part::lower ? ic - jc - jr : whole_tile;
+          if (columns - jr <= shape::width)  // the diagonal ends within the first vector
+            micro_kernel<T, Arch, 1>(kcur, packed_a, packed_b + jr * kcur, alpha, tile_c, c.ld, mr,
+                                     std::min(shape::width, ncur - jr), accumulate, lower);
+          else
+            micro_kernel<T, Arch>(kcur, packed_a, packed_b + jr * kcur, alpha, tile_c, c.ld, mr,
+                                  std::min(NR, ncur - jr), accumulate, lower);
+        }
+        if (jc + ncur == n && pc + kcur == k) rows_done(ic, ic + mr);
       }
     }
   }
@@ -130,7 +152,7 @@ void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b,
                   update mode = update::accumulate) {
   if (mode == update::overwrite && a.cols == 0)
     for (index_t i = 0; i < c.rows; ++i) std::fill(c.data + i * c.ld, c.data + i * c.ld + c.cols, T(0));
-  detail::blocked_product<T, Arch>(alpha, a, b, op_b, c, scratch, mode, /*lower_only=*/false);
+  detail::blocked_product<T, Arch>(alpha, a, b, op_b, c, scratch, mode, detail::part::all);
 }
 
 // multiply_add split over up to `threads` threads; thread t uses

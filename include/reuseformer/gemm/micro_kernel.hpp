@@ -61,15 +61,18 @@ inline constexpr index_t whole_tile = std::numeric_limits<index_t>::max();
 // where A is an MR-row strip packed as a[p * MR + i] and B an NR-column strip
 // packed as b[p * NR + j], p < kc; both are zero-padded to the full tile.
 // `lower` restricts the store to j <= i + lower (the tile's offset from the
-// diagonal of a lower-triangular result), or is whole_tile.
-// Requires: b aligned to the vector width; rows <= MR, cols <= NR.
-template <class T, class Arch>
+// diagonal of a lower-triangular result), or is whole_tile. NV < vectors uses
+// only the strip's first NV vectors of columns: a tile the diagonal crosses
+// within its first vector then does half the multiply-adds.
+// Requires: b aligned to the vector width; rows <= MR, cols <= NV * width.
+template <class T, class Arch, index_t NV = tile<T, Arch>::vectors>
 void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc, index_t rows,
                   index_t cols, bool accumulate, index_t lower) {
   using shape = tile<T, Arch>;
   using ops = typename shape::ops;
   using V = typename ops::vector;
-  constexpr index_t MR = shape::mr, NV = shape::vectors, W = shape::width, NR = shape::nr;
+  constexpr index_t MR = shape::mr, W = shape::width, NR = shape::nr, columns = NV * W;
+  static_assert(NV >= 1 && NV <= shape::vectors);
 
   V acc[MR][NV];
 #pragma GCC unroll 16
@@ -90,7 +93,7 @@ void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc
   }
 
   const V scale(alpha);
-  if (rows == MR && cols == NR && lower >= NR - 1) {
+  if (rows == MR && cols == columns && lower >= columns - 1) {
 #pragma GCC unroll 16
     for (index_t i = 0; i < MR; ++i)
 #pragma GCC unroll 4
@@ -101,13 +104,17 @@ void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc
     return;
   }
   // Edge or diagonal tile: through a buffer, storing only the wanted elements.
-  alignas(64) T buffer[MR * NR];
+  alignas(64) T buffer[MR * columns];
+  // Unrolled like the loops above, so that the accumulators stay in registers.
+#pragma GCC unroll 16
   for (index_t i = 0; i < MR; ++i)
-    for (index_t v = 0; v < NV; ++v) ops::store(buffer + i * NR + v * W, acc[i][v] * scale);
+#pragma GCC unroll 4
+    for (index_t v = 0; v < NV; ++v) ops::store(buffer + i * columns + v * W, acc[i][v] * scale);
   for (index_t i = 0; i < rows; ++i) {
     const index_t end = lower == whole_tile ? cols : std::min(cols, std::max<index_t>(i + lower + 1, 0));
     T* const out = c + i * ldc;
-    for (index_t j = 0; j < end; ++j) out[j] = accumulate ? out[j] + buffer[i * NR + j] : buffer[i * NR + j];
+    for (index_t j = 0; j < end; ++j)
+      out[j] = accumulate ? out[j] + buffer[i * columns + j] : buffer[i * columns + j];
   }
 }
 

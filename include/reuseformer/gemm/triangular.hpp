@@ -1,24 +1,32 @@
 #pragma once
-// Products only needed on and below the diagonal:
-//   C_lower = alpha * A Bᵀ       (SYRK-like: half the multiply-adds of a full product)
-// Symmetric attention logits (Q Qᵀ, Q P Qᵀ with symmetric P) complete it with
-// simd::mirror_lower; a causal mask needs only the triangle.
+// Products with a triangular or symmetric result, for half the multiply-adds
+// of a full product (SYRK-like):
+//   multiply_add_lower:  C_lower = alpha * A Bᵀ     (a causal mask needs only this)
+//   multiply_symmetric:  C = alpha * A Bᵀ, known to be symmetric (Q Qᵀ, Q P Qᵀ
+//                        with symmetric P): the lower triangle, mirrored
 //
-// The blocked product of gemm.hpp does the work, skipping the register tiles
-// right of the diagonal; a tile the diagonal crosses is computed whole and only
-// its lower part stored, so the work is n(n+1)/2 * k multiply-adds plus about
-// half an MR x NR tile (12 x 32 on AVX-512) per MR rows.
+// The blocked product of gemm.hpp does the work in one column panel (op(B) is
+// packed once, whole), skipping the register tiles right of the diagonal; a
+// tile the diagonal crosses is computed whole and only its lower part stored,
+// so the work is n(n+1)/2 * k multiply-adds plus about half an MR x NR tile
+// (12 x 32 on AVX-512) per MR rows. The mirror follows the computation 48 rows
+// at a time, while those rows are still in cache, and writes whole cache lines;
+// a separate pass over the finished n x n result (16 MiB per head at n = 2048)
+// would read it back from memory.
+
+#include <algorithm>
 
 #include "reuseformer/gemm/gemm.hpp"
+#include "reuseformer/simd/transpose.hpp"
 
 namespace reuseformer::gemm {
 
-// Scratch elements for multiply_add_lower on an [n, n] result with inner size k.
-// Never decreases when n or k grows.
+// Scratch elements for multiply_add_lower and multiply_symmetric on an [n, n]
+// result with inner size k. Never decreases when n or k grows.
 template <class T, class Arch = simd::default_arch>
 [[nodiscard]] index_t lower_scratch_elements(index_t n, index_t k) {
   if (n == 0 || k == 0) return 0;
-  return detail::panel_elements<T, Arch>(n, k);
+  return detail::panel_elements<T, Arch>(n, k, /*nc=*/n);
 }
 
 // C[i, j] = alpha * sum_c A[i, c] B[j, c] for j <= i; entries above the
@@ -29,7 +37,32 @@ template <class T, class Arch = simd::default_arch>
 void multiply_add_lower(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch) {
   if (a.cols == 0)
     for (index_t i = 0; i < c.rows; ++i) std::fill(c.data + i * c.ld, c.data + i * c.ld + i + 1, T(0));
-  detail::blocked_product<T, Arch>(alpha, a, b, transpose::yes, c, scratch, update::overwrite, /*lower_only=*/true);
+  detail::blocked_product<T, Arch>(alpha, a, b, transpose::yes, c, scratch, update::overwrite, detail::part::lower,
+                                   /*nc=*/c.cols);
+}
+
+// C = alpha * A Bᵀ where the caller knows A Bᵀ is symmetric: C[i, j] as in
+// multiply_add_lower for j <= i, and C[j, i] = C[i, j] exactly. (Were A Bᵀ not
+// symmetric, the upper triangle would still be the lower one's mirror.)
+// Shapes and requirements as multiply_add_lower.
+template <class T, class Arch = simd::default_arch>
+void multiply_symmetric(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch) {
+  if (a.cols == 0)
+    for (index_t i = 0; i < c.rows; ++i) std::fill(c.data + i * c.ld, c.data + i * c.ld + c.cols, T(0));
+  // 48 rows: whole cache lines of float and double, and a multiple of every MR.
+  constexpr index_t group = 48;
+  index_t mirrored = 0;  // rows [0, mirrored) are copied above the diagonal
+  const auto mirror = [&](index_t, index_t end) {
+    if (end % group != 0 && end != c.rows) return;
+    const index_t first = mirrored;
+    // The group's rows left of its diagonal block become columns [first, end)
+    // of the rows above; then the diagonal block mirrors onto itself.
+    simd::transpose<Arch>(c.data + first * c.ld, c.ld, c.data + first, c.ld, end - first, first);
+    simd::mirror_lower<Arch>(c.data + first * c.ld + first, end - first, c.ld);
+    mirrored = end;
+  };
+  detail::blocked_product<T, Arch>(alpha, a, b, transpose::yes, c, scratch, update::overwrite,
+                                   detail::part::lower_tiles, /*nc=*/c.cols, mirror);
 }
 
 }  // namespace reuseformer::gemm

@@ -1,11 +1,12 @@
 #pragma once
-// Matrix transpose of a block, dst[j, i] = src[i, j], and the mirror of a
-// lower triangle onto the upper one.
+// Matrix transpose of a block, dst[j, i] = src[i, j] (the GEMM's packing, the
+// mirror that completes a symmetric product), and the mirror of a lower
+// triangle onto the upper one.
 //
-// Mirroring a symmetric matrix's triangle is a transpose, and element by element
-// it costs about one cycle per value (a strided load and a store each), which
-// is a sizeable fraction of the triangular product it completes. Transposing
-// 8 x 8 (AVX) or 4 x 4 (SSE) tiles in registers moves whole vectors instead.
+// Element by element a transpose costs about one cycle per value (a strided
+// load and a store each), a sizeable fraction of the products it serves.
+// Transposing 8 x 8 (AVX) or 4 x 4 (SSE) tiles in registers moves whole vectors
+// instead.
 // xsimd 8 has no transpose (and its AVX zip_lo/zip_hi are per 128-bit lane), so
 // the tiles use the intrinsics the architecture tag guarantees.
 
@@ -82,13 +83,11 @@ constexpr int tile_size() {
   }
 }
 
-}  // namespace detail
-
-// dst[j * dst_ld + i] = src[i * src_ld + j] for i < rows, j < cols.
-// Requires: src and dst do not overlap.
-template <class Arch, class T>
-void transpose(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t rows, index_t cols) {
-  constexpr index_t tile = detail::tile_size<Arch, T>();
+// Whole tiles of `tile` x `tile`, then the ragged right and bottom edges with
+// the next smaller tile (8 -> 4 -> elements): a 12-row block is one band of
+// 8 x 8 tiles and one of 4 x 4, not 4 rows element by element.
+template <index_t tile, class T>
+void transpose_tiles(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t rows, index_t cols) {
   if constexpr (tile == 0) {
     reference::transpose(src, src_ld, dst, dst_ld, rows, cols);
   } else {
@@ -102,18 +101,27 @@ void transpose(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t row
         if constexpr (tile == 4) detail::transpose4x4(src + i * src_ld + j, src_ld, dst + j * dst_ld + i, dst_ld);
 #endif
       }
-    // The ragged right and bottom edges.
-    reference::transpose(src + full_cols, src_ld, dst + full_cols * dst_ld, dst_ld, rows, cols - full_cols);
-    reference::transpose(src + full_rows * src_ld, src_ld, dst + full_rows, dst_ld, rows - full_rows, full_cols);
+    constexpr index_t smaller = tile == 8 && XSIMD_WITH_SSE2 ? 4 : 0;
+    transpose_tiles<smaller>(src + full_cols, src_ld, dst + full_cols * dst_ld, dst_ld, rows, cols - full_cols);
+    transpose_tiles<smaller>(src + full_rows * src_ld, src_ld, dst + full_rows, dst_ld, rows - full_rows, full_cols);
   }
 }
 
-// C[i, j] = C[j, i] for j > i: completes a symmetric [n, n] matrix (row stride
-// ld) from its lower triangle. Tile by tile, so that the rows read and the rows
-// written stay in cache; tiles off the diagonal go through transpose().
+}  // namespace detail
+
+// dst[j * dst_ld + i] = src[i * src_ld + j] for i < rows, j < cols.
+// Requires: src and dst do not overlap.
+template <class Arch, class T>
+void transpose(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t rows, index_t cols) {
+  detail::transpose_tiles<detail::tile_size<Arch, T>()>(src, src_ld, dst, dst_ld, rows, cols);
+}
+
+// C[i, j] = C[j, i] for j > i: completes a symmetric [n, n] block (row stride
+// ld) from its lower triangle. Tile by tile: the 8 x 8 tiles off the diagonal
+// go through transpose(), only the diagonal tiles element by element.
 template <class Arch, class T>
 void mirror_lower(T* c, index_t n, index_t ld) {
-  constexpr index_t tile = 16;
+  constexpr index_t tile = 8;
   for (index_t i0 = 0; i0 < n; i0 += tile) {
     const index_t rows = std::min(tile, n - i0);
     for (index_t i = i0; i < i0 + rows; ++i)  // the diagonal tile mirrors onto itself
