@@ -240,7 +240,7 @@ std::string mib(std::size_t bytes) {
 }
 
 // run: one table per shape; returns the shape's JSON record.
-json run_shape(const shape& s, const options& o, double peak_per_core) {
+json run_shape(const shape& s, const options& o, double peak) {
   std::vector<variant> variants = variants_for(s, o);
   const std::vector<float> x = input_for(s, 768);
   std::vector<float> y(x.size());
@@ -258,10 +258,9 @@ json run_shape(const shape& s, const options& o, double peak_per_core) {
       v.ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
     }
 
-  const double peak = peak_per_core * o.threads;
   const stats base = summarise(variants[0].ms);
-  std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak %.0f GFLOP/s (%d x %.1f measured)\n", s.batch, s.seq,
-              o.threads, o.repeat, peak, o.threads, peak_per_core);
+  std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak %.0f GFLOP/s (FMA kernel on %d thread(s))\n",
+              s.batch, s.seq, o.threads, o.repeat, peak, o.threads);
   std::printf("%-28s %26s %8s %9s %8s %7s %10s %12s %14s %7s\n", "variant", "median ms (min-max)", "speed-up",
               "GMAC", "GFLOP/s", "% peak", "params MiB", "workspace MiB", "reuse-state MiB", "allocs");
   json record = {{"batch", s.batch}, {"seq", s.seq}, {"variants", json::array()}};
@@ -299,7 +298,7 @@ json run_shape(const shape& s, const options& o, double peak_per_core) {
       }
       const double median = p["median_ms"].get<double>();
       const double gflops = 2 * variants[0].cost.multiply_adds / (median * 1e6);
-      std::printf("%-28s %9.1f (%7.1f-%7.1f) %7.2fx %9.1f %8.1f %6.1f%%   vanilla is %.2fx faster; max |diff| %.2g\n",
+      std::printf("%-28s %9.1f (%7.1f-%7.1f) %7.2fx %9.1f %8.1f %6.1f%%   its time / vanilla's: %.2f; max |diff| %.2g\n",
                   (name + " " + p.value("version", "")).c_str(), median, p["min_ms"].get<double>(),
                   p["max_ms"].get<double>(), base.median / median, variants[0].cost.multiply_adds / 1e9, gflops,
                   100 * gflops / peak, median / base.median,
@@ -314,14 +313,21 @@ json run_shape(const shape& s, const options& o, double peak_per_core) {
 // A gnuplot script with its data inline: median time against sequence length,
 // one line per variant and peer, one panel per batch size.
 void write_plot(const json& shapes, rf::index_t layers, const fs::path& dir) {
-  std::vector<rf::index_t> batches;
-  for (const json& s : shapes) batches.push_back(s["batch"].get<rf::index_t>());
-  std::sort(batches.begin(), batches.end());
-  batches.erase(std::unique(batches.begin(), batches.end()), batches.end());
+  std::vector<rf::index_t> batches, seqs;
+  for (const json& s : shapes) {
+    batches.push_back(s["batch"].get<rf::index_t>());
+    seqs.push_back(s["seq"].get<rf::index_t>());
+  }
+  for (auto* list : {&batches, &seqs}) {
+    std::sort(list->begin(), list->end());
+    list->erase(std::unique(list->begin(), list->end()), list->end());
+  }
   std::ofstream gp(dir / "plot.gp");
   gp << "# gnuplot " << (dir / "plot.gp").string() << "  (written by reuseformer_compare)\n"
      << "set terminal pngcairo size " << 640 * batches.size() << ",520\nset output '" << (dir / "compare.png").string()
-     << "'\nset multiplot layout 1," << batches.size() << "\nset logscale xy\nset grid\n"
+     << "'\nset multiplot layout 1," << batches.size() << "\nset logscale xy\nset grid\nset xtics (";
+  for (std::size_t i = 0; i < seqs.size(); ++i) gp << (i ? ", " : "") << seqs[i];
+  gp << ")\nset xrange [" << seqs.front() * 0.8 << ":" << seqs.back() * 1.25 << "]\n"
      << "set xlabel 'sequence length N'\nset ylabel 'median ms per forward (" << layers << " layers)'\nset key top left font ',9'\n";
   for (const rf::index_t b : batches) {
     // series name -> points (seq, ms), in first-seen order
@@ -353,18 +359,19 @@ void write_plot(const json& shapes, rf::index_t layers, const fs::path& dir) {
 }
 
 void run(const options& o) {
-  const double peak_per_core = reuseformer_bench::peak_gflops_per_core();
+  const double peak = reuseformer_bench::peak_gflops(o.threads);
   std::printf("reuseformer %s | BERT-base encoder (d=768, H=12, d_ff=3072, L=%td) | SIMD %s | float\n", rf::version,
               o.layers, rf::simd::arch_name<rf::simd::default_arch>());
   json shapes = json::array();
-  for (const shape& s : o.shapes) shapes.push_back(run_shape(s, o, peak_per_core));
+  for (const shape& s : o.shapes) shapes.push_back(run_shape(s, o, peak));
   fs::create_directories(o.dir);
   const json results = {{"library", std::string("reuseformer ") + rf::version},
                         {"simd", rf::simd::arch_name<rf::simd::default_arch>()},
                         {"threads", o.threads},
                         {"repeat", o.repeat},
                         {"layers", o.layers},
-                        {"peak_gflops_per_core", peak_per_core},
+                        {"peak_gflops", peak},
+                        {"peak_threads", o.threads},
                         {"shapes", shapes}};
   std::ofstream(o.dir / "results.json") << results.dump(2) << "\n";
   write_plot(shapes, o.layers, o.dir);

@@ -1,10 +1,56 @@
 #!/usr/bin/env bash
-# The main job: builds the library for this machine (-march=native) and runs the
-# BERT-base encoder benchmark, printing time and memory.
-# Usage: scripts/bench.sh [--batch B] [--seq N] [--threads T] [--repeat R]
+# The main job: the comparison table. Builds the library for this machine
+# (-march=native), times a BERT-base encoder (12 layers) in every variant
+# (vanilla, score reuse, symmetric, pairwise), runs PyTorch and ONNX Runtime on
+# the same weights and input (bench/peers), prints one table per shape and
+# writes build/compare/results.json and build/compare/compare.png.
+#   scripts/bench.sh [--shapes 1x128,8x128,1x512,8x512] [--threads T] [--repeat R]
+#                    [--layers L] [--no-peers]
+# As root it installs what is missing (Debian: gnuplot, python3-torch; npm:
+# onnxruntime-node); otherwise it prints the command to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+
+shapes=1x128,8x128,1x512,8x512
+threads=$(nproc)
+repeat=5
+layers=12
+peers=yes
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --shapes | --threads | --repeat | --layers)
+      [[ $# -ge 2 ]] || { echo "scripts/bench.sh: $1 needs a value" >&2; exit 2; }
+      declare "${1#--}=$2"
+      shift 2 ;;
+    --no-peers) peers=no; shift ;;
+    *) echo "usage: scripts/bench.sh [--shapes 1x128,8x512] [--threads T] [--repeat R] [--layers L] [--no-peers]" >&2
+       exit 2 ;;
+  esac
+done
+
+dir=build/compare
+if [[ $peers == yes ]]; then
+  scripts/install-deps.sh --bench
+  bench/peers/install.sh build/peers
+else
+  scripts/install-deps.sh
+fi
 cmake --preset release -DREUSEFORMER_BUILD_TESTS=OFF >/dev/null
-cmake --build build/release -j "$(nproc)" --target bert_base_encoder
-build/release/examples/bert_base_encoder "$@"
+cmake --build build/release -j "$(nproc)" --target reuseformer_compare
+compare=build/release/bench/reuseformer_compare
+options=(--shapes "$shapes" --threads "$threads" --repeat "$repeat" --layers "$layers")
+
+rm -rf "$dir"
+if [[ $peers == yes ]]; then
+  "$compare" export "$dir" "${options[@]}"
+  for shape in ${shapes//,/ }; do
+    echo "peers: PyTorch and ONNX Runtime, shape $shape"
+    /usr/bin/python3 bench/peers/peers.py --model "$dir/model" --input "$dir/input_$shape.safetensors" \
+      --reference "$dir/output_$shape.safetensors" --threads "$threads" --repeat "$repeat" \
+      --node-modules build/peers/node_modules --out "$dir/peers_$shape.json"
+  done
+fi
+"$compare" run "$dir" "${options[@]}"
+if command -v gnuplot >/dev/null; then
+  gnuplot "$dir/plot.gp" && echo "plot: $dir/compare.png"
+fi

@@ -1,20 +1,26 @@
 #pragma once
-// The machine's fp32 FMA throughput on one core, measured, so that "% of peak"
-// figures are honest on whatever machine runs the benchmarks (a nominal figure
-// would need the clock, which turbo and sharing change).
+// The machine's fp32 FMA throughput, measured, so that "% of peak" figures are
+// honest on whatever machine runs the benchmarks: a nominal figure would need
+// the clock, which turbo, the number of busy cores and sharing all change.
 //
 // The kernel keeps 16 independent accumulators in vector registers (enough to
 // cover the FMA latency on every x86 core) and does nothing but FMAs on them.
+// It runs on all the threads a benchmark uses at once, so the figure includes
+// whatever frequency the cores hold when they are all busy.
 // Through the library: it includes xsimd with the GCC 12 warning workaround.
 #include <reuseformer/simd/arch.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
 
 namespace reuseformer_bench {
 
 namespace detail {
-// A few microseconds of FMAs; returns a value that depends on every one of them.
+// A few milliseconds of FMAs; returns a value that depends on every one of them.
 template <class Arch>
 [[gnu::noinline]] float fma_block(long iterations, float seed) {
   using V = xsimd::batch<float, Arch>;
@@ -30,26 +36,40 @@ template <class Arch>
   for (int i = 1; i < chains; ++i) sum += acc[i];
   return xsimd::hadd(sum);
 }
+
+// GFLOP/s of `threads` threads running fma_block at once, best of 5 runs of
+// ~20 ms each.
+inline double measure_peak(int threads) {
+  using Arch = xsimd::default_arch;
+  constexpr long iterations = 5'000'000;
+  const double flops = 2.0 * 16 * xsimd::batch<float, Arch>::size * iterations * threads;
+  double best = 0;
+  std::vector<float> sink(static_cast<std::size_t>(threads));
+  for (int run = 0; run < 5; ++run) {
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> workers;
+    for (int t = 1; t < threads; ++t)
+      workers.emplace_back([&sink, t] { sink[static_cast<std::size_t>(t)] = fma_block<Arch>(iterations, 1e-3f); });
+    sink[0] = fma_block<Arch>(iterations, 1e-3f);
+    for (std::thread& w : workers) w.join();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    best = std::max(best, flops / seconds / 1e9);
+  }
+  volatile float keep = sink[0];  // the results are used: the FMAs cannot be elided
+  (void)keep;
+  return best;
+}
 }  // namespace detail
 
-// GFLOP/s (2 flops per lane per FMA) of one thread, best of a few short runs
-// (~0.2 s in all), measured once per process.
-inline double peak_gflops_per_core() {
-  static const double peak = [] {
-    using Arch = xsimd::default_arch;
-    constexpr long iterations = 2'000'000;
-    constexpr double flops = 2.0 * 16 * xsimd::batch<float, Arch>::size * iterations;
-    double best = 0;
-    volatile float sink = 0;
-    for (int run = 0; run < 5; ++run) {
-      const auto start = std::chrono::steady_clock::now();
-      sink = sink + detail::fma_block<Arch>(iterations, 1e-3f);
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      best = std::max(best, flops / seconds / 1e9);
-    }
-    return best;
-  }();
-  return peak;
+// Peak fp32 GFLOP/s of `threads` cores busy at once (2 flops per FMA lane),
+// measured on first use for each thread count.
+inline double peak_gflops(int threads) {
+  static std::mutex mutex;
+  static std::map<int, double> measured;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = measured.find(threads);
+  if (it == measured.end()) it = measured.emplace(threads, detail::measure_peak(threads)).first;
+  return it->second;
 }
 
 }  // namespace reuseformer_bench
