@@ -261,6 +261,13 @@ TEST_CASE("gemm: overwrite replaces the destination", "[kernels][gemm]") {
   rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 2, 2}, {b.data(), 2, 2, 2}, rf::gemm::transpose::no, {c.data(), 2, 2, 2},
                                 arena.take<float>(elements), rf::gemm::update::overwrite);
   CHECK(c == std::vector<float>{19, 22, 43, 50});
+  // An empty inner dimension: overwrite gives zeros, accumulate leaves C as it was.
+  rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 0, 2}, {b.data(), 0, 2, 2}, rf::gemm::transpose::no,
+                                {c.data(), 2, 2, 2}, nullptr, rf::gemm::update::accumulate);
+  CHECK(c == std::vector<float>{19, 22, 43, 50});
+  rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 0, 2}, {b.data(), 0, 2, 2}, rf::gemm::transpose::no,
+                                {c.data(), 2, 2, 2}, nullptr, rf::gemm::update::overwrite);
+  CHECK(c == std::vector<float>{0, 0, 0, 0});
 }
 
 TEMPLATE_TEST_CASE("transpose and mirror: register tiles equal the element loop, bit for bit", "[kernels][transpose]",

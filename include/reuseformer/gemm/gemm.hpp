@@ -74,6 +74,7 @@ void blocked_product(T alpha, matrix<const T> a, matrix<const T> b, transpose op
   using shape = tile<T, Arch>;
   constexpr index_t MR = shape::mr, NR = shape::nr;
   const index_t m = c.rows, n = c.cols, k = a.cols;
+  if (m == 0 || n == 0 || k == 0) return;  // an empty sum: callers zero C themselves for overwrite
   const index_t kc_step = even_block(k, kc_max<T>, 1), nc_step = even_block(n, nc, NR);
   T* const packed_b = scratch;
   T* const packed_a = scratch + kc_step * nc_step;
