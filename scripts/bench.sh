@@ -7,7 +7,8 @@
 #   scripts/bench.sh [--shapes 1x128,8x128,1x512,8x512] [--threads T] [--repeat R]
 #                    [--layers L] [--no-peers]
 # As root it installs what is missing (Debian: gnuplot, python3-torch; npm:
-# onnxruntime-node); otherwise it prints the command to run.
+# onnxruntime-node); otherwise it prints the command to run. Without the peers
+# (or with --no-peers) it still prints the table of our variants.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,11 +30,12 @@ while [[ $# -gt 0 ]]; do
 done
 
 dir=build/compare
-if [[ $peers == yes ]]; then
-  scripts/install-deps.sh --bench
-  bench/peers/install.sh build/peers
-else
-  scripts/install-deps.sh
+scripts/install-deps.sh
+# The peers and the plot are extras: when they cannot be installed (no network,
+# not root) the table is still made, and says that the peers are missing.
+if [[ $peers == yes ]] && ! { scripts/install-deps.sh --bench && bench/peers/install.sh build/peers; }; then
+  echo "scripts/bench.sh: PyTorch / ONNX Runtime unavailable (see above); the table will have no peer rows" >&2
+  peers=no
 fi
 cmake --preset release -DREUSEFORMER_BUILD_TESTS=OFF >/dev/null
 cmake --build build/release -j "$(nproc)" --target reuseformer_compare
