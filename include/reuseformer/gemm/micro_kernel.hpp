@@ -4,7 +4,7 @@
 // of B (NR columns) stream through.
 //
 // Each step of the inner loop loads NR/width vectors of B, broadcasts MR values
-// of A and does MR * NR/width fused multiply-adds, so loads stay well below the
+// of A and does MR * NR/width fused multiply-adds, so loads stay below the
 // FMA count and the accumulators hide the FMA latency. The tile is as large as
 // the architecture's register file allows: 12 x 2 vectors with 32 registers
 // (AVX-512), 6 x 2 with 16 (SSE, AVX), 4 x 2 scalars for the scalar path.
