@@ -74,7 +74,10 @@ void blocked_product(T alpha, matrix<const T> a, matrix<const T> b, transpose op
   using shape = tile<T, Arch>;
   constexpr index_t MR = shape::mr, NR = shape::nr;
   const index_t m = c.rows, n = c.cols, k = a.cols;
-  if (m == 0 || n == 0 || k == 0) return;  // an empty sum: callers zero C themselves for overwrite
+  if (k == 0 && mode == update::overwrite)  // an empty sum: the computed part of C is zero
+    for (index_t i = 0; i < m; ++i)
+      std::fill(c.data + i * c.ld, c.data + i * c.ld + (computed == part::lower ? std::min(i + 1, n) : n), T(0));
+  if (m == 0 || n == 0 || k == 0) return;
   const index_t kc_step = even_block(k, kc_max<T>, 1), nc_step = even_block(n, nc, NR);
   T* const packed_b = scratch;
   T* const packed_a = scratch + kc_step * nc_step;
@@ -151,8 +154,6 @@ template <class T, class Arch = simd::default_arch>
 template <class T, class Arch = simd::default_arch>
 void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, T* scratch,
                   update mode = update::accumulate) {
-  if (mode == update::overwrite && a.cols == 0)
-    for (index_t i = 0; i < c.rows; ++i) std::fill(c.data + i * c.ld, c.data + i * c.ld + c.cols, T(0));
   detail::blocked_product<T, Arch>(alpha, a, b, op_b, c, scratch, mode, detail::part::all);
 }
 

@@ -7,8 +7,8 @@
 //
 // The blocked product of gemm.hpp does the work in one column panel (op(B) is
 // packed once, whole), skipping the register tiles right of the diagonal; a
-// tile the diagonal crosses is computed whole and only its lower part stored,
-// so the work is n(n+1)/2 * k multiply-adds plus about half an MR x NR tile
+// tile the diagonal crosses is computed whole (and, for the lower triangle,
+// only its lower part stored), so the work is n(n+1)/2 * k multiply-adds plus about half an MR x NR tile
 // (12 x 32 on AVX-512) per MR rows. The mirror follows the computation 48 rows
 // at a time, while those rows are still in cache, and writes whole cache lines;
 // a separate pass over the finished n x n result (16 MiB per head at n = 2048)
@@ -35,8 +35,6 @@ template <class T, class Arch = simd::default_arch>
 // elements for some n' >= n, k' >= k, 64-byte aligned; C overlaps neither A nor B.
 template <class T, class Arch = simd::default_arch>
 void multiply_add_lower(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch) {
-  if (a.cols == 0)
-    for (index_t i = 0; i < c.rows; ++i) std::fill(c.data + i * c.ld, c.data + i * c.ld + i + 1, T(0));
   detail::blocked_product<T, Arch>(alpha, a, b, transpose::yes, c, scratch, update::overwrite, detail::part::lower,
                                    /*nc=*/c.cols);
 }
@@ -47,8 +45,6 @@ void multiply_add_lower(T alpha, matrix<const T> a, matrix<const T> b, matrix<T>
 // Shapes and requirements as multiply_add_lower.
 template <class T, class Arch = simd::default_arch>
 void multiply_symmetric(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch) {
-  if (a.cols == 0)
-    for (index_t i = 0; i < c.rows; ++i) std::fill(c.data + i * c.ld, c.data + i * c.ld + c.cols, T(0));
   // 48 rows: whole cache lines of float and double, and a multiple of every MR.
   constexpr index_t group = 48;
   index_t mirrored = 0;  // rows [0, mirrored) are copied above the diagonal
