@@ -213,43 +213,57 @@ TEMPLATE_TEST_CASE("gemm: lower-triangular and symmetric products against a doub
                    float, double) {
   using T = TestType;
   // n crosses the register tile and the 512-column panel; k the depth block.
+  // B is either another matrix or A itself, the view the products recognise as
+  // A Aᵀ and serve from one packed panel.
   for (const rf::index_t n : {1, 11, 13, 48, 70, 97, 600})
-    for (const rf::index_t k : {1, 64, 300}) {
-      CAPTURE(n, k);
-      const rf::index_t lda = k + 1, ldc = n + 3;
-      const std::vector<T> a = random_vector<T>(n * lda, 4), b = random_vector<T>(n * lda, 5);
-      std::vector<T> c = random_vector<T>(n * ldc, 6);
-      std::vector<double> expected(c.begin(), c.end());
-      for (rf::index_t i = 0; i < n; ++i)
-        for (rf::index_t j = 0; j <= i; ++j) {
+    for (const rf::index_t k : {1, 64, 300})
+      for (const bool self : {false, true}) {
+        CAPTURE(n, k, self);
+        const rf::index_t lda = k + 1, ldc = n + 3;
+        const std::vector<T> a = random_vector<T>(n * lda, 4), other = random_vector<T>(n * lda, 5);
+        const std::vector<T>& b = self ? a : other;
+        const auto product = [&](rf::index_t i, rf::index_t j) {
           double sum = 0;
           for (rf::index_t p = 0; p < k; ++p) sum += double(a[i * lda + p]) * double(b[j * lda + p]);
-          expected[i * ldc + j] = 2 * sum;
-        }
-      const rf::index_t elements = rf::gemm::lower_scratch_elements<T>(n, k);
-      rf::workspace ws(static_cast<std::size_t>(elements) * sizeof(T), 1);
-      rf::arena arena = ws.make_arena();
-      T* const scratch = arena.take<T>(elements);
-      rf::gemm::multiply_add_lower<T>(T(2), {a.data(), n, k, lda}, {b.data(), n, k, lda}, {c.data(), n, n, ldc}, scratch);
-      CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+          return 2 * sum;
+        };
+        const rf::index_t elements = rf::gemm::lower_scratch_elements<T>(n, k);
+        rf::workspace ws(static_cast<std::size_t>(elements) * sizeof(T), 1);
+        rf::arena arena = ws.make_arena();
+        T* const scratch = arena.take<T>(elements);
+        const rf::gemm::matrix<const T> a_view{a.data(), n, k, lda}, b_view{b.data(), n, k, lda};
 
-      // The symmetric form on A Aᵀ: the full product, exactly symmetric, the
-      // stride padding untouched.
-      c = random_vector<T>(n * ldc, 7);
-      expected.assign(c.begin(), c.end());
-      for (rf::index_t i = 0; i < n; ++i)
-        for (rf::index_t j = 0; j < n; ++j) {
-          double sum = 0;
-          for (rf::index_t p = 0; p < k; ++p) sum += double(a[i * lda + p]) * double(a[j * lda + p]);
-          expected[i * ldc + j] = 2 * sum;
+        // Lower: the triangle, everything above it (and the stride padding) untouched.
+        std::vector<T> c = random_vector<T>(n * ldc, 6);
+        std::vector<double> expected(c.begin(), c.end());
+        for (rf::index_t i = 0; i < n; ++i)
+          for (rf::index_t j = 0; j <= i; ++j) expected[i * ldc + j] = product(i, j);
+        rf::gemm::multiply_add_lower<T>(T(2), a_view, b_view, {c.data(), n, n, ldc}, scratch);
+        CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+
+        // Symmetric: the lower triangle, mirrored exactly (for A Aᵀ that is the
+        // full product); the stride padding untouched.
+        c = random_vector<T>(n * ldc, 7);
+        expected.assign(c.begin(), c.end());
+        for (rf::index_t i = 0; i < n; ++i)
+          for (rf::index_t j = 0; j < n; ++j) expected[i * ldc + j] = product(std::max(i, j), std::min(i, j));
+        rf::gemm::multiply_symmetric<T>(T(2), a_view, b_view, {c.data(), n, n, ldc}, scratch);
+        CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+        bool symmetric = true;
+        for (rf::index_t i = 0; i < n; ++i)
+          for (rf::index_t j = 0; j < i; ++j) symmetric = symmetric && c[i * ldc + j] == c[j * ldc + i];
+        CHECK(symmetric);
+
+        // Reading A's strips from B's panel changes no sum's order: A Aᵀ equals,
+        // bit for bit, A times a copy of A (which packs A separately).
+        if (self) {
+          const std::vector<T> copy = a;
+          std::vector<T> separate = random_vector<T>(n * ldc, 7);
+          rf::gemm::multiply_symmetric<T>(T(2), a_view, {copy.data(), n, k, lda}, {separate.data(), n, n, ldc},
+                                          scratch);
+          CHECK(separate == c);
         }
-      rf::gemm::multiply_symmetric<T>(T(2), {a.data(), n, k, lda}, {a.data(), n, k, lda}, {c.data(), n, n, ldc}, scratch);
-      CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
-      bool symmetric = true;
-      for (rf::index_t i = 0; i < n; ++i)
-        for (rf::index_t j = 0; j < i; ++j) symmetric = symmetric && c[i * ldc + j] == c[j * ldc + i];
-      CHECK(symmetric);
-    }
+      }
 }
 
 TEST_CASE("gemm: overwrite replaces the destination", "[kernels][gemm]") {

@@ -63,16 +63,27 @@ struct no_rows_callback {
 // result whose mirror overwrites them, storing whole tiles is faster).
 enum class part { all, lower, lower_tiles };
 
+// Where the row strips of A come from: packed by pack_a, or, for a product
+// A Aᵀ in one column panel (triangular.hpp), read in place from op(B)'s packed
+// panel, which already holds every row of A: no second copy, and strips of
+// tile::self_mr rows, which never straddle two of the panel's strips.
+enum class a_source { packed, b_panel };
+
 // The blocked product behind multiply_add and the triangular products
 // (triangular.hpp), in column panels of at most nc. For the lower parts, tiles
 // right of the diagonal are skipped. rows_done(first, end) is called once rows
 // [first, end) of C hold their final values, which happens strip by strip when
 // C is one column panel (nc >= n).
+// a_source::b_panel requires A = B (the same view), op_b = transpose::yes and
+// nc >= n.
 template <class T, class Arch, class RowsDone = no_rows_callback>
 void blocked_product(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, T* scratch,
-                     update mode, part computed, index_t nc = nc_max, RowsDone&& rows_done = {}) {
+                     update mode, part computed, index_t nc = nc_max, RowsDone&& rows_done = {},
+                     a_source source = a_source::packed) {
   using shape = tile<T, Arch>;
   constexpr index_t MR = shape::mr, NR = shape::nr;
+  const bool from_b = source == a_source::b_panel;
+  const index_t strip = from_b ? shape::self_mr : MR;
   const index_t m = c.rows, n = c.cols, k = a.cols;
   if (k == 0 && mode == update::overwrite)  // an empty sum: the computed part of C is zero
     for (index_t i = 0; i < m; ++i)
@@ -89,20 +100,29 @@ void blocked_product(T alpha, matrix<const T> a, matrix<const T> b, transpose op
       pack_b<Arch, NR>(op_b == transpose::yes ? b.block(jc, ncur, pc, kcur) : b.block(pc, kcur, jc, ncur), op_b,
                        packed_b);
       const bool accumulate = mode == update::accumulate || pc > 0;
-      for (index_t ic = lower_only ? jc / MR * MR : 0; ic < m; ic += MR) {
-        const index_t mr = std::min(MR, m - ic);
+      for (index_t ic = lower_only ? jc / strip * strip : 0; ic < m; ic += strip) {
+        const index_t mr = std::min(strip, m - ic);
         // A lower-triangular strip ends at its last row's diagonal element.
         const index_t columns = lower_only ? std::min(ncur, ic + mr - jc) : ncur;
-        pack_a<Arch, MR>(a.block(ic, mr, pc, kcur), packed_a);
-        for (index_t jr = 0; jr < columns; jr += NR) {
-          T* const tile_c = c.data + ic * c.ld + jc + jr;
-          const index_t lower = computed == part::lower ? ic - jc - jr : whole_tile;
-          if (columns - jr <= shape::width)  // the diagonal ends within the first vector
-            micro_kernel<T, Arch, 1>(kcur, packed_a, packed_b + jr * kcur, alpha, tile_c, c.ld, mr,
-                                     std::min(shape::width, ncur - jr), accumulate, lower);
-          else
-            micro_kernel<T, Arch>(kcur, packed_a, packed_b + jr * kcur, alpha, tile_c, c.ld, mr,
-                                  std::min(NR, ncur - jr), accumulate, lower);
+        // The strip's tiles across the panel; A's rows are MR apart in pack_a's
+        // layout and NR apart in op(B)'s panel.
+        const auto strip_tiles = [&]<index_t Rows, index_t LdA>(const T* strip_a) {
+          for (index_t jr = 0; jr < columns; jr += NR) {
+            T* const tile_c = c.data + ic * c.ld + jc + jr;
+            const index_t lower = computed == part::lower ? ic - jc - jr : whole_tile;
+            if (columns - jr <= shape::width)  // the diagonal ends within the first vector
+              micro_kernel<T, Arch, 1, Rows, LdA>(kcur, strip_a, packed_b + jr * kcur, alpha, tile_c, c.ld, mr,
+                                                  std::min(shape::width, ncur - jr), accumulate, lower);
+            else
+              micro_kernel<T, Arch, shape::vectors, Rows, LdA>(kcur, strip_a, packed_b + jr * kcur, alpha, tile_c,
+                                                               c.ld, mr, std::min(NR, ncur - jr), accumulate, lower);
+          }
+        };
+        if (from_b) {
+          strip_tiles.template operator()<shape::self_mr, NR>(packed_b + ic / NR * kcur * NR + ic % NR);
+        } else {
+          pack_a<Arch, MR>(a.block(ic, mr, pc, kcur), packed_a);
+          strip_tiles.template operator()<MR, MR>(packed_a);
         }
         if (jc + ncur == n && pc + kcur == k) rows_done(ic, ic + mr);
       }

@@ -52,27 +52,40 @@ struct tile {
   static constexpr index_t nr = vectors * width;
   static constexpr index_t mr = ops::registers == 32 ? 12 : (simd::is_vector_arch<Arch> ? 6 : 4);
   static_assert(mr * vectors + vectors + 1 <= ops::registers);
+  // Rows of the tile when A is B's own packed panel (a product A Aᵀ): the
+  // largest divisor of NR up to MR, so that a strip of rows never straddles two
+  // of the panel's strips. Used only where that tile keeps 16 accumulators (two
+  // FMA pipes of latency 4, twice over): with 16 registers it would be 4 x 2
+  // vectors, which measured 7% slower than packing A for 6 x 2 tiles at n = 2048.
+  static constexpr index_t self_mr = [] {
+    index_t rows = mr;
+    while (nr % rows != 0) --rows;
+    return rows;
+  }();
+  static constexpr bool reads_a_from_b = self_mr * vectors >= 16;
 };
 
 // No lower-triangle restriction: every element of the tile is stored.
 inline constexpr index_t whole_tile = std::numeric_limits<index_t>::max();
 
 // C[0:rows, 0:cols] = alpha * A B (accumulate = false) or += (accumulate = true),
-// where A is an MR-row strip packed as a[p * MR + i] and B an NR-column strip
+// where A is an MR-row strip stored as a[p * LDA + i] (LDA = MR: packed by
+// pack_a; LDA = NR: rows of B's own packed panel) and B an NR-column strip
 // packed as b[p * NR + j], p < kc; both are zero-padded to the full tile.
 // `lower` restricts the store to j <= i + lower (the tile's offset from the
 // diagonal of a lower-triangular result), or is whole_tile. NV < vectors uses
 // only the strip's first NV vectors of columns: a tile the diagonal crosses
 // within its first vector then does half the multiply-adds.
 // Requires: b aligned to the vector width; rows <= MR, cols <= NV * width.
-template <class T, class Arch, index_t NV = tile<T, Arch>::vectors>
+template <class T, class Arch, index_t NV = tile<T, Arch>::vectors, index_t MR = tile<T, Arch>::mr,
+          index_t LDA = MR>
 void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc, index_t rows,
                   index_t cols, bool accumulate, index_t lower) {
   using shape = tile<T, Arch>;
   using ops = typename shape::ops;
   using V = typename ops::vector;
-  constexpr index_t MR = shape::mr, W = shape::width, NR = shape::nr, columns = NV * W;
-  static_assert(NV >= 1 && NV <= shape::vectors);
+  constexpr index_t W = shape::width, NR = shape::nr, columns = NV * W;
+  static_assert(NV >= 1 && NV <= shape::vectors && MR >= 1 && MR <= shape::mr);
 
   V acc[MR][NV];
 #pragma GCC unroll 16
@@ -80,7 +93,7 @@ void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc
 #pragma GCC unroll 4
     for (index_t v = 0; v < NV; ++v) acc[i][v] = V(T(0));
 
-  for (index_t p = 0; p < kc; ++p, a += MR, b += NR) {
+  for (index_t p = 0; p < kc; ++p, a += LDA, b += NR) {
     V bv[NV];
 #pragma GCC unroll 4
     for (index_t v = 0; v < NV; ++v) bv[v] = ops::load_aligned(b + v * W);
