@@ -87,11 +87,8 @@ int main(int argc, char** argv) try {
   }
   std::sort(ms.begin(), ms.end());
 
-  // Multiply-adds of one pass, per layer: projections and FFN
-  // (rows x (4 d^2 + 2 d d_ff)) plus QK^T and AV (2 N^2 d per sequence).
-  const double macs_per_layer = static_cast<double>(rows) * (4.0 * d * d + 2.0 * d * config.intermediate_size) +
-                                2.0 * opt.batch * static_cast<double>(opt.seq) * opt.seq * d;
-  const double macs = macs_per_layer * static_cast<double>(config.num_hidden_layers);
+  // Multiply-adds of one pass, from the library's cost model (what it executes).
+  const double macs = rf::analysis::cost<float>(config, opt.batch, opt.seq).multiply_adds;
   const double median = ms[ms.size() / 2];
   std::printf("reuseformer %s | BERT-base encoder (d=%td, H=%td, d_ff=%td, L=%td) | SIMD %s | float\n",
               rf::version, d, config.num_attention_heads, config.intermediate_size, config.num_hidden_layers,
