@@ -4,8 +4,8 @@
 //
 // Loop order: columns of C in panels of NC, the inner dimension in blocks of KC
 // (op(B)'s [KC, NC] block is packed once and stays in L2), rows in strips of MR
-// (A's [MR, KC] strip is packed and stays in L1), then the register tiles across
-// the panel. The packing buffers come from the caller (a workspace slice sized by
+// (A's [MR, KC] strip is packed and stays in L1; a product A Aᵀ reads it from
+// op(B)'s block instead), then the register tiles across the panel. The packing buffers come from the caller (a workspace slice sized by
 // scratch_elements()), so a product allocates nothing; the split across threads
 // is ours (parallel_multiply_add), so threads never nest.
 //
@@ -66,7 +66,8 @@ enum class part { all, lower, lower_tiles };
 // Where the row strips of A come from: packed by pack_a, or, for a product
 // A Aᵀ in one column panel (triangular.hpp), read in place from op(B)'s packed
 // panel, which already holds every row of A: no second copy, and strips of
-// tile::self_mr rows, which never straddle two of the panel's strips.
+// tile::self_mr rows, which never straddle two of the panel's strips. The
+// second is honoured where tile::reads_a_from_b; elsewhere A is packed.
 enum class a_source { packed, b_panel };
 
 // The blocked product behind multiply_add and the triangular products
@@ -74,16 +75,15 @@ enum class a_source { packed, b_panel };
 // right of the diagonal are skipped. rows_done(first, end) is called once rows
 // [first, end) of C hold their final values, which happens strip by strip when
 // C is one column panel (nc >= n).
-// a_source::b_panel requires A = B (the same view), op_b = transpose::yes and
-// nc >= n.
-template <class T, class Arch, class RowsDone = no_rows_callback>
+// a_source::b_panel requires A = B (the same view), op_b = transpose::yes,
+// m <= n and nc >= n.
+template <class T, class Arch, a_source Source = a_source::packed, class RowsDone = no_rows_callback>
 void blocked_product(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, T* scratch,
-                     update mode, part computed, index_t nc = nc_max, RowsDone&& rows_done = {},
-                     a_source source = a_source::packed) {
+                     update mode, part computed, index_t nc = nc_max, RowsDone&& rows_done = {}) {
   using shape = tile<T, Arch>;
   constexpr index_t MR = shape::mr, NR = shape::nr;
-  const bool from_b = source == a_source::b_panel;
-  const index_t strip = from_b ? shape::self_mr : MR;
+  constexpr bool from_b = Source == a_source::b_panel && shape::reads_a_from_b;
+  constexpr index_t strip = from_b ? shape::self_mr : MR;
   const index_t m = c.rows, n = c.cols, k = a.cols;
   if (k == 0 && mode == update::overwrite)  // an empty sum: the computed part of C is zero
     for (index_t i = 0; i < m; ++i)
@@ -104,25 +104,23 @@ void blocked_product(T alpha, matrix<const T> a, matrix<const T> b, transpose op
         const index_t mr = std::min(strip, m - ic);
         // A lower-triangular strip ends at its last row's diagonal element.
         const index_t columns = lower_only ? std::min(ncur, ic + mr - jc) : ncur;
-        // The strip's tiles across the panel; A's rows are MR apart in pack_a's
-        // layout and NR apart in op(B)'s panel.
-        const auto strip_tiles = [&]<index_t Rows, index_t LdA>(const T* strip_a) {
-          for (index_t jr = 0; jr < columns; jr += NR) {
-            T* const tile_c = c.data + ic * c.ld + jc + jr;
-            const index_t lower = computed == part::lower ? ic - jc - jr : whole_tile;
-            if (columns - jr <= shape::width)  // the diagonal ends within the first vector
-              micro_kernel<T, Arch, 1, Rows, LdA>(kcur, strip_a, packed_b + jr * kcur, alpha, tile_c, c.ld, mr,
-                                                  std::min(shape::width, ncur - jr), accumulate, lower);
-            else
-              micro_kernel<T, Arch, shape::vectors, Rows, LdA>(kcur, strip_a, packed_b + jr * kcur, alpha, tile_c,
-                                                               c.ld, mr, std::min(NR, ncur - jr), accumulate, lower);
-          }
-        };
-        if (from_b) {
-          strip_tiles.template operator()<shape::self_mr, NR>(packed_b + ic / NR * kcur * NR + ic % NR);
-        } else {
+        // Depth steps of the strip are `lda` apart: MR in pack_a's layout, NR
+        // in op(B)'s panel, where row ic sits at offset ic % NR of its strip.
+        constexpr index_t lda = from_b ? NR : MR;
+        const T* strip_a = packed_a;
+        if constexpr (from_b)
+          strip_a = packed_b + ic / NR * kcur * NR + ic % NR;
+        else
           pack_a<Arch, MR>(a.block(ic, mr, pc, kcur), packed_a);
-          strip_tiles.template operator()<MR, MR>(packed_a);
+        for (index_t jr = 0; jr < columns; jr += NR) {
+          T* const tile_c = c.data + ic * c.ld + jc + jr;
+          const index_t lower = computed == part::lower ? ic - jc - jr : whole_tile;
+          if (columns - jr <= shape::width)  // the diagonal ends within the first vector
+            micro_kernel<T, Arch, 1, strip, lda>(kcur, strip_a, packed_b + jr * kcur, alpha, tile_c, c.ld, mr,
+                                                 std::min(shape::width, ncur - jr), accumulate, lower);
+          else
+            micro_kernel<T, Arch, shape::vectors, strip, lda>(kcur, strip_a, packed_b + jr * kcur, alpha, tile_c,
+                                                              c.ld, mr, std::min(NR, ncur - jr), accumulate, lower);
         }
         if (jc + ncur == n && pc + kcur == k) rows_done(ic, ic + mr);
       }

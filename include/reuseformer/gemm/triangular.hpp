@@ -9,11 +9,12 @@
 // packed once, whole), skipping the register tiles right of the diagonal; a
 // tile the diagonal crosses is computed whole (and, for the lower triangle,
 // only its lower part stored), so the work is n(n+1)/2 * k multiply-adds plus
-// about half a tile per strip of rows. When B is A itself (Q Qᵀ) the strips of
-// A are read from B's packed panel instead of being packed a second time, in
-// tiles of 8 x 32 rather than 12 x 32 on AVX-512, which also halves that
-// diagonal excess: at n = 128, dh = 64 the two cut the symmetric score stage
-// from 0.63 to 0.53 of the full product's time.
+// what the tiles the diagonal crosses compute beyond it. When B is A itself
+// (Q Qᵀ) on AVX-512 the strips of A are read from B's packed panel instead of
+// being packed a second time, in tiles of 8 rows rather than 12, which also
+// cuts that excess by a third (float) to a half (double): at n = 128, dh = 64
+// the two took the symmetric score stage from 0.63 to 0.54 of the full
+// product's time.
 // The mirror follows the computation 48 rows at a time, while those rows are
 // still in cache, and writes whole cache lines; a separate pass over the
 // finished n x n result (16 MiB per head at n = 2048) would read it back from
@@ -27,13 +28,24 @@
 namespace reuseformer::gemm {
 
 namespace detail {
-// A Aᵀ (B is the same view as A, as for Q Qᵀ) reads A's strips from B's packed
-// panel, where the architecture's tile allows it: the products below pack op(B)
-// whole, in one column panel.
-template <class T, class Arch>
-[[nodiscard]] a_source a_source_of(matrix<const T> a, matrix<const T> b) {
-  const bool self = a.data == b.data && a.ld == b.ld;
-  return self && tile<T, Arch>::reads_a_from_b ? a_source::b_panel : a_source::packed;
+// A Aᵀ: B is the same view as A (Q Qᵀ), with no more rows, so the rows of A are
+// all in op(B)'s packed panel.
+template <class T>
+[[nodiscard]] bool is_self_product(matrix<const T> a, matrix<const T> b) {
+  return a.data == b.data && a.ld == b.ld && a.rows <= b.rows;
+}
+
+// The triangular products: op(B) = Bᵀ packed whole (one column panel, nc = n),
+// A read from that panel for A Aᵀ.
+template <class T, class Arch, class RowsDone>
+void lower_product(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch, part computed,
+                   RowsDone&& rows_done) {
+  if (is_self_product(a, b))
+    blocked_product<T, Arch, a_source::b_panel>(alpha, a, b, transpose::yes, c, scratch, update::overwrite,
+                                                 computed, c.cols, rows_done);
+  else
+    blocked_product<T, Arch, a_source::packed>(alpha, a, b, transpose::yes, c, scratch, update::overwrite,
+                                               computed, c.cols, rows_done);
 }
 }  // namespace detail
 
@@ -51,8 +63,7 @@ template <class T, class Arch = simd::default_arch>
 // elements for some n' >= n, k' >= k, 64-byte aligned; C overlaps neither A nor B.
 template <class T, class Arch = simd::default_arch>
 void multiply_add_lower(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch) {
-  detail::blocked_product<T, Arch>(alpha, a, b, transpose::yes, c, scratch, update::overwrite, detail::part::lower,
-                                   /*nc=*/c.cols, detail::no_rows_callback{}, detail::a_source_of<T, Arch>(a, b));
+  detail::lower_product<T, Arch>(alpha, a, b, c, scratch, detail::part::lower, detail::no_rows_callback{});
 }
 
 // C = alpha * A Bᵀ where the caller knows A Bᵀ is symmetric: C[i, j] as in
@@ -61,7 +72,8 @@ void multiply_add_lower(T alpha, matrix<const T> a, matrix<const T> b, matrix<T>
 // Shapes and requirements as multiply_add_lower.
 template <class T, class Arch = simd::default_arch>
 void multiply_symmetric(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch) {
-  // 48 rows: whole cache lines of float and double, and a multiple of every MR.
+  // 48 rows: whole cache lines of float and double, and a multiple of every
+  // strip height (tile::mr and tile::self_mr), so groups end where strips do.
   constexpr index_t group = 48;
   index_t mirrored = 0;  // rows [0, mirrored) are copied above the diagonal
   const auto mirror = [&](index_t, index_t end) {
@@ -73,8 +85,7 @@ void multiply_symmetric(T alpha, matrix<const T> a, matrix<const T> b, matrix<T>
     simd::mirror_lower<Arch>(c.data + first * c.ld + first, end - first, c.ld);
     mirrored = end;
   };
-  detail::blocked_product<T, Arch>(alpha, a, b, transpose::yes, c, scratch, update::overwrite,
-                                   detail::part::lower_tiles, /*nc=*/c.cols, mirror, detail::a_source_of<T, Arch>(a, b));
+  detail::lower_product<T, Arch>(alpha, a, b, c, scratch, detail::part::lower_tiles, mirror);
 }
 
 }  // namespace reuseformer::gemm
