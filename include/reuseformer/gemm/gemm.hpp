@@ -5,7 +5,8 @@
 // Loop order: columns of C in panels of NC, the inner dimension in blocks of KC
 // (op(B)'s [KC, NC] block is packed once and stays in L2), rows in strips of MR
 // (A's [MR, KC] strip is packed and stays in L1; a product A Aᵀ reads it from
-// op(B)'s block instead), then the register tiles across the panel. The packing buffers come from the caller (a workspace slice sized by
+// op(B)'s block instead), then the register tiles across the panel. The
+// packing buffers come from the caller (a workspace slice sized by
 // scratch_elements()), so a product allocates nothing; the split across threads
 // is ours (parallel_multiply_add), so threads never nest.
 //
