@@ -1,13 +1,16 @@
 // Every SIMD kernel against its scalar reference, in whichever SIMD build this
 // file is compiled for; and the references against double-precision formulas.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <numeric>
 #include <vector>
 
+#include <reuseformer/core/workspace.hpp>
 #include <reuseformer/gemm/gemm.hpp>
+#include <reuseformer/gemm/packed_weights.hpp>
 #include <reuseformer/gemm/triangular.hpp>
 #include <reuseformer/simd/activation.hpp>
 #include <reuseformer/simd/layer_norm.hpp>
@@ -205,6 +208,106 @@ TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kern
           }
         }
       }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("gemm: a prepacked weight gives the packing product's result, bit for bit", "[kernels][gemm]",
+                   float, double) {
+  using T = TestType;
+  // The weight [n, k] is packed from two stacked blocks (as query | value are),
+  // split at `cut` rows: the strips that straddle the cut, and the padded last
+  // strip, are read like any other.
+  for (const rf::index_t m : {1, 17, 70}) {
+    for (const rf::index_t n : {1, 5, 33, 130, 600}) {
+      for (const rf::index_t k : {1, 65, 300}) {
+        for (const auto mode : {rf::gemm::update::overwrite, rf::gemm::update::accumulate})
+          for (const int threads : {1, 2}) {
+            CAPTURE(m, n, k, mode == rf::gemm::update::overwrite, threads);
+            const rf::index_t lda = k + 3, ldb = k + 2, ldc = n + 1, cut = n / 3;
+            const std::vector<T> a = random_vector<T>(m * lda, 1), b = random_vector<T>(n * ldb, 2);
+            const std::vector<T> c0 = random_vector<T>(m * ldc, 3);
+            const std::vector<rf::gemm::matrix<const T>> parts = {{b.data(), cut, k, ldb},
+                                                                  {b.data() + cut * ldb, n - cut, k, ldb}};
+            const rf::gemm::packed_weights<T> packed(parts, k);
+            CHECK(packed.out_features() == n);
+            CHECK(packed.bytes() == static_cast<std::size_t>(rf::ceil_div(n, packed.nr) * packed.nr * k) * sizeof(T));
+
+            const rf::index_t stride = rf::round_to_line<T>(rf::gemm::scratch_elements<T>(m, n, k, threads));
+            CHECK(rf::gemm::prepacked_scratch_elements<T>(k) <= stride);
+            rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(T), threads);
+            rf::arena arena = ws.make_arena();
+            T* const scratch = arena.take<T>(stride * threads);
+            std::vector<T> unpacked = c0, prepacked = c0;
+            rf::gemm::parallel_multiply_add<T>(T(0.5), {a.data(), m, k, lda}, {b.data(), n, k, ldb},
+                                               rf::gemm::transpose::yes, {unpacked.data(), m, n, ldc}, mode, threads,
+                                               scratch, stride);
+            rf::gemm::parallel_multiply_add<T>(T(0.5), {a.data(), m, k, lda}, packed.view(),
+                                               {prepacked.data(), m, n, ldc}, mode, threads, scratch, stride);
+            CHECK(prepacked == unpacked);
+            std::vector<double> expected(c0.begin(), c0.end());
+            for (rf::index_t i = 0; i < m; ++i)
+              for (rf::index_t j = 0; j < n; ++j) {
+                if (mode == rf::gemm::update::overwrite) expected[i * ldc + j] = 0;
+                for (rf::index_t p = 0; p < k; ++p)
+                  expected[i * ldc + j] += 0.5 * double(a[i * lda + p]) * double(b[j * ldb + p]);
+              }
+            CHECK_CLOSE(compare(prepacked, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+          }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm: epilogues see every block once, after it is final", "[kernels][gemm]") {
+  // A block epilogue records how often each element was handed over and checks
+  // it holds its final value then; a rows epilogue the same for whole rows. The
+  // shapes split along rows and along columns on 2 threads (rows epilogues then
+  // run after the product), cross column panels, and stay on one thread.
+  for (const auto& [m, n, k] : std::vector<std::array<rf::index_t, 3>>{
+           {1, 5, 3}, {70, 33, 65}, {200, 600, 70}, {600, 130, 300}, {40, 1100, 64}}) {
+    for (const int threads : {1, 2}) {
+      CAPTURE(m, n, k, threads);
+      const std::vector<float> a = random_vector<float>(m * k, 4), b = random_vector<float>(n * k, 5);
+      const rf::gemm::packed_weights<float> packed(std::vector<rf::gemm::matrix<const float>>{{b.data(), n, k, k}}, k);
+      const rf::index_t stride = rf::round_to_line<float>(rf::gemm::prepacked_scratch_elements<float>(k));
+      rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
+      rf::arena arena = ws.make_arena();
+      float* const scratch = arena.take<float>(stride * threads);
+      std::vector<float> expected(static_cast<std::size_t>(m * n), 0.f);
+      rf::gemm::parallel_multiply_add<float>(1.f, {a.data(), m, k, k}, packed.view(), {expected.data(), m, n, n},
+                                             rf::gemm::update::overwrite, 1, scratch, stride);
+
+      // Each element (row) is touched by one thread only: per-element counts need no lock.
+      std::vector<float> c(expected.size(), 0.f);
+      std::vector<int> seen(expected.size(), 0), early(expected.size(), 0);
+      const auto on_block = [&](rf::index_t row, rf::index_t rows, rf::index_t col, rf::index_t cols) {
+        for (rf::index_t i = row; i < row + rows; ++i)
+          for (rf::index_t j = col; j < col + cols; ++j) {
+            const auto at = static_cast<std::size_t>(i * n + j);
+            ++seen[at];
+            early[at] += c[at] != expected[at];
+          }
+      };
+      rf::gemm::parallel_multiply_add<float>(1.f, {a.data(), m, k, k}, packed.view(), {c.data(), m, n, n},
+                                             rf::gemm::update::overwrite, threads, scratch, stride, on_block);
+      CHECK(std::all_of(seen.begin(), seen.end(), [](int s) { return s == 1; }));
+      CHECK(std::all_of(early.begin(), early.end(), [](int e) { return e == 0; }));
+
+      std::fill(c.begin(), c.end(), 0.f);
+      std::vector<int> rows_seen(static_cast<std::size_t>(m), 0), rows_early(static_cast<std::size_t>(m), 0);
+      const auto on_rows = [&](rf::index_t row, rf::index_t rows) {
+        for (rf::index_t i = row; i < row + rows; ++i) {
+          ++rows_seen[static_cast<std::size_t>(i)];
+          rows_early[static_cast<std::size_t>(i)] +=
+              !std::equal(c.begin() + i * n, c.begin() + (i + 1) * n, expected.begin() + i * n);
+        }
+      };
+      rf::gemm::parallel_multiply_add<float>(1.f, {a.data(), m, k, k}, packed.view(), {c.data(), m, n, n},
+                                             rf::gemm::update::overwrite, threads, scratch, stride,
+                                             rf::gemm::rows_epilogue<decltype(on_rows)>{on_rows});
+      CHECK(std::all_of(rows_seen.begin(), rows_seen.end(), [](int s) { return s == 1; }));
+      CHECK(std::all_of(rows_early.begin(), rows_early.end(), [](int e) { return e == 0; }));
     }
   }
 }

@@ -1,5 +1,6 @@
 // Attention, encoder layers and the encoder stack against the plain
 // double-precision reference (support/reference.hpp), in this file's SIMD build.
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -242,5 +243,57 @@ TEST_CASE("workspace size never decreases with the sequence length or the batch"
       previous = bytes;
     }
     CHECK(model.workspace_bytes(2, 472, threads) >= model.workspace_bytes(1, 472, threads));
+  }
+}
+
+TEMPLATE_TEST_CASE("linear: fused bias, activation, residual and LayerNorm equal the separate passes", "[linear]",
+                   float, double) {
+  using T = TestType;
+  // Odd sizes (no multiple of any vector width or tile), row and column splits
+  // on 2 threads, and a stacked layer (two parts) like query | value.
+  for (const auto& [rows, in, out] : std::vector<std::array<rf::index_t, 3>>{{5, 7, 9}, {131, 37, 67}, {29, 70, 613}}) {
+    for (const int threads : {1, 2}) {
+      CAPTURE(rows, in, out, threads);
+      const rf::index_t cut = out / 3;
+      const std::vector<T> x = random_vector<T>(rows * in, 1), w = random_vector<T>(out * in, 2),
+                           bias = random_vector<T>(out, 3), stream0 = random_vector<T>(rows * out, 4),
+                           gamma = random_vector<T>(out, 5), beta = random_vector<T>(out, 6);
+      const rf::linear_weights<T> first{rf::matrix_view<const T>(w.data(), {cut, in}),
+                                        rf::vector_view<const T>(bias.data(), {cut})};
+      const rf::linear_weights<T> second{rf::matrix_view<const T>(w.data() + cut * in, {out - cut, in}),
+                                         rf::vector_view<const T>(bias.data() + cut, {out - cut})};
+      const rf::linear<T> layer({{first, cut, "first"}, {second, out - cut, "second"}}, in);
+      const rf::layer_norm<T> norm({rf::vector_view<const T>(gamma.data(), {out}),
+                                    rf::vector_view<const T>(beta.data(), {out})},
+                                   out, 1e-5, "norm");
+      const rf::index_t stride = rf::round_to_line<T>(rf::gemm::scratch_elements<T>(rows, out, in, threads));
+      rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(T), threads);
+      rf::arena arena = ws.make_arena();
+      T* const scratch = arena.take<T>(stride * threads);
+      const rf::gemm::matrix<const T> input{x.data(), rows, in, in};
+
+      // Separate passes: the product, then bias and activation, then LayerNorm.
+      std::vector<T> separate = stream0;
+      rf::gemm::parallel_multiply_add<T>(T(1), input, {w.data(), out, in, in}, rf::gemm::transpose::yes,
+                                         {separate.data(), rows, out, out}, rf::gemm::update::overwrite, threads,
+                                         scratch, stride);
+      rf::simd::bias_activation<rf::simd::gelu_erf>(separate.data(), rows, out, out, bias.data());
+      std::vector<T> fused = stream0;
+      layer.template forward<rf::simd::gelu_erf>(input, {fused.data(), rows, out, out}, rf::gemm::update::overwrite,
+                                                 threads, scratch, stride);
+      CHECK(fused == separate);
+
+      // Residual: stream += x Wᵀ + b, then LayerNorm of the stream, in place.
+      separate = stream0;
+      rf::gemm::parallel_multiply_add<T>(T(1), input, {w.data(), out, in, in}, rf::gemm::transpose::yes,
+                                         {separate.data(), rows, out, out}, rf::gemm::update::accumulate, threads,
+                                         scratch, stride);
+      rf::simd::bias_activation<rf::simd::identity>(separate.data(), rows, out, out, bias.data());
+      norm.forward(separate.data(), separate.data(), rows, threads);
+      fused = stream0;
+      layer.forward(input, {fused.data(), rows, out, out}, rf::gemm::update::accumulate, threads, scratch, stride,
+                    [&](rf::index_t row, rf::index_t count) { norm.forward_rows(fused.data(), fused.data(), row, count); });
+      CHECK(fused == separate);
+    }
   }
 }

@@ -17,6 +17,9 @@ namespace reuseformer {
 // Signed, so that differences of extents and offsets need no casts.
 using index_t = std::ptrdiff_t;
 
+// a / b rounded up, for a >= 0, b >= 1.
+[[nodiscard]] constexpr index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+
 template <class T, std::size_t Rank>
 class tensor_view {
   static_assert(Rank >= 1, "tensor_view: Rank must be at least 1");

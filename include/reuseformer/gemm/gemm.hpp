@@ -5,10 +5,15 @@
 // Loop order: columns of C in panels of NC, the inner dimension in blocks of KC
 // (op(B)'s [KC, NC] block is packed once and stays in L2), rows in strips of MR
 // (A's [MR, KC] strip is packed and stays in L1; a product A Aᵀ reads it from
-// op(B)'s block instead), then the register tiles across the panel. The
-// packing buffers come from the caller (a workspace slice sized by
-// scratch_elements()), so a product allocates nothing; the split across threads
-// is ours (parallel_multiply_add), so threads never nest.
+// op(B)'s block instead), then the register tiles across the panel. A weight
+// packed once when its layer was built (packed_weights.hpp) is read in place of
+// op(B)'s packed block. The packing buffers come from the caller (a workspace
+// slice sized by scratch_elements()), so a product allocates nothing; the split
+// across threads is ours (parallel_multiply_add), so threads never nest.
+//
+// An epilogue runs on blocks of C as soon as they are final, while they are
+// still in cache: a layer's bias and activation, or (given whole rows) its
+// residual LayerNorm, without another pass over C.
 //
 // The architecture is the build's (simd::default_arch): each SIMD build of the
 // tests runs its own kernel.
@@ -19,44 +24,60 @@
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/core/workspace.hpp"
+#include "reuseformer/gemm/blocking.hpp"
 #include "reuseformer/gemm/matrix.hpp"
 #include "reuseformer/gemm/micro_kernel.hpp"
+#include "reuseformer/gemm/packed_weights.hpp"
 #include "reuseformer/gemm/packing.hpp"
 #include "reuseformer/simd/arch.hpp"
 
 namespace reuseformer::gemm {
 
+// Epilogues. A block epilogue is called as e(row, rows, col, cols) once the
+// block [row, row + rows) x [col, col + cols) of C holds its final product
+// (every element of C exactly once). Wrapped in rows_epilogue, it is called as
+// e(row, rows) once whole rows of C are final instead.
+struct no_epilogue {
+  void operator()(index_t, index_t, index_t, index_t) const {}
+};
+
+template <class F>
+struct rows_epilogue {
+  F on_rows;
+};
+
 namespace detail {
 
-// KC keeps an A strip (MR x KC) in L1 next to the B vectors streaming from L2;
-// NC keeps the packed [KC, NC] block of op(B) (512 KiB) within a 1 MiB L2.
-template <class T>
-inline constexpr index_t kc_max = sizeof(T) == 4 ? 256 : 128;
-inline constexpr index_t nc_max = 512;
+// op(B) as the caller stores it, packed panel by panel into scratch.
+// b is [n, k] for transpose::yes (the PyTorch Linear weight layout), [k, n] for no.
+template <class T, class Arch>
+struct unpacked_b {
+  static constexpr bool needs_buffer = true;
+  static constexpr index_t nr = tile<T, Arch>::nr;
+  matrix<const T> b;
+  transpose op;
 
-inline index_t round_up(index_t x, index_t multiple) { return (x + multiple - 1) / multiple * multiple; }
-
-// `extent` cut into the fewest blocks of at most `max` (rounded up to
-// `multiple`), all of one size: 768 columns make two panels of 384, not 512 + 256.
-inline index_t even_block(index_t extent, index_t max, index_t multiple) {
-  const index_t blocks = (extent + max - 1) / max;
-  return round_up((extent + blocks - 1) / blocks, multiple);
-}
+  [[nodiscard]] index_t rows() const { return op == transpose::yes ? b.cols : b.rows; }
+  [[nodiscard]] index_t cols() const { return op == transpose::yes ? b.rows : b.cols; }
+  [[nodiscard]] unpacked_b columns(index_t first, index_t count) const {
+    return {op == transpose::yes ? b.block(first, count, 0, b.cols) : b.block(0, b.rows, first, count), op};
+  }
+  const T* panel(index_t pc, index_t kcur, index_t jc, index_t ncur, T* buffer) const {
+    pack_b<Arch, nr>(op == transpose::yes ? b.block(jc, ncur, pc, kcur) : b.block(pc, kcur, jc, ncur), op, buffer);
+    return buffer;
+  }
+};
 
 // Packing space for a product with n columns and inner size k, in column panels
-// of at most nc: the op(B) block then one A strip. Never decreases when n or k
-// grows, and is at least what even_block() picks for any smaller n or k.
-template <class T, class Arch>
+// of at most nc: the op(B) block (unless op(B) is prepacked) then one A strip.
+// Never decreases when n or k grows, and is at least what even_block() picks
+// for any smaller n or k.
+template <class T, class Arch, bool PackB = true>
 [[nodiscard]] index_t panel_elements(index_t n, index_t k, index_t nc = nc_max) {
   using shape = tile<T, Arch>;
   const index_t kc = std::min(k, kc_max<T>);
-  return kc * round_up(std::min(n, nc), shape::nr) + shape::mr * kc;
+  return (PackB ? kc * round_up(std::min(n, nc), shape::nr) : 0) + shape::mr * kc;
 }
-
-// Called after a strip of rows is final; the full product needs nothing.
-struct no_rows_callback {
-  void operator()(index_t, index_t) const {}
-};
 
 // Which part of a square C a product computes: all of it; the lower triangle
 // exactly (elements above the diagonal untouched); or the register tiles that
@@ -72,34 +93,36 @@ enum class part { all, lower, lower_tiles };
 enum class a_source { packed, b_panel };
 
 // The blocked product behind multiply_add and the triangular products
-// (triangular.hpp), in column panels of at most nc. For the lower parts, tiles
-// right of the diagonal are skipped. rows_done(first, end) is called once rows
-// [first, end) of C hold their final values, which happens strip by strip when
-// C is one column panel (nc >= n).
-// a_source::b_panel requires A = B (the same view), op_b = transpose::yes,
-// m <= n and nc >= n.
-template <class T, class Arch, a_source Source = a_source::packed, class RowsDone = no_rows_callback>
-void blocked_product(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, T* scratch,
-                     update mode, part computed, index_t nc = nc_max, RowsDone&& rows_done = {}) {
+// (triangular.hpp), in column panels of at most nc; b is unpacked_b or a
+// packed_view. For the lower parts, tiles right of the diagonal are skipped.
+// done(row, rows, col, cols) is called for each block of C once final (a block
+// epilogue); with k = 0, once for all of C.
+// a_source::b_panel requires A = B (the same view, transpose::yes), m <= n and nc >= n.
+template <class T, class Arch, a_source Source = a_source::packed, class B, class Done = no_epilogue>
+void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scratch, update mode, part computed,
+                     index_t nc = nc_max, Done&& done = {}) {
   using shape = tile<T, Arch>;
   constexpr index_t MR = shape::mr, NR = shape::nr;
   constexpr bool from_b = Source == a_source::b_panel && shape::reads_a_from_b;
   constexpr index_t strip = from_b ? shape::self_mr : MR;
   const index_t m = c.rows, n = c.cols, k = a.cols;
-  if (k == 0 && mode == update::overwrite)  // an empty sum: the computed part of C is zero
-    for (index_t i = 0; i < m; ++i)
-      std::fill(c.data + i * c.ld, c.data + i * c.ld + (computed == part::lower ? std::min(i + 1, n) : n), T(0));
-  if (m == 0 || n == 0 || k == 0) return;
-  const index_t kc_step = even_block(k, kc_max<T>, 1), nc_step = even_block(n, nc, NR);
+  if (m == 0 || n == 0) return;
+  if (k == 0) {  // an empty sum: the computed part of C is zero
+    if (mode == update::overwrite)
+      for (index_t i = 0; i < m; ++i)
+        std::fill(c.data + i * c.ld, c.data + i * c.ld + (computed == part::lower ? std::min(i + 1, n) : n), T(0));
+    done(0, m, 0, n);
+    return;
+  }
+  const index_t kc_step = depth_block<T>(k), nc_step = even_block(n, nc, NR);
   T* const packed_b = scratch;
-  T* const packed_a = scratch + kc_step * nc_step;
+  T* const packed_a = scratch + (B::needs_buffer ? kc_step * nc_step : 0);
   const bool lower_only = computed != part::all;
   for (index_t jc = 0; jc < n; jc += nc_step) {
     const index_t ncur = std::min(nc_step, n - jc);
     for (index_t pc = 0; pc < k; pc += kc_step) {
       const index_t kcur = std::min(kc_step, k - pc);
-      pack_b<Arch, NR>(op_b == transpose::yes ? b.block(jc, ncur, pc, kcur) : b.block(pc, kcur, jc, ncur), op_b,
-                       packed_b);
+      const T* const panel = b.panel(pc, kcur, jc, ncur, packed_b);
       const bool accumulate = mode == update::accumulate || pc > 0;
       for (index_t ic = lower_only ? jc / strip * strip : 0; ic < m; ic += strip) {
         const index_t mr = std::min(strip, m - ic);
@@ -110,43 +133,79 @@ void blocked_product(T alpha, matrix<const T> a, matrix<const T> b, transpose op
         constexpr index_t lda = from_b ? NR : MR;
         const T* strip_a = packed_a;
         if constexpr (from_b)
-          strip_a = packed_b + ic / NR * kcur * NR + ic % NR;
+          strip_a = panel + ic / NR * kcur * NR + ic % NR;
         else
           pack_a<Arch, MR>(a.block(ic, mr, pc, kcur), packed_a);
         for (index_t jr = 0; jr < columns; jr += NR) {
           T* const tile_c = c.data + ic * c.ld + jc + jr;
           const index_t lower = computed == part::lower ? ic - jc - jr : whole_tile;
           if (columns - jr <= shape::width)  // the diagonal ends within the first vector
-            micro_kernel<T, Arch, 1, strip, lda>(kcur, strip_a, packed_b + jr * kcur, alpha, tile_c, c.ld, mr,
+            micro_kernel<T, Arch, 1, strip, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld, mr,
                                                  std::min(shape::width, ncur - jr), accumulate, lower);
           else
-            micro_kernel<T, Arch, shape::vectors, strip, lda>(kcur, strip_a, packed_b + jr * kcur, alpha, tile_c,
+            micro_kernel<T, Arch, shape::vectors, strip, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c,
                                                               c.ld, mr, std::min(NR, ncur - jr), accumulate, lower);
         }
-        if (jc + ncur == n && pc + kcur == k) rows_done(ic, ic + mr);
+        if (pc + kcur == k) done(ic, mr, jc, columns);
       }
     }
   }
 }
 
 // How a product is split across threads: along its larger output dimension, in
-// chunks that are multiples of `grain`, at most one chunk per thread. Small
-// products stay on one thread: below ~64^3 multiply-adds the fork costs more.
+// chunks of whole register tiles (MR rows or NR columns: a prepacked op(B) can
+// only be cut at its strips), at most one chunk per thread. Small products stay
+// on one thread: below ~64^3 multiply-adds the fork costs more.
 struct split {
   bool along_rows;
   index_t chunk;
   index_t count;
 };
 
-inline split split_for(index_t m, index_t n, index_t k, int threads) {
-  constexpr index_t grain = 16;
+template <class T, class Arch>
+[[nodiscard]] split split_for(index_t m, index_t n, index_t k, int threads) {
   constexpr index_t min_work = 64 * 64 * 64;
   const bool along_rows = m >= n;
-  const index_t extent = along_rows ? m : n;
+  const index_t extent = along_rows ? m : n, grain = along_rows ? tile<T, Arch>::mr : tile<T, Arch>::nr;
   if (threads <= 1 || m * n * k < min_work || extent < 2 * grain) return {along_rows, extent, 1};
-  index_t chunk = (extent + threads - 1) / threads;
-  chunk = (chunk + grain - 1) / grain * grain;
-  return {along_rows, chunk, (extent + chunk - 1) / chunk};
+  const index_t chunk = round_up(ceil_div(extent, threads), grain);
+  return {along_rows, chunk, ceil_div(extent, chunk)};
+}
+
+// The product split across threads (see parallel_multiply_add), with its
+// epilogue: block epilogues run inside every part; a rows_epilogue runs inside
+// the parts when they hold whole rows, and after the product otherwise.
+template <class T, class Arch, class B, class Epilogue>
+void parallel_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, update mode, int threads, T* scratch,
+                      index_t scratch_stride, const Epilogue& epilogue) {
+  constexpr bool by_rows = requires { epilogue.on_rows; };
+  const index_t m = c.rows, n = c.cols, k = a.cols;
+  const split s = split_for<T, Arch>(m, n, k, threads);
+  const bool whole_rows = s.along_rows || s.count == 1;
+  parallel_for(s.count, threads, [&](index_t part, int thread) {
+    T* mine = scratch + thread * scratch_stride;
+    const index_t begin = part * s.chunk;
+    const index_t rows = s.along_rows ? std::min(s.chunk, m - begin) : m;
+    const index_t cols = s.along_rows ? n : std::min(s.chunk, n - begin);
+    const index_t row0 = s.along_rows ? begin : 0, col0 = s.along_rows ? 0 : begin;
+    const auto done = [&](index_t row, index_t count, index_t col, index_t width) {
+      if constexpr (by_rows) {
+        if (whole_rows && col + width == cols) epilogue.on_rows(row0 + row, count);
+      } else {
+        epilogue(row0 + row, count, col0 + col, width);
+      }
+    };
+    blocked_product<T, Arch>(alpha, a.block(row0, rows, 0, k), b.columns(col0, cols), c.block(row0, rows, col0, cols),
+                             mine, mode, part::all, nc_max, done);
+  });
+  if constexpr (by_rows) {
+    if (whole_rows) return;
+    constexpr index_t rows_per_task = tile<T, Arch>::mr;
+    parallel_for(ceil_div(m, rows_per_task), threads, [&](index_t task, int) {
+      const index_t first = task * rows_per_task;
+      epilogue.on_rows(first, std::min(rows_per_task, m - first));
+    });
+  }
 }
 
 }  // namespace detail
@@ -157,9 +216,15 @@ inline split split_for(index_t m, index_t n, index_t k, int threads) {
 template <class T, class Arch = simd::default_arch>
 [[nodiscard]] index_t scratch_elements(index_t m, index_t n, index_t k, int threads = 1) {
   if (m == 0 || n == 0 || k == 0) return 0;
-  const detail::split s = detail::split_for(m, n, k, threads);
+  const detail::split s = detail::split_for<T, Arch>(m, n, k, threads);
   // The first chunk is the largest; panel_elements is monotone in n and k.
   return detail::panel_elements<T, Arch>(s.along_rows ? n : std::min(s.chunk, n), k);
+}
+
+// The same for a product whose op(B) is prepacked (packed_weights): one A strip.
+template <class T, class Arch = simd::default_arch>
+[[nodiscard]] index_t prepacked_scratch_elements(index_t k) {
+  return k == 0 ? 0 : detail::panel_elements<T, Arch, false>(0, k);
 }
 
 // C = alpha * A * op(B) (update::overwrite) or C += alpha * A * op(B)
@@ -173,7 +238,8 @@ template <class T, class Arch = simd::default_arch>
 template <class T, class Arch = simd::default_arch>
 void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, T* scratch,
                   update mode = update::accumulate) {
-  detail::blocked_product<T, Arch>(alpha, a, b, op_b, c, scratch, mode, detail::part::all);
+  detail::blocked_product<T, Arch>(alpha, a, detail::unpacked_b<T, Arch>{b, op_b}, c, scratch, mode,
+                                   detail::part::all);
 }
 
 // multiply_add split over up to `threads` threads; thread t uses
@@ -181,26 +247,20 @@ void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b,
 // scratch_elements<T>(m, n, k, threads). Must not be called from inside a
 // parallel_for task.
 template <class T, class Arch = simd::default_arch>
-void parallel_multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b,
-                           matrix<T> c, update mode, int threads, T* scratch,
-                           index_t scratch_stride) {
-  const index_t m = c.rows, n = c.cols, k = a.cols;
-  const detail::split s = detail::split_for(m, n, k, threads);
-  parallel_for(s.count, threads, [&](index_t part, int thread) {
-    T* mine = scratch + thread * scratch_stride;
-    const index_t begin = part * s.chunk;
-    if (s.along_rows) {
-      const index_t rows = std::min(s.chunk, m - begin);
-      multiply_add<T, Arch>(alpha, a.block(begin, rows, 0, k), b, op_b, c.block(begin, rows, 0, n), mine,
-                   mode);
-    } else {
-      const index_t cols = std::min(s.chunk, n - begin);
-      const matrix<const T> b_part =
-          op_b == transpose::yes ? b.block(begin, cols, 0, k) : b.block(0, k, begin, cols);
-      multiply_add<T, Arch>(alpha, a, b_part, op_b, c.block(0, m, begin, cols), mine, mode);
-    }
-  });
+void parallel_multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, update mode,
+                           int threads, T* scratch, index_t scratch_stride) {
+  detail::parallel_product<T, Arch>(alpha, a, detail::unpacked_b<T, Arch>{b, op_b}, c, mode, threads, scratch,
+                                    scratch_stride, no_epilogue{});
+}
+
+// The same with op(B) prepacked (b = packed_weights::view(), [k, n]), then
+// `epilogue` on C's final values (see no_epilogue, rows_epilogue). Requires
+// scratch_stride >= prepacked_scratch_elements<T>(k). Bit for bit the product
+// of the unpacked weight.
+template <class T, class Arch = simd::default_arch, class Epilogue = no_epilogue>
+void parallel_multiply_add(T alpha, matrix<const T> a, const packed_view<T, Arch>& b, matrix<T> c, update mode,
+                           int threads, T* scratch, index_t scratch_stride, const Epilogue& epilogue = {}) {
+  detail::parallel_product<T, Arch>(alpha, a, b, c, mode, threads, scratch, scratch_stride, epilogue);
 }
 
 }  // namespace reuseformer::gemm
-

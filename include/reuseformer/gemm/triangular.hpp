@@ -37,15 +37,16 @@ template <class T>
 
 // The triangular products: op(B) = Bᵀ packed whole (one column panel, nc = n),
 // A read from that panel for A Aᵀ.
-template <class T, class Arch, class RowsDone>
+template <class T, class Arch, class Done>
 void lower_product(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch, part computed,
-                   RowsDone&& rows_done) {
+                   Done&& done) {
+  const unpacked_b<T, Arch> op_b{b, transpose::yes};
   if (is_self_product(a, b))
-    blocked_product<T, Arch, a_source::b_panel>(alpha, a, b, transpose::yes, c, scratch, update::overwrite,
-                                                 computed, c.cols, rows_done);
+    blocked_product<T, Arch, a_source::b_panel>(alpha, a, op_b, c, scratch, update::overwrite, computed, c.cols,
+                                                 done);
   else
-    blocked_product<T, Arch, a_source::packed>(alpha, a, b, transpose::yes, c, scratch, update::overwrite,
-                                               computed, c.cols, rows_done);
+    blocked_product<T, Arch, a_source::packed>(alpha, a, op_b, c, scratch, update::overwrite, computed, c.cols,
+                                               done);
 }
 }  // namespace detail
 
@@ -63,7 +64,7 @@ template <class T, class Arch = simd::default_arch>
 // elements for some n' >= n, k' >= k, 64-byte aligned; C overlaps neither A nor B.
 template <class T, class Arch = simd::default_arch>
 void multiply_add_lower(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch) {
-  detail::lower_product<T, Arch>(alpha, a, b, c, scratch, detail::part::lower, detail::no_rows_callback{});
+  detail::lower_product<T, Arch>(alpha, a, b, c, scratch, detail::part::lower, no_epilogue{});
 }
 
 // C = alpha * A Bᵀ where the caller knows A Bᵀ is symmetric: C[i, j] as in
@@ -76,7 +77,8 @@ void multiply_symmetric(T alpha, matrix<const T> a, matrix<const T> b, matrix<T>
   // strip height (tile::mr and tile::self_mr), so groups end where strips do.
   constexpr index_t group = 48;
   index_t mirrored = 0;  // rows [0, mirrored) are copied above the diagonal
-  const auto mirror = [&](index_t, index_t end) {
+  const auto mirror = [&](index_t row, index_t rows, index_t, index_t) {
+    const index_t end = row + rows;
     if (end % group != 0 && end != c.rows) return;
     const index_t first = mirrored;
     // The group's rows left of its diagonal block become columns [first, end)

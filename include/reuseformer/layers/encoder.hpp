@@ -61,6 +61,14 @@ class encoder : public detail::stream_module<encoder<T, Score, Arch>, T> {
     for (const auto& layer : layers_) bytes += layer.parameter_bytes();
     return bytes;
   }
+  // The part of parameter_bytes() that is the caller's memory, still read by
+  // the layers (LayerNorm parameters, relative-position tables, pairwise
+  // factors); the rest is packed weights the encoder owns.
+  [[nodiscard]] std::size_t referenced_parameter_bytes() const {
+    std::size_t bytes = 0;
+    for (const auto& layer : layers_) bytes += layer.referenced_parameter_bytes();
+    return bytes;
+  }
 
   // Bytes of the reuse state (part of workspace_bytes): reuse_plan().slots()
   // heads of [B, N, N] probabilities, the most ever live at once.

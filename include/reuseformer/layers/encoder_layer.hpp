@@ -65,6 +65,13 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch>
     return attention_.parameter_bytes() + attention_norm_.parameter_bytes() +
            feed_forward_.parameter_bytes() + output_norm_.parameter_bytes();
   }
+  // Bytes of the caller's tensors still read after construction (LayerNorm
+  // parameters, relative-position table, pairwise factors): the projection
+  // weights and biases are packed copies the layer owns.
+  [[nodiscard]] std::size_t referenced_parameter_bytes() const {
+    return attention_.referenced_parameter_bytes() + attention_norm_.referenced_parameter_bytes() +
+           output_norm_.referenced_parameter_bytes();
+  }
 
   struct buffers {
     T* normed;  // [B*N, d], pre-LN only
@@ -92,18 +99,22 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch>
   }
 
   // Updates the residual stream [B*N, d] in place; `heads` as for the attention.
+  // Each LayerNorm that follows a residual add runs on rows as the product that
+  // completes them finishes them.
   void execute(T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b, int threads,
                const attention::head_io<T>& heads) const {
     const index_t rows = batch * seq;
+    const auto normalize = [](const layer_norm<T, Arch>& norm, const T* from, T* to) {
+      return [&norm, from, to](index_t row, index_t count) { norm.forward_rows(from, to, row, count); };
+    };
     if (norm_ == norm_placement::post) {
-      attention_.execute(stream, stream, batch, seq, additive_mask, b.attention, threads, heads);
-      attention_norm_.forward(stream, stream, rows, threads);
-      feed_forward_.run(stream, stream, rows, b.feed_forward, threads);
-      output_norm_.forward(stream, stream, rows, threads);
+      attention_.execute(stream, stream, batch, seq, additive_mask, b.attention, threads, heads,
+                         normalize(attention_norm_, stream, stream));
+      feed_forward_.run(stream, stream, rows, b.feed_forward, threads, normalize(output_norm_, stream, stream));
     } else {
       attention_norm_.forward(stream, b.normed, rows, threads);
-      attention_.execute(b.normed, stream, batch, seq, additive_mask, b.attention, threads, heads);
-      output_norm_.forward(stream, b.normed, rows, threads);
+      attention_.execute(b.normed, stream, batch, seq, additive_mask, b.attention, threads, heads,
+                         normalize(output_norm_, stream, b.normed));
       feed_forward_.run(b.normed, stream, rows, b.feed_forward, threads);
     }
   }

@@ -44,13 +44,14 @@ class feed_forward {
   [[nodiscard]] buffers plan(arena& a, index_t rows, int threads) const {
     buffers b{a.take<T>(rows * intermediate_.out_features()), {}};
     b.scratch = detail::thread_scratch<T>::take(
-        a, std::max(intermediate_.scratch_elements(rows, threads), output_.scratch_elements(rows, threads)),
-        threads);
+        a, std::max(intermediate_.scratch_elements(), output_.scratch_elements()), threads);
     return b;
   }
 
   // stream += FFN(x). Shapes: x, stream [rows, d]; x may equal stream.
-  void run(const T* x, T* stream, index_t rows, const buffers& b, int threads) const {
+  // `after(row, rows)`, when given, runs on rows of stream once they are final.
+  template <class AfterRows = std::nullptr_t>
+  void run(const T* x, T* stream, index_t rows, const buffers& b, int threads, AfterRows after = nullptr) const {
     const index_t d = intermediate_.in_features(), d_ff = intermediate_.out_features();
     const gemm::matrix<T> hidden{b.hidden, rows, d_ff, d_ff};
     const auto expand = [&]<class Act>(Act) {
@@ -64,7 +65,7 @@ class feed_forward {
       case activation::relu: expand(simd::relu{}); break;
     }
     output_.forward(hidden, gemm::matrix<T>{stream, rows, d, d}, gemm::update::accumulate, threads,
-                    b.scratch.data, b.scratch.stride);
+                    b.scratch.data, b.scratch.stride, after);
   }
 
  private:

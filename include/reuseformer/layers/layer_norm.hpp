@@ -29,16 +29,22 @@ class layer_norm {
     detail::require_shape(w.bias, {d}, std::string(name) + ".bias");
   }
 
+  // The layer views the caller's tensors: all its bytes are referenced ones.
   [[nodiscard]] std::size_t parameter_bytes() const {
     return static_cast<std::size_t>(w_.weight.size() + w_.bias.size()) * sizeof(T);
   }
+  [[nodiscard]] std::size_t referenced_parameter_bytes() const { return parameter_bytes(); }
 
   // y[i] = LN(x[i]) for each of `rows` rows of d values; y may equal x.
   void forward(const T* x, T* y, index_t rows, int threads) const {
+    parallel_for(rows, threads, [&](index_t i, int) { forward_rows(x, y, i, 1); });
+  }
+
+  // The same for rows [first, first + count) only, on the calling thread.
+  void forward_rows(const T* x, T* y, index_t first, index_t count) const {
     const index_t d = w_.weight.extent(0);
-    parallel_for(rows, threads, [&](index_t i, int) {
+    for (index_t i = first; i < first + count; ++i)
       simd::layer_norm<Arch>(x + i * d, y + i * d, d, w_.weight.data(), w_.bias.data(), eps_);
-    });
   }
 
  private:

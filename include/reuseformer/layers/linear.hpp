@@ -1,14 +1,24 @@
 #pragma once
-// A dense layer in PyTorch's layout: y = act(x Wᵀ + b), W [out, in], b [out].
+// A dense layer in PyTorch's layout, y = act(x Wᵀ + b) with W [out, in], b [out],
+// or several of them over the same input stacked into one product (a layer's
+// query, key and value): y = [x W_1ᵀ + b_1, x W_2ᵀ + b_2, ...].
+//
+// The weights are packed once, here, into the product's panel layout
+// (gemm/packed_weights.hpp) and the biases copied next to them: after
+// construction the layer holds everything it reads, and the caller's tensors
+// may be released. The bias and activation are applied by the product's
+// epilogue while each block of y is in cache.
 
 #include <algorithm>
 #include <cstddef>
+#include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
-#include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/gemm/gemm.hpp"
+#include "reuseformer/gemm/packed_weights.hpp"
 #include "reuseformer/simd/activation.hpp"
 #include "reuseformer/simd/arch.hpp"
 
@@ -21,47 +31,78 @@ struct linear_weights {
   vector_view<const T> bias;
 };
 
+// One Linear of a stacked layer: its tensors, its output count, and the name
+// that prefixes its tensors in error messages (e.g. "encoder.layer.3.attention.self.query").
+template <class T>
+struct linear_part {
+  const linear_weights<T>& weights;
+  index_t out;
+  std::string_view name;
+};
+
 template <class T, class Arch = simd::default_arch>
 class linear {
  public:
-  // Throws reuseformer::error when weight is not [out, in] or bias not [out];
-  // `name` prefixes the tensor names in the message (e.g. "layer 3 query").
-  linear(const linear_weights<T>& w, index_t in, index_t out, std::string_view name) : w_(w) {
-    detail::require_shape(w.weight, {out, in}, std::string(name) + ".weight");
-    detail::require_shape(w.bias, {out}, std::string(name) + ".bias");
+  // A single Linear. Throws reuseformer::error when weight is not [out, in] or
+  // bias not [out] (`name` + ".weight" / ".bias" in the message).
+  linear(const linear_weights<T>& w, index_t in, index_t out, std::string_view name)
+      : linear({linear_part<T>{w, out, name}}, in) {}
+
+  // Parts stacked along the outputs, in order; each checked as above.
+  linear(std::initializer_list<linear_part<T>> parts, index_t in)
+      : weight_(packed(parts, in), in), bias_(static_cast<std::size_t>(weight_.out_features())) {
+    T* bias = bias_.data();
+    for (const linear_part<T>& p : parts) bias = std::copy_n(p.weights.bias.data(), p.out, bias);
   }
 
-  [[nodiscard]] index_t in_features() const { return w_.weight.extent(1); }
-  [[nodiscard]] index_t out_features() const { return w_.weight.extent(0); }
-  [[nodiscard]] std::size_t parameter_bytes() const {
-    return static_cast<std::size_t>(w_.weight.size() + w_.bias.size()) * sizeof(T);
-  }
+  [[nodiscard]] index_t in_features() const { return weight_.in_features(); }
+  [[nodiscard]] index_t out_features() const { return weight_.out_features(); }
+  // Bytes the layer holds: the packed weight (its last strip padded) and the bias.
+  [[nodiscard]] std::size_t parameter_bytes() const { return weight_.bytes() + bias_.size() * sizeof(T); }
 
-  // Per-thread scratch for forward() on `rows` rows.
-  [[nodiscard]] index_t scratch_elements(index_t rows, int threads) const {
-    return gemm::scratch_elements<T>(rows, out_features(), in_features(), threads);
-  }
+  // Per-thread scratch for forward() (any number of rows and threads).
+  [[nodiscard]] index_t scratch_elements() const { return gemm::prepacked_scratch_elements<T>(in_features()); }
 
   // y = Act(x Wᵀ + b) (gemm::update::overwrite) or y = Act(y + x Wᵀ + b)
   // (gemm::update::accumulate: with y holding the residual stream this is the
-  // residual add, free inside the GEMM). Shapes: x [rows, in], y [rows, out].
+  // residual add, free inside the product). Then, when given, after(row, rows)
+  // once rows [row, row + rows) of y are final (e.g. the LayerNorm that follows
+  // a residual add, while the rows are in cache).
+  // Shapes: x [rows, in], y [rows, out].
   // Requires: scratch holds `threads` slices of scratch_stride >= scratch_elements().
-  template <class Act = simd::identity>
-  void forward(gemm::matrix<const T> x, gemm::matrix<T> y, gemm::update mode, int threads,
-               T* scratch, index_t scratch_stride) const {
-    const gemm::matrix<const T> w{w_.weight.data(), out_features(), in_features(), in_features()};
-    gemm::parallel_multiply_add<T>(T(1), x, w, gemm::transpose::yes, y, mode, threads, scratch,
-                                   scratch_stride);
-    constexpr index_t rows_per_task = 16;
-    parallel_for((y.rows + rows_per_task - 1) / rows_per_task, threads, [&](index_t task, int) {
-      const index_t first = task * rows_per_task;
-      simd::bias_activation<Act, Arch>(y.data + first * y.ld, std::min(rows_per_task, y.rows - first),
-                                       y.cols, y.ld, w_.bias.data());
-    });
+  template <class Act = simd::identity, class AfterRows = std::nullptr_t>
+  void forward(gemm::matrix<const T> x, gemm::matrix<T> y, gemm::update mode, int threads, T* scratch,
+               index_t scratch_stride, AfterRows after = nullptr) const {
+    const T* const bias = bias_.data();
+    const auto finish = [&](index_t row, index_t rows, index_t col, index_t cols) {
+      simd::bias_activation<Act, Arch>(y.data + row * y.ld + col, rows, cols, y.ld, bias + col);
+    };
+    if constexpr (std::is_same_v<AfterRows, std::nullptr_t>) {
+      gemm::parallel_multiply_add<T>(T(1), x, weight_.view(), y, mode, threads, scratch, scratch_stride, finish);
+    } else {
+      const auto rows_done = [&](index_t row, index_t rows) {
+        finish(row, rows, 0, y.cols);
+        after(row, rows);
+      };
+      gemm::parallel_multiply_add<T>(T(1), x, weight_.view(), y, mode, threads, scratch, scratch_stride,
+                                     gemm::rows_epilogue<decltype(rows_done)>{rows_done});
+    }
   }
 
  private:
-  linear_weights<T> w_;
+  // The parts' weights, checked, as the blocks to pack.
+  static std::vector<gemm::matrix<const T>> packed(std::initializer_list<linear_part<T>> parts, index_t in) {
+    std::vector<gemm::matrix<const T>> blocks;
+    for (const linear_part<T>& p : parts) {
+      detail::require_shape(p.weights.weight, {p.out, in}, std::string(p.name) + ".weight");
+      detail::require_shape(p.weights.bias, {p.out}, std::string(p.name) + ".bias");
+      blocks.push_back({p.weights.weight.data(), p.out, in, in});
+    }
+    return blocks;
+  }
+
+  gemm::packed_weights<T> weight_;
+  std::vector<T> bias_;
 };
 
 }  // namespace reuseformer

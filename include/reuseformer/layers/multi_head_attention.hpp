@@ -75,10 +75,10 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
   multi_head_attention(const attention_weights<T>& w, const attention_options& options,
                        std::string_view prefix = "attention.")
       : options_(detail::validated(options)),
-        query_(w.query, options.hidden_size, fresh_width(), std::string(prefix) + "self.query"),
-        key_(without_unused_key(w.key, prefix), options.hidden_size, has_key_projection(Score) ? fresh_width() : 0,
-             std::string(prefix) + "self.key"),
-        value_(w.value, options.hidden_size, options.hidden_size, std::string(prefix) + "self.value"),
+        projection_({{w.query, fresh_width(), std::string(prefix) + "self.query"},
+                     {without_unused_key(w.key, prefix), key_width(), std::string(prefix) + "self.key"},
+                     {w.value, options.hidden_size, std::string(prefix) + "self.value"}},
+                    options.hidden_size),
         output_(w.output, options.hidden_size, options.hidden_size, std::string(prefix) + "output.dense"),
         relative_position_(w.relative_position),
         pairwise_factors_(w.pairwise_factors) {
@@ -99,26 +99,26 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
   [[nodiscard]] index_t attention_layers() const { return 1; }
   [[nodiscard]] index_t first_reused_heads() const { return reused_heads(); }
   [[nodiscard]] std::size_t parameter_bytes() const {
-    return query_.parameter_bytes() + key_.parameter_bytes() + value_.parameter_bytes() +
-           output_.parameter_bytes() +
-           static_cast<std::size_t>(relative_position_.size() + pairwise_factors_.size()) * sizeof(T);
+    return projection_.parameter_bytes() + output_.parameter_bytes() + referenced_parameter_bytes();
+  }
+  // Bytes of the caller's tensors the layer still reads after construction
+  // (relative-position table, pairwise factors); part of parameter_bytes().
+  [[nodiscard]] std::size_t referenced_parameter_bytes() const {
+    return static_cast<std::size_t>(relative_position_.size() + pairwise_factors_.size()) * sizeof(T);
   }
 
   struct buffers {
-    T* q;             // [B*N, (H - K)*dh]: the query projection
-    T* k;             // [B*N, (H - K)*dh]: K (standard), Q P (pairwise); none (symmetric)
-    T *v, *context;   // [B*N, d] each
+    T* projected;     // [B*N, projection width]: Q, then K (standard scores), then V
+    T* factored;      // [B*N, (H - K)*dh]: Q P (pairwise scores), else none
+    T* context;       // [B*N, d]
     detail::thread_scratch<T> scratch;
   };
 
   [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
     const index_t rows = batch * seq, d = hidden_size();
-    constexpr bool second_operand = Score != score_function::symmetric;
-    buffers b{a.take<T>(rows * fresh_width()), second_operand ? a.take<T>(rows * fresh_width()) : nullptr,
-              a.take<T>(rows * d), a.take<T>(rows * d), {}};
-    const index_t linear_scratch =
-        std::max({query_.scratch_elements(rows, threads), key_.scratch_elements(rows, threads),
-                  value_.scratch_elements(rows, threads), output_.scratch_elements(rows, threads)});
+    buffers b{a.take<T>(rows * projection_.out_features()),
+              has_pairwise_factors(Score) ? a.take<T>(rows * fresh_width()) : nullptr, a.take<T>(rows * d), {}};
+    const index_t linear_scratch = std::max(projection_.scratch_elements(), output_.scratch_elements());
     const index_t factors_scratch =
         has_pairwise_factors(Score) ? attention::pairwise_scratch_elements<T>(rows, head_dim()) : 0;
     const index_t core_scratch = attention::scratch_elements<T>(problem(batch, seq));
@@ -134,42 +134,42 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
 
   // stream += Attention(x). Shapes: x, stream [B*N, d]; x may equal stream.
   // `heads` says where reused heads come from and fresh heads go (its q, k are
-  // filled in here).
+  // filled in here). `after(row, rows)`, when given, runs on rows of stream as
+  // soon as they are final (the residual LayerNorm of an encoder layer).
+  template <class AfterRows = std::nullptr_t>
   void execute(const T* x, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
-               int threads, attention::head_io<T> heads) const {
+               int threads, attention::head_io<T> heads, AfterRows after = nullptr) const {
     const index_t rows = batch * seq, d = hidden_size(), width = fresh_width();
-    const gemm::matrix<const T> in{x, rows, d, d};
-    const auto project = [&](const linear<T, Arch>& layer, T* out, index_t cols) {
-      layer.forward(in, gemm::matrix<T>{out, rows, cols, cols}, gemm::update::overwrite, threads,
-                    b.scratch.data, b.scratch.stride);
-    };
-    const gemm::matrix<T> q{b.q, rows, width, width}, k{b.k, rows, width, width};
-    if (width > 0) {  // full reuse (K = H) has no query or key
-      project(query_, q.data, width);
-      if constexpr (has_key_projection(Score)) project(key_, k.data, width);
-      if constexpr (has_pairwise_factors(Score))
+    const index_t ld = projection_.out_features();
+    // One product for every projection: Q | K | V side by side.
+    projection_.forward(gemm::matrix<const T>{x, rows, d, d}, gemm::matrix<T>{b.projected, rows, ld, ld},
+                        gemm::update::overwrite, threads, b.scratch.data, b.scratch.stride);
+    const gemm::matrix<T> q{b.projected, rows, width, ld}, k{b.projected + width, rows, key_width(), ld};
+    const gemm::matrix<const T> v{b.projected + width + key_width(), rows, d, ld};
+    const gemm::matrix<T> factored{b.factored, rows, width, width};
+    if constexpr (has_pairwise_factors(Score))
+      if (width > 0)
         attention::apply_pairwise_factors<T>(q, pairwise_factors_.data(), fresh_heads(), head_dim(),
-                                             Score == score_function::pairwise_diagonal, k, threads,
+                                             Score == score_function::pairwise_diagonal, factored, threads,
                                              b.scratch.data, b.scratch.stride);
-    }
-    project(value_, b.v, d);
     // The logits' operands: Q Kᵀ, Q Qᵀ, or (Q P) Qᵀ.
-    heads.q = has_pairwise_factors(Score) ? k : q;
+    heads.q = has_pairwise_factors(Score) ? factored : q;
     heads.k = has_key_projection(Score) ? k : q;
     heads.relative_bias = relative_position_.data();
     heads.relative_span = relative_position_.extent(1);
     const T scale = T(1) / std::sqrt(static_cast<T>(head_dim()));
-    attention::scaled_dot_product<Arch, T>(problem(batch, seq), scale, heads, gemm::matrix<const T>{b.v, rows, d, d},
+    attention::scaled_dot_product<Arch, T>(problem(batch, seq), scale, heads, v,
                                            gemm::matrix<T>{b.context, rows, d, d}, additive_mask, threads,
                                            b.scratch.data, b.scratch.stride);
     // Residual add (for encoder layers) comes free: the product accumulates into stream.
     output_.forward(gemm::matrix<const T>{b.context, rows, d, d}, gemm::matrix<T>{stream, rows, d, d},
-                    gemm::update::accumulate, threads, b.scratch.data, b.scratch.stride);
+                    gemm::update::accumulate, threads, b.scratch.data, b.scratch.stride, after);
   }
 
  private:
   [[nodiscard]] index_t head_dim() const { return hidden_size() / heads(); }
   [[nodiscard]] index_t fresh_width() const { return fresh_heads() * head_dim(); }
+  [[nodiscard]] index_t key_width() const { return has_key_projection(Score) ? fresh_width() : 0; }
   [[nodiscard]] attention::problem problem(index_t batch, index_t seq) const {
     return {batch, seq, heads(), head_dim(), options_.causal, fresh_heads(), has_symmetric_logits(Score)};
   }
@@ -211,7 +211,8 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
   }
 
   attention_options options_;
-  linear<T, Arch> query_, key_, value_, output_;
+  linear<T, Arch> projection_;  // query, key (standard scores only) and value, one product
+  linear<T, Arch> output_;
   matrix_view<const T> relative_position_;
   tensor_view<const T, 3> pairwise_factors_;
 };

@@ -1,0 +1,112 @@
+#pragma once
+// A weight matrix packed once, when a layer is built, in the layout in which the
+// blocked product (gemm.hpp) reads op(B): no forward pass packs a weight again.
+//
+// W is one or more PyTorch-layout blocks [out_i, in] stacked along their
+// outputs (query, key and value become one product); op(B) = Wᵀ is [in, n],
+// n = sum out_i. Layout: depth blocks of kc rows (kc as the product picks it
+// for depth `in`), and within each, strips of NR columns stored as
+// [kc][NR] (zero-padded past column n). A column panel of the product is then a
+// run of consecutive strips of one depth block, wherever it starts (at a
+// multiple of NR): the same bytes pack_b would have produced, so a prepacked
+// product is bit for bit the product that packs.
+
+#include <algorithm>
+#include <cstddef>
+#include <memory>
+#include <new>
+#include <span>
+
+#include "reuseformer/core/error.hpp"
+#include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/workspace.hpp"
+#include "reuseformer/gemm/blocking.hpp"
+#include "reuseformer/gemm/matrix.hpp"
+#include "reuseformer/gemm/micro_kernel.hpp"
+#include "reuseformer/simd/arch.hpp"
+
+namespace reuseformer::gemm {
+
+// op(B) already packed: the view blocked_product reads, for the whole weight or
+// a range of its columns starting at a multiple of NR.
+template <class T, class Arch = simd::default_arch>
+struct packed_view {
+  static constexpr index_t nr = detail::tile<T, Arch>::nr;
+
+  const T* data = nullptr;
+  index_t strips = 0;      // NR-column strips of the whole packed matrix
+  index_t first_strip = 0;  // where this view's columns start
+  index_t n = 0, k = 0;     // op(B) is [k, n]
+  index_t kc = 0;           // depth of the packed blocks
+
+  [[nodiscard]] index_t rows() const { return k; }
+  [[nodiscard]] index_t cols() const { return n; }
+
+  // Columns [first, first + count); requires first % NR == 0.
+  [[nodiscard]] packed_view columns(index_t first, index_t count) const {
+    return {data, strips, first_strip + first / nr, count, k, kc};
+  }
+  // The packed [kcur, ncur] block at depth pc (a multiple of kc), column jc.
+  [[nodiscard]] const T* panel(index_t pc, index_t kcur, index_t jc, index_t, T*) const {
+    return data + pc * strips * nr + (first_strip + jc / nr) * kcur * nr;
+  }
+  static constexpr bool needs_buffer = false;
+};
+
+// Owns a packed weight. Move-only and cheap to move; the layers that hold one
+// are built once and then only read.
+template <class T, class Arch = simd::default_arch>
+class packed_weights {
+ public:
+  static constexpr index_t nr = detail::tile<T, Arch>::nr;
+
+  packed_weights() = default;
+
+  // Packs the blocks `parts` (each [out_i, in], row-major with row stride ld),
+  // stacked in order. Throws reuseformer::error when the memory cannot be had.
+  packed_weights(std::span<const matrix<const T>> parts, index_t in) : k_(in) {
+    for (const matrix<const T>& p : parts) n_ += p.rows;
+    strips_ = ceil_div(n_, nr);
+    kc_ = detail::depth_block<T>(k_);
+    const index_t elements = strips_ * nr * k_;
+    if (elements > 0) {
+      data_.reset(static_cast<T*>(::operator new(static_cast<std::size_t>(elements) * sizeof(T),
+                                                 std::align_val_t{workspace_alignment}, std::nothrow)));
+      reuseformer::detail::require(data_ != nullptr, "packed weights: cannot allocate ", elements * index_t(sizeof(T)),
+                      " bytes");
+    }
+    // Row j of W (column j of op(B)), or null for the padding columns.
+    const auto row = [&](index_t j) -> const T* {
+      for (const matrix<const T>& p : parts) {
+        if (j < p.rows) return p.data + j * p.ld;
+        j -= p.rows;
+      }
+      return nullptr;
+    };
+    T* out = data_.get();
+    for (index_t pc = 0; pc < k_; pc += kc_) {
+      const index_t kcur = std::min(kc_, k_ - pc);
+      for (index_t s = 0; s < strips_; ++s)
+        for (index_t j = 0; j < nr; ++j) {
+          const T* w = row(s * nr + j);
+          for (index_t p = 0; p < kcur; ++p) out[(s * kcur + p) * nr + j] = w ? w[pc + p] : T(0);
+        }
+      out += strips_ * kcur * nr;
+    }
+  }
+
+  [[nodiscard]] index_t out_features() const { return n_; }
+  [[nodiscard]] index_t in_features() const { return k_; }
+  // Bytes held, padding of the last strip included.
+  [[nodiscard]] std::size_t bytes() const { return static_cast<std::size_t>(strips_ * nr * k_) * sizeof(T); }
+  [[nodiscard]] packed_view<T, Arch> view() const { return {data_.get(), strips_, 0, n_, k_, kc_}; }
+
+ private:
+  struct aligned_delete {
+    void operator()(T* p) const { ::operator delete(p, std::align_val_t{workspace_alignment}); }
+  };
+  index_t n_ = 0, k_ = 0, strips_ = 0, kc_ = 1;
+  std::unique_ptr<T, aligned_delete> data_;
+};
+
+}  // namespace reuseformer::gemm
