@@ -39,7 +39,7 @@ void count_elements(benchmark::State& state, rf::index_t elements) {
 // of keys is -inf. Runs in place again and again: outputs are probabilities, so
 // the next pass sees finite inputs of the same kind and the masked keys stay -inf.
 void softmax_rows(benchmark::State& state) {
-  const rf::index_t keys = state.range(0), rows = rf::attention::query_block;
+  const rf::index_t keys = state.range(0), rows = rf::attention::query_block<float>;
   std::vector<float> scores = random_values(rows * keys, 1);
   std::vector<float> mask(static_cast<std::size_t>(keys), 0.0f);
   std::fill(mask.end() - keys / 8, mask.end(), -std::numeric_limits<float>::infinity());

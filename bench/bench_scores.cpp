@@ -58,7 +58,7 @@ void score_stage(benchmark::State& state) {
     benchmark::DoNotOptimize(logits.data());
     benchmark::ClobberMemory();
   }
-  const double pairs = static_cast<double>(rf::attention::logit_pairs(seq, causal, p.symmetric_logits));
+  const double pairs = static_cast<double>(rf::attention::logit_pairs<float>(seq, causal, p.symmetric_logits));
   reuseformer_bench::add_rate_counters(state, heads * pairs * head_dim, threads);
 }
 

@@ -21,6 +21,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -121,6 +123,8 @@ struct variant {
   rf::encoder_config config;
   std::function<void(const float*, float*)> forward;
   rf::analysis::encoder_cost cost;
+  std::size_t held_bytes = 0;        // what the model holds: packed weights, biases, referenced tensors
+  std::size_t referenced_bytes = 0;  // of which the caller's tensors, still read (LayerNorm parameters, factors)
   std::vector<double> ms;
   long heap_allocations = 0;
 };
@@ -133,7 +137,8 @@ variant make_variant(std::string name, rf::encoder_config config, const shape& s
   auto model = std::make_shared<const rf::encoder<float, Score>>(config, parameters->layers());
   auto ws = std::make_shared<rf::workspace>(model->make_workspace(s.batch, s.seq, threads));
   const rf::index_t d = config.hidden_size;
-  variant v{std::move(name), config, {}, rf::analysis::measure(*model, s.batch, s.seq, threads), {}, 0};
+  variant v{std::move(name), config, {}, rf::analysis::measure(*model, s.batch, s.seq, threads),
+            model->parameter_bytes(), model->referenced_parameter_bytes(), {}, 0};
   v.forward = [parameters, model, ws, s, d](const float* x, float* y) {
     model->forward(rf::tensor_view<const float, 3>(x, {s.batch, s.seq, d}), rf::tensor_view<float, 3>(y, {s.batch, s.seq, d}),
                    *ws);
@@ -233,6 +238,13 @@ stats summarise(std::vector<double> v) {
   return {v[v.size() / 2], v.front(), v.back()};
 }
 
+// The process's peak resident set size (getrusage reports KiB on Linux).
+std::size_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<std::size_t>(usage.ru_maxrss) * 1024;
+}
+
 std::string mib(std::size_t bytes) {
   char text[32];
   std::snprintf(text, sizeof text, "%.1f", static_cast<double>(bytes) / (1 << 20));
@@ -261,15 +273,15 @@ json run_shape(const shape& s, const options& o, double peak) {
   const stats base = summarise(variants[0].ms);
   std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak %.0f GFLOP/s (FMA kernel on %d thread(s))\n",
               s.batch, s.seq, o.threads, o.repeat, peak, o.threads);
-  std::printf("%-28s %26s %8s %9s %8s %7s %10s %12s %14s %7s\n", "variant", "median ms (min-max)", "speed-up",
-              "GMAC", "GFLOP/s", "% peak", "params MiB", "workspace MiB", "reuse-state MiB", "allocs");
+  std::printf("%-28s %26s %8s %9s %8s %7s %10s %9s %12s %14s %7s\n", "variant", "median ms (min-max)", "speed-up",
+              "GMAC", "GFLOP/s", "% peak", "params MiB", "held MiB", "workspace MiB", "reuse-state MiB", "allocs");
   json record = {{"batch", s.batch}, {"seq", s.seq}, {"variants", json::array()}};
   for (const variant& v : variants) {
     const stats t = summarise(v.ms);
     const double gflops = 2 * v.cost.multiply_adds / (t.median * 1e6);
-    std::printf("%-28s %9.1f (%7.1f-%7.1f) %7.2fx %9.1f %8.1f %6.1f%% %10s %13s %15s %7ld\n", v.name.c_str(), t.median,
-                t.min, t.max, base.median / t.median, v.cost.multiply_adds / 1e9, gflops, 100 * gflops / peak,
-                mib(v.cost.parameter_bytes).c_str(), mib(v.cost.workspace_bytes).c_str(),
+    std::printf("%-28s %9.1f (%7.1f-%7.1f) %7.2fx %9.1f %8.1f %6.1f%% %10s %9s %13s %15s %7ld\n", v.name.c_str(),
+                t.median, t.min, t.max, base.median / t.median, v.cost.multiply_adds / 1e9, gflops, 100 * gflops / peak,
+                mib(v.cost.parameter_bytes).c_str(), mib(v.held_bytes).c_str(), mib(v.cost.workspace_bytes).c_str(),
                 mib(v.cost.reuse_state_bytes).c_str(), v.heap_allocations);
     record["variants"].push_back({{"name", v.name},
                                   {"ms", v.ms},
@@ -281,6 +293,8 @@ json run_shape(const shape& s, const options& o, double peak) {
                                   {"gflops", gflops},
                                   {"percent_of_peak", 100 * gflops / peak},
                                   {"parameter_bytes", v.cost.parameter_bytes},
+                                  {"held_parameter_bytes", v.held_bytes},
+                                  {"referenced_parameter_bytes", v.referenced_bytes},
                                   {"workspace_bytes", v.cost.workspace_bytes},
                                   {"reuse_state_bytes", v.cost.reuse_state_bytes},
                                   {"heap_allocations_during_forward", v.heap_allocations}});
@@ -307,6 +321,11 @@ json run_shape(const shape& s, const options& o, double peak) {
   } else {
     std::printf("(no %s: run scripts/bench.sh for PyTorch and ONNX Runtime rows)\n", peers_file.c_str());
   }
+  // Every variant of the shape is alive at once, each with its random
+  // parameters and its packed copy of them.
+  record["peak_rss_bytes"] = peak_rss_bytes();
+  std::printf("peak RSS so far %s MiB (%zu models, each: checkpoint tensors + what the model holds)\n",
+              mib(peak_rss_bytes()).c_str(), variants.size());
   return record;
 }
 

@@ -14,8 +14,8 @@
 //     8192 instead of 64 terms);
 //   * under a causal mask, rows 0..63 cannot depend on later tokens. They are
 //     even bit-identical to a single-threaded 64-token run's: query block 0
-//     (64 rows) multiplies keys 0..63 only, the same products of the same
-//     shapes; the projection and feed-forward GEMMs have inner dimensions
+//     (64 to 72 rows) multiplies keys 0..71 at most, the same products of the
+//     same shapes in the same tiles, the extra keys with zero probabilities; the projection and feed-forward GEMMs have inner dimensions
 //     (64, 128) within one depth block of the micro-kernel, so each
 //     element's sum runs in the same order whatever tile or thread computes
 //     it; LayerNorm works row by row. Against a two-threaded

@@ -289,7 +289,7 @@ TEMPLATE_TEST_CASE("a fully masked sequence gets zero probabilities and a zero c
   const rf::score_function score = GENERATE(rf::score_function::standard, rf::score_function::symmetric);
   const int threads = GENERATE(1, 2);
   CAPTURE(causal, rf::name_of(score), threads);
-  constexpr rf::index_t batch = 3, seq = 70, d = 32, heads = 4;  // 70 rows: two query blocks
+  constexpr rf::index_t batch = 3, seq = 75, d = 32, heads = 4;  // 75 rows: two query blocks (of 64 to 72)
 
   rf::encoder_config c;
   c.hidden_size = d;

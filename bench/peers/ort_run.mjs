@@ -2,14 +2,20 @@
 // Driven by peers.py; data goes through files in a work directory.
 //
 //   node ort_run.mjs --node-modules DIR --model M.onnx --work WORK --threads T --repeat R
+//                    [--spinning on|off] [--optimized-model OUT.onnx]
 //
 // WORK/request.json: {"inputs": [{"name", "type": "float32"|"int64", "dims": [...], "file"}],
 //                     "output": NAME}
 //   (each file holds the raw little-endian elements, relative to WORK).
 // Writes WORK/output.bin (the output, raw float32) and WORK/result.json:
-//   {"version": "...", "ms": [R times], "output_dims": [...], "output_type": "float32"}.
+//   {"version": "...", "ms": [R times], "output_dims": [...], "output_type": "float32",
+//    "session_options": {the options given to InferenceSession.create}}.
 // Session: intraOpNumThreads T, interOpNumThreads 1, sequential execution,
-// graphOptimizationLevel "all", CPU execution provider. One untimed warm-up
+// graphOptimizationLevel "all", CPU execution provider. --spinning sets the
+// session config entry "session.intra_op.allow_spinning" ("1" on, "0" off;
+// onnxruntime-node flattens `extra` into config entries, joining keys with
+// "."); without it ONNX Runtime's default (on) applies. --optimized-model
+// writes the graph as ONNX Runtime optimised it (to see what it fused). One untimed warm-up
 // run, then R runs timed one by one with process.hrtime (each time covers
 // session.run: feeding the inputs, the forward pass, returning the output).
 // Exit status: 0 success, 2 usage error, 1 anything else (message on stderr).
@@ -19,7 +25,8 @@ import { join, resolve } from "node:path";
 
 function usage(message) {
   process.stderr.write(`ort_run.mjs: ${message}\n` +
-    "usage: node ort_run.mjs --node-modules DIR --model M.onnx --work WORK --threads T --repeat R\n");
+    "usage: node ort_run.mjs --node-modules DIR --model M.onnx --work WORK --threads T --repeat R\n" +
+    "                        [--spinning on|off] [--optimized-model OUT.onnx]\n");
   process.exit(2);
 }
 
@@ -28,7 +35,8 @@ function parse(argv) {
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i], value = argv[i + 1];
     const key = { "--node-modules": "nodeModules", "--model": "model", "--work": "work",
-                  "--threads": "threads", "--repeat": "repeat" }[flag];
+                  "--threads": "threads", "--repeat": "repeat", "--spinning": "spinning",
+                  "--optimized-model": "optimizedModel" }[flag];
     if (!key) usage(`unknown option '${flag}'`);
     if (value === undefined) usage(`${flag}: expected a value`);
     o[key] = value;
@@ -39,6 +47,8 @@ function parse(argv) {
     if (!/^\d+$/.test(o[key]) || Number(o[key]) < min) usage(`--${key}: expected an integer >= ${min}, found '${o[key]}'`);
     o[key] = Number(o[key]);
   }
+  if (o.spinning !== undefined && o.spinning !== "on" && o.spinning !== "off")
+    usage(`--spinning: expected on or off, found '${o.spinning}'`);
   return o;
 }
 
@@ -71,13 +81,17 @@ async function main() {
     feeds[input.name] = new ort.Tensor(input.type, data, input.dims);
   }
 
-  const session = await ort.InferenceSession.create(o.model, {
+  const options = {
     executionProviders: ["cpu"],
     intraOpNumThreads: o.threads,
     interOpNumThreads: 1,
     executionMode: "sequential",
     graphOptimizationLevel: "all",
-  });
+  };
+  if (o.spinning !== undefined)
+    options.extra = { session: { intra_op: { allow_spinning: o.spinning === "on" ? "1" : "0" } } };
+  if (o.optimizedModel !== undefined) options.optimizedModelFilePath = resolve(o.optimizedModel);
+  const session = await ort.InferenceSession.create(o.model, options);
 
   let results = await session.run(feeds);  // warm-up, untimed
   const ms = [];
@@ -92,7 +106,7 @@ async function main() {
   if (out.type !== "float32") throw new Error(`output '${request.output}' is ${out.type}, expected float32`);
   writeFileSync(join(o.work, "output.bin"), Buffer.from(out.data.buffer, out.data.byteOffset, out.data.byteLength));
   writeFileSync(join(o.work, "result.json"),
-                JSON.stringify({ version, ms, output_dims: out.dims, output_type: out.type }) + "\n");
+                JSON.stringify({ version, ms, output_dims: out.dims, output_type: out.type, session_options: options }) + "\n");
   await session.release?.();
 }
 

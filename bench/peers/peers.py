@@ -79,7 +79,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-PEERS = ("pytorch", "onnxruntime")
+PEERS = ("pytorch", "onnxruntime", "onnxruntime-fused")
 OUTPUT_NAME = "last_hidden_state"  # reuseformer-encode's output tensor
 
 
@@ -437,6 +437,143 @@ def make_bert_graph(model):
 
 
 # --------------------------------------------------------------------------
+# The fused graph: ONNX Runtime's contrib operators, written with onnx.helper
+# --------------------------------------------------------------------------
+
+FUSED_GRAPH_VERSION = 1  # bump when make_fused_graph changes what it writes (part of the cache key)
+
+
+def import_onnx():
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except Exception as e:  # ImportError, or a broken install
+        raise PeerError(f"the onnx package is not available for {sys.executable} ({e}); "
+                        "run bench/peers/install.sh (Debian's python3-onnx)") from None
+    return onnx, helper, numpy_helper
+
+
+def make_fused_graph(model):
+    """The encoder as the ONNX graph ONNX Runtime's transformer optimizer produces for BERT.
+
+    Written directly with onnx.helper from the contrib operators (domain com.microsoft)
+    of onnxruntime/python/tools/transformers (fusion_attention.py, fusion_skiplayernorm.py,
+    fusion_biasgelu.py, fusion_fastgelu.py), post-LN layer l:
+
+        a  = Attention(x, Wqkv [d, 3d], bqkv [3d], mask_index)   num_heads H, unidirectional = causal
+        x1 = SkipLayerNormalization(MatMul(a, Wo), x, gamma1, beta1, bo)
+        f  = BiasGelu(MatMul(x1, W1), b1)     gelu (erf); FastGelu for gelu_new / gelu_pytorch_tanh;
+                                              Relu(Add(...)) for relu
+        x  = SkipLayerNormalization(MatMul(f, W2), x1, gamma2, beta2, b2)
+
+    Pre-LN (norm_first) as ONNX Runtime fuses GPT-2: LayerNormalization before the
+    first layer, then each SkipLayerNormalization also returns the residual sum
+    (its output 3) that the next residual adds to; the last residual is two Adds.
+
+    mask_index is the [B, N] attention_mask cast to int32: the raw 2-D key padding
+    mask (1 = token, 0 = padding) that ONNX Runtime's CPU Attention kernel accepts
+    as (batch_size, total_sequence_length), padded keys getting mask_filter_value
+    (-10000) added to their scores, as in BERT. MatMul weights are the checkpoint's
+    [out, in] matrices transposed to [in, out]; Wqkv = [Wq^T | Wk^T | Wv^T].
+    Inputs hidden_states [B, N, d] float and attention_mask [B, N] int64 (B and N
+    symbolic); output last_hidden_state.
+    """
+    import numpy as np
+
+    onnx, helper, numpy_helper = import_onnx()
+    d, f = model.d, model.d_ff
+    nodes, inits = [], []
+
+    def init(name, array):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+        return name
+
+    def node(op, inputs, outputs, domain="", **attrs):
+        nodes.append(helper.make_node(op, inputs, outputs, name=f"{op}_{len(nodes)}", domain=domain, **attrs))
+        return outputs[0]
+
+    def skip_ln(l, inp, skip, which, bias, out, sum_out=None):
+        # SkipLayerNormalization inputs: input, skip, gamma, beta, bias; outputs: output,
+        # mean, inv_std_var, input_skip_bias_sum.
+        ln = "attention.output.LayerNorm" if which == 1 else "output.LayerNorm"
+        g = init(f"layer{l}.{ln}.weight", model.weights[l][f"{ln}.weight"])
+        b = init(f"layer{l}.{ln}.bias", model.weights[l][f"{ln}.bias"])
+        outs = [out] if sum_out is None else [out, "", "", sum_out]
+        return node("SkipLayerNormalization", [inp, skip, g, b, bias], outs, domain="com.microsoft",
+                    epsilon=model.eps)
+
+    def ffn(l, x):
+        w = model.weights[l]
+        up = node("MatMul", [x, init(f"layer{l}.intermediate.dense.weight_t", w["intermediate.dense.weight"].T)],
+                  [f"layer{l}.ffn_up"])
+        bias = init(f"layer{l}.intermediate.dense.bias", w["intermediate.dense.bias"])
+        if model.act == "gelu":
+            act = node("BiasGelu", [up, bias], [f"layer{l}.ffn_act"], domain="com.microsoft")
+        elif model.act == "relu":
+            act = node("Relu", [node("Add", [up, bias], [f"layer{l}.ffn_up_bias"])], [f"layer{l}.ffn_act"])
+        else:  # gelu_new, gelu_pytorch_tanh: the tanh approximation
+            act = node("FastGelu", [up, bias], [f"layer{l}.ffn_act"], domain="com.microsoft")
+        return node("MatMul", [act, init(f"layer{l}.output.dense.weight_t", w["output.dense.weight"].T)],
+                    [f"layer{l}.ffn_down"])
+
+    def attention(l, x):
+        w = model.weights[l]
+        qkv_w = np.concatenate([w[f"attention.self.{p}.weight"].T for p in ("query", "key", "value")], axis=1)
+        qkv_b = np.concatenate([w[f"attention.self.{p}.bias"] for p in ("query", "key", "value")])
+        a = node("Attention", [x, init(f"layer{l}.attention.qkv.weight", qkv_w),
+                               init(f"layer{l}.attention.qkv.bias", qkv_b), "mask_index"],
+                 [f"layer{l}.attention"], domain="com.microsoft", num_heads=model.heads,
+                 unidirectional=int(model.causal))
+        return node("MatMul", [a, init(f"layer{l}.attention.output.dense.weight_t",
+                                       w["attention.output.dense.weight"].T)], [f"layer{l}.attention_proj"])
+
+    node("Cast", ["attention_mask"], ["mask_index"], to=onnx.TensorProto.INT32)
+    x = "hidden_states"
+    L = model.layers
+    if L == 0:
+        node("Identity", [x], [OUTPUT_NAME])
+    elif not model.norm_first:
+        for l in range(L):
+            w = model.weights[l]
+            x1 = skip_ln(l, attention(l, x), x, 1,
+                         init(f"layer{l}.attention.output.dense.bias", w["attention.output.dense.bias"]),
+                         f"layer{l}.x1")
+            x = skip_ln(l, ffn(l, x1), x1, 2, init(f"layer{l}.output.dense.bias", w["output.dense.bias"]),
+                        OUTPUT_NAME if l == L - 1 else f"layer{l}.out")
+    else:
+        w0 = model.weights[0]
+        normed = node("LayerNormalization", [x, init("layer0.attention.output.LayerNorm.weight",
+                                                     w0["attention.output.LayerNorm.weight"]),
+                                             init("layer0.attention.output.LayerNorm.bias",
+                                                  w0["attention.output.LayerNorm.bias"])],
+                      ["layer0.ln1"], axis=-1, epsilon=model.eps)
+        for l in range(L):
+            w = model.weights[l]
+            # x1 = x + attention(ln1(x)) (+ bias); ln2(x1) feeds the FFN.
+            ln2 = skip_ln(l, attention(l, normed), x, 2,
+                          init(f"layer{l}.attention.output.dense.bias", w["attention.output.dense.bias"]),
+                          f"layer{l}.ln2", sum_out=f"layer{l}.x1")
+            x1 = f"layer{l}.x1"
+            down = ffn(l, ln2)
+            bias = init(f"layer{l}.output.dense.bias", w["output.dense.bias"])
+            if l + 1 < L:
+                # x = x1 + ffn (+ bias), and the next layer's ln1(x), in one node.
+                normed = skip_ln(l + 1, down, x1, 1, bias, f"layer{l + 1}.ln1", sum_out=f"layer{l}.out")
+                x = f"layer{l}.out"
+            else:
+                node("Add", [node("Add", [down, bias], [f"layer{l}.ffn_out"]), x1], [OUTPUT_NAME])
+
+    graph = helper.make_graph(
+        nodes, "reuseformer_bert_fused",
+        [helper.make_tensor_value_info("hidden_states", onnx.TensorProto.FLOAT, ["batch", "sequence", d]),
+         helper.make_tensor_value_info("attention_mask", onnx.TensorProto.INT64, ["batch", "sequence"])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, ["batch", "sequence", d])],
+        initializer=inits)
+    return helper.make_model(graph, producer_name="reuseformer bench/peers/peers.py",
+                             opset_imports=[helper.make_opsetid("", 14), helper.make_opsetid("com.microsoft", 1)])
+
+
+# --------------------------------------------------------------------------
 # Peers
 # --------------------------------------------------------------------------
 
@@ -586,15 +723,44 @@ def export_onnx(args, model, x, mask):
     return path
 
 
-def run_onnxruntime(args, model, x, mask, reference):
-    import numpy as np
+def fused_onnx(args, model):
+    """Writes (once per model and graph version) the fused graph and returns the .onnx path.
 
+    Its batch and sequence dimensions are symbolic: one file serves every shape.
+    """
+    onnx, _, _ = import_onnx()
+    key = hashlib.sha256(f"{model.fingerprint}|fused|{FUSED_GRAPH_VERSION}|onnx {onnx.__version__}"
+                         .encode()).hexdigest()[:24]
+    cache = os.path.join(args.work_dir, "onnx")
+    path = os.path.join(cache, f"fused-{key}.onnx")
+    if os.path.exists(path):
+        return path
+    os.makedirs(cache, exist_ok=True)
+    proto = make_fused_graph(model)
+    fd, tmp = tempfile.mkstemp(prefix=".fused-", suffix=".onnx", dir=cache)
+    os.close(fd)
+    try:
+        onnx.save(proto, tmp)
+        os.replace(tmp, path)
+    except Exception as e:
+        raise PeerError(f"writing the fused ONNX graph failed: {type(e).__name__}: {e}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+    return path
+
+
+def check_node(args):
     if shutil.which(args.node) is None:
         raise PeerError(f"node ({args.node}) not found; Node.js runs onnxruntime-node")
     package = os.path.join(args.node_modules, "onnxruntime-node", "package.json")
     if not os.path.exists(package):
         raise PeerError(f"onnxruntime-node is not installed in {args.node_modules}; run bench/peers/install.sh")
-    onnx_path = export_onnx(args, model, x, mask)
+
+
+def run_ort_session(args, onnx_path, x, mask):
+    """Runs ort_run.mjs on onnx_path; returns its result.json and the output array."""
+    import numpy as np
 
     with tempfile.TemporaryDirectory(prefix="reuseformer-peers-") as work:
         x.tofile(os.path.join(work, "hidden_states.bin"))
@@ -607,7 +773,8 @@ def run_onnxruntime(args, model, x, mask, reference):
         with open(os.path.join(work, "request.json"), "w") as f:
             json.dump(request, f)
         cmd = [args.node, os.path.join(HERE, "ort_run.mjs"), "--node-modules", args.node_modules,
-               "--model", onnx_path, "--work", work, "--threads", str(args.threads), "--repeat", str(args.repeat)]
+               "--model", onnx_path, "--work", work, "--threads", str(args.threads), "--repeat", str(args.repeat),
+               "--spinning", args.ort_spinning]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
         if proc.returncode != 0:
             message = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}")
@@ -615,9 +782,35 @@ def run_onnxruntime(args, model, x, mask, reference):
         with open(os.path.join(work, "result.json")) as f:
             result = json.load(f)
         out = np.fromfile(os.path.join(work, "output.bin"), dtype="<f4").reshape(result["output_dims"])
+    return result, out
+
+
+def ort_path(args, graph):
+    return (f"CPU execution provider, graph optimisation 'all', intra-op spinning {args.ort_spinning}, "
+            + graph)
+
+
+def run_onnxruntime(args, model, x, mask, reference):
+    import numpy as np
+
+    check_node(args)
+    onnx_path = export_onnx(args, model, x, mask)
+    result, out = run_ort_session(args, onnx_path, x, mask)
     return {"version": result["version"],
-            "path": f"CPU execution provider, graph optimisation 'all', ONNX from torch.onnx.export "
-                    f"(graph '{args.onnx_graph}', opset {args.opset})",
+            "path": ort_path(args, f"ONNX from torch.onnx.export (graph '{args.onnx_graph}', opset {args.opset})"),
+            **stats(result["ms"]), **compare(np, out, reference)}
+
+
+def run_onnxruntime_fused(args, model, x, mask, reference):
+    import numpy as np
+
+    check_node(args)
+    onnx_path = fused_onnx(args, model)
+    result, out = run_ort_session(args, onnx_path, x, mask)
+    gelu = {"gelu": "BiasGelu", "relu": "Add + Relu"}.get(model.act, "FastGelu")
+    return {"version": result["version"],
+            "path": ort_path(args, f"fused graph written with onnx.helper (com.microsoft Attention, "
+                                   f"SkipLayerNormalization, {gelu}; MatMul)"),
             **stats(result["ms"]), **compare(np, out, reference)}
 
 
@@ -652,7 +845,7 @@ def parse_args(argv):
     p.add_argument("--reference", help="reuseformer-encode --output file (last_hidden_state [B,N,d])")
     p.add_argument("--threads", type=positive(1), default=os.cpu_count() or 1, help="intra-op threads (default: all)")
     p.add_argument("--repeat", type=positive(0), default=10, help="timed runs after 1 warm-up (default 10)")
-    p.add_argument("--peers", type=peer_list, default=list(PEERS), help="subset of pytorch,onnxruntime")
+    p.add_argument("--peers", type=peer_list, default=list(PEERS), help="subset of pytorch,onnxruntime,onnxruntime-fused (default: all)")
     p.add_argument("--node-modules", default=os.path.join(ROOT, "build", "peers", "node_modules"),
                    help="node_modules holding onnxruntime-node (default: build/peers/node_modules)")
     p.add_argument("--work-dir", default=os.path.join(ROOT, "build", "peers", "work"),
@@ -660,6 +853,8 @@ def parse_args(argv):
     p.add_argument("--opset", type=positive(7), default=14, help="ONNX opset of the export (default 14)")
     p.add_argument("--onnx-graph", choices=("bert", "torch-encoder"), default="bert",
                    help="what is exported for ONNX Runtime (default bert)")
+    p.add_argument("--ort-spinning", choices=("on", "off"), default="on",
+                   help="ONNX Runtime's intra-op thread spinning (session.intra_op.allow_spinning; default on)")
     p.add_argument("--blas", default=os.path.join(ROOT, "build", "peers", "openblas-openmp"),
                    help="directory with the libblas.so.3 PyTorch should use, put on LD_LIBRARY_PATH "
                         "(default: build/peers/openblas-openmp, from install.sh); 'system' for the system's")
@@ -753,7 +948,7 @@ def main(argv):
         except (PeerError, OSError) as e:
             report["reference_error"] = str(e)
 
-    runners = {"pytorch": run_pytorch, "onnxruntime": run_onnxruntime}
+    runners = {"pytorch": run_pytorch, "onnxruntime": run_onnxruntime, "onnxruntime-fused": run_onnxruntime_fused}
     for name in args.peers:
         if common_error is not None:
             report["peers"][name] = {"error": common_error}

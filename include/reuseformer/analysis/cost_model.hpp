@@ -55,9 +55,9 @@ template <class T>
 [[nodiscard]] encoder_cost cost(const encoder_config& config, index_t batch, index_t seq) {
   const double d = static_cast<double>(config.hidden_size), dh = static_cast<double>(config.head_dim());
   const double rows = static_cast<double>(batch * seq), d_ff = static_cast<double>(config.intermediate_size);
-  const double pairs = static_cast<double>(batch * attention::block_query_key_pairs(seq, config.causal));
+  const double pairs = static_cast<double>(batch * attention::block_query_key_pairs<T>(seq, config.causal));
   const double logit_pairs =
-      static_cast<double>(batch * attention::logit_pairs(seq, config.causal, has_symmetric_logits(config.score)));
+      static_cast<double>(batch * attention::logit_pairs<T>(seq, config.causal, has_symmetric_logits(config.score)));
   const double projections = has_key_projection(config.score) ? 2 : 1;
   const double transform = !has_pairwise_factors(config.score)                  ? 0
                            : config.score == score_function::pairwise_diagonal ? dh

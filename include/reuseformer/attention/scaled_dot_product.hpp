@@ -38,8 +38,15 @@
 namespace reuseformer::attention {
 
 // Query rows per task: enough to make the two products efficient GEMMs, few
-// enough to keep the score slice (query_block x N) in L2 for N up to ~2k.
-inline constexpr index_t query_block = 64;
+// enough to keep the score slice (query_block x N) in L2 for N up to ~2k, and a
+// whole number of the micro-kernel's row tiles (the first multiple of its
+// height from 64: 72 rows for 12-row tiles), so that no tile of a full block
+// computes padding rows.
+template <class T>
+inline constexpr index_t query_block = [] {
+  constexpr index_t mr = gemm::detail::tile<T, simd::default_arch>::mr;
+  return ceil_div(64, mr) * mr;
+}();
 
 struct problem {
   index_t batch;            // B >= 1
@@ -54,11 +61,12 @@ struct problem {
 // Keys a block of queries multiplies, summed over the blocks of one sequence:
 // N * N, or under a causal mask sum over blocks of rows * (last row + 1).
 // The cost model counts context work (A V) with this same function.
-[[nodiscard]] inline index_t block_query_key_pairs(index_t seq, bool causal) {
+template <class T>
+[[nodiscard]] index_t block_query_key_pairs(index_t seq, bool causal) {
   if (!causal) return seq * seq;
   index_t pairs = 0;
-  for (index_t first = 0; first < seq; first += query_block) {
-    const index_t rows = std::min(query_block, seq - first);
+  for (index_t first = 0; first < seq; first += query_block<T>) {
+    const index_t rows = std::min(query_block<T>, seq - first);
     pairs += rows * (first + rows);
   }
   return pairs;
@@ -68,8 +76,9 @@ struct problem {
 // for symmetric logits the lower triangle N(N+1)/2 (the register tiles the
 // diagonal crosses add about half a tile per tile row on top).
 // The cost model counts score work with this function.
-[[nodiscard]] inline index_t logit_pairs(index_t seq, bool causal, bool symmetric_logits) {
-  return symmetric_logits ? seq * (seq + 1) / 2 : block_query_key_pairs(seq, causal);
+template <class T>
+[[nodiscard]] index_t logit_pairs(index_t seq, bool causal, bool symmetric_logits) {
+  return symmetric_logits ? seq * (seq + 1) / 2 : block_query_key_pairs<T>(seq, causal);
 }
 
 // Where the heads of one layer come from and go to.
@@ -97,8 +106,9 @@ struct head_io {
 namespace detail {
 // Query rows one task covers: a block, or the whole head for symmetric logits
 // (its upper half is the mirror of rows in later blocks).
-[[nodiscard]] inline index_t task_rows(const problem& p) {
-  return p.symmetric_logits ? p.seq : std::min(query_block, p.seq);
+template <class T>
+[[nodiscard]] index_t task_rows(const problem& p) {
+  return p.symmetric_logits ? p.seq : std::min(query_block<T>, p.seq);
 }
 
 // Row stride of a whole head's [N, N] logits in scratch: one cache line more
@@ -114,14 +124,14 @@ template <class T>
 // relative-position bias), then GEMM packing space.
 template <class T>
 [[nodiscard]] index_t score_elements(const problem& p) {
-  return round_to_line<T>(task_rows(p) * (p.symmetric_logits ? symmetric_ld<T>(p.seq) : p.seq));
+  return round_to_line<T>(task_rows<T>(p) * (p.symmetric_logits ? symmetric_ld<T>(p.seq) : p.seq));
 }
 
 // Calls body(b, h, first, rows, thread) for every task: heads h < `heads` of
 // every batch element b, query rows [first, first + rows).
-template <class Body>
+template <class T, class Body>
 void for_each_task(const problem& p, index_t heads, int threads, Body&& body) {
-  const index_t rows = task_rows(p), groups = (p.seq + rows - 1) / rows;
+  const index_t rows = task_rows<T>(p), groups = (p.seq + rows - 1) / rows;
   parallel_for(p.batch * heads * groups, threads, [&](index_t task, int thread) {
     const index_t first = task % groups * rows;
     body(task / groups / heads, task / groups % heads, first, std::min(rows, p.seq - first), thread);
@@ -154,7 +164,7 @@ void head_logits(const problem& p, const head_io<T>& io, index_t b, index_t h, i
 // full block's, and GEMM scratch is monotone in the shape, so that one sizes all.
 template <class T>
 [[nodiscard]] index_t scratch_elements(const problem& p) {
-  const index_t rows = std::min(query_block, p.seq);
+  const index_t rows = std::min(query_block<T>, p.seq);
   const index_t logits = p.symmetric_logits ? gemm::lower_scratch_elements<T>(p.seq, p.head_dim)
                                             : gemm::scratch_elements<T>(rows, p.seq, p.head_dim);
   return detail::score_elements<T>(p) + round_to_line<T>(p.seq) +
@@ -171,7 +181,7 @@ template <class Arch, class T>
 void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, int threads, T* scratch,
             index_t scratch_stride) {
   const index_t n = p.seq;
-  detail::for_each_task(p, p.fresh_heads, threads, [&](index_t b, index_t h, index_t first, index_t rows, int thread) {
+  detail::for_each_task<T>(p, p.fresh_heads, threads, [&](index_t b, index_t h, index_t first, index_t rows, int thread) {
     T* const gemm_scratch = scratch + thread * scratch_stride + detail::score_elements<T>(p) + round_to_line<T>(n);
     const gemm::matrix<T> scores{out + ((b * p.fresh_heads + h) * n + first) * ld, rows,
                                  p.causal ? first + rows : n, ld};
@@ -196,7 +206,7 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
   const index_t scores_elements = detail::score_elements<T>(p);
   const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
 
-  detail::for_each_task(p, p.heads, threads, [&](index_t b, index_t h, index_t first, index_t rows, int thread) {
+  detail::for_each_task<T>(p, p.heads, threads, [&](index_t b, index_t h, index_t first, index_t rows, int thread) {
     const index_t base = b * n;  // first row of batch element b
     const index_t keys = p.causal ? first + rows : n;
     T* const mine = scratch + thread * scratch_stride;
@@ -225,8 +235,8 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
     }
 
     // Block by block: softmax (fresh heads), the optional copy, then A V.
-    for (index_t block = first; block < first + rows; block += query_block) {
-      const index_t block_rows = std::min(query_block, first + rows - block);
+    for (index_t block = first; block < first + rows; block += query_block<T>) {
+      const index_t block_rows = std::min(query_block<T>, first + rows - block);
       const index_t block_keys = p.causal ? block + block_rows : keys;
       const index_t offset = (block - first) * ld;
       for (index_t i = 0; fresh && i < block_rows; ++i) {
