@@ -67,6 +67,10 @@ class bert_model {
                                                   {vector(p + "LayerNorm.weight"), vector(p + "LayerNorm.bias")}},
                             config_.embeddings, p);
       }
+      // The encoder has packed copies of its projection weights: the pages it
+      // read them from leave the process's memory (the rest is read back
+      // from the file when used: LayerNorm parameters, embedding rows).
+      file_.release_pages();
     } catch (const error& e) {
       const std::string what = e.what();
       if (what.rfind(file_.source() + ": ", 0) == 0) throw;  // already names the file

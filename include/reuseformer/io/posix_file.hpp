@@ -94,6 +94,13 @@ class mapped_file {
     return {static_cast<const std::byte*>(data_), size_};
   }
 
+  // Drops the pages read so far from this process's memory (MADV_DONTNEED):
+  // the mapping is read-only and unmodified, so a later read faults the same
+  // bytes back in from the file. For a model that has copied what it needs.
+  void release_pages() const noexcept {
+    if (data_ != nullptr) ::madvise(data_, size_, MADV_DONTNEED);
+  }
+
  private:
   void* data_ = nullptr;
   std::size_t size_ = 0;

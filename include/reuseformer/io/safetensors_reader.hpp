@@ -228,6 +228,9 @@ class safetensors_reader {
     }
   }
 
+  // See mapped_file::release_pages(); nothing for in-memory input.
+  void release_pages() const noexcept { file_.release_pages(); }
+
  private:
   using json = nlohmann::json;
 
