@@ -1,7 +1,7 @@
 // One BERT-base encoder layer (d = 768, H = 12, d_ff = 3072, post-LN, float)
-// forward pass, and its multi-head attention alone, for batch {1, 8} x seq
-// {128, 512} on {1, 2} threads; and the whole 12-layer encoder with K heads
-// reused by layers 1-11 (K = 0: vanilla). Times are wall-clock (UseRealTime):
+// forward pass, its multi-head attention alone and its stages one by one, for
+// batch {1, 8} x seq {128, 512} on {1, 2} threads; and the whole 12-layer
+// encoder with K heads reused by layers 1-11 (K = 0: vanilla). Times are wall-clock (UseRealTime):
 // the worker threads' CPU time is invisible to the benchmark's per-thread CPU
 // clock. Counters: GFLOP/s from the cost model's multiply-adds, the percentage
 // of the machine's peak (measured at start-up, support/peak_fma.hpp, times the
@@ -12,6 +12,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <vector>
 
@@ -101,6 +102,92 @@ void encoder(benchmark::State& state) {
   const rf::index_t batch = state.range(0), seq = state.range(1);
   run_forward(state, model, rf::analysis::cost<float>(config, batch, seq).multiply_adds);
 }
+
+// The stages of one BERT-base layer, each timed alone on the shapes and buffers
+// the layer gives it, for the per-stage breakdown of a forward pass:
+//   0 projection   x [B*N, d] -> Q | K | V [B*N, 3d], one prepacked product, bias
+//   1 scores       Q_h K_hᵀ of every head and query block (attention::logits)
+//   2 attention    scores, softmax and A V together (attention::scaled_dot_product)
+//   3 output       context W_Oᵀ + b added to the stream, LayerNorm as rows complete
+//   4 ffn          act(x W_1ᵀ + b_1) W_2ᵀ + b_2 added to the stream, LayerNorm
+//   5 layer norm   one separate LayerNorm pass over [B*N, d] (what fusing saves)
+// Softmax and context = stage 2 - stage 1.
+void layer_stage(benchmark::State& state) {
+  const rf::index_t stage = state.range(0), batch = state.range(1), seq = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  const rf::encoder_config config = bert_base_layer_config();
+  const rf::encoder_layer_weights<float> w = bert_base_layer_parameters().layers().front();
+  const rf::index_t d = config.hidden_size, d_ff = config.intermediate_size, rows = batch * seq;
+  const rf::index_t heads = config.num_attention_heads, dh = d / heads;
+  const rf::linear<float> projection({{w.attention.query, d, "query"}, {w.attention.key, d, "key"},
+                                      {w.attention.value, d, "value"}},
+                                     d);
+  const rf::linear<float> output(w.attention.output, d, d, "output");
+  const rf::linear<float> up(w.feed_forward.intermediate, d, d_ff, "intermediate");
+  const rf::linear<float> down(w.feed_forward.output, d_ff, d, "output");
+  const rf::layer_norm<float> norm(w.attention_norm, d, config.layer_norm_eps, "norm");
+  const rf::attention::problem p{batch, seq, heads, dh, false, heads, false};
+  const rf::index_t stride = rf::round_to_line<float>(
+      std::max({projection.scratch_elements(), up.scratch_elements(), down.scratch_elements(),
+                rf::attention::scratch_elements<float>(p)}));
+  rf::workspace ws(static_cast<std::size_t>(stride * threads + rows * (3 * d + d + d_ff + d) + batch * heads * seq * seq) *
+                       sizeof(float) + 6 * 64,
+                   threads);
+  rf::arena a = ws.make_arena();
+  float* const scratch = a.take<float>(stride * threads);
+  float* const qkv = a.take<float>(rows * 3 * d);
+  float* const context = a.take<float>(rows * d);
+  float* const stream = a.take<float>(rows * d);
+  float* const hidden = a.take<float>(rows * d_ff);
+  float* const logits = a.take<float>(batch * heads * seq * seq);
+  for (rf::index_t i = 0; i < rows * 3 * d; ++i) qkv[i] = static_cast<float>((i * 7919 % 1000) / 5000.0 - 0.1);
+  for (rf::index_t i = 0; i < rows * d; ++i) stream[i] = context[i] = static_cast<float>((i * 7907 % 1000) / 500.0 - 1.0);
+  rf::attention::head_io<float> io;
+  io.q = {qkv, rows, d, 3 * d};
+  io.k = {qkv + d, rows, d, 3 * d};
+  const rf::gemm::matrix<const float> v{qkv + 2 * d, rows, d, 3 * d};
+  const auto normalize = [&](rf::index_t row, rf::index_t count) { norm.forward_rows(stream, stream, row, count); };
+  const auto run = [&] {
+    switch (stage) {
+      case 0:
+        projection.forward({stream, rows, d, d}, {qkv, rows, 3 * d, 3 * d}, rf::gemm::update::overwrite, threads,
+                           scratch, stride);
+        break;
+      case 1: rf::attention::logits<rf::simd::default_arch>(p, io, logits, seq, threads, scratch, stride); break;
+      case 2:
+        rf::attention::scaled_dot_product<rf::simd::default_arch>(p, 0.125f, io, v,
+                                                                  rf::gemm::matrix<float>{context, rows, d, d},
+                                                                  static_cast<const float*>(nullptr), threads, scratch,
+                                                                  stride);
+        break;
+      case 3:
+        output.forward({context, rows, d, d}, {stream, rows, d, d}, rf::gemm::update::accumulate, threads, scratch,
+                       stride, normalize);
+        break;
+      case 4:
+        up.forward<rf::simd::gelu_erf>({stream, rows, d, d}, {hidden, rows, d_ff, d_ff}, rf::gemm::update::overwrite,
+                                       threads, scratch, stride);
+        down.forward({hidden, rows, d_ff, d_ff}, {stream, rows, d, d}, rf::gemm::update::accumulate, threads,
+                     scratch, stride, normalize);
+        break;
+      default: norm.forward(stream, stream, rows, threads);
+    }
+  };
+  run();
+  for (auto _ : state) {
+    run();
+    benchmark::ClobberMemory();
+  }
+  const double multiply_adds[] = {double(rows) * d * 3 * d, double(batch) * seq * seq * d,
+                                  2.0 * double(batch) * seq * seq * d, double(rows) * d * d,
+                                  2.0 * double(rows) * d * d_ff, 0};
+  reuseformer_bench::add_rate_counters(state, multiply_adds[stage], threads);
+}
+BENCHMARK(layer_stage)
+    ->ArgNames({"stage", "batch", "seq", "threads"})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {1, 8}, {128, 512}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 void shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"batch", "seq", "threads"})->ArgsProduct({{1, 8}, {128, 512}, {1, 2}});

@@ -1,10 +1,12 @@
 // The kernels a BERT-base encoder layer (d = 768, H = 12, d_ff = 3072) spends its
-// time in, one at a time, in float, single-threaded, at the shapes the layer
-// gives them for 128 tokens:
+// time in, one at a time, in float, at the shapes the layer gives them
+// (single-threaded and for 128 tokens unless said otherwise):
 //   softmax_rows    one attention task's score slice: query_block rows of N keys
 //   layer_norm_rows 128 rows of 768
 //   bias_gelu_*     the FFN's intermediate activation, [128, 3072]
-//   gemm/*          every matrix product of the layer
+//   gemm/*          one head's score and context products (op(B) packed per call)
+//   linear*/        the layer's weight products as its Linears run them (prepacked
+//                   weights, epilogue), for 128 to 1024 tokens on 1 and 2 threads
 #include "support/counters.hpp"
 
 #include <reuseformer/reuseformer.hpp>
@@ -88,14 +90,13 @@ void bias_gelu(benchmark::State& state) {
 BENCHMARK(bias_gelu<rf::simd::gelu_erf>)->Name("bias_gelu_erf");
 BENCHMARK(bias_gelu<rf::simd::gelu_tanh>)->Name("bias_gelu_tanh");
 
-// C[m, n] += A[m, k] * op(B) on one thread, as the layers call it. C accumulates
-// over the iterations; the kernel's cost does not depend on the values.
-void gemm(benchmark::State& state, rf::index_t m, rf::index_t n, rf::index_t k,
-          rf::gemm::transpose op_b) {
+// C[m, n] += A[m, k] * op(B) on one thread, op(B) packed on every call, as the
+// attention core calls it for a head. C accumulates over the iterations; the
+// kernel's cost does not depend on the values.
+void gemm(benchmark::State& state, rf::index_t m, rf::index_t n, rf::index_t k, rf::gemm::transpose op_b) {
   const std::vector<float> a = random_values(m * k, 5), b = random_values(k * n, 6);
   std::vector<float> c(static_cast<std::size_t>(m * n), 0.0f);
-  // A workspace gives the 64-byte alignment the packing buffers need on every
-  // instruction set (Eigen's aligned_allocator only aligns to the widest vector).
+  // A workspace gives the 64-byte alignment the packing buffers need.
   const rf::index_t scratch_elements = rf::gemm::scratch_elements<float>(m, n, k);
   rf::workspace ws(static_cast<std::size_t>(scratch_elements) * sizeof(float), 1);
   rf::arena arena = ws.make_arena();
@@ -112,17 +113,53 @@ void gemm(benchmark::State& state, rf::index_t m, rf::index_t n, rf::index_t k,
   }
   reuseformer_bench::add_rate_counters(state, static_cast<double>(m * n * k), 1);
 }
-constexpr auto transposed = rf::gemm::transpose::yes;
-// [128, 768]·[768, 768]ᵀ: each of the Q, K, V and output projections.
-BENCHMARK_CAPTURE(gemm, q_k_v_o_projection, 128, 768, 768, transposed);
-// [128, 768]·[3072, 768]ᵀ: FFN intermediate.
-BENCHMARK_CAPTURE(gemm, ffn_intermediate, 128, 3072, 768, transposed);
-// [128, 3072]·[768, 3072]ᵀ: FFN output.
-BENCHMARK_CAPTURE(gemm, ffn_output, 128, 768, 3072, transposed);
 // [64, 64]·[512, 64]ᵀ: one head's scores for a block of 64 queries, N = 512.
-BENCHMARK_CAPTURE(gemm, head_scores, 64, 512, 64, transposed);
+BENCHMARK_CAPTURE(gemm, head_scores, 64, 512, 64, rf::gemm::transpose::yes);
 // [64, 512]·[512, 64]: the same block's probabilities times the head's values.
 BENCHMARK_CAPTURE(gemm, head_context, 64, 64, 512, rf::gemm::transpose::no);
+
+// x[m, k] · Wᵀ, W [n, k] prepacked, as a layer's Linear runs it: on `threads`
+// threads, bias (and, for the FFN intermediate, GELU) applied by the epilogue.
+// Weights and activations of a BERT-base layer for m tokens.
+template <class Act>
+void weight_product(benchmark::State& state) {
+  const rf::index_t m = state.range(0), n = state.range(1), k = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  const std::vector<float> x = random_values(m * k, 5), w = random_values(n * k, 6), bias = random_values(n, 7);
+  std::vector<float> y(static_cast<std::size_t>(m * n), 0.0f);
+  const rf::linear_weights<float> weights{rf::matrix_view<const float>(w.data(), {n, k}),
+                                          rf::vector_view<const float>(bias.data(), {n})};
+  const rf::linear<float> layer(weights, k, n, "bench");
+  const rf::index_t stride = rf::round_to_line<float>(layer.scratch_elements());
+  rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
+  rf::arena arena = ws.make_arena();
+  float* const scratch = arena.take<float>(stride * threads);
+  for (auto _ : state) {
+    layer.forward<Act>({x.data(), m, k, k}, {y.data(), m, n, n}, rf::gemm::update::overwrite, threads, scratch, stride);
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  reuseformer_bench::add_rate_counters(state, static_cast<double>(m * n * k), threads);
+}
+// Rows: 128 and 512 tokens (batch 1), 1024 (8 x 128); columns: the fused
+// query|key|value projection (2304), the output projection (768), the FFN
+// intermediate (3072, with GELU) and output (768, inner 3072).
+void weight_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"m", "n", "k", "threads"});
+  for (const rf::index_t m : {128, 512, 1024})
+    for (const int threads : {1, 2}) {
+      b->Args({m, 2304, 768, threads});
+      b->Args({m, 768, 768, threads});
+      b->Args({m, 768, 3072, threads});
+    }
+  b->UseRealTime();
+}
+BENCHMARK(weight_product<rf::simd::identity>)->Name("linear")->Apply(weight_shapes);
+BENCHMARK(weight_product<rf::simd::gelu_erf>)
+    ->Name("linear_gelu")
+    ->ArgNames({"m", "n", "k", "threads"})
+    ->ArgsProduct({{128, 512, 1024}, {3072}, {768}, {1, 2}})
+    ->UseRealTime();
 
 }  // namespace
 

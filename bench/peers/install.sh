@@ -3,9 +3,10 @@
 #
 #   bench/peers/install.sh [PREFIX]
 #
-# - PyTorch for /usr/bin/python3: Debian's python3-torch (PyTorch 1.13, with
-#   numpy), through apt-get, when `import torch` fails. Needs root; otherwise the
-#   command to run is printed and the script exits 1.
+# - PyTorch and onnx for /usr/bin/python3: Debian's python3-torch (PyTorch 1.13,
+#   with numpy) and python3-onnx (onnx 1.12, which writes the onnxruntime-fused
+#   peer's graph), through apt-get, when `import torch` / `import onnx` fails.
+#   Needs root; otherwise the command to run is printed and the script exits 1.
 # - onnxruntime-node 1.30 (which carries the CPU build of ONNX Runtime) from the
 #   npm registry into PREFIX/node_modules (PREFIX defaults to build/peers under
 #   the repository root). --ignore-scripts: the package's install script would
@@ -41,21 +42,26 @@ esac
 log=$(mktemp "${TMPDIR:-/tmp}/peers-install.XXXXXX")
 trap 'rm -f "$log"' EXIT
 
-# --- PyTorch (Debian) --------------------------------------------------------
+# --- PyTorch and onnx (Debian) ----------------------------------------------
 [ -x "$python" ] || die "$python not found (the peers run on Debian's python3: apt-get install python3)"
-if ! "$python" -c 'import torch, numpy' >/dev/null 2>&1; then
+missing=
+"$python" -c 'import torch, numpy' >/dev/null 2>&1 || missing="$missing python3-torch"
+"$python" -c 'import onnx' >/dev/null 2>&1 || missing="$missing python3-onnx"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    die "PyTorch is missing for $python; run as root: apt-get install -y python3-torch"
+    die "missing for $python:$missing; run as root: apt-get install -y$missing"
   fi
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -q python3-torch >"$log" 2>&1; then
+  # shellcheck disable=SC2086  # $missing is a list of package names
+  if ! apt-get install -y -q $missing >"$log" 2>&1; then
     # A fresh container often has no package lists yet.
     apt-get update -q >>"$log" 2>&1 || true
-    apt-get install -y -q python3-torch >>"$log" 2>&1 ||
-      { tail -n 20 "$log" >&2; die "apt-get install python3-torch failed"; }
+    # shellcheck disable=SC2086
+    apt-get install -y -q $missing >>"$log" 2>&1 ||
+      { tail -n 20 "$log" >&2; die "apt-get install$missing failed"; }
   fi
-  "$python" -c 'import torch, numpy' >"$log" 2>&1 ||
-    { tail -n 20 "$log" >&2; die "python3-torch is installed but '$python -c \"import torch\"' fails"; }
+  "$python" -c 'import torch, numpy, onnx' >"$log" 2>&1 ||
+    { tail -n 20 "$log" >&2; die "$missing installed but '$python -c \"import torch, onnx\"' fails"; }
 fi
 
 # --- ONNX Runtime for Node.js -------------------------------------------------

@@ -1,13 +1,13 @@
 #!/usr/bin/python3
-"""Runs a Hugging Face BERT-style encoder in PyTorch and in ONNX Runtime, with the
-same weights and input as reuseformer-encode, times both and compares their
-outputs with ours.
+"""Runs a Hugging Face BERT-style encoder in PyTorch and in ONNX Runtime (two
+graphs), with the same weights and input as reuseformer-encode, times each and
+compares their outputs with ours.
 
     /usr/bin/python3 bench/peers/peers.py --model DIR --input IN.safetensors
         [--reference OUT.safetensors] [--threads T] [--repeat R]
-        [--peers pytorch,onnxruntime] [--node-modules DIR] [--work-dir DIR]
-        [--opset K] [--onnx-graph bert|torch-encoder] [--blas DIR|system] [--node NODE]
-        --out peers.json
+        [--peers pytorch,onnxruntime,onnxruntime-fused] [--node-modules DIR]
+        [--work-dir DIR] [--opset K] [--onnx-graph bert|torch-encoder]
+        [--ort-spinning on|off] [--blas DIR|system] [--node NODE] --out peers.json
 
 DIR holds config.json (hidden_size, num_attention_heads, intermediate_size,
 num_hidden_layers, hidden_act, layer_norm_eps; norm_first and causal are
@@ -33,7 +33,8 @@ Peers:
                export per model and shape, cached under --work-dir) and run by
                ort_run.mjs through onnxruntime-node (CPU execution provider,
                intraOpNumThreads T, interOpNumThreads 1, sequential, graph
-               optimisation level "all"). --onnx-graph picks what is exported: "bert"
+               optimisation level "all", intra-op spinning --ort-spinning, default
+               on). --onnx-graph picks what is exported: "bert"
                (default) is a Hugging Face-style BERT layer written out (separate Q,
                K, V Linear layers, MatMul, Softmax, decomposed LayerNorm, erf GELU);
                "torch-encoder" exports the nn.TransformerEncoder of the pytorch peer
@@ -41,6 +42,17 @@ Peers:
                into Gemm, FusedMatMul, Softmax, SkipLayerNormalization and Gelu
                (it does not form its fused Attention op from these graphs); on a
                2-core machine the two time the same within noise.
+  onnxruntime-fused
+               the same weights in the graph ONNX Runtime's transformer optimizer
+               (onnxruntime/python/tools/transformers) makes of BERT, written
+               directly with onnx.helper (Debian's python3-onnx; one file per model,
+               symbolic batch and sequence, cached under --work-dir): per layer
+               com.microsoft Attention (packed QKV weight [d, 3d] and bias, the
+               [B, N] attention_mask cast to int32 as its key padding mask_index,
+               unidirectional when causal), MatMul, SkipLayerNormalization (with the
+               projection bias), MatMul, BiasGelu (FastGelu for the tanh GELUs, Add +
+               Relu for relu), MatMul, SkipLayerNormalization; see make_fused_graph.
+               Run by ort_run.mjs with the same session options as onnxruntime.
 
 Each peer runs 1 untimed warm-up and R timed forward passes.
 
@@ -54,8 +66,8 @@ The pytorch entry also has "blas" (the BLAS library loaded) and, on the
 reference BLAS, "blas_warning". max_abs_diff_vs_reference is
 max |peer - reference| over all B*N*d elements (padded positions included),
 null without a reference, or null plus "nonfinite_elements": count when the
-difference is not finite (PyTorch and the HF-style graph give NaN or mean
-values, not zeros, for a sequence with no token at all).
+difference is not finite (PyTorch gives NaN and the ONNX graphs mean values,
+not zeros, for a sequence with no token at all).
 
 Exit status: 0 when the JSON was written (a peer that is unavailable or fails
 gets {"error": ...} instead of its results), 2 for a usage error (bad or missing
@@ -852,7 +864,7 @@ def parse_args(argv):
                    help="cache for exported .onnx files (default: build/peers/work)")
     p.add_argument("--opset", type=positive(7), default=14, help="ONNX opset of the export (default 14)")
     p.add_argument("--onnx-graph", choices=("bert", "torch-encoder"), default="bert",
-                   help="what is exported for ONNX Runtime (default bert)")
+                   help="what torch.onnx.export writes for the onnxruntime peer (default bert)")
     p.add_argument("--ort-spinning", choices=("on", "off"), default="on",
                    help="ONNX Runtime's intra-op thread spinning (session.intra_op.allow_spinning; default on)")
     p.add_argument("--blas", default=os.path.join(ROOT, "build", "peers", "openblas-openmp"),

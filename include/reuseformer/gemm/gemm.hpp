@@ -152,10 +152,14 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
   }
 }
 
-// How a product is split across threads: along its larger output dimension, in
-// chunks of whole register tiles (MR rows or NR columns: a prepacked op(B) can
-// only be cut at its strips), at most one chunk per thread. Small products stay
-// on one thread: below ~64^3 multiply-adds the fork costs more.
+// How a product is split across threads: along the rows whenever each thread
+// gets a few strips of them (every thread then packs only its own rows of A,
+// and reads op(B), prepacked and contiguous, in full), else along the larger
+// output dimension; in chunks of whole register tiles (MR rows or NR columns:
+// a prepacked op(B) can only be cut at its strips), at most one chunk per
+// thread. A column split makes every thread pack all of A, whose rows may be
+// far apart. Small products stay on one thread: below ~64^3 multiply-adds the
+// fork costs more.
 struct split {
   bool along_rows;
   index_t chunk;
@@ -165,7 +169,7 @@ struct split {
 template <class T, class Arch>
 [[nodiscard]] split split_for(index_t m, index_t n, index_t k, int threads) {
   constexpr index_t min_work = 64 * 64 * 64;
-  const bool along_rows = m >= n;
+  const bool along_rows = m >= n || m >= 4 * tile<T, Arch>::mr * threads;
   const index_t extent = along_rows ? m : n, grain = along_rows ? tile<T, Arch>::mr : tile<T, Arch>::nr;
   if (threads <= 1 || m * n * k < min_work || extent < 2 * grain) return {along_rows, extent, 1};
   const index_t chunk = round_up(ceil_div(extent, threads), grain);
