@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -252,15 +253,52 @@ std::string mib(std::size_t bytes) {
   return text;
 }
 
+// Progress on stderr while a shape's passes run: on a terminal one line that
+// updates in place, otherwise (CI logs) one line per round.
+class progress {
+ public:
+  progress(const shape& s, int rounds, int variants)
+      : tag_(s.tag()), rounds_(rounds), variants_(variants), tty_(isatty(fileno(stderr)) != 0),
+        start_(clock::now()) {}
+
+  // Called before each timed pass.
+  void next(const std::string& variant, int round) {
+    const int passes = rounds_ * variants_;
+    const double elapsed = std::chrono::duration<double>(clock::now() - start_).count();
+    const double left = done_ > 0 ? elapsed / done_ * (passes - done_) : 0;
+    if (tty_)
+      std::fprintf(stderr, "\r\033[K%s: round %d of %d, %s (pass %d of %d), %.0f s elapsed, ~%.0f s left",
+                   tag_.c_str(), round + 1, rounds_, variant.c_str(), done_ + 1, passes, elapsed, left);
+    else if (done_ % variants_ == 0)
+      std::fprintf(stderr, "%s: round %d of %d, %.0f s elapsed, ~%.0f s left\n", tag_.c_str(), round + 1, rounds_,
+                   elapsed, left);
+    ++done_;
+  }
+  // Clears the terminal line before the table is printed.
+  void finish() const {
+    if (tty_) std::fprintf(stderr, "\r\033[K");
+  }
+
+ private:
+  using clock = std::chrono::steady_clock;
+  std::string tag_;
+  int rounds_, variants_, done_ = 0;
+  bool tty_;
+  clock::time_point start_;
+};
+
 // run: one table per shape; returns the shape's JSON record.
 json run_shape(const shape& s, const options& o, double peak) {
+  std::fprintf(stderr, "%s: building the variants (random weights, packed)\n", s.tag().c_str());
   std::vector<variant> variants = variants_for(s, o);
   const std::vector<float> x = input_for(s, 768);
   std::vector<float> y(x.size());
+  progress report(s, o.repeat, static_cast<int>(variants.size()));
   for (variant& v : variants) v.forward(x.data(), y.data());  // warm-up: first-touch pages, thread pool
   for (int r = 0; r < o.repeat; ++r)
     for (std::size_t k = 0; k < variants.size(); ++k) {
       variant& v = variants[(k + static_cast<std::size_t>(r)) % variants.size()];  // rotate the order
+      report.next(v.name, r);
       counting::allocations = 0;
       counting::enabled = true;
       const auto start = std::chrono::steady_clock::now();
@@ -271,6 +309,7 @@ json run_shape(const shape& s, const options& o, double peak) {
       v.ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
     }
 
+  report.finish();
   const stats base = summarise(variants[0].ms);
   std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak %.0f GFLOP/s (FMA kernel on %d thread(s))\n",
               s.batch, s.seq, o.threads, o.repeat, peak, o.threads);
@@ -341,52 +380,62 @@ json run_shape(const shape& s, const options& o, double peak) {
   return record;
 }
 
-// A gnuplot script with its data inline: median time against sequence length,
-// one line per variant and peer, one panel per batch size.
+// A gnuplot script with its data inline, drawing two pictures:
+//   speedup.png  bars of each variant's speed-up over vanilla, one group per
+//                shape, with the cost model's prediction (vanilla's multiply-adds
+//                over the variant's) marked beside each bar;
+//   memory.png   each variant's parameter, workspace and reuse-state bytes at
+//                the largest shape.
 void write_plot(const json& shapes, rf::index_t layers, const fs::path& dir) {
-  std::vector<rf::index_t> batches, seqs;
-  for (const json& s : shapes) {
-    batches.push_back(s["batch"].get<rf::index_t>());
-    seqs.push_back(s["seq"].get<rf::index_t>());
-  }
-  for (auto* list : {&batches, &seqs}) {
-    std::sort(list->begin(), list->end());
-    list->erase(std::unique(list->begin(), list->end()), list->end());
-  }
   std::ofstream gp(dir / "plot.gp");
+  const auto quoted = [](const std::string& text) { return "\"" + text + "\""; };
+  const json& first = shapes.front()["variants"];
   gp << "# gnuplot " << (dir / "plot.gp").string() << "  (written by reuseformer_compare)\n"
-     << "set terminal pngcairo size " << 640 * batches.size() << ",520\nset output '" << (dir / "compare.png").string()
-     << "'\nset multiplot layout 1," << batches.size() << "\nset logscale xy\nset grid\nset xtics (";
-  for (std::size_t i = 0; i < seqs.size(); ++i) gp << (i ? ", " : "") << seqs[i];
-  gp << ")\nset xrange [" << seqs.front() * 0.8 << ":" << seqs.back() * 1.25 << "]\n"
-     << "set xlabel 'sequence length N'\nset ylabel 'median ms per forward (" << layers << " layers)'\nset key top left font ',9'\n";
-  for (const rf::index_t b : batches) {
-    // series name -> points (seq, ms), in first-seen order
-    std::vector<std::pair<std::string, std::vector<std::pair<rf::index_t, double>>>> lines;
-    const auto point = [&](const std::string& name, rf::index_t seq, double ms) {
-      auto it = std::find_if(lines.begin(), lines.end(), [&](const auto& l) { return l.first == name; });
-      if (it == lines.end()) it = lines.insert(lines.end(), {name, {}});
-      it->second.push_back({seq, ms});
-    };
-    for (const json& s : shapes) {
-      if (s["batch"].get<rf::index_t>() != b) continue;
-      const rf::index_t seq = s["seq"].get<rf::index_t>();
-      for (const json& v : s["variants"]) point(v["name"].get<std::string>(), seq, v["median_ms"].get<double>());
-      if (s.contains("peers"))
-        for (const auto& [name, p] : s["peers"].items())
-          if (p.contains("median_ms")) point(name, seq, p["median_ms"].get<double>());
-    }
-    gp << "set title 'BERT-base encoder, batch " << b << "'\nplot ";
-    for (std::size_t i = 0; i < lines.size(); ++i)
-      gp << (i ? ", " : "") << "'-' using 1:2 with linespoints title '" << lines[i].first << "'";
+     << "set terminal pngcairo size 1100,560 font ',10'\nset output '" << (dir / "speedup.png").string() << "'\n"
+     << "set title 'BERT-base encoder (" << layers << " layers): speed-up over vanilla (bars: measured, "
+     << "dots: predicted from multiply-adds)'\n"
+     << "set style data histogram\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
+     << "set boxwidth 0.9\nset grid ytics\nset ylabel 'speed-up over vanilla'\nset yrange [0.8:*]\n"
+     << "set key outside right top vertical font ',9'\nset xtics nomirror\n";
+  // Data block: one row per shape; columns: measured, predicted per variant (vanilla skipped).
+  gp << "$speedup << EOD\nshape";
+  for (std::size_t v = 1; v < first.size(); ++v) gp << " " << quoted(first[v]["name"].get<std::string>()) << " pred";
+  gp << "\n";
+  for (const json& s : shapes) {
+    gp << s["batch"].get<rf::index_t>() << "x" << s["seq"].get<rf::index_t>();
+    const json& vs = s["variants"];
+    const double base_ms = vs[0]["median_ms"].get<double>(), base_macs = vs[0]["multiply_adds"].get<double>();
+    for (std::size_t v = 1; v < vs.size(); ++v)
+      gp << " " << base_ms / vs[v]["median_ms"].get<double>() << " "
+         << base_macs / vs[v]["multiply_adds"].get<double>();
     gp << "\n";
-    for (auto& [name, points] : lines) {
-      std::sort(points.begin(), points.end());
-      for (const auto& [seq, ms] : points) gp << seq << " " << ms << "\n";
-      gp << "e\n";
-    }
   }
-  gp << "unset multiplot\n";
+  gp << "EOD\n";
+  const std::size_t bars = first.size() - 1;
+  gp << "plot ";
+  for (std::size_t v = 0; v < bars; ++v)
+    gp << (v ? ", " : "") << "$speedup using " << 2 + 2 * v << ":xtic(1) title columnhead(" << 2 + 2 * v << ")";
+  // The predictions, as points on their bars: cluster i is centred at x = i (the
+  // header line counts as row 0 here),
+  // its bars 1 / (bars + gap) apart.
+  for (std::size_t v = 0; v < bars; ++v)
+    gp << ", $speedup using ($0 - 1 + (" << v << " - " << (bars - 1) / 2.0 << ") / " << bars + 1 << ".0):" << 3 + 2 * v
+       << " with points pt 7 ps 0.8 lc rgb 'black' notitle";
+  gp << "\n";
+
+  const json& largest = shapes.back();
+  gp << "set output '" << (dir / "memory.png").string() << "'\n"
+     << "set title 'Memory per variant at batch " << largest["batch"].get<rf::index_t>() << " x seq "
+     << largest["seq"].get<rf::index_t>() << " (MiB)'\nset style histogram rowstacked\nset yrange [0:*]\n"
+     << "set ylabel 'MiB'\nset xtics rotate by -30 font ',9'\nset key outside top center horizontal\n$memory << EOD\n"
+     << "variant parameters workspace reuse-state\n";
+  for (const json& v : largest["variants"]) {
+    const double reuse = v["reuse_state_bytes"].get<double>() / (1 << 20);
+    gp << quoted(v["name"].get<std::string>()) << " " << v["held_parameter_bytes"].get<double>() / (1 << 20) << " "
+       << v["workspace_bytes"].get<double>() / (1 << 20) - reuse << " " << reuse << "\n";
+  }
+  gp << "EOD\nplot $memory using 2:xtic(1) title 'parameters (held)', '' using 3 title 'workspace (without reuse state)', "
+        "'' using 4 title 'reuse state'\n";
 }
 
 void run(const options& o) {

@@ -3,7 +3,7 @@
 # (-march=native), times a BERT-base encoder (12 layers) in every variant
 # (vanilla, score reuse, symmetric, pairwise), runs PyTorch and ONNX Runtime on
 # the same weights and input (bench/peers), prints one table per shape and
-# writes build/compare/results.json and build/compare/compare.png.
+# writes build/compare/results.json, speedup.png and memory.png.
 #   scripts/bench.sh [--shapes 1x128,8x128,1x512,8x512] [--threads T] [--repeat R]
 #                    [--layers L] [--no-peers]
 # As root it installs what is missing (Debian: gnuplot, python3-torch; npm:
@@ -54,5 +54,5 @@ if [[ $peers == yes ]]; then
 fi
 "$compare" run "$dir" "${options[@]}"
 if command -v gnuplot >/dev/null; then
-  gnuplot "$dir/plot.gp" && echo "plot: $dir/compare.png"
+  gnuplot "$dir/plot.gp" && echo "plots: $dir/speedup.png, $dir/memory.png"
 fi
