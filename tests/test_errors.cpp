@@ -414,3 +414,14 @@ TEST_CASE("embeddings: ids, token types and lengths outside the tables", "[error
   CHECK(error_message([&] { rf::embeddings<float> bad(w, {.hidden_size = 4, .vocab_size = 6, .max_position_embeddings = 3, .type_vocab_size = 2}); }) ==
         "embeddings.word_embeddings.weight: expected shape [6, 4], found [5, 4]");
 }
+
+TEST_CASE("view() checks the container's size against the extents", "[errors][view]") {
+  std::vector<float> values(24);
+  const rf::tensor_view<float, 3> v = rf::view(values, {2, 3, 4});
+  CHECK(v.data() == values.data());
+  CHECK(v.shape() == std::array<rf::index_t, 3>{2, 3, 4});
+  const std::vector<float>& constant = values;
+  const rf::tensor_view<const float, 2> c = rf::view(constant, {6, 4});
+  CHECK(c.extent(0) == 6);
+  CHECK(error_message([&] { (void)rf::view(values, {5, 5}); }) == "view: expected 25 elements for shape [5, 5], found 24");
+}

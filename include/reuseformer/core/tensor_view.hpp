@@ -6,8 +6,10 @@
 // memory alive for as long as any view (or any layer built from views) is used.
 // A view of `const T` is the read-only form; a view of T converts to it.
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
+#include <iterator>
 #include <type_traits>
 
 #include "reuseformer/core/error.hpp"
@@ -94,4 +96,20 @@ void require_shape(const tensor_view<T, Rank>& view, const std::array<index_t, R
 }
 
 }  // namespace detail
+// A view of a contiguous container's elements (std::vector, std::array, a
+// span, ...) with the given extents: view(x, {batch, seq, d}). The element type
+// is const when the container is. Throws reuseformer::error unless the
+// container holds exactly as many elements as the extents.
+template <class Container, std::size_t Rank>
+[[nodiscard]] auto view(Container&& container, const index_t (&extents)[Rank]) {
+  using T = std::remove_reference_t<decltype(*std::data(container))>;
+  std::array<index_t, Rank> shape{};
+  std::copy(std::begin(extents), std::end(extents), shape.begin());
+  const tensor_view<T, Rank> result(std::data(container), shape);
+  const auto size = static_cast<index_t>(std::size(container));
+  detail::require(size == result.size(), "view: expected ", result.size(), " elements for shape ",
+                  detail::format_shape(shape), ", found ", size);
+  return result;
+}
+
 }  // namespace reuseformer
