@@ -436,3 +436,15 @@ TEST_CASE("toolchain: integer initializer lists survive AVX-512 auto-vectorisati
   CHECK(mask == std::vector<std::int64_t>{1, 1, 1, 0, 0, 0, 0, 0});
   CHECK(std::count(mask.begin(), mask.end(), std::int64_t(0)) == 5);
 }
+
+TEST_CASE("gemm: a copied packed weight owns equal values", "[kernels][gemm]") {
+  const std::vector<float> w = random_vector<float>(40 * 7, 9);
+  const rf::gemm::packed_weights<float> packed(std::vector<rf::gemm::matrix<const float>>{{w.data(), 40, 7, 7}}, 7);
+  rf::gemm::packed_weights<float> copy = packed;
+  REQUIRE(copy.bytes() == packed.bytes());
+  CHECK(copy.view().data != packed.view().data);
+  CHECK(std::equal(copy.view().data, copy.view().data + copy.bytes() / sizeof(float), packed.view().data));
+  rf::gemm::packed_weights<float> assigned;
+  assigned = copy;
+  CHECK(std::equal(assigned.view().data, assigned.view().data + assigned.bytes() / sizeof(float), packed.view().data));
+}

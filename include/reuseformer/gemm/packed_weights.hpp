@@ -53,8 +53,8 @@ struct packed_view {
   static constexpr bool needs_buffer = false;
 };
 
-// Owns a packed weight. Move-only and cheap to move; the layers that hold one
-// are built once and then only read.
+// Owns a packed weight. Cheap to move; a copy copies the packed values (the
+// layers holding one keep value semantics).
 template <class T, class Arch = simd::default_arch>
 class packed_weights {
  public:
@@ -69,12 +69,7 @@ class packed_weights {
     strips_ = ceil_div(n_, nr);
     kc_ = detail::depth_block<T>(k_);
     const index_t elements = strips_ * nr * k_;
-    if (elements > 0) {
-      data_.reset(static_cast<T*>(::operator new(static_cast<std::size_t>(elements) * sizeof(T),
-                                                 std::align_val_t{workspace_alignment}, std::nothrow)));
-      reuseformer::detail::require(data_ != nullptr, "packed weights: cannot allocate ", elements * index_t(sizeof(T)),
-                      " bytes");
-    }
+    allocate(elements);
     // Row j of W (column j of op(B)), or null for the padding columns.
     const auto row = [&](index_t j) -> const T* {
       for (const matrix<const T>& p : parts) {
@@ -95,6 +90,21 @@ class packed_weights {
     }
   }
 
+  packed_weights(const packed_weights& other) : n_(other.n_), k_(other.k_), strips_(other.strips_), kc_(other.kc_) {
+    allocate(strips_ * nr * k_);
+    if (data_) std::copy_n(other.data_.get(), strips_ * nr * k_, data_.get());
+  }
+  packed_weights(packed_weights&&) noexcept = default;
+  packed_weights& operator=(packed_weights other) noexcept {
+    std::swap(n_, other.n_);
+    std::swap(k_, other.k_);
+    std::swap(strips_, other.strips_);
+    std::swap(kc_, other.kc_);
+    std::swap(data_, other.data_);
+    return *this;
+  }
+  ~packed_weights() = default;
+
   [[nodiscard]] index_t out_features() const { return n_; }
   [[nodiscard]] index_t in_features() const { return k_; }
   // Bytes held, padding of the last strip included.
@@ -102,6 +112,14 @@ class packed_weights {
   [[nodiscard]] packed_view<T, Arch> view() const { return {data_.get(), strips_, 0, n_, k_, kc_}; }
 
  private:
+  void allocate(index_t elements) {
+    if (elements == 0) return;
+    data_.reset(static_cast<T*>(::operator new(static_cast<std::size_t>(elements) * sizeof(T),
+                                               std::align_val_t{workspace_alignment}, std::nothrow)));
+    reuseformer::detail::require(data_ != nullptr, "packed weights: cannot allocate ",
+                                 elements * index_t(sizeof(T)), " bytes");
+  }
+
   struct aligned_delete {
     void operator()(T* p) const { ::operator delete(p, std::align_val_t{workspace_alignment}); }
   };
