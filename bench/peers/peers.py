@@ -493,7 +493,7 @@ def make_fused_graph(model):
     import numpy as np
 
     onnx, helper, numpy_helper = import_onnx()
-    d, f = model.d, model.d_ff
+    d = model.d
     nodes, inits = [], []
 
     def init(name, array):
