@@ -357,8 +357,8 @@ json run_shape(const shape& s, const options& o, double peak) {
     const json peers = json::parse(std::ifstream(peers_file)).value("peers", json::object());
     record["peers"] = peers;
     for (const auto& [name, p] : peers.items()) {
-      if (p.contains("error")) {
-        std::printf("%-28s %s\n", name.c_str(), p["error"].get<std::string>().c_str());
+      if (p.contains("error") || !p.value("median_ms", json()).is_number()) {
+        std::printf("%-28s %s\n", name.c_str(), p.value("error", std::string("no timed runs")).c_str());
         continue;
       }
       const double median = p["median_ms"].get<double>();

@@ -175,10 +175,10 @@ TEMPLATE_TEST_CASE("bias_activation: every activation, vector equals reference",
 TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kernels][gemm]", float, double) {
   using T = TestType;
   // Sizes straddle the register tile (MR up to 12 rows, NR up to 32 columns),
-  // the column panel (512) and the depth block (256 float, 128 double).
+  // the column panel (512) and the depth block (384 float, 192 double).
   for (const rf::index_t m : {1, 3, 17, 70}) {
     for (const rf::index_t n : {1, 5, 33, 130, 600}) {
-      for (const rf::index_t k : {1, 8, 65, 300}) {
+      for (const rf::index_t k : {1, 8, 65, 400}) {
         for (const auto op : {rf::gemm::transpose::no, rf::gemm::transpose::yes}) {
           for (const auto mode : {rf::gemm::update::overwrite, rf::gemm::update::accumulate})
           for (const int threads : {1, 2}) {
@@ -220,7 +220,7 @@ TEMPLATE_TEST_CASE("gemm: a prepacked weight gives the packing product's result,
   // strip, are read like any other.
   for (const rf::index_t m : {1, 17, 70}) {
     for (const rf::index_t n : {1, 5, 33, 130, 600}) {
-      for (const rf::index_t k : {1, 65, 300}) {
+      for (const rf::index_t k : {1, 65, 400}) {
         for (const auto mode : {rf::gemm::update::overwrite, rf::gemm::update::accumulate})
           for (const int threads : {1, 2}) {
             CAPTURE(m, n, k, mode == rf::gemm::update::overwrite, threads);
@@ -265,7 +265,7 @@ TEST_CASE("gemm: epilogues see every block once, after it is final", "[kernels][
   // shapes split along rows and along columns on 2 threads (rows epilogues then
   // run after the product), cross column panels, and stay on one thread.
   for (const auto& [m, n, k] : std::vector<std::array<rf::index_t, 3>>{
-           {1, 5, 3}, {70, 33, 65}, {200, 600, 70}, {600, 130, 300}, {40, 1100, 64}}) {
+           {1, 5, 3}, {70, 33, 65}, {200, 600, 70}, {600, 130, 400}, {40, 1100, 64}}) {
     for (const int threads : {1, 2}) {
       CAPTURE(m, n, k, threads);
       const std::vector<float> a = random_vector<float>(m * k, 4), b = random_vector<float>(n * k, 5);
@@ -319,7 +319,7 @@ TEMPLATE_TEST_CASE("gemm: lower-triangular and symmetric products against a doub
   // B is either another matrix or A itself, the view the products recognise as
   // A Aᵀ and serve from one packed panel.
   for (const rf::index_t n : {1, 11, 13, 48, 70, 97, 600})
-    for (const rf::index_t k : {1, 64, 300})
+    for (const rf::index_t k : {1, 64, 400})
       for (const bool self : {false, true}) {
         CAPTURE(n, k, self);
         const rf::index_t lda = k + 1, ldc = n + 3;
