@@ -116,16 +116,24 @@ void layer_stage(benchmark::State& state) {
   const rf::index_t stage = state.range(0), batch = state.range(1), seq = state.range(2);
   const int threads = static_cast<int>(state.range(3));
   const rf::encoder_config config = bert_base_layer_config();
-  const rf::encoder_layer_weights<float> w = bert_base_layer_parameters().layers().front();
   const rf::index_t d = config.hidden_size, d_ff = config.intermediate_size, rows = batch * seq;
   const rf::index_t heads = config.num_attention_heads, dh = d / heads;
-  const rf::linear<float> projection({{w.attention.query, d, "query"}, {w.attention.key, d, "key"},
-                                      {w.attention.value, d, "value"}},
-                                     d);
-  const rf::linear<float> output(w.attention.output, d, d, "output");
-  const rf::linear<float> up(w.feed_forward.intermediate, d, d_ff, "intermediate");
-  const rf::linear<float> down(w.feed_forward.output, d_ff, d, "output");
-  const rf::layer_norm<float> norm(w.attention_norm, d, config.layer_norm_eps, "norm");
+  // The layer's pieces, packed once for all cases.
+  struct pieces {
+    rf::linear<float> projection, output, up, down;
+    rf::layer_norm<float> norm;
+  };
+  static const pieces layer = [&] {
+    const rf::encoder_layer_weights<float> w = bert_base_layer_parameters().layers().front();
+    return pieces{rf::linear<float>({{w.attention.query, d, "query"}, {w.attention.key, d, "key"},
+                                     {w.attention.value, d, "value"}},
+                                    d),
+                  rf::linear<float>(w.attention.output, d, d, "output"),
+                  rf::linear<float>(w.feed_forward.intermediate, d, d_ff, "intermediate"),
+                  rf::linear<float>(w.feed_forward.output, d_ff, d, "output"),
+                  rf::layer_norm<float>(w.attention_norm, d, config.layer_norm_eps, "norm")};
+  }();
+  const auto& [projection, output, up, down, norm] = layer;
   const rf::attention::problem p{batch, seq, heads, dh, false, heads, false};
   const rf::index_t stride = rf::round_to_line<float>(
       std::max({projection.scratch_elements(), up.scratch_elements(), down.scratch_elements(),
