@@ -696,43 +696,62 @@ def fd_redirect(path):
             os.close(fd)
 
 
+def cached_onnx(args, name, prefix, write, describe):
+    """Returns work_dir/onnx/name, calling write(tmp) to make it when absent.
+
+    The file appears whole or not at all (written to a temporary, then renamed);
+    a failure raises PeerError with describe()'s words and the error.
+    """
+    cache = os.path.join(args.work_dir, "onnx")
+    path = os.path.join(cache, name)
+    if os.path.exists(path):
+        return path
+    os.makedirs(cache, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".onnx", dir=cache)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except Exception as e:
+        raise PeerError(f"{describe()}: {type(e).__name__}: {e}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+    return path
+
+
 def export_onnx(args, model, x, mask):
     """Exports (once per model, shape, graph, opset and torch version) and returns the .onnx path."""
     torch = import_torch(args.threads)
     b, n, _ = x.shape
     key = hashlib.sha256(f"{model.fingerprint}|{b}x{n}|{args.onnx_graph}|{args.opset}|{torch.__version__}"
                          .encode()).hexdigest()[:24]
-    cache = os.path.join(args.work_dir, "onnx")
-    path = os.path.join(cache, f"{args.onnx_graph}-b{b}-n{n}-{key}.onnx")
-    if os.path.exists(path):
-        return path
-    os.makedirs(cache, exist_ok=True)
-    module = make_bert_graph(model) if args.onnx_graph == "bert" else make_torch_encoder_graph(model)
-    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=cache)
-    os.close(fd)
-    log = tmp + ".log"
-    try:
+    tail = []  # the last lines torch printed, for the error message
+
+    def write(tmp):
         import warnings
 
-        with fd_redirect(log), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # Grad enabled and parameters requiring grad: the trace takes the ordinary
-            # module path (PyTorch's fused inference kernels have no ONNX form).
-            torch.onnx.export(module, (torch.from_numpy(x), torch.from_numpy(mask)), tmp,
-                              input_names=["hidden_states", "attention_mask"], output_names=[OUTPUT_NAME],
-                              opset_version=args.opset, do_constant_folding=True)
-        os.replace(tmp, path)
-    except Exception as e:
-        tail = ""
-        with contextlib.suppress(OSError), open(log, errors="replace") as f:
-            tail = " | ".join(line.strip() for line in f.read().strip().splitlines()[-5:])
-        raise PeerError(f"torch.onnx.export (opset {args.opset}, graph {args.onnx_graph}) failed: "
-                        f"{type(e).__name__}: {e}" + (f" [{tail}]" if tail else "")) from None
-    finally:
-        for p in (tmp, log):
+        module = make_bert_graph(model) if args.onnx_graph == "bert" else make_torch_encoder_graph(model)
+        log = tmp + ".log"
+        try:
+            with fd_redirect(log), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                # Grad enabled and parameters requiring grad: the trace takes the ordinary
+                # module path (PyTorch's fused inference kernels have no ONNX form).
+                torch.onnx.export(module, (torch.from_numpy(x), torch.from_numpy(mask)), tmp,
+                                  input_names=["hidden_states", "attention_mask"], output_names=[OUTPUT_NAME],
+                                  opset_version=args.opset, do_constant_folding=True)
+        finally:
+            with contextlib.suppress(OSError), open(log, errors="replace") as f:
+                tail.extend(line.strip() for line in f.read().strip().splitlines()[-5:])
             with contextlib.suppress(OSError):
-                os.remove(p)
-    return path
+                os.remove(log)
+
+    def describe():
+        return (f"torch.onnx.export (opset {args.opset}, graph {args.onnx_graph}) failed"
+                + (f" [{' | '.join(tail)}]" if tail else ""))
+
+    return cached_onnx(args, f"{args.onnx_graph}-b{b}-n{n}-{key}.onnx", ".export-", write, describe)
 
 
 def fused_onnx(args, model):
@@ -743,23 +762,8 @@ def fused_onnx(args, model):
     onnx, _, _ = import_onnx()
     key = hashlib.sha256(f"{model.fingerprint}|fused|{FUSED_GRAPH_VERSION}|onnx {onnx.__version__}"
                          .encode()).hexdigest()[:24]
-    cache = os.path.join(args.work_dir, "onnx")
-    path = os.path.join(cache, f"fused-{key}.onnx")
-    if os.path.exists(path):
-        return path
-    os.makedirs(cache, exist_ok=True)
-    proto = make_fused_graph(model)
-    fd, tmp = tempfile.mkstemp(prefix=".fused-", suffix=".onnx", dir=cache)
-    os.close(fd)
-    try:
-        onnx.save(proto, tmp)
-        os.replace(tmp, path)
-    except Exception as e:
-        raise PeerError(f"writing the fused ONNX graph failed: {type(e).__name__}: {e}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-    return path
+    return cached_onnx(args, f"fused-{key}.onnx", ".fused-", lambda tmp: onnx.save(make_fused_graph(model), tmp),
+                       lambda: "writing the fused ONNX graph failed")
 
 
 def check_node(args):
