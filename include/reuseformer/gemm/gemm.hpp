@@ -57,8 +57,6 @@ struct unpacked_b {
   matrix<const T> b;
   transpose op;
 
-  [[nodiscard]] index_t rows() const { return op == transpose::yes ? b.cols : b.rows; }
-  [[nodiscard]] index_t cols() const { return op == transpose::yes ? b.rows : b.cols; }
   [[nodiscard]] unpacked_b columns(index_t first, index_t count) const {
     return {op == transpose::yes ? b.block(first, count, 0, b.cols) : b.block(0, b.rows, first, count), op};
   }

@@ -28,19 +28,17 @@
 namespace reuseformer::gemm {
 
 // op(B) already packed: the view blocked_product reads, for the whole weight or
-// a range of its columns starting at a multiple of NR.
+// a range of its columns starting at a multiple of NR. A product reading it has
+// inner size k (its depth blocks are the packed ones).
 template <class T, class Arch = simd::default_arch>
 struct packed_view {
   static constexpr index_t nr = detail::tile<T, Arch>::nr;
 
   const T* data = nullptr;
-  index_t strips = 0;      // NR-column strips of the whole packed matrix
+  index_t strips = 0;       // NR-column strips of the whole packed matrix
   index_t first_strip = 0;  // where this view's columns start
   index_t n = 0, k = 0;     // op(B) is [k, n]
   index_t kc = 0;           // depth of the packed blocks
-
-  [[nodiscard]] index_t rows() const { return k; }
-  [[nodiscard]] index_t cols() const { return n; }
 
   // Columns [first, first + count); requires first % NR == 0.
   [[nodiscard]] packed_view columns(index_t first, index_t count) const {
