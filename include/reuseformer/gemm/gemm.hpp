@@ -150,14 +150,15 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
   }
 }
 
-// How a product is split across threads: along the rows whenever each thread
-// gets a few strips of them (every thread then packs only its own rows of A,
-// and reads op(B), prepacked and contiguous, in full), else along the larger
-// output dimension; in chunks of whole register tiles (MR rows or NR columns:
-// a prepacked op(B) can only be cut at its strips), at most one chunk per
-// thread. A column split makes every thread pack all of A, whose rows may be
-// far apart. Small products stay on one thread: below ~64^3 multiply-adds the
-// fork costs more.
+// How a product is split across threads: in chunks of whole register tiles (MR
+// rows or NR columns: a prepacked op(B) can only be cut at its strips), at most
+// one chunk per thread, along whichever dimension makes the threads read less.
+// A row split has every thread read all of op(B) (a layer's weight, from
+// memory); a column split has every thread read and pack all of A, which costs
+// about twice its size. With 2 threads: rows when 3m >= n. Weight products on
+// few rows (128 tokens) thus split columns, and do not double the weight
+// traffic that bounds them. Small products stay on one thread: below ~64^3
+// multiply-adds the fork costs more.
 struct split {
   bool along_rows;
   index_t chunk;
@@ -167,7 +168,7 @@ struct split {
 template <class T, class Arch>
 [[nodiscard]] split split_for(index_t m, index_t n, index_t k, int threads) {
   constexpr index_t min_work = 64 * 64 * 64;
-  const bool along_rows = m >= n || m >= 4 * tile<T, Arch>::mr * threads;
+  const bool along_rows = (2 * threads - 1) * m >= (threads - 1) * n;  // T|B| + |A| <= |B| + 2T|A|
   const index_t extent = along_rows ? m : n, grain = along_rows ? tile<T, Arch>::mr : tile<T, Arch>::nr;
   if (threads <= 1 || m * n * k < min_work || extent < 2 * grain) return {along_rows, extent, 1};
   const index_t chunk = round_up(ceil_div(extent, threads), grain);
@@ -212,15 +213,14 @@ void parallel_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, updat
 
 }  // namespace detail
 
-// Scratch elements one thread needs for C[m, n] += A[m, k] * op(B) run on
-// `threads` threads (per thread; every thread needs this many). Never decreases
+// Scratch elements one thread needs for C[m, n] += A[m, k] * op(B), on any
+// number of threads (per thread; every thread needs this many): a thread's
+// part has at most n columns however the product is split. Never decreases
 // when m, n or k grows, so scratch planned for a shape serves every smaller one.
 template <class T, class Arch = simd::default_arch>
-[[nodiscard]] index_t scratch_elements(index_t m, index_t n, index_t k, int threads = 1) {
+[[nodiscard]] index_t scratch_elements(index_t m, index_t n, index_t k, int /*threads*/ = 1) {
   if (m == 0 || n == 0 || k == 0) return 0;
-  const detail::split s = detail::split_for<T, Arch>(m, n, k, threads);
-  // The first chunk is the largest; panel_elements is monotone in n and k.
-  return detail::panel_elements<T, Arch>(s.along_rows ? n : std::min(s.chunk, n), k);
+  return detail::panel_elements<T, Arch>(n, k);
 }
 
 // The same for a product whose op(B) is prepacked (packed_weights): one A strip.
