@@ -15,13 +15,13 @@
 // Variants are timed round-robin (one forward of each in turn, R rounds), so
 // that noise on a shared machine hits every variant alike.
 #include "examples/support/counting_new.hpp"
+#include "examples/support/resident_memory.hpp"
 #include "support/peak_fma.hpp"
 
 #include <reuseformer/reuseformer.hpp>
 
 #include <nlohmann/json.hpp>
 
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -240,13 +240,6 @@ stats summarise(std::vector<double> v) {
   return {v[v.size() / 2], v.front(), v.back()};
 }
 
-// The process's peak resident set size (getrusage reports KiB on Linux).
-std::size_t peak_rss_bytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<std::size_t>(usage.ru_maxrss) * 1024;
-}
-
 std::string mib(std::size_t bytes) {
   char text[32];
   std::snprintf(text, sizeof text, "%.1f", static_cast<double>(bytes) / (1 << 20));
@@ -378,9 +371,9 @@ json run_shape(const shape& s, const options& o, double& peak) {
   }
   // Every variant of the shape is alive at once, each with its random
   // parameters and its packed copy of them.
-  record["peak_rss_bytes"] = peak_rss_bytes();
+  record["peak_rss_bytes"] = resident_memory::peak_bytes();
   std::printf("peak RSS so far %s MiB (%zu models, each: checkpoint tensors + what the model holds)\n",
-              mib(peak_rss_bytes()).c_str(), variants.size());
+              mib(resident_memory::peak_bytes()).c_str(), variants.size());
   return record;
 }
 

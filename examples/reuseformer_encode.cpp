@@ -27,29 +27,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include <sys/resource.h>
-#include <unistd.h>
-
 namespace rf = reuseformer;
 
 // Heap allocations are counted while the timed passes run, for the report.
 #include "support/counting_new.hpp"
+// Resident memory, for the report.
+#include "support/resident_memory.hpp"
 
 namespace {
-
-// The process's resident set now and at its peak (Linux: /proc/self/statm
-// pages, getrusage KiB): the loaded model's real footprint, mapped file included.
-std::size_t resident_bytes() {
-  std::size_t pages = 0, resident = 0;
-  std::ifstream("/proc/self/statm") >> pages >> resident;
-  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-}
-
-std::size_t peak_resident_bytes() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<std::size_t>(usage.ru_maxrss) * 1024;
-}
 
 struct usage_error {
   std::string message;
@@ -158,8 +143,8 @@ void encode(const options& o, const rf::io::model_config& config) {
                                    {"flops", 2 * cost.multiply_adds},
                                    {"parameter_bytes", model.parameter_bytes()},
                                    {"referenced_parameter_bytes", model.encoder().referenced_parameter_bytes()},
-                                   {"resident_bytes", resident_bytes()},
-                                   {"peak_resident_bytes", peak_resident_bytes()},
+                                   {"resident_bytes", resident_memory::current_bytes()},
+                                   {"peak_resident_bytes", resident_memory::peak_bytes()},
                                    {"workspace_bytes", cost.workspace_bytes},
                                    {"reuse_state_bytes", cost.reuse_state_bytes},
                                    {"heap_allocations_during_forward", counting::allocations.load()}};
