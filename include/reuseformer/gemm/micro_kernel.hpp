@@ -56,8 +56,8 @@ struct tile {
   // largest divisor of NR up to MR, so that a strip of rows never straddles two
   // of the panel's strips. Used only where that tile keeps 16 accumulators (two
   // FMA pipes of latency 4, twice over): with 16 registers it would be at most
-  // 4 x 2 vectors, which measured 7% slower than packing A for 6 x 2 tiles at
-  // n = 2048 (AVX2 on Zen 4).
+  // 4 x 2 vectors (8 accumulators), and packing A for 6 x 2 tiles was faster
+  // (measured: bench/README.md).
   static constexpr index_t self_mr = [] {
     index_t rows = mr;
     while (nr % rows != 0) --rows;

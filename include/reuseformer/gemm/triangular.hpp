@@ -12,9 +12,8 @@
 // what the tiles the diagonal crosses compute beyond it. When B is A itself
 // (Q Qᵀ) on AVX-512 the strips of A are read from B's packed panel instead of
 // being packed a second time, in tiles of 8 rows rather than 12, which also
-// cuts that excess by a third (float) to a half (double): at n = 128, dh = 64
-// the two took the symmetric score stage from 0.63 to 0.54 of the full
-// product's time.
+// cuts that excess by a third (float) to a half (double), besides saving the
+// copy of A (the effect on the score stage: bench/README.md).
 // The mirror follows the computation 48 rows at a time, while those rows are
 // still in cache, and writes whole cache lines; a separate pass over the
 // finished n x n result (16 MiB per head at n = 2048) would read it back from
