@@ -1,4 +1,5 @@
-// Score functions (DESIGN §1.3) at BERT-base head shapes (H = 12, dh = 64, float):
+// Score functions (docs/semantics.md §Symmetric and pairwise scores) at
+// BERT-base head shapes (H = 12, dh = 64, float):
 //   score_stage/<kind>   the logits of every head alone (attention::logits), batch 1:
 //                        standard Q Kᵀ, symmetric Q Qᵀ (one triangle + mirror), and
 //                        general pairwise (the Q P transform, then a full product);

@@ -1,4 +1,4 @@
-// Loading Hugging Face BERT-style checkpoints (DESIGN §2): config.json keys and
+// Loading Hugging Face BERT-style checkpoints (docs/checkpoints.md): config.json keys and
 // their errors, binding model.safetensors by tensor name and its errors, and
 // parity with PyTorch through the C++ API (io::bert_model) for every fixture that
 // has a config.json: every score function, reuse schedule, relative positions,

@@ -1,4 +1,4 @@
-// Score reuse (DESIGN §1.2) against the double-precision reference, the exact
+// Score reuse (docs/semantics.md §Score reuse) against the double-precision reference, the exact
 // head bookkeeping of reused stacks, and the bounded reuse state, in this
 // file's SIMD build.
 #include <cmath>

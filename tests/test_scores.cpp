@@ -1,5 +1,5 @@
-// Symmetric and pairwise score functions (DESIGN §1.3) in this file's SIMD
-// build: the triangular logits kernel against the full product and a double
+// Symmetric and pairwise score functions (docs/semantics.md §Symmetric and
+// pairwise scores) in this file's SIMD build: the triangular logits kernel against the full product and a double
 // reference, the pairwise query transform, and whole encoders of every score
 // function (with reuse, padding, causal masks) against the double reference.
 #include <algorithm>

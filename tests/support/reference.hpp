@@ -1,6 +1,6 @@
 #pragma once
-// A plain double-precision reference of the encoder (DESIGN §1.1, §1.4): loops
-// written from the formulas, sharing no code with the library's kernels, so a
+// A plain double-precision reference of the encoder (docs/semantics.md
+// §Standard attention, §Encoder layers): loops written from the formulas, sharing no code with the library's kernels, so a
 // bug in a kernel cannot hide in its own reference.
 #include <algorithm>
 #include <cmath>
@@ -69,9 +69,9 @@ inline double activate(reuseformer::activation act, double x) {
   return x;
 }
 
-// Multi-head attention of x [B, N, d] with score reuse (DESIGN §1.2) and the
-// score function its tensors imply (§1.3): logits q_i·k_j with a key
-// projection, q_i·q_j without one, q_i P_h q_jᵀ with pairwise factors.
+// Multi-head attention of x [B, N, d] with score reuse (docs/semantics.md
+// §Score reuse) and the score function its tensors imply (§Symmetric and
+// pairwise scores there): logits q_i·k_j with a key projection, q_i·q_j without one, q_i P_h q_jᵀ with pairwise factors.
 // mask: empty or [B, N] of 0/1. The layer computes H - reused fresh heads and
 // takes heads H - reused .. H - 1 from `previous` ([B, previous_heads, N, N],
 // its first `reused` heads). Returns the output and the stack it used [B, H, N, N].

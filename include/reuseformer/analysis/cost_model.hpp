@@ -17,7 +17,7 @@
 // plus B * F * N^2 softmax exponentials (N(N+1)/2 per head under a causal mask:
 // row i exponentiates its i+1 visible keys), not multiply-adds, reported apart.
 // Reusing K heads therefore saves 2*rows*d*K*dh + B*K*pairs*dh multiply-adds
-// and B*K*pairs exponentials per layer (DESIGN §1.2).
+// and B*K*pairs exponentials per layer (docs/semantics.md §Score reuse).
 
 #include <cstddef>
 #include <vector>

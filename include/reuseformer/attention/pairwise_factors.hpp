@@ -1,9 +1,10 @@
 #pragma once
-// The query side of pairwise logits (DESIGN §1.3): L_h = (Q_h P_h) Q_hᵀ, so each
-// fresh head's queries are transformed once, Q'_h = Q_h P_h, and the attention
-// core then multiplies Q' by Qᵀ like any Q by Kᵀ. That is rows * F * dh^2
-// multiply-adds (rows * F * dh for diagonal P) instead of rows * d * F*dh for a
-// key projection, and it leaves the core one product per head.
+// The query side of pairwise logits (docs/semantics.md §Symmetric and pairwise
+// scores): L_h = (Q_h P_h) Q_hᵀ, so each fresh head's queries are transformed
+// once, Q'_h = Q_h P_h, and the attention core then multiplies Q' by Qᵀ like any
+// Q by Kᵀ. That is rows * F * dh^2 multiply-adds (rows * F * dh for diagonal P)
+// instead of rows * d * F*dh for a key projection, and it leaves the core one
+// product per head.
 
 #include <algorithm>
 

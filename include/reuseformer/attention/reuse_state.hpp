@@ -1,6 +1,6 @@
 #pragma once
 // The reuse state: attention probabilities that flow from one layer to the next
-// (DESIGN §1.2).
+// (docs/semantics.md §Score reuse).
 //
 // Layer l reuses K_l heads: its probability stack is
 //   S^l = concat(A_fresh^l (H - K_l heads), S^{l-1}[0 : K_l]),

@@ -1,5 +1,6 @@
 #pragma once
-// The attention core, per batch element b and head h (DESIGN §1.1-§1.3):
+// The attention core, per batch element b and head h (docs/semantics.md,
+// §Standard attention to §Symmetric and pairwise scores):
 //   fresh head h < F:   A = softmax_row(scale * L_bh + R_h + M_b),  L_bh = Q_bh K_bhᵀ
 //   reused head h >= F: A = S^{l-1}[h - F]       (read from the reuse state)
 //   C_bh = A V_bh

@@ -1,10 +1,11 @@
 #pragma once
-// How a fresh head's attention logits are formed (DESIGN §1.1, §1.3). Chosen at
-// compile time: multi_head_attention, encoder_layer and encoder take one as a
-// template argument, and the config read from disk (`plpi_affinity_function`)
-// must name the same one. The traits below are constexpr so that code which
-// only needs shapes (parameters, cost model) asks them at run time from the
-// config, and the layers ask them at compile time: one definition serves both.
+// How a fresh head's attention logits are formed (docs/semantics.md §Symmetric
+// and pairwise scores). Chosen at compile time: multi_head_attention,
+// encoder_layer and encoder take one as a template argument, and the config read
+// from disk (`plpi_affinity_function`) must name the same one. The traits below
+// are constexpr so that code which only needs shapes (parameters, cost model)
+// asks them at run time from the config, and the layers ask them at compile time:
+// one definition serves both.
 //
 // Per fresh head h, with Q_h = X W_Q,hᵀ + b_Q,h and scale s = 1/sqrt(dh):
 //   standard            s · Q_h K_hᵀ          K_h from its own key projection

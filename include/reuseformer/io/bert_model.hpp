@@ -1,7 +1,7 @@
 #pragma once
 // A Hugging Face BERT-style checkpoint, loaded: config.json plus
-// model.safetensors bound by tensor name (DESIGN §2) to an encoder and, when the
-// file has them, the embeddings.
+// model.safetensors bound by tensor name (docs/checkpoints.md §Tensor names)
+// to an encoder and, when the file has them, the embeddings.
 //
 //   const io::model_config config = io::read_config_json(dir / "config.json");
 //   visit(config.encoder.score, [&]<score_function Score>() {

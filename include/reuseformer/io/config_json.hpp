@@ -1,5 +1,6 @@
 #pragma once
-// Reads a Hugging Face BERT config.json (DESIGN §2) into the library's configs.
+// Reads a Hugging Face BERT config.json (docs/checkpoints.md §config.json keys)
+// into the library's configs.
 //
 // Keys read: hidden_size, num_attention_heads, intermediate_size,
 // num_hidden_layers, hidden_act ("gelu", "gelu_new" / "gelu_pytorch_tanh",

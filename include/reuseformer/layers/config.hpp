@@ -39,13 +39,14 @@ struct encoder_config {
   double layer_norm_eps = 1e-12;
   bool causal = false;  // query i sees keys j <= i only (on top of any padding mask)
 
-  // How fresh heads form their logits (`plpi_affinity_function`, DESIGN §1.3).
+  // How fresh heads form their logits (`plpi_affinity_function`, docs/semantics.md
+  // §Symmetric and pairwise scores).
   // An encoder built with a compile-time score function requires this to match.
   score_function score = score_function::standard;
 
-  // Score reuse (DESIGN §1.2): reuse_schedule[l] = K_l, the heads layer l takes
-  // from layer l-1's probability stack instead of computing them. Empty: no
-  // reuse. reference_reuse_schedule() builds it from TF's two-number form.
+  // Score reuse (docs/semantics.md §Score reuse): reuse_schedule[l] = K_l, the
+  // heads layer l takes from layer l-1's probability stack instead of computing
+  // them. Empty: no reuse. reference_reuse_schedule() builds it from TF's two-number form.
   std::vector<index_t> reuse_schedule;
 
   // Relative-position bias on fresh heads (TF `use_relative_pe`): layer l has a

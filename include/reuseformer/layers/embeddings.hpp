@@ -1,5 +1,5 @@
 #pragma once
-// BERT's input embeddings (DESIGN §1.4), Hugging Face's `embeddings` block:
+// BERT's input embeddings (docs/semantics.md §Embeddings), Hugging Face's `embeddings` block:
 //   out[b, n] = LN(word[ids[b, n]] + position[n] + token_type[types[b, n]])
 // with absolute positions 0 .. N-1 and token type 0 when no types are given.
 

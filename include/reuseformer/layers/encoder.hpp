@@ -1,6 +1,6 @@
 #pragma once
 // A stack of L encoder layers applied in order to a [B, N, d] batch, with the
-// reuse state (DESIGN §1.2) flowing from layer to layer.
+// reuse state (docs/semantics.md §Score reuse) flowing from layer to layer.
 //
 //   reuseformer::encoder<float> model(config, layer_weights);
 //   auto ws = model.make_workspace(batch, seq, threads);    // once

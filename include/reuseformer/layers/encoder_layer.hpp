@@ -1,6 +1,6 @@
 #pragma once
 // One transformer encoder layer: attention and feed-forward blocks, each wrapped
-// in a residual connection and a LayerNorm (DESIGN §1.4):
+// in a residual connection and a LayerNorm (docs/semantics.md §Encoder layers):
 //   post-LN (BERT):      x = LN_1(x + Attn(x));   x = LN_2(x + FFN(x))
 //   pre-LN (norm_first): x = x + Attn(LN_1(x));   x = x + FFN(LN_2(x))
 

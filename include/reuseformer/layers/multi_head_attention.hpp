@@ -1,7 +1,8 @@
 #pragma once
-// Multi-head self-attention (DESIGN §1.1), BERT's `attention.self` plus
-// `attention.output.dense`, with optional score reuse (§1.2) and a compile-time
-// score function (§1.3, attention/score_function.hpp):
+// Multi-head self-attention (docs/semantics.md §Standard attention), BERT's
+// `attention.self` plus `attention.output.dense`, with optional score reuse
+// (§Score reuse there) and a compile-time score function (§Symmetric and
+// pairwise scores there, attention/score_function.hpp):
 //   Q = X W_Qᵀ + b_Q                     (fresh heads only: (H - K_l)*dh rows)
 //   K = X W_Kᵀ + b_K (standard), K = Q (symmetric), or L_h = Q_h P_h Q_hᵀ (pairwise)
 //   V = X W_Vᵀ + b_V                     (all H heads)
