@@ -6,4 +6,4 @@ reuseformer_test(tests_io SOURCES test_safetensors.cpp FLAGS -march=native)
 reuseformer_test(tests_checkpoint SOURCES test_checkpoint.cpp FLAGS -march=native)
 
 # The reuseformer-encode tool, run as a program (registered in its own file).
-include(${CMAKE_CURRENT_LIST_DIR}/tool.cmake OPTIONAL)
+include(${CMAKE_CURRENT_LIST_DIR}/tool.cmake)
