@@ -175,14 +175,18 @@ template <class T, class Arch>
   return {along_rows, chunk, ceil_div(extent, chunk)};
 }
 
-// The product split across threads (see parallel_multiply_add), with its
-// epilogue: block epilogues run inside every part; a rows_epilogue runs inside
-// the parts when they hold whole rows, and after the product otherwise.
-template <class T, class Arch, class B, class Epilogue>
-void parallel_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, update mode, int threads, T* scratch,
-                      index_t scratch_stride, const Epilogue& epilogue) {
+// A product C[m, n] of inner size k split across threads (see split_for), with
+// its epilogue: compute(row0, rows, col0, cols, scratch, done) computes that
+// block of C on the calling thread, in its slice of scratch, and calls
+// done(row, count, col, width) (relative to the block) on sub-blocks as they
+// become final. Block epilogues run inside every part; a rows_epilogue runs
+// inside the parts when they hold whole rows, and after the product otherwise.
+// The kernel is the caller's: ours (parallel_product), or another library's
+// sequential one under the same split (eigen/products.hpp).
+template <class T, class Arch, class Epilogue, class Compute>
+void parallel_parts(index_t m, index_t n, index_t k, int threads, T* scratch, index_t scratch_stride,
+                    const Epilogue& epilogue, const Compute& compute) {
   constexpr bool by_rows = requires { epilogue.on_rows; };
-  const index_t m = c.rows, n = c.cols, k = a.cols;
   const split s = split_for<T, Arch>(m, n, k, threads);
   const bool whole_rows = s.along_rows || s.count == 1;
   parallel_for(s.count, threads, [&](index_t part, int thread) {
@@ -198,8 +202,7 @@ void parallel_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, updat
         epilogue(row0 + row, count, col0 + col, width);
       }
     };
-    blocked_product<T, Arch>(alpha, a.block(row0, rows, 0, k), b.columns(col0, cols), c.block(row0, rows, col0, cols),
-                             mine, mode, part::all, nc_max, done);
+    compute(row0, rows, col0, cols, mine, done);
   });
   if constexpr (by_rows) {
     if (whole_rows) return;
@@ -209,6 +212,19 @@ void parallel_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, updat
       epilogue.on_rows(first, std::min(rows_per_task, m - first));
     });
   }
+}
+
+// The product split across threads (see parallel_multiply_add), with its epilogue.
+template <class T, class Arch, class B, class Epilogue>
+void parallel_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, update mode, int threads, T* scratch,
+                      index_t scratch_stride, const Epilogue& epilogue) {
+  const index_t k = a.cols;
+  parallel_parts<T, Arch>(c.rows, c.cols, k, threads, scratch, scratch_stride, epilogue,
+                          [&](index_t row0, index_t rows, index_t col0, index_t cols, T* mine, const auto& done) {
+                            blocked_product<T, Arch>(alpha, a.block(row0, rows, 0, k), b.columns(col0, cols),
+                                                     c.block(row0, rows, col0, cols), mine, mode, part::all, nc_max,
+                                                     done);
+                          });
 }
 
 }  // namespace detail

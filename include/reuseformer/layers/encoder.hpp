@@ -20,8 +20,10 @@
 
 namespace reuseformer {
 
-template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch>
-class encoder : public detail::stream_module<encoder<T, Score, Arch>, T> {
+// Products: the product backend of its Linears (layers/product_backend.hpp).
+template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch,
+          class Products = packed_products>
+class encoder : public detail::stream_module<encoder<T, Score, Arch, Products>, T> {
  public:
   static constexpr bool residual = true;
   static constexpr score_function scores = Score;
@@ -54,7 +56,7 @@ class encoder : public detail::stream_module<encoder<T, Score, Arch>, T> {
   [[nodiscard]] index_t heads() const { return config_.num_attention_heads; }
   [[nodiscard]] index_t attention_layers() const { return config_.num_hidden_layers; }
   [[nodiscard]] index_t first_reused_heads() const { return 0; }  // layer 0 never reuses
-  [[nodiscard]] const std::vector<encoder_layer<T, Score, Arch>>& layers() const { return layers_; }
+  [[nodiscard]] const std::vector<encoder_layer<T, Score, Arch, Products>>& layers() const { return layers_; }
   [[nodiscard]] const attention::reuse_state_plan& reuse_plan() const { return reuse_; }
   [[nodiscard]] std::size_t parameter_bytes() const {
     std::size_t bytes = 0;
@@ -113,7 +115,7 @@ class encoder : public detail::stream_module<encoder<T, Score, Arch>, T> {
  private:
   encoder_config config_;
   attention::reuse_state_plan reuse_;
-  std::vector<encoder_layer<T, Score, Arch>> layers_;
+  std::vector<encoder_layer<T, Score, Arch, Products>> layers_;
 };
 
 }  // namespace reuseformer

@@ -27,8 +27,10 @@ struct encoder_layer_weights {
   layer_norm_weights<T> output_norm;      // output.LayerNorm (LN_2)
 };
 
-template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch>
-class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch>, T> {
+// Products: the product backend of its Linears (layers/product_backend.hpp).
+template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch,
+          class Products = packed_products>
+class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch, Products>, T> {
  public:
   static constexpr bool residual = true;
 
@@ -60,7 +62,7 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch>
   [[nodiscard]] index_t heads() const { return attention_.heads(); }
   [[nodiscard]] index_t attention_layers() const { return 1; }
   [[nodiscard]] index_t first_reused_heads() const { return attention_.reused_heads(); }
-  [[nodiscard]] const multi_head_attention<T, Score, Arch>& attention() const { return attention_; }
+  [[nodiscard]] const multi_head_attention<T, Score, Arch, Products>& attention() const { return attention_; }
   [[nodiscard]] std::size_t parameter_bytes() const {
     return attention_.parameter_bytes() + attention_norm_.parameter_bytes() +
            feed_forward_.parameter_bytes() + output_norm_.parameter_bytes();
@@ -75,8 +77,8 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch>
 
   struct buffers {
     T* normed;  // [B*N, d], pre-LN only
-    typename multi_head_attention<T, Score, Arch>::buffers attention;
-    typename feed_forward<T, Arch>::buffers feed_forward;
+    typename multi_head_attention<T, Score, Arch, Products>::buffers attention;
+    typename feed_forward<T, Arch, Products>::buffers feed_forward;
   };
 
   // The attention and feed-forward temporaries are never live together: they
@@ -121,9 +123,9 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch>
 
  private:
   norm_placement norm_;
-  multi_head_attention<T, Score, Arch> attention_;
+  multi_head_attention<T, Score, Arch, Products> attention_;
   layer_norm<T, Arch> attention_norm_;
-  feed_forward<T, Arch> feed_forward_;
+  feed_forward<T, Arch, Products> feed_forward_;
   layer_norm<T, Arch> output_norm_;
 };
 

@@ -21,7 +21,7 @@ struct feed_forward_weights {
   linear_weights<T> output;        // [d, d_ff], [d]
 };
 
-template <class T, class Arch = simd::default_arch>
+template <class T, class Arch = simd::default_arch, class Products = packed_products>
 class feed_forward {
  public:
   // `prefix` names tensors in error messages (prefix + "intermediate.dense.weight", ...).
@@ -70,7 +70,7 @@ class feed_forward {
 
  private:
   activation act_;
-  linear<T, Arch> intermediate_, output_;
+  linear<T, Arch, Products> intermediate_, output_;
 };
 
 }  // namespace reuseformer

@@ -3,11 +3,12 @@
 // or several of them over the same input stacked into one product (a layer's
 // query, key and value): y = [x W_1ᵀ + b_1, x W_2ᵀ + b_2, ...].
 //
-// The weights are packed once, here, into the product's panel layout
-// (gemm/packed_weights.hpp) and the biases copied next to them: after
-// construction the layer holds everything it reads, and the caller's tensors
-// may be released. The bias and activation are applied by the product's
-// epilogue while each block of y is in cache.
+// The weights are prepared once, here, by the product backend (Products,
+// layers/product_backend.hpp: by default packed into our GEMM's panel layout)
+// and the biases copied next to them: after construction the layer holds
+// everything it reads, and the caller's tensors may be released. The bias and
+// activation are applied by the product's epilogue while each block of y is in
+// cache.
 
 #include <algorithm>
 #include <cstddef>
@@ -19,7 +20,7 @@
 
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/gemm/gemm.hpp"
-#include "reuseformer/gemm/packed_weights.hpp"
+#include "reuseformer/layers/product_backend.hpp"
 #include "reuseformer/simd/activation.hpp"
 #include "reuseformer/simd/arch.hpp"
 
@@ -41,7 +42,8 @@ struct linear_part {
   std::string_view name;
 };
 
-template <class T, class Arch = simd::default_arch>
+template <class T, class Arch = simd::default_arch, class Products = packed_products>
+  requires product_backend<Products, T>
 class linear {
  public:
   // A single Linear. Throws reuseformer::error when weight is not [out, in] or
@@ -58,11 +60,11 @@ class linear {
 
   [[nodiscard]] index_t in_features() const { return weight_.in_features(); }
   [[nodiscard]] index_t out_features() const { return weight_.out_features(); }
-  // Bytes the layer holds: the packed weight (its last strip padded) and the bias.
+  // Bytes the layer holds: the backend's weight (see its bytes()) and the bias.
   [[nodiscard]] std::size_t parameter_bytes() const { return weight_.bytes() + bias_.size() * sizeof(T); }
 
   // Per-thread scratch for forward() (any number of rows and threads).
-  [[nodiscard]] index_t scratch_elements() const { return gemm::prepacked_scratch_elements<T>(in_features()); }
+  [[nodiscard]] index_t scratch_elements() const { return weight_.scratch_elements(); }
 
   // y = Act(x Wᵀ + b) (gemm::update::overwrite) or y = Act(y + x Wᵀ + b)
   // (gemm::update::accumulate: with y holding the residual stream this is the
@@ -79,14 +81,14 @@ class linear {
       simd::bias_activation<Act, Arch>(y.data + row * y.ld + col, rows, cols, y.ld, bias + col);
     };
     if constexpr (std::is_same_v<AfterRows, std::nullptr_t>) {
-      gemm::parallel_multiply_add<T>(T(1), x, weight_.view(), y, mode, threads, scratch, scratch_stride, finish);
+      weight_.multiply(x, y, mode, threads, scratch, scratch_stride, finish);
     } else {
       const auto rows_done = [&](index_t row, index_t rows) {
         finish(row, rows, 0, y.cols);
         after(row, rows);
       };
-      gemm::parallel_multiply_add<T>(T(1), x, weight_.view(), y, mode, threads, scratch, scratch_stride,
-                                     gemm::rows_epilogue<decltype(rows_done)>{rows_done});
+      weight_.multiply(x, y, mode, threads, scratch, scratch_stride,
+                       gemm::rows_epilogue<decltype(rows_done)>{rows_done});
     }
   }
 
@@ -102,7 +104,7 @@ class linear {
     return blocks;
   }
 
-  gemm::packed_weights<T> weight_;
+  typename Products::template weight<T> weight_;
   std::vector<T> bias_;
 };
 

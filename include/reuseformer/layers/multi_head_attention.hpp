@@ -61,8 +61,9 @@ inline const attention_options& validated(const attention_options& o) {
 }
 }  // namespace detail
 
-template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch>
-class multi_head_attention : public detail::stream_module<multi_head_attention<T, Score, Arch>, T> {
+template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch,
+          class Products = packed_products>
+class multi_head_attention : public detail::stream_module<multi_head_attention<T, Score, Arch, Products>, T> {
  public:
   static constexpr bool residual = false;
   static constexpr score_function scores = Score;
@@ -212,8 +213,8 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
   }
 
   attention_options options_;
-  linear<T, Arch> projection_;  // query, key (standard scores only) and value, one product
-  linear<T, Arch> output_;
+  linear<T, Arch, Products> projection_;  // query, key (standard scores only) and value, one product
+  linear<T, Arch, Products> output_;
   matrix_view<const T> relative_position_;
   tensor_view<const T, 3> pairwise_factors_;
 };
