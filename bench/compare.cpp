@@ -18,7 +18,7 @@
 #include "examples/support/resident_memory.hpp"
 #include "support/peak_fma.hpp"
 
-#include <reuseformer/reuseformer.hpp>
+#include <reuseformer/io.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -32,7 +32,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -119,33 +118,35 @@ std::vector<float> input_for(const shape& s, rf::index_t d) {
   return x;
 }
 
-// One variant: a model of any score function behind a type-erased forward.
+// One variant: random parameters for its config (any score function), the
+// model built on them, and its workspace for one shape.
 struct variant {
+  variant(std::string variant_name, const rf::encoder_config& config, const shape& s, int threads)
+      : name(std::move(variant_name)), parameters(std::make_unique<rf::encoder_parameters<float>>(config)),
+        model((parameters->fill_random(seed), config), parameters->layers()), input_shape(s),
+        ws(model.make_workspace(s.batch, s.seq, threads)), cost(rf::analysis::measure(model, s.batch, s.seq, threads)) {}
+
+  void forward(const float* x, float* y) {
+    const rf::index_t d = model.hidden_size();
+    model.forward(rf::tensor_view<const float, 3>(x, {input_shape.batch, input_shape.seq, d}),
+                  rf::tensor_view<float, 3>(y, {input_shape.batch, input_shape.seq, d}), ws);
+  }
+
   std::string name;
-  rf::encoder_config config;
-  std::function<void(const float*, float*)> forward;
+  // The model views the parameters it does not pack (LayerNorm parameters,
+  // pairwise factors): on the heap, they stay where they are when a variant moves.
+  std::unique_ptr<rf::encoder_parameters<float>> parameters;
+  rf::any_encoder<float> model;
+  shape input_shape;
+  rf::workspace ws;
   rf::analysis::encoder_cost cost;
-  std::size_t held_bytes = 0;        // what the model holds: packed weights, biases, referenced tensors
-  std::size_t referenced_bytes = 0;  // of which the caller's tensors, still read (LayerNorm parameters, factors)
   std::vector<double> ms;
   long heap_allocations = 0;
 };
 
-template <rf::score_function Score>
-variant make_variant(std::string name, rf::encoder_config config, const shape& s, int threads) {
-  config.score = Score;
-  auto parameters = std::make_shared<rf::encoder_parameters<float>>(config);
-  parameters->fill_random(seed);
-  auto model = std::make_shared<const rf::encoder<float, Score>>(config, parameters->layers());
-  auto ws = std::make_shared<rf::workspace>(model->make_workspace(s.batch, s.seq, threads));
-  const rf::index_t d = config.hidden_size;
-  variant v{std::move(name), config, {}, rf::analysis::measure(*model, s.batch, s.seq, threads),
-            model->parameter_bytes(), model->referenced_parameter_bytes(), {}, 0};
-  v.forward = [parameters, model, ws, s, d](const float* x, float* y) {
-    model->forward(rf::tensor_view<const float, 3>(x, {s.batch, s.seq, d}), rf::tensor_view<float, 3>(y, {s.batch, s.seq, d}),
-                   *ws);
-  };
-  return v;
+rf::encoder_config with_score(rf::encoder_config c, rf::score_function score) {
+  c.score = score;
+  return c;
 }
 
 std::vector<variant> variants_for(const shape& s, const options& o) {
@@ -157,14 +158,14 @@ std::vector<variant> variants_for(const shape& s, const options& o) {
   };
   const rf::index_t last = L - 1;
   std::vector<variant> v;
-  v.push_back(make_variant<rf::score_function::standard>("vanilla", bert_base(L), s, o.threads));
+  using enum rf::score_function;
+  v.emplace_back("vanilla", bert_base(L), s, o.threads);
   for (const rf::index_t k : {3, 6, 12})
-    v.push_back(make_variant<rf::score_function::standard>("reuse K=" + std::to_string(k) + ", layers 1-" + std::to_string(last),
-                                                            reuse(k, last), s, o.threads));
-  v.push_back(make_variant<rf::score_function::standard>("reuse TF default (-1, 6)", reuse(-1, 6), s, o.threads));
-  v.push_back(make_variant<rf::score_function::symmetric>("symmetric", bert_base(L), s, o.threads));
-  v.push_back(make_variant<rf::score_function::pairwise>("pairwise", bert_base(L), s, o.threads));
-  v.push_back(make_variant<rf::score_function::pairwise>("pairwise + reuse K=6", reuse(6, last), s, o.threads));
+    v.emplace_back("reuse K=" + std::to_string(k) + ", layers 1-" + std::to_string(last), reuse(k, last), s, o.threads);
+  v.emplace_back("reuse TF default (-1, 6)", reuse(-1, 6), s, o.threads);
+  v.emplace_back("symmetric", with_score(bert_base(L), symmetric), s, o.threads);
+  v.emplace_back("pairwise", with_score(bert_base(L), pairwise), s, o.threads);
+  v.emplace_back("pairwise + reuse K=6", with_score(reuse(6, last), pairwise), s, o.threads);
   return v;
 }
 
@@ -327,7 +328,7 @@ json run_shape(const shape& s, const options& o, double& peak) {
     std::printf("%-28s %9.1f (%7.1f-%7.1f) %7.2fx %13s %9.1f %8.1f %6.1f%% %10s %9s %13s %15s %7ld\n",
                 v.name.c_str(), t.median, t.min, t.max, base.median / t.median, savings.c_str(),
                 v.cost.multiply_adds / 1e9, gflops, 100 * gflops / peak,
-                mib(v.cost.parameter_bytes).c_str(), mib(v.held_bytes).c_str(), mib(v.cost.workspace_bytes).c_str(),
+                mib(v.cost.parameter_bytes).c_str(), mib(v.model.parameter_bytes()).c_str(), mib(v.cost.workspace_bytes).c_str(),
                 mib(v.cost.reuse_state_bytes).c_str(), v.heap_allocations);
     record["variants"].push_back({{"name", v.name},
                                   {"ms", v.ms},
@@ -341,8 +342,8 @@ json run_shape(const shape& s, const options& o, double& peak) {
                                   {"gflops", gflops},
                                   {"percent_of_peak", 100 * gflops / peak},
                                   {"parameter_bytes", v.cost.parameter_bytes},
-                                  {"held_parameter_bytes", v.held_bytes},
-                                  {"referenced_parameter_bytes", v.referenced_bytes},
+                                  {"held_parameter_bytes", v.model.parameter_bytes()},
+                                  {"referenced_parameter_bytes", v.model.referenced_parameter_bytes()},
                                   {"workspace_bytes", v.cost.workspace_bytes},
                                   {"reuse_state_bytes", v.cost.reuse_state_bytes},
                                   {"heap_allocations_during_forward", v.heap_allocations}});

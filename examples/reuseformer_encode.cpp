@@ -14,7 +14,7 @@
 // --repeat R times R forward passes after one warm-up; --report writes their
 // times and the model's work and memory as JSON.
 // Exit status: 0 success, 2 usage error, 1 input or format error (one message on stderr).
-#include <reuseformer/reuseformer.hpp>
+#include <reuseformer/io.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -83,12 +83,11 @@ options parse(int argc, char** argv) {
   return o;
 }
 
-template <rf::score_function Score>
-void encode(const options& o, const rf::io::model_config& config) {
-  const rf::io::bert_model<float, Score> model(config, rf::io::safetensors_reader(o.model / "model.safetensors"));
+void encode(const options& o) {
+  const rf::io::model<float> model = rf::io::load_model<float>(o.model);
   const rf::io::safetensors_reader in(o.input);
-  const auto& encoder = model.encoder();
-  const rf::index_t d = encoder.hidden_size(), heads = encoder.heads(), layers = encoder.attention_layers();
+  const rf::encoder_config& config = model.config().encoder;
+  const rf::index_t d = config.hidden_size, heads = config.num_attention_heads, layers = config.num_hidden_layers;
   const rf::io::model_input x = rf::io::read_model_input(in, d, model.embeddings().has_value());
   const rf::index_t b = x.batch, n = x.seq;
 
@@ -97,25 +96,25 @@ void encode(const options& o, const rf::io::model_config& config) {
                                          std::vector<float>(static_cast<std::size_t>(b * heads * n * n)));
   std::vector<rf::tensor_view<float, 4>> views;
   for (auto& s : stacks) views.emplace_back(s.data(), std::array<rf::index_t, 4>{b, heads, n, n});
-  rf::workspace ws = encoder.make_workspace(b, n, o.threads);
+  rf::workspace ws = model.make_workspace(b, n, o.threads);
   const rf::attention_mask mask = x.mask();
   const rf::tensor_view<float, 3> out(hidden.data(), {b, n, d});
   const auto forward = [&] {
     if (x.hidden) {
-      encoder.forward(x.hidden->view<3>(), out, ws, mask, {.attentions = views});
+      model.forward(x.hidden->view<3>(), out, ws, mask, {.attentions = views});
     } else {
       model.embeddings()->forward(rf::tensor_view<const std::int64_t, 2>(x.ids.data(), {b, n}),
                                   rf::tensor_view<const std::int64_t, 2>(x.types.empty() ? nullptr : x.types.data(),
                                                                          {x.types.empty() ? 0 : b, n}),
                                   out, o.threads);
-      encoder.forward(out, out, ws, mask, {.attentions = views});
+      model.forward(out, out, ws, mask, {.attentions = views});
     }
   };
 
   try {  // the result, and the warm-up of the timed runs; bad ids, types or mask values surface here
     forward();
   } catch (const rf::error& e) {
-    throw rf::error(rf::detail::concat(in.source(), ": ", e.what()));
+    throw rf::error(in.source() + ": " + e.what());
   }
   std::vector<double> times;
   times.reserve(static_cast<std::size_t>(o.repeat));  // so that only the forward passes are counted
@@ -134,15 +133,15 @@ void encode(const options& o, const rf::io::model_config& config) {
   rf::io::write_safetensors(o.output, tensors, {{"format", "pt"}, {"producer", "reuseformer-encode"}});
 
   if (!o.report.empty()) {
-    const auto cost = rf::analysis::measure(encoder, b, n, o.threads);
+    const auto cost = rf::analysis::measure(model.encoder(), b, n, o.threads);
     const nlohmann::json report = {{"forward_ms", times},
                                    {"threads", o.threads},
                                    {"batch", b},
                                    {"seq", n},
-                                   {"score_function", rf::name_of(Score)},
+                                   {"score_function", rf::name_of(config.score)},
                                    {"flops", 2 * cost.multiply_adds},
                                    {"parameter_bytes", model.parameter_bytes()},
-                                   {"referenced_parameter_bytes", model.encoder().referenced_parameter_bytes()},
+                                   {"referenced_parameter_bytes", model.referenced_parameter_bytes()},
                                    {"resident_bytes", resident_memory::current_bytes()},
                                    {"peak_resident_bytes", resident_memory::peak_bytes()},
                                    {"workspace_bytes", cost.workspace_bytes},
@@ -150,7 +149,7 @@ void encode(const options& o, const rf::io::model_config& config) {
                                    {"heap_allocations_during_forward", counting::allocations.load()}};
     std::ofstream file(o.report);
     file << report.dump(2) << '\n';
-    if (!file.good()) throw rf::error(rf::detail::concat(o.report.string(), ": cannot write the report"));
+    if (!file.good()) throw rf::error(o.report.string() + ": cannot write the report");
   }
 }
 
@@ -159,8 +158,7 @@ void encode(const options& o, const rf::io::model_config& config) {
 int main(int argc, char** argv) {
   try {
     const options o = parse(argc, argv);
-    const rf::io::model_config config = rf::io::read_config_json((o.model / "config.json").string());
-    rf::visit(config.encoder.score, [&]<rf::score_function Score>() { encode<Score>(o, config); });
+    encode(o);
     return 0;
   } catch (const usage_error& e) {
     std::fprintf(stderr, "reuseformer-encode: %s\n%s\n", e.message.c_str(), usage_text);

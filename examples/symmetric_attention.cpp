@@ -1,8 +1,8 @@
 // Symmetric and pairwise attention (arXiv 2406.06366): queries and keys share one
 // projection, so the logits are Q·Qᵀ (symmetric) or Q·P·Qᵀ with a learned
-// per-head matrix P (pairwise). The score function is a compile-time choice;
-// the config names it too (config.json's `plpi_affinity_function`), and
-// rf::visit() turns the run-time name into the compiled model, once, at load time.
+// per-head matrix P (pairwise). The config names the score function
+// (config.json's `plpi_affinity_function`); rf::any_encoder builds the model it
+// names, chosen at run time (rf::encoder<float, Score> fixes it when compiling).
 #include <reuseformer/reuseformer.hpp>
 
 #include <cstdio>
@@ -27,18 +27,15 @@ int main() try {
     rf::encoder_parameters<float> parameters(config);
     parameters.fill_random(/*seed=*/7);
 
-    rf::visit(config.score, [&]<rf::score_function Score>() {
-      const rf::encoder<float, Score> model(config, parameters.layers());
-      rf::workspace ws = model.make_workspace(batch, seq);
-      model.forward(rf::tensor_view<const float, 3>(x.data(), {batch, seq, d}),
-                    rf::tensor_view<float, 3>(y.data(), {batch, seq, d}), ws);
+    const rf::any_encoder<float> model(config, parameters.layers());
+    rf::workspace ws = model.make_workspace(batch, seq);
+    model.forward(rf::view(x, {batch, seq, d}), rf::view(y, {batch, seq, d}), ws);
 
-      // Symmetric logits cost one triangle of Q·Qᵀ; the key projection is gone.
-      const auto cost = rf::analysis::measure(model, batch, seq, 1);
-      std::printf("%-9s parameters %8zu bytes, multiply-adds %6.2f M (of which logits %4.2f M), workspace %zu bytes\n",
-                  name, cost.parameter_bytes, cost.multiply_adds / 1e6,
-                  (cost.layers[0].scores + cost.layers[1].scores) / 1e6, cost.workspace_bytes);
-    });
+    // Symmetric logits cost one triangle of Q·Qᵀ; the key projection is gone.
+    const auto cost = rf::analysis::measure(model, batch, seq, 1);
+    std::printf("%-9s parameters %8zu bytes, multiply-adds %6.2f M (of which logits %4.2f M), workspace %zu bytes\n",
+                name, cost.parameter_bytes, cost.multiply_adds / 1e6,
+                (cost.layers[0].scores + cost.layers[1].scores) / 1e6, cost.workspace_bytes);
   }
   return 0;
 } catch (const rf::error& e) {

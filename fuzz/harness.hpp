@@ -23,7 +23,7 @@
 #include <string_view>
 #include <vector>
 
-#include <reuseformer/reuseformer.hpp>
+#include <reuseformer/io.hpp>
 
 namespace reuseformer_fuzz {
 

@@ -12,7 +12,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <reuseformer/reuseformer.hpp>
+#include <reuseformer/io.hpp>
 
 #include "support/catch.hpp"
 #include "support/compare.hpp"
@@ -40,17 +40,15 @@ std::vector<std::string> checkpoint_fixtures() {
   return names;
 }
 
-// Runs the checkpoint `name` (config from its .config.json, weights and input
-// from its .safetensors) with scalar type T on 2 threads; returns the output
-// [B, N, d] and every layer's attention probabilities.
-template <class T>
-std::pair<std::vector<T>, std::vector<std::vector<T>>> run_checkpoint(const std::string& name) {
-  const io::model_config config = io::read_config_json((fixtures / (name + ".config.json")).string());
+// Runs a loaded checkpoint on the input of fixture `name` (its .safetensors) on
+// 2 threads; returns the output [B, N, d] and every layer's attention probabilities.
+template <class Model>
+auto run_model(const Model& model, const std::string& name) {
+  using T = typename Model::value_type;
   const io::safetensors_reader file(fixtures / (name + ".safetensors"));
   std::vector<T> out;
   std::vector<std::vector<T>> stacks;
-  rf::visit(config.encoder.score, [&]<rf::score_function Score>() {
-    const io::bert_model<T, Score> model(config, io::safetensors_reader(fixtures / (name + ".safetensors")));
+  {
     const auto& encoder = model.encoder();
     const bool from_ids = file.contains("input_ids");
     const std::vector<rf::index_t>& shape = file.find(from_ids ? "input_ids" : "hidden_states").shape;
@@ -87,8 +85,18 @@ std::pair<std::vector<T>, std::vector<std::vector<T>>> run_checkpoint(const std:
       const auto x = file.load<T>("hidden_states");
       encoder.forward(x.template view<3>(), y, ws, m, {.attentions = views});
     }
+  }
+  return std::pair{out, stacks};
+}
+
+// Runs the checkpoint `name` (config from its .config.json, weights and input
+// from its .safetensors) with scalar type T, compiled for its score function.
+template <class T>
+std::pair<std::vector<T>, std::vector<std::vector<T>>> run_checkpoint(const std::string& name) {
+  const io::model_config config = io::read_config_json((fixtures / (name + ".config.json")).string());
+  return rf::visit(config.encoder.score, [&]<rf::score_function Score>() {
+    return run_model(io::bert_model<T, Score>(config, io::safetensors_reader(fixtures / (name + ".safetensors"))), name);
   });
-  return {out, stacks};
 }
 
 rf::encoder_config tiny_config() {
@@ -247,6 +255,34 @@ TEST_CASE("checkpoints match PyTorch through the C++ API", "[io][checkpoint][pyt
     check(float{}, 1e-5);   // the tolerances of test_pytorch_parity.cpp
     check(double{}, 1e-10);
   }
+}
+
+TEST_CASE("io::load_model: the score function config.json names, chosen at run time", "[io][checkpoint]") {
+  for (const std::string& name : checkpoint_fixtures()) {
+    INFO(name);
+    const temp_dir dir;  // a checkpoint directory, as Hugging Face lays it out
+    fs::copy_file(fixtures / (name + ".config.json"), dir / "config.json");
+    fs::copy_file(fixtures / (name + ".safetensors"), dir / "model.safetensors");
+    const io::model<float> model = io::load_model<float>(dir.path);
+    const io::model_config config = io::read_config_json((fixtures / (name + ".config.json")).string());
+    CHECK(model.config().encoder.score == config.encoder.score);
+    CHECK(model.encoder().score() == config.encoder.score);
+
+    // The same numbers, bit for bit, and the same sizes as the compiled model.
+    CHECK(run_model(model, name) == run_checkpoint<float>(name));
+    rf::visit(config.encoder.score, [&]<rf::score_function Score>() {
+      const io::bert_model<float, Score> compiled(dir.path);
+      CHECK(model.parameter_bytes() == compiled.parameter_bytes());
+      CHECK(model.referenced_parameter_bytes() == compiled.referenced_parameter_bytes());
+      CHECK(model.workspace_bytes(2, 7, 2) == compiled.workspace_bytes(2, 7, 2));
+      CHECK(model.reuse_state_bytes(2, 7) == compiled.reuse_state_bytes(2, 7));
+      CHECK(model.encoder().workspace_bytes(3, 5) == compiled.encoder().workspace_bytes(3, 5));
+    });
+  }
+  // Errors name the file, as the compiled loader's do.
+  const temp_dir empty;
+  CHECK(error_message([&] { (void)io::load_model<float>(empty.path); }) ==
+        (empty / "config.json").string() + ": cannot open: No such file or directory");
 }
 
 TEST_CASE("binding: the embeddings, the bert. prefix, F16 weights converted once", "[io][checkpoint]") {

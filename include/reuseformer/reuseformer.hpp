@@ -1,6 +1,8 @@
 #pragma once
 // reuseformer: header-only transformer encoder layers for the CPU.
-// The only header a user needs to include.
+// The only header a user of the layers needs to include (dependencies: xsimd,
+// and OpenMP when enabled). Loading checkpoints from files is
+// reuseformer/io.hpp, which adds nlohmann_json and POSIX file mapping.
 
 #include "reuseformer/analysis/cost_model.hpp"
 #include "reuseformer/attention/attention_mask.hpp"
@@ -15,10 +17,7 @@
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/gemm/gemm.hpp"
 #include "reuseformer/gemm/triangular.hpp"
-#include "reuseformer/io/bert_model.hpp"
-#include "reuseformer/io/config_json.hpp"
-#include "reuseformer/io/model_input.hpp"
-#include "reuseformer/io/safetensors.hpp"
+#include "reuseformer/layers/any_encoder.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/embeddings.hpp"
 #include "reuseformer/layers/encoder.hpp"

@@ -1,5 +1,7 @@
 # Configures, builds and runs tests/consumer in MODE find_package (against an
-# install of BUILD_DIR into a scratch prefix) or add_subdirectory (against SOURCE_DIR).
+# install of BUILD_DIR into a scratch prefix) or add_subdirectory (against
+# SOURCE_DIR): the layers-only program, then the loader on a checkpoint
+# directory made from FIXTURE_DIR's pairwise_reuse fixture.
 file(REMOVE_RECURSE ${WORK_DIR})
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE status)
@@ -17,4 +19,8 @@ endif()
 run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${WORK_DIR}/build -G ${GENERATOR}
     -DCMAKE_BUILD_TYPE=Release -DCONSUME_MODE=${MODE} ${extra})
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
-run(${WORK_DIR}/build/consumer)
+run(${WORK_DIR}/build/consumer_layers)
+file(MAKE_DIRECTORY ${WORK_DIR}/checkpoint)
+file(COPY_FILE ${FIXTURE_DIR}/pairwise_reuse.config.json ${WORK_DIR}/checkpoint/config.json)
+file(COPY_FILE ${FIXTURE_DIR}/pairwise_reuse.safetensors ${WORK_DIR}/checkpoint/model.safetensors)
+run(${WORK_DIR}/build/consumer_io ${WORK_DIR}/checkpoint)

@@ -3,11 +3,14 @@
 // model.safetensors bound by tensor name (docs/checkpoints.md §Tensor names)
 // to an encoder and, when the file has them, the embeddings.
 //
-//   const io::model_config config = io::read_config_json(dir / "config.json");
-//   visit(config.encoder.score, [&]<score_function Score>() {
-//     io::bert_model<float, Score> model(config, io::safetensors_reader(dir / "model.safetensors"));
-//     model.encoder().forward(...);
-//   });
+//   const io::model<float> model = io::load_model<float>(dir);   // any score function
+//   auto ws = model.make_workspace(batch, seq, threads);
+//   model.forward(hidden_states, output, ws, attention_mask);
+//
+// io::model<T> chooses the score function at run time, from config.json
+// (any_encoder); io::bert_model<T, Score> is the same loader for a score
+// function known when compiling (encoder<T, Score>), and refuses a config.json
+// that names another.
 //
 // Binding rules: names may carry a leading "bert." (task checkpoints do; the
 // whole file must agree). Layer l needs attention.self.query for its H - K_l
@@ -37,31 +40,39 @@
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/io/config_json.hpp"
 #include "reuseformer/io/safetensors_reader.hpp"
+#include "reuseformer/layers/any_encoder.hpp"
 #include "reuseformer/layers/embeddings.hpp"
 #include "reuseformer/layers/encoder.hpp"
+#include "reuseformer/layers/product_backend.hpp"
 #include "reuseformer/simd/arch.hpp"
 
 namespace reuseformer::io {
 
-template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch>
-class bert_model {
+// A checkpoint bound to an Encoder (encoder<T, Score, Arch, Products> or
+// any_encoder<T, Arch, Products>) and, when the file has them, Embeddings. Use
+// the aliases below.
+template <class Encoder, class Embeddings>
+class basic_bert_model {
  public:
-  // Reads dir/config.json and maps dir/model.safetensors.
-  explicit bert_model(const std::filesystem::path& dir)
-      : bert_model(read_config_json((dir / "config.json").string()), safetensors_reader(dir / "model.safetensors")) {}
+  using value_type = typename Encoder::value_type;
 
-  // Binds `file` to `config` (whose score function must be Score).
-  bert_model(const model_config& config, safetensors_reader file)
+  // Reads dir/config.json, then maps dir/model.safetensors.
+  explicit basic_bert_model(const std::filesystem::path& dir)
+      : basic_bert_model(read_config_json((dir / "config.json").string()), dir) {}
+
+  // Binds `file` to `config` (which Encoder must accept: a compile-time
+  // encoder requires its own score function).
+  basic_bert_model(const model_config& config, safetensors_reader file)
       : config_(config), file_(std::move(file)), root_(root_of(file_)) {
     try {
-      reuseformer::detail::validate_for(config_.encoder, Score);
+      Encoder::validate(config_.encoder);
       check_no_stray_layers();
-      std::vector<encoder_layer_weights<T>> layers;
+      std::vector<encoder_layer_weights<value_type>> layers;
       for (index_t l = 0; l < config_.encoder.num_hidden_layers; ++l) layers.push_back(bind_layer(l));
       encoder_.emplace(config_.encoder, layers, root_);
       if (file_.contains(root_ + "embeddings.word_embeddings.weight")) {
         const std::string p = root_ + "embeddings.";
-        embeddings_.emplace(embeddings_weights<T>{matrix(p + "word_embeddings.weight"),
+        embeddings_.emplace(embeddings_weights<value_type>{matrix(p + "word_embeddings.weight"),
                                                   matrix(p + "position_embeddings.weight"),
                                                   matrix(p + "token_type_embeddings.weight"),
                                                   {vector(p + "LayerNorm.weight"), vector(p + "LayerNorm.bias")}},
@@ -79,24 +90,51 @@ class bert_model {
   }
 
   // Views point into the mapping and into tensors_, whose elements never move.
-  bert_model(bert_model&&) noexcept = default;
-  bert_model(const bert_model&) = delete;
-  bert_model& operator=(const bert_model&) = delete;
-  bert_model& operator=(bert_model&&) = delete;
-  ~bert_model() = default;
+  basic_bert_model(basic_bert_model&&) noexcept = default;
+  basic_bert_model(const basic_bert_model&) = delete;
+  basic_bert_model& operator=(const basic_bert_model&) = delete;
+  basic_bert_model& operator=(basic_bert_model&&) = delete;
+  ~basic_bert_model() = default;
 
   [[nodiscard]] const model_config& config() const { return config_; }
-  [[nodiscard]] const reuseformer::encoder<T, Score, Arch>& encoder() const { return *encoder_; }
+  [[nodiscard]] const Encoder& encoder() const { return *encoder_; }
   // The embeddings, when the checkpoint has them (then input_ids can be encoded).
-  [[nodiscard]] const std::optional<reuseformer::embeddings<T, Arch>>& embeddings() const { return embeddings_; }
+  [[nodiscard]] const std::optional<Embeddings>& embeddings() const { return embeddings_; }
   // Bytes of the parameters the model uses (encoder plus embeddings).
   [[nodiscard]] std::size_t parameter_bytes() const {
     return encoder_->parameter_bytes() + (embeddings_ ? embeddings_->parameter_bytes() : 0);
+  }
+  // The part of parameter_bytes() still read from the file's mapping rather
+  // than held as packed copies: the encoder's referenced tensors and the
+  // embedding tables.
+  [[nodiscard]] std::size_t referenced_parameter_bytes() const {
+    return encoder_->referenced_parameter_bytes() + (embeddings_ ? embeddings_->parameter_bytes() : 0);
+  }
+  // The encoder's workspace and reuse state (see encoder); the embeddings need none.
+  [[nodiscard]] std::size_t workspace_bytes(index_t batch, index_t seq, int threads = 1) const {
+    return encoder_->workspace_bytes(batch, seq, threads);
+  }
+  [[nodiscard]] workspace make_workspace(index_t batch, index_t seq, int threads = 1) const {
+    return encoder_->make_workspace(batch, seq, threads);
+  }
+  [[nodiscard]] std::size_t reuse_state_bytes(index_t batch, index_t seq) const {
+    return encoder_->reuse_state_bytes(batch, seq);
+  }
+  // The encoder on hidden states [B, N, d] (as encoder::forward). Checkpoints
+  // with embeddings can start from token ids: embeddings()->forward first.
+  void forward(tensor_view<const value_type, 3> input, tensor_view<value_type, 3> output, workspace& ws,
+               const attention_mask& mask = {}, const attention_io<value_type>& io = {}) const {
+    encoder_->forward(input, output, ws, mask, io);
   }
   // "bert." or "": the prefix the file's tensor names carry.
   [[nodiscard]] const std::string& root() const { return root_; }
 
  private:
+  // The file is opened once the configuration has been read (in this order,
+  // which a single constructor's unordered arguments would not guarantee).
+  basic_bert_model(const model_config& config, const std::filesystem::path& dir)
+      : basic_bert_model(config, safetensors_reader(dir / "model.safetensors")) {}
+
   static std::string root_of(const safetensors_reader& file) {
     for (const std::string& name : file.names())
       if (name.starts_with("bert.encoder.") || name.starts_with("bert.embeddings.")) return "bert.";
@@ -127,6 +165,8 @@ class bert_model {
     detail::require(!file_.contains(name), "tensor '", name, "': unexpected (", why, ")");
   }
 
+  using T = value_type;
+
   const loaded_tensor<T>& load(const std::string& name) {
     detail::require(file_.contains(name), "tensor '", name, "': missing");
     return tensors_.emplace_back(file_.load<T>(name));
@@ -140,7 +180,7 @@ class bert_model {
     const std::string p = detail::concat(root_, "encoder.layer.", l, "."), self = p + "attention.self.";
     const bool fresh = c.fresh_heads(l) > 0;
     const std::string all_reused = detail::concat("layer ", l, " reuses all ", c.num_attention_heads, " heads");
-    const std::string score = detail::concat(name_of(Score), " scores");
+    const std::string score = detail::concat(name_of(c.score), " scores");
 
     encoder_layer_weights<T> w;
     if (fresh) {
@@ -149,14 +189,14 @@ class bert_model {
       require_absent(self + "query.weight", all_reused);
       require_absent(self + "query.bias", all_reused);
     }
-    if (fresh && has_key_projection(Score)) {
+    if (fresh && has_key_projection(c.score)) {
       w.attention.key = linear(self + "key");
     } else {
       const std::string why = fresh ? score + " have no key projection" : all_reused;
       require_absent(self + "key.weight", why);
       require_absent(self + "key.bias", why);
     }
-    if (fresh && has_pairwise_factors(Score))
+    if (fresh && has_pairwise_factors(c.score))
       w.attention.pairwise_factors = load(self + "pairwise_factors").template view<3>();
     else
       require_absent(self + "pairwise_factors", fresh ? score + " have no pairwise factors" : all_reused);
@@ -176,8 +216,25 @@ class bert_model {
   safetensors_reader file_;
   std::string root_;
   std::deque<loaded_tensor<T>> tensors_;  // a deque: views into its elements stay valid as it grows
-  std::optional<reuseformer::encoder<T, Score, Arch>> encoder_;
-  std::optional<reuseformer::embeddings<T, Arch>> embeddings_;
+  std::optional<Encoder> encoder_;
+  std::optional<Embeddings> embeddings_;
 };
+
+// A checkpoint whose config.json must name Score. Products: the encoder's
+// product backend (layers/product_backend.hpp).
+template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch,
+          class Products = packed_products>
+using bert_model = basic_bert_model<encoder<T, Score, Arch, Products>, embeddings<T, Arch>>;
+
+// A checkpoint of any score function: the one config.json names.
+template <class T, class Arch = simd::default_arch, class Products = packed_products>
+using model = basic_bert_model<any_encoder<T, Arch, Products>, embeddings<T, Arch>>;
+
+// Reads dir/config.json and binds dir/model.safetensors to it. Throws
+// reuseformer::error naming the file, key or tensor (see above).
+template <class T, class Arch = simd::default_arch, class Products = packed_products>
+[[nodiscard]] model<T, Arch, Products> load_model(const std::filesystem::path& dir) {
+  return model<T, Arch, Products>(dir);
+}
 
 }  // namespace reuseformer::io

@@ -29,6 +29,9 @@ class encoder : public detail::stream_module<encoder<T, Score, Arch, Products>, 
   static constexpr score_function scores = Score;
   using value_type = T;
 
+  // Throws reuseformer::error unless `config` is valid and names Score.
+  static void validate(const encoder_config& config) { detail::validate_for(config, Score); }
+
   // The layers view the tensors in `layers`; the caller keeps them alive.
   // Throws reuseformer::error on an invalid config (including its reuse
   // schedule), a config whose score function is not Score, a layer count other
@@ -38,7 +41,7 @@ class encoder : public detail::stream_module<encoder<T, Score, Arch, Products>, 
   // checkpoint loader passes its root, e.g. "bert.").
   encoder(const encoder_config& config, const std::vector<encoder_layer_weights<T>>& layers,
           std::string_view prefix = "")
-      : config_((detail::validate_for(config, Score), config)),
+      : config_((validate(config), config)),
         reuse_(config.reuse_schedule.empty() ? std::vector<index_t>(static_cast<std::size_t>(config.num_hidden_layers), 0)
                                              : config.reuse_schedule,
                config.num_attention_heads) {

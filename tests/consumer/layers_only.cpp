@@ -1,4 +1,5 @@
-// Builds against reuseformer like a downstream project and runs one tiny layer.
+// Builds against reuseformer::reuseformer (the layers alone) like a downstream
+// project and runs one tiny encoder.
 #include <reuseformer/reuseformer.hpp>
 
 #include <cstdio>
