@@ -7,7 +7,7 @@
 # As root it runs apt-get; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 
-packages=(g++ cmake make libxsimd-dev nlohmann-json3-dev catch2 libbenchmark-dev)
+packages=(g++ cmake make libxsimd-dev nlohmann-json3-dev libeigen3-dev catch2 libbenchmark-dev)
 if [[ "${1:-}" == "--fixtures" ]]; then packages+=(python3-torch python3-numpy); fi
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 if [[ "${1:-}" == "--bench" ]]; then packages+=(python3-torch gnuplot-nox); fi

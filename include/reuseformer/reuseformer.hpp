@@ -32,3 +32,10 @@
 #include "reuseformer/simd/layer_norm.hpp"
 #include "reuseformer/simd/softmax.hpp"
 #include "reuseformer/simd/transpose.hpp"
+
+// Eigen interop and the Eigen product backend, when the build has Eigen 3.4
+// (the CMake target defines this; without CMake, define it yourself or include
+// reuseformer/eigen.hpp directly).
+#ifdef REUSEFORMER_HAS_EIGEN
+#include "reuseformer/eigen.hpp"
+#endif
