@@ -186,32 +186,8 @@ void export_model(const options& o) {
                      {"layer_norm_eps", config.layer_norm_eps}};
     std::ofstream(o.dir / "model" / "config.json") << hf.dump(2) << "\n";
   }
-  std::vector<rf::io::tensor_entry> tensors;
-  const auto add = [&](const std::string& name, const auto& view) {
-    std::vector<rf::index_t> extents;
-    for (std::size_t i = 0; i < view.rank; ++i) extents.push_back(view.extent(i));
-    tensors.push_back(rf::io::make_entry(name, std::span<const float>(view.data(), static_cast<std::size_t>(view.size())),
-                                         std::move(extents)));
-  };
-  const auto add_linear = [&](const std::string& name, const rf::linear_weights<float>& w) {
-    add(name + ".weight", w.weight);
-    add(name + ".bias", w.bias);
-  };
   const std::vector<rf::encoder_layer_weights<float>> layers = parameters.layers();
-  for (std::size_t l = 0; l < layers.size(); ++l) {
-    const std::string p = "encoder.layer." + std::to_string(l) + ".";
-    add_linear(p + "attention.self.query", layers[l].attention.query);
-    add_linear(p + "attention.self.key", layers[l].attention.key);
-    add_linear(p + "attention.self.value", layers[l].attention.value);
-    add_linear(p + "attention.output.dense", layers[l].attention.output);
-    add(p + "attention.output.LayerNorm.weight", layers[l].attention_norm.weight);
-    add(p + "attention.output.LayerNorm.bias", layers[l].attention_norm.bias);
-    add_linear(p + "intermediate.dense", layers[l].feed_forward.intermediate);
-    add_linear(p + "output.dense", layers[l].feed_forward.output);
-    add(p + "output.LayerNorm.weight", layers[l].output_norm.weight);
-    add(p + "output.LayerNorm.bias", layers[l].output_norm.bias);
-  }
-  rf::io::write_safetensors(o.dir / "model" / "model.safetensors", tensors);
+  rf::io::write_safetensors(o.dir / "model" / "model.safetensors", rf::io::encoder_tensors(config, layers));
 
   const rf::encoder<float> model(config, layers);
   const rf::index_t d = config.hidden_size;

@@ -121,32 +121,8 @@ fs::path write_checkpoint(const fs::path& dir, const rf::encoder_config& config,
                           const std::vector<std::pair<std::string, std::vector<float>>>& extra = {}) {
   rf::encoder_parameters<float> p(config);
   p.fill_random(5, 0.1);
-  std::vector<io::tensor_entry> tensors;
-  const auto add = [&](const std::string& name, const auto& view) {
-    if (view.empty() || std::find(drop.begin(), drop.end(), name) != drop.end()) return;
-    tensors.push_back({name, io::dtype::F32, std::vector<rf::index_t>(view.shape().begin(), view.shape().end()),
-                       std::as_bytes(std::span(view.data(), static_cast<std::size_t>(view.size())))});
-  };
-  const auto layers = p.layers();
-  for (std::size_t l = 0; l < layers.size(); ++l) {
-    const std::string prefix = "encoder.layer." + std::to_string(l) + ".";
-    const auto& a = layers[l].attention;
-    for (const auto& [name, linear] : {std::pair{"attention.self.query", a.query}, std::pair{"attention.self.key", a.key},
-                                       std::pair{"attention.self.value", a.value},
-                                       std::pair{"attention.output.dense", a.output},
-                                       std::pair{"intermediate.dense", layers[l].feed_forward.intermediate},
-                                       std::pair{"output.dense", layers[l].feed_forward.output}}) {
-      add(prefix + name + ".weight", linear.weight);
-      add(prefix + name + ".bias", linear.bias);
-    }
-    add(prefix + "attention.self.pairwise_factors", a.pairwise_factors);
-    add(prefix + "attention.self.relative_position_embeddings", a.relative_position);
-    for (const auto& [name, norm] : {std::pair{"attention.output.LayerNorm", layers[l].attention_norm},
-                                     std::pair{"output.LayerNorm", layers[l].output_norm}}) {
-      add(prefix + name + ".weight", norm.weight);
-      add(prefix + name + ".bias", norm.bias);
-    }
-  }
+  std::vector<io::tensor_entry> tensors = io::encoder_tensors(config, p.layers());
+  std::erase_if(tensors, [&](const io::tensor_entry& t) { return std::find(drop.begin(), drop.end(), t.name) != drop.end(); });
   for (const auto& [name, values] : extra) tensors.push_back(io::make_entry(name, values, {static_cast<rf::index_t>(values.size())}));
   const fs::path path = dir / "model.safetensors";
   io::write_safetensors(path, tensors);
@@ -283,6 +259,59 @@ TEST_CASE("io::load_model: the score function config.json names, chosen at run t
   const temp_dir empty;
   CHECK(error_message([&] { (void)io::load_model<float>(empty.path); }) ==
         (empty / "config.json").string() + ": cannot open: No such file or directory");
+}
+
+TEST_CASE("export and binding read one table: every score function, reuse count and relative positions", "[io][checkpoint]") {
+  for (const rf::score_function score : rf::all_score_functions)
+    for (const bool relative : {false, true}) {
+      rf::encoder_config c = tiny_config();
+      c.num_hidden_layers = 3;
+      c.reuse_schedule = {0, 1, 2};  // a partly and a fully reusing layer
+      c.score = score;
+      c.use_relative_pe = relative;
+      c.pe_max_seq_length = 3;
+      INFO(rf::name_of(score) << (relative ? ", relative positions" : ""));
+      rf::encoder_parameters<float> p(c);
+      p.fill_random(11, 0.1);
+
+      // One entry per tensor the table lists, holding every parameter once.
+      const std::vector<io::tensor_entry> entries = io::encoder_tensors(c, p.layers());
+      std::size_t bytes = 0;
+      for (const io::tensor_entry& e : entries) bytes += e.bytes.size();
+      CHECK(bytes == p.values().size() * sizeof(float));
+      rf::index_t count = 0;
+      for (rf::index_t l = 0; l < c.num_hidden_layers; ++l) count += rf::layer_parameter_count(c, l);
+      CHECK(count == static_cast<rf::index_t>(p.values().size()));
+
+      // Written and loaded back, the model computes what the one built on the
+      // parameters computes.
+      const temp_dir dir;
+      io::write_safetensors(dir / "model.safetensors", entries);
+      std::ofstream(dir / "config.json")
+          << R"({"hidden_size": 8, "num_attention_heads": 2, "intermediate_size": 12, "num_hidden_layers": 3, )"
+          << R"("reuse_schedule": [0, 1, 2], "pe_max_seq_length": 3, "use_relative_pe": )"
+          << (relative ? "true" : "false") << R"(, "plpi_affinity_function": ")" << rf::name_of(score) << "\"}";
+      const io::model<float> loaded = io::load_model<float>(dir.path);
+      const rf::any_encoder<float> built(c, p.layers());
+      std::vector<float> x(2 * 3 * 8), y_loaded(x.size()), y_built(x.size());
+      for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) * 0.25f - 0.75f;
+      rf::workspace ws = built.make_workspace(2, 3);
+      loaded.forward(rf::view(x, {2, 3, 8}), rf::view(y_loaded, {2, 3, 8}), ws);
+      built.forward(rf::view(x, {2, 3, 8}), rf::view(y_built, {2, 3, 8}), ws);
+      CHECK(y_loaded == y_built);
+    }
+}
+
+TEST_CASE("export: views that do not fit the table name the tensor", "[io][checkpoint][errors]") {
+  rf::encoder_config c = tiny_config();
+  rf::encoder_parameters<float> p(c);
+  std::vector<rf::encoder_layer_weights<float>> layers = p.layers();
+  layers[1].feed_forward.output.bias = {p.values().data(), {12}};
+  CHECK(error_message([&] { (void)io::encoder_tensors(c, layers); }) ==
+        "encoder.layer.1.output.dense.bias: expected shape [8], found [12]");
+  layers.pop_back();
+  CHECK(error_message([&] { (void)io::encoder_tensors(c, layers); }) ==
+        "num_hidden_layers: expected 2 layers of weights, found 1");
 }
 
 TEST_CASE("binding: the embeddings, the bert. prefix, F16 weights converted once", "[io][checkpoint]") {

@@ -259,6 +259,45 @@ TEMPLATE_TEST_CASE("gemm: a prepacked weight gives the packing product's result,
   }
 }
 
+TEMPLATE_TEST_CASE("gemm: an operand packed once serves products on fewer columns, bit for bit", "[kernels][gemm]",
+                   float, double) {
+  using T = TestType;
+  // op(B) [k, n] packed whole (an attention head's keys, transpose::yes, or
+  // values, transpose::no), then read by products on its first `used` columns
+  // (a causal block sees fewer keys): each equals the product that packs.
+  for (const auto op : {rf::gemm::transpose::no, rf::gemm::transpose::yes}) {
+    for (const rf::index_t n : {1, 5, 33, 130, 600}) {
+      for (const rf::index_t k : {1, 65, 400}) {
+        for (const rf::index_t used : {n, (n + 1) / 2}) {
+          const rf::index_t m = 17, lda = k + 3, ldc = n + 1;
+          const bool transposed = op == rf::gemm::transpose::yes;
+          const rf::index_t b_rows = transposed ? n : k, ldb = (transposed ? k : n) + 2;
+          CAPTURE(transposed, n, k, used);
+          const std::vector<T> a = random_vector<T>(m * lda, 1), b = random_vector<T>(b_rows * ldb, 2);
+          std::vector<T> packed_b(static_cast<std::size_t>(rf::gemm::packed_elements<T>(n, k)) + 64);
+          T* const aligned = packed_b.data() + (64 - reinterpret_cast<std::uintptr_t>(packed_b.data()) % 64) %
+                                                   64 / sizeof(T);
+          const rf::gemm::matrix<const T> b_view{b.data(), b_rows, transposed ? k : n, ldb};
+          const rf::gemm::packed_view<T> view = rf::gemm::pack<T>(b_view, op, aligned);
+
+          const rf::index_t stride = rf::round_to_line<T>(rf::gemm::scratch_elements<T>(m, n, k));
+          CHECK(rf::gemm::prepacked_scratch_elements<T>(k) <= stride);
+          rf::workspace ws(static_cast<std::size_t>(stride) * sizeof(T), 1);
+          rf::arena arena = ws.make_arena();
+          T* const scratch = arena.take<T>(stride);
+          std::vector<T> packing(static_cast<std::size_t>(m * ldc), T(-1)), prepacked = packing;
+          const rf::gemm::matrix<const T> used_b = transposed ? b_view.block(0, used, 0, k) : b_view.block(0, k, 0, used);
+          rf::gemm::multiply_add<T>(T(1), {a.data(), m, k, lda}, used_b, op, {packing.data(), m, used, ldc}, scratch,
+                                    rf::gemm::update::overwrite);
+          rf::gemm::multiply_add<T>(T(1), {a.data(), m, k, lda}, view, {prepacked.data(), m, used, ldc}, scratch,
+                                    rf::gemm::update::overwrite);
+          CHECK(prepacked == packing);
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("gemm: epilogues see every block once, after it is final", "[kernels][gemm]") {
   // A block epilogue records how often each element was handed over and checks
   // it holds its final value then; a rows epilogue the same for whole rows. The

@@ -8,5 +8,6 @@
 
 #include "reuseformer/io/bert_model.hpp"
 #include "reuseformer/io/config_json.hpp"
+#include "reuseformer/io/encoder_tensors.hpp"
 #include "reuseformer/io/model_input.hpp"
 #include "reuseformer/io/safetensors.hpp"

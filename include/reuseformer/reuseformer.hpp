@@ -25,6 +25,7 @@
 #include "reuseformer/layers/encoder_parameters.hpp"
 #include "reuseformer/layers/feed_forward.hpp"
 #include "reuseformer/layers/layer_norm.hpp"
+#include "reuseformer/layers/layer_tensors.hpp"
 #include "reuseformer/layers/linear.hpp"
 #include "reuseformer/layers/multi_head_attention.hpp"
 #include "reuseformer/simd/activation.hpp"

@@ -24,6 +24,7 @@
 
 #include "reuseformer/attention/scaled_dot_product.hpp"
 #include "reuseformer/layers/config.hpp"
+#include "reuseformer/layers/layer_tensors.hpp"
 
 namespace reuseformer::analysis {
 
@@ -77,7 +78,7 @@ template <class T>
     c.output_projection = rows * d * d;
     c.feed_forward = 2 * rows * d * d_ff;
     c.softmax_exponentials = f * exponentials;
-    c.parameter_bytes = static_cast<std::size_t>(config.layer_parameter_count(l)) * sizeof(T);
+    c.parameter_bytes = static_cast<std::size_t>(layer_parameter_count(config, l)) * sizeof(T);
     total.multiply_adds += c.multiply_adds();
     total.softmax_exponentials += c.softmax_exponentials;
     total.parameter_bytes += c.parameter_bytes;

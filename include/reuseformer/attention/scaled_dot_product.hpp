@@ -11,17 +11,20 @@
 // operands of the logits product, whatever the score function made them
 // (symmetric: K = Q; pairwise: Q P and Q).
 //
-// Work is split into tasks of (b, h, block of query_block query rows). A task
-// holds only its [rows, N] slice of scores, so the memory is
-// threads * query_block * N values however large B and H are, instead of the
-// B*H*N*N a materialised score tensor would need. Under a causal mask a block
-// only multiplies the keys up to its last row, skipping ~half of QKᵀ and AV.
+// Work is split into tasks of one head (b, h), taken in blocks of query_block
+// query rows. A task packs the head's keys and values once for the micro-kernel
+// and reads them for each of its blocks; it holds only one block's
+// [rows, N] slice of scores, so the memory is threads * query_block * N values
+// however large B and H are, instead of the B*H*N*N a materialised score
+// tensor would need. Under a causal mask a block only multiplies the keys up to
+// its last row, skipping ~half of QKᵀ and AV (its values are then packed per
+// block: each block reads a different number of them).
 //
-// When the logits are symmetric by construction (problem::symmetric_logits) a
-// task is a whole head instead: it computes the lower triangle of L (half the
-// multiply-adds) into an [N, N] slice and mirrors it, or under a causal mask
-// needs only the triangle. That trades threads * N * N values of scratch for
-// half of the score products; the blocks of the head then proceed as above.
+// When the logits are symmetric by construction (problem::symmetric_logits)
+// the task first computes the lower triangle of L (half the multiply-adds)
+// into an [N, N] slice and mirrors it, or under a causal mask needs only the
+// triangle. That trades threads * N * N values of scratch for half of the
+// score products; the blocks of the head then proceed as above.
 // A fresh head that a later layer reuses is computed directly in its
 // reuse-state slot instead of scratch.
 
@@ -105,13 +108,6 @@ struct head_io {
 };
 
 namespace detail {
-// Query rows one task covers: a block, or the whole head for symmetric logits
-// (its upper half is the mirror of rows in later blocks).
-template <class T>
-[[nodiscard]] index_t task_rows(const problem& p) {
-  return p.symmetric_logits ? p.seq : std::min(query_block<T>, p.seq);
-}
-
 // Row stride of a whole head's [N, N] logits in scratch: one cache line more
 // than N, so that mirroring (which walks a column) does not map every row to
 // the same cache set when N is a power of two.
@@ -120,39 +116,61 @@ template <class T>
   return round_to_line<T>(seq) + round_to_line<T>(1);
 }
 
-// Per-thread layout: the score slice [task rows, N] (row stride
-// symmetric_ld(N) for symmetric logits), one additive row [N] (mask plus
-// relative-position bias), then GEMM packing space.
+// One thread's scratch, in elements from its start: the score slice (a block's
+// [rows, N], or a whole head's [N, symmetric_ld(N)] for symmetric logits), one
+// additive row [N] (mask plus relative-position bias), the head's packed keys
+// (fresh heads of non-symmetric logits), its packed values (without a causal
+// mask), then packing space for the products.
 template <class T>
-[[nodiscard]] index_t score_elements(const problem& p) {
-  return round_to_line<T>(task_rows<T>(p) * (p.symmetric_logits ? symmetric_ld<T>(p.seq) : p.seq));
-}
+struct scratch_layout {
+  index_t additive, keys, values, products, total;
 
-// Calls body(b, h, first, rows, thread) for every task: heads h < `heads` of
-// every batch element b, query rows [first, first + rows).
-template <class T, class Body>
-void for_each_task(const problem& p, index_t heads, int threads, Body&& body) {
-  const index_t rows = task_rows<T>(p), groups = (p.seq + rows - 1) / rows;
-  parallel_for(p.batch * heads * groups, threads, [&](index_t task, int thread) {
-    const index_t first = task % groups * rows;
-    body(task / groups / heads, task / groups % heads, first, std::min(rows, p.seq - first), thread);
-  });
-}
-
-// Logits Q_bh K_bhᵀ of query rows [first, first + rows) against the keys they
-// see (all N, or up to the last row under a causal mask) into `scores`. For
-// symmetric logits rows is the whole head: the lower triangle is computed and
-// mirrored as it goes (a causal mask never reads the mirror, so it is skipped).
-template <class T>
-void head_logits(const problem& p, const head_io<T>& io, index_t b, index_t h, index_t first, index_t rows,
-                 gemm::matrix<T> scores, T* gemm_scratch) {
-  const index_t dh = p.head_dim;
-  const gemm::matrix<const T> q = io.q.block(b * p.seq + first, rows, h * dh, dh);
-  const gemm::matrix<const T> k = io.k.block(b * p.seq, scores.cols, h * dh, dh);
-  if (!p.symmetric_logits) {
-    gemm::multiply_add<T>(T(1), q, k, gemm::transpose::yes, scores, gemm_scratch, gemm::update::overwrite);
-    return;
+  explicit scratch_layout(const problem& p) {
+    const index_t n = p.seq, dh = p.head_dim, rows = std::min(query_block<T>, n);
+    const bool pack_keys = p.fresh_heads > 0 && !p.symmetric_logits;
+    additive = round_to_line<T>(p.symmetric_logits ? n * symmetric_ld<T>(n) : rows * n);
+    keys = additive + round_to_line<T>(n);
+    values = keys + (pack_keys ? round_to_line<T>(gemm::packed_elements<T>(n, dh)) : 0);
+    products = values + (p.causal ? 0 : round_to_line<T>(gemm::packed_elements<T>(dh, n)));
+    index_t packing = p.causal ? gemm::scratch_elements<T>(rows, dh, n) : gemm::prepacked_scratch_elements<T>(n);
+    if (pack_keys) packing = std::max(packing, gemm::prepacked_scratch_elements<T>(dh));
+    if (p.fresh_heads > 0 && p.symmetric_logits)
+      packing = std::max(packing, gemm::lower_scratch_elements<T>(n, dh));
+    total = products + packing;
   }
+};
+
+// Calls body(b, h, thread) for heads h < `heads` of every batch element b.
+template <class Body>
+void for_each_head(const problem& p, index_t heads, int threads, Body&& body) {
+  parallel_for(p.batch * heads, threads, [&](index_t task, int thread) { body(task / heads, task % heads, thread); });
+}
+
+// Head (b, h)'s keys packed for its logits products, into `dst`.
+template <class T>
+[[nodiscard]] gemm::packed_view<T> packed_keys(const problem& p, const head_io<T>& io, index_t b, index_t h, T* dst) {
+  return gemm::pack<T>(io.k.block(b * p.seq, p.seq, h * p.head_dim, p.head_dim), gemm::transpose::yes, dst);
+}
+
+// Logits Q_bh K_bhᵀ of query rows [first, first + scores.rows) against the
+// first scores.cols keys (all N, or up to the last row under a causal mask),
+// from the head's packed keys, into `scores`.
+template <class T>
+void block_logits(const problem& p, const head_io<T>& io, index_t b, index_t h, index_t first,
+                  const gemm::packed_view<T>& keys, gemm::matrix<T> scores, T* gemm_scratch) {
+  const index_t dh = p.head_dim;
+  gemm::multiply_add<T>(T(1), io.q.block(b * p.seq + first, scores.rows, h * dh, dh), keys, scores, gemm_scratch,
+                        gemm::update::overwrite);
+}
+
+// Symmetric logits of the whole head into `scores` [N, N]: the lower triangle,
+// mirrored (a causal mask never reads the mirror, so it is skipped).
+template <class T>
+void symmetric_head_logits(const problem& p, const head_io<T>& io, index_t b, index_t h, gemm::matrix<T> scores,
+                           T* gemm_scratch) {
+  const index_t dh = p.head_dim;
+  const gemm::matrix<const T> q = io.q.block(b * p.seq, p.seq, h * dh, dh);
+  const gemm::matrix<const T> k = io.k.block(b * p.seq, p.seq, h * dh, dh);
   if (p.causal)
     gemm::multiply_add_lower<T>(T(1), q, k, scores, gemm_scratch);
   else
@@ -165,28 +183,33 @@ void head_logits(const problem& p, const head_io<T>& io, index_t b, index_t h, i
 // full block's, and GEMM scratch is monotone in the shape, so that one sizes all.
 template <class T>
 [[nodiscard]] index_t scratch_elements(const problem& p) {
-  const index_t rows = std::min(query_block<T>, p.seq);
-  const index_t logits = p.symmetric_logits ? gemm::lower_scratch_elements<T>(p.seq, p.head_dim)
-                                            : gemm::scratch_elements<T>(rows, p.seq, p.head_dim);
-  return detail::score_elements<T>(p) + round_to_line<T>(p.seq) +
-         std::max(logits, gemm::scratch_elements<T>(rows, p.head_dim, p.seq));
+  return detail::scratch_layout<T>(p).total;
 }
 
 // Raw logits Q_bh K_bhᵀ (before scale, bias and mask) of every fresh head into
-// out [B, F, N, ld] (ld >= N: the row stride), split into tasks exactly as
-// scaled_dot_product() does: the score stage alone, for tests and benchmarks.
-// Under a causal mask the entries after each query block's last row (symmetric
-// logits: after the diagonal) are unspecified. Requires scratch as for
-// scaled_dot_product().
+// out [B, F, N, ld] (ld >= N: the row stride), computed as scaled_dot_product()
+// does: the score stage alone, for tests and benchmarks. Under a causal mask
+// the entries after each query block's last row (symmetric logits: after the
+// diagonal) are unspecified. Requires scratch as for scaled_dot_product().
 template <class Arch, class T>
 void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, int threads, T* scratch,
             index_t scratch_stride) {
   const index_t n = p.seq;
-  detail::for_each_task<T>(p, p.fresh_heads, threads, [&](index_t b, index_t h, index_t first, index_t rows, int thread) {
-    T* const gemm_scratch = scratch + thread * scratch_stride + detail::score_elements<T>(p) + round_to_line<T>(n);
-    const gemm::matrix<T> scores{out + ((b * p.fresh_heads + h) * n + first) * ld, rows,
-                                 p.causal ? first + rows : n, ld};
-    detail::head_logits(p, io, b, h, first, rows, scores, gemm_scratch);
+  const detail::scratch_layout<T> layout(p);
+  detail::for_each_head(p, p.fresh_heads, threads, [&](index_t b, index_t h, int thread) {
+    T* const mine = scratch + thread * scratch_stride;
+    T* const head = out + (b * p.fresh_heads + h) * n * ld;
+    if (p.symmetric_logits) {
+      detail::symmetric_head_logits(p, io, b, h, gemm::matrix<T>{head, n, n, ld}, mine + layout.products);
+      return;
+    }
+    const gemm::packed_view<T> keys = detail::packed_keys(p, io, b, h, mine + layout.keys);
+    for (index_t block = 0; block < n; block += query_block<T>) {
+      const index_t rows = std::min(query_block<T>, n - block);
+      detail::block_logits(p, io, b, h, block, keys,
+                           gemm::matrix<T>{head + block * ld, rows, p.causal ? block + rows : n, ld},
+                           mine + layout.products);
+    }
   });
 }
 
@@ -204,44 +227,55 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
                         gemm::matrix<T> context, const T* additive_mask, int threads, T* scratch,
                         index_t scratch_stride) {
   const index_t n = p.seq, dh = p.head_dim;
-  const index_t scores_elements = detail::score_elements<T>(p);
+  const detail::scratch_layout<T> layout(p);
   const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
 
-  detail::for_each_task<T>(p, p.heads, threads, [&](index_t b, index_t h, index_t first, index_t rows, int thread) {
+  detail::for_each_head(p, p.heads, threads, [&](index_t b, index_t h, int thread) {
     const index_t base = b * n;  // first row of batch element b
-    const index_t keys = p.causal ? first + rows : n;
     T* const mine = scratch + thread * scratch_stride;
-    T* const additive = mine + scores_elements;
-    T* const gemm_scratch = additive + round_to_line<T>(n);
+    T* const additive = mine + layout.additive;
+    T* const gemm_scratch = mine + layout.products;
     const T* const mask = additive_mask ? additive_mask + base : nullptr;
 
-    // This task's rows of the head's probabilities, row stride `ld`: reused rows
-    // are only read; a fresh head's logits are written (in its slot when a later
-    // layer keeps it, full rows of stride N; otherwise in scratch) and turned
-    // into probabilities in place.
+    // The head's probabilities, row stride `ld`: reused rows are only read; a
+    // fresh head's logits are written (in its slot when a later layer keeps it,
+    // as full rows; otherwise in scratch: a block at a time, or the whole head
+    // for symmetric logits) and turned into probabilities in place.
     const T* data = nullptr;
     T* fresh = nullptr;
     index_t ld = n;
-    bool stored = false;
+    bool stored = false, per_block = false;
+    gemm::packed_view<T> keys{};
     if (h >= p.fresh_heads) {
       const index_t j = h - p.fresh_heads;
-      data = io.reused.at(b, io.reused_slots ? io.reused_slots[j] : j) + first * n;
+      data = io.reused.at(b, io.reused_slots ? io.reused_slots[j] : j);
     } else {
       const index_t slot = io.kept_slots ? io.kept_slots[h] : reuse_state_plan::no_slot;
       stored = slot != reuse_state_plan::no_slot;
-      ld = stored ? n : p.symmetric_logits ? detail::symmetric_ld<T>(n) : keys;
-      fresh = stored ? io.kept.at(b, slot) + first * n : mine;
-      detail::head_logits(p, io, b, h, first, rows, gemm::matrix<T>{fresh, rows, keys, ld}, gemm_scratch);
+      per_block = !stored && !p.symmetric_logits;
+      if (!stored && p.symmetric_logits) ld = detail::symmetric_ld<T>(n);
+      fresh = stored ? io.kept.at(b, slot) : mine;
       data = fresh;
+      if (p.symmetric_logits)
+        detail::symmetric_head_logits(p, io, b, h, gemm::matrix<T>{fresh, n, n, ld}, gemm_scratch);
+      else
+        keys = detail::packed_keys(p, io, b, h, mine + layout.keys);
     }
+    const gemm::matrix<const T> head_values = v.block(base, n, h * dh, dh);
+    gemm::packed_view<T> values{};
+    if (!p.causal) values = gemm::pack<T>(head_values, gemm::transpose::no, mine + layout.values);
 
-    // Block by block: softmax (fresh heads), the optional copy, then A V.
-    for (index_t block = first; block < first + rows; block += query_block<T>) {
-      const index_t block_rows = std::min(query_block<T>, first + rows - block);
-      const index_t block_keys = p.causal ? block + block_rows : keys;
-      const index_t offset = (block - first) * ld;
+    // Block by block: logits (fresh heads of non-symmetric logits), softmax
+    // (fresh heads), the optional copy, then A V.
+    for (index_t block = 0; block < n; block += query_block<T>) {
+      const index_t block_rows = std::min(query_block<T>, n - block);
+      const index_t block_keys = p.causal ? block + block_rows : n;
+      const index_t offset = per_block ? 0 : block * ld;
+      if (fresh && !p.symmetric_logits)
+        detail::block_logits(p, io, b, h, block, keys, gemm::matrix<T>{fresh + offset, block_rows, block_keys, ld},
+                             gemm_scratch);
       for (index_t i = 0; fresh && i < block_rows; ++i) {
-        const index_t query = block + i, active = p.causal ? query + 1 : keys;
+        const index_t query = block + i, active = p.causal ? query + 1 : block_keys;
         const T* row_add = mask;
         if (io.relative_bias) {
           // R[i, j] = E[h, clamp(j - i + P - 1, 0, 2P - 2)], added after scaling.
@@ -265,9 +299,12 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
           std::fill(out + i * n + block_keys, out + (i + 1) * n, T(0));
         }
       }
-      gemm::multiply_add<T>(T(1), probabilities, v.block(base, block_keys, h * dh, dh), gemm::transpose::no,
-                            context.block(base + block, block_rows, h * dh, dh), gemm_scratch,
-                            gemm::update::overwrite);
+      const gemm::matrix<T> out = context.block(base + block, block_rows, h * dh, dh);
+      if (p.causal)
+        gemm::multiply_add<T>(T(1), probabilities, head_values.block(0, block_keys, 0, dh), gemm::transpose::no, out,
+                              gemm_scratch, gemm::update::overwrite);
+      else
+        gemm::multiply_add<T>(T(1), probabilities, values, out, gemm_scratch, gemm::update::overwrite);
     }
   });
 }

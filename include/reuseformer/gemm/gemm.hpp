@@ -260,6 +260,16 @@ void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b,
                                    detail::part::all);
 }
 
+// The same with op(B) prepacked (gemm::pack or packed_weights::view(), [k', n']
+// with k' = k, n' >= n: its first n columns are read). Requires scratch of
+// prepacked_scratch_elements<T>(k') elements, 64-byte aligned. Bit for bit the
+// product of the unpacked op(B).
+template <class T, class Arch = simd::default_arch>
+void multiply_add(T alpha, matrix<const T> a, const packed_view<T, Arch>& b, matrix<T> c, T* scratch,
+                  update mode = update::accumulate) {
+  detail::blocked_product<T, Arch>(alpha, a, b, c, scratch, mode, detail::part::all);
+}
+
 // multiply_add split over up to `threads` threads; thread t uses
 // scratch + t * scratch_stride. Requires scratch_stride >=
 // scratch_elements<T>(m, n, k, threads). Must not be called from inside a

@@ -23,6 +23,7 @@
 #include "reuseformer/gemm/blocking.hpp"
 #include "reuseformer/gemm/matrix.hpp"
 #include "reuseformer/gemm/micro_kernel.hpp"
+#include "reuseformer/gemm/packing.hpp"
 #include "reuseformer/simd/arch.hpp"
 
 namespace reuseformer::gemm {
@@ -50,6 +51,31 @@ struct packed_view {
   }
   static constexpr bool needs_buffer = false;
 };
+
+// Elements pack() writes for op(B) [k, n]: k rows of n columns rounded up to
+// whole strips.
+template <class T, class Arch = simd::default_arch>
+[[nodiscard]] index_t packed_elements(index_t n, index_t k) {
+  return detail::round_up(n, packed_view<T, Arch>::nr) * k;
+}
+
+// Packs all of op(B) [k, n] (b as for multiply_add: [n, k] for transpose::yes,
+// [k, n] for no) into dst in the packed_weights layout, for an operand that
+// several products read (an attention head's keys or values, once per query
+// block): each product then reads it in place instead of packing it again.
+// Requires: dst has packed_elements<T, Arch>(n, k) elements, 64-byte aligned.
+template <class T, class Arch = simd::default_arch>
+packed_view<T, Arch> pack(matrix<const T> b, transpose op, T* dst) {
+  constexpr index_t nr = packed_view<T, Arch>::nr;
+  const index_t n = op == transpose::yes ? b.rows : b.cols, k = op == transpose::yes ? b.cols : b.rows;
+  const index_t kc = detail::depth_block<T>(k), strips = ceil_div(n, nr);
+  for (index_t pc = 0; pc < k; pc += kc) {
+    const index_t kcur = std::min(kc, k - pc);
+    detail::pack_b<Arch, nr>(op == transpose::yes ? b.block(0, n, pc, kcur) : b.block(pc, kcur, 0, n), op,
+                             dst + pc * strips * nr);
+  }
+  return {dst, strips, 0, n, k, kc};
+}
 
 // Owns a packed weight. Cheap to move; a copy copies the packed values (the
 // layers holding one keep value semantics).

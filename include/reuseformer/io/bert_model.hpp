@@ -13,12 +13,10 @@
 // that names another.
 //
 // Binding rules: names may carry a leading "bert." (task checkpoints do; the
-// whole file must agree). Layer l needs attention.self.query for its H - K_l
-// fresh heads, attention.self.key only for standard scores,
-// attention.self.pairwise_factors only for pairwise ones,
-// attention.self.relative_position_embeddings only with use_relative_pe (none
-// of them when K_l = H), and always value, output.dense, both LayerNorms,
-// intermediate.dense and output.dense. The embeddings block is optional, but
+// whole file must agree). Layer l has exactly the tensors
+// layers/layer_tensors.hpp lists for its score function, reuse count and
+// relative-position option (e.g. no attention.self.key for symmetric scores,
+// no query or key when K_l = H). The embeddings block is optional, but
 // all or nothing. Other tensors (pooler, task heads) are ignored; a tensor the
 // configuration rules out, or a layer index past num_hidden_layers, is an error.
 // Tensors stored as aligned T are used in place (zero-copy, from the mapped
@@ -33,6 +31,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -43,6 +42,7 @@
 #include "reuseformer/layers/any_encoder.hpp"
 #include "reuseformer/layers/embeddings.hpp"
 #include "reuseformer/layers/encoder.hpp"
+#include "reuseformer/layers/layer_tensors.hpp"
 #include "reuseformer/layers/product_backend.hpp"
 #include "reuseformer/simd/arch.hpp"
 
@@ -173,42 +173,22 @@ class basic_bert_model {
   }
   matrix_view<const T> matrix(const std::string& name) { return load(name).template view<2>(); }
   vector_view<const T> vector(const std::string& name) { return load(name).template view<1>(); }
-  linear_weights<T> linear(const std::string& name) { return {matrix(name + ".weight"), vector(name + ".bias")}; }
 
+  // Layer l's tensors as the table lists them: each one it has is loaded
+  // (shapes are checked when the layer is built), each one it has not must be
+  // absent from the file.
   encoder_layer_weights<T> bind_layer(index_t l) {
-    const encoder_config& c = config_.encoder;
-    const std::string p = detail::concat(root_, "encoder.layer.", l, "."), self = p + "attention.self.";
-    const bool fresh = c.fresh_heads(l) > 0;
-    const std::string all_reused = detail::concat("layer ", l, " reuses all ", c.num_attention_heads, " heads");
-    const std::string score = detail::concat(name_of(c.score), " scores");
-
+    const layer_dims dims = layer_dims::of(config_.encoder, l);
+    const std::string prefix = root_ + layer_tensor_prefix(l);
     encoder_layer_weights<T> w;
-    if (fresh) {
-      w.attention.query = linear(self + "query");
-    } else {
-      require_absent(self + "query.weight", all_reused);
-      require_absent(self + "query.bias", all_reused);
-    }
-    if (fresh && has_key_projection(c.score)) {
-      w.attention.key = linear(self + "key");
-    } else {
-      const std::string why = fresh ? score + " have no key projection" : all_reused;
-      require_absent(self + "key.weight", why);
-      require_absent(self + "key.bias", why);
-    }
-    if (fresh && has_pairwise_factors(c.score))
-      w.attention.pairwise_factors = load(self + "pairwise_factors").template view<3>();
-    else
-      require_absent(self + "pairwise_factors", fresh ? score + " have no pairwise factors" : all_reused);
-    if (fresh && c.use_relative_pe)
-      w.attention.relative_position = matrix(self + "relative_position_embeddings");
-    else
-      require_absent(self + "relative_position_embeddings", fresh ? "use_relative_pe is false" : all_reused);
-    w.attention.value = linear(self + "value");
-    w.attention.output = linear(p + "attention.output.dense");
-    w.attention_norm = {vector(p + "attention.output.LayerNorm.weight"), vector(p + "attention.output.LayerNorm.bias")};
-    w.feed_forward = {linear(p + "intermediate.dense"), linear(p + "output.dense")};
-    w.output_norm = {vector(p + "output.LayerNorm.weight"), vector(p + "output.LayerNorm.bias")};
+    for_each_layer_tensor([&](const auto& row) {
+      const std::string name = prefix + std::string(row.name);
+      auto& view = row.field(w);
+      if (row.present(dims))
+        view = load(name).template view<std::remove_cvref_t<decltype(view)>::rank>();
+      else
+        require_absent(name, row.absence_reason(dims));
+    });
     return w;
   }
 

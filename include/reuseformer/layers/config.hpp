@@ -63,20 +63,6 @@ struct encoder_config {
   // H - K_l: the heads layer `layer` computes (and has query/key weights for).
   [[nodiscard]] index_t fresh_heads(index_t layer) const { return num_attention_heads - reused_heads(layer); }
 
-  // Parameters of layer `layer`: query (and key, for standard scores) for its
-  // H - K_l fresh heads, the pairwise factors [H - K_l, dh, dh] (pairwise
-  // scores), value and output, the relative-position table (use_relative_pe),
-  // two LayerNorms and the feed-forward block, each weight with its bias.
-  [[nodiscard]] index_t layer_parameter_count(index_t layer) const {
-    const index_t d = hidden_size, d_ff = intermediate_size;
-    const index_t fresh = fresh_heads(layer), qk = fresh * head_dim();
-    const index_t projections = has_key_projection(score) ? 2 : 1;
-    const index_t factors = has_pairwise_factors(score) ? fresh * head_dim() * head_dim() : 0;
-    const index_t relative = use_relative_pe ? fresh * (2 * pe_max_seq_length - 1) : 0;
-    return projections * (qk * d + qk) + factors + 2 * (d * d + d) + relative + 2 * (2 * d) +
-           (d_ff * d + d_ff) + (d * d_ff + d);
-  }
-
   // Throws reuseformer::error naming the first invalid key.
   void validate() const {
     detail::require_heads(hidden_size, num_attention_heads);

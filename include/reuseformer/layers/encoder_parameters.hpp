@@ -4,10 +4,8 @@
 //
 // Layers only view parameters; something has to own them. This container does,
 // for weights the program creates itself (random initialisation for benchmarks
-// and tests, or values converted from another precision). The tensors of layer
-// l appear in Hugging Face order: query, key (standard scores), pairwise factors
-// (pairwise scores), value, attention output, relative-position table,
-// attention LayerNorm, intermediate, output, output LayerNorm (weight, bias each).
+// and tests, or values converted from another precision). Layer l holds the
+// tensors layers/layer_tensors.hpp lists for it, in the table's order.
 
 #include <algorithm>
 #include <cstddef>
@@ -15,11 +13,13 @@
 #include <cmath>
 #include <random>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/encoder_layer.hpp"
+#include "reuseformer/layers/layer_tensors.hpp"
 
 namespace reuseformer {
 
@@ -30,7 +30,7 @@ class encoder_parameters {
   // invalid config.
   explicit encoder_parameters(const encoder_config& config) : config_((config.validate(), config)) {
     index_t total = 0;
-    for (index_t l = 0; l < config_.num_hidden_layers; ++l) total += config_.layer_parameter_count(l);
+    for (index_t l = 0; l < config_.num_hidden_layers; ++l) total += layer_parameter_count(config_, l);
     values_.resize(static_cast<std::size_t>(total));
   }
 
@@ -41,44 +41,19 @@ class encoder_parameters {
   [[nodiscard]] std::span<const T> values() const { return values_; }
 
   // Views for encoder<T>; valid while this object lives and is not moved from.
-  // Layer l's query and key have (H - K_l) * dh rows (none when K_l = H; no key
-  // unless standard scores), pairwise scores add factors [H - K_l, dh, dh], and
-  // with use_relative_pe it has a [H - K_l, 2P - 1] relative-position table.
+  // Layer l's views are the tensors the table has for it, with its shapes; the
+  // others stay empty.
   [[nodiscard]] std::vector<encoder_layer_weights<T>> layers() const {
-    std::vector<encoder_layer_weights<T>> out;
+    std::vector<encoder_layer_weights<T>> out(static_cast<std::size_t>(config_.num_hidden_layers));
     const T* cursor = values_.data();
-    const auto take = [&](index_t count) {
-      const T* start = count > 0 ? cursor : nullptr;
-      cursor += count;
-      return start;
-    };
-    const auto linear = [&](index_t out_features, index_t in_features) {
-      const T* w = take(out_features * in_features);
-      return linear_weights<T>{{w, {out_features, in_features}}, {take(out_features), {out_features}}};
-    };
-    const index_t d = config_.hidden_size, d_ff = config_.intermediate_size, dh = config_.head_dim();
-    const auto norm = [&] {
-      const T* w = take(d);
-      return layer_norm_weights<T>{{w, {d}}, {take(d), {d}}};
-    };
     for (index_t l = 0; l < config_.num_hidden_layers; ++l) {
-      const index_t fresh = config_.fresh_heads(l);
-      encoder_layer_weights<T> layer;
-      layer.attention.query = linear(fresh * dh, d);
-      if (has_key_projection(config_.score)) layer.attention.key = linear(fresh * dh, d);
-      if (has_pairwise_factors(config_.score) && fresh > 0)
-        layer.attention.pairwise_factors = {take(fresh * dh * dh), {fresh, dh, dh}};
-      layer.attention.value = linear(d, d);
-      layer.attention.output = linear(d, d);
-      if (config_.use_relative_pe && fresh > 0) {
-        const index_t span = 2 * config_.pe_max_seq_length - 1;
-        layer.attention.relative_position = {take(fresh * span), {fresh, span}};
-      }
-      layer.attention_norm = norm();
-      layer.feed_forward.intermediate = linear(d_ff, d);
-      layer.feed_forward.output = linear(d, d_ff);
-      layer.output_norm = norm();
-      out.push_back(layer);
+      const layer_dims dims = layer_dims::of(config_, l);
+      for_each_layer_tensor([&](const auto& row) {
+        if (!row.present(dims)) return;
+        auto& view = row.field(out[static_cast<std::size_t>(l)]);
+        view = std::remove_cvref_t<decltype(view)>(cursor, row.shape(dims));
+        cursor += row.size(dims);
+      });
     }
     return out;
   }

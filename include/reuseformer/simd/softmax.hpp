@@ -49,21 +49,21 @@ void softmax(T* x, index_t n, index_t active, T scale, const T* mask) {
     const index_t body = active - active % width;
     const batch vscale(scale);
 
-    // Pass 1: z = scale*x + mask, and the row maximum.
+    // z = scale*x + mask is formed where it is used, in both passes, so that
+    // the first pass only reads the row.
+    const auto z = [&](index_t j) {
+      const batch scaled = batch::load_unaligned(x + j) * vscale;
+      return mask ? scaled + batch::load_unaligned(mask + j) : scaled;
+    };
+    const auto z_scalar = [&](index_t j) { return x[j] * scale + (mask ? mask[j] : T(0)); };
+
+    // Pass 1: the row maximum.
     batch vtop(-std::numeric_limits<T>::infinity());
-    for (index_t j = 0; j < body; j += width) {
-      batch z = batch::load_unaligned(x + j) * vscale;
-      if (mask) z += batch::load_unaligned(mask + j);
-      z.store_unaligned(x + j);
-      vtop = xsimd::max(vtop, z);
-    }
+    for (index_t j = 0; j < body; j += width) vtop = xsimd::max(vtop, z(j));
     alignas(64) T lanes[width];
     vtop.store_aligned(lanes);
     T top = *std::max_element(lanes, lanes + width);
-    for (index_t j = body; j < active; ++j) {
-      x[j] = x[j] * scale + (mask ? mask[j] : T(0));
-      top = std::max(top, x[j]);
-    }
+    for (index_t j = body; j < active; ++j) top = std::max(top, z_scalar(j));
     if (top == -std::numeric_limits<T>::infinity()) {  // fully masked row
       std::fill(x, x + n, T(0));
       return;
@@ -73,13 +73,13 @@ void softmax(T* x, index_t n, index_t active, T scale, const T* mask) {
     const batch vmax(top);
     batch vsum(T(0));
     for (index_t j = 0; j < body; j += width) {
-      const batch e = xsimd::exp(batch::load_unaligned(x + j) - vmax);
+      const batch e = xsimd::exp(z(j) - vmax);
       e.store_unaligned(x + j);
       vsum += e;
     }
     T sum = xsimd::hadd(vsum);
     for (index_t j = body; j < active; ++j) {
-      x[j] = std::exp(x[j] - top);
+      x[j] = std::exp(z_scalar(j) - top);
       sum += x[j];
     }
 
