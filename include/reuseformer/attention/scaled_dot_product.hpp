@@ -140,10 +140,21 @@ struct scratch_layout {
   }
 };
 
-// Calls body(b, h, thread) for heads h < `heads` of every batch element b.
-template <class Body>
-void for_each_head(const problem& p, index_t heads, int threads, Body&& body) {
-  parallel_for(p.batch * heads, threads, [&](index_t task, int thread) { body(task / heads, task % heads, thread); });
+// Calls body(b, h, first, last, thread) for heads h < `heads` of every batch
+// element b, on query rows [first, last): the whole head, or, when there are
+// fewer heads than twice the threads (batch 1 on many cores), runs of whole
+// query blocks, so that every thread has work (each run packs the head's keys
+// and values once). Symmetric logits are computed for the whole head at once.
+template <class T, class Body>
+void for_each_task(const problem& p, index_t heads, int threads, Body&& body) {
+  if (heads == 0) return;
+  const index_t blocks = ceil_div(p.seq, query_block<T>), tasks_wanted = 2 * index_t(threads);
+  const index_t runs = p.symmetric_logits ? 1 : std::clamp(ceil_div(tasks_wanted, p.batch * heads), index_t(1), blocks);
+  const index_t run_rows = ceil_div(blocks, runs) * query_block<T>;
+  parallel_for(p.batch * heads * runs, threads, [&](index_t task, int thread) {
+    const index_t first = task % runs * run_rows, head = task / runs;
+    if (first < p.seq) body(head / heads, head % heads, first, std::min(p.seq, first + run_rows), thread);
+  });
 }
 
 // Head (b, h)'s keys packed for its logits products, into `dst`.
@@ -196,7 +207,8 @@ void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, int thre
             index_t scratch_stride) {
   const index_t n = p.seq;
   const detail::scratch_layout<T> layout(p);
-  detail::for_each_head(p, p.fresh_heads, threads, [&](index_t b, index_t h, int thread) {
+  detail::for_each_task<T>(p, p.fresh_heads, threads, [&](index_t b, index_t h, index_t first, index_t last,
+                                                          int thread) {
     T* const mine = scratch + thread * scratch_stride;
     T* const head = out + (b * p.fresh_heads + h) * n * ld;
     if (p.symmetric_logits) {
@@ -204,8 +216,8 @@ void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, int thre
       return;
     }
     const gemm::packed_view<T> keys = detail::packed_keys(p, io, b, h, mine + layout.keys);
-    for (index_t block = 0; block < n; block += query_block<T>) {
-      const index_t rows = std::min(query_block<T>, n - block);
+    for (index_t block = first; block < last; block += query_block<T>) {
+      const index_t rows = std::min(query_block<T>, last - block);
       detail::block_logits(p, io, b, h, block, keys,
                            gemm::matrix<T>{head + block * ld, rows, p.causal ? block + rows : n, ld},
                            mine + layout.products);
@@ -230,7 +242,7 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
   const detail::scratch_layout<T> layout(p);
   const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
 
-  detail::for_each_head(p, p.heads, threads, [&](index_t b, index_t h, int thread) {
+  detail::for_each_task<T>(p, p.heads, threads, [&](index_t b, index_t h, index_t first, index_t last, int thread) {
     const index_t base = b * n;  // first row of batch element b
     T* const mine = scratch + thread * scratch_stride;
     T* const additive = mine + layout.additive;
@@ -267,8 +279,8 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
 
     // Block by block: logits (fresh heads of non-symmetric logits), softmax
     // (fresh heads), the optional copy, then A V.
-    for (index_t block = 0; block < n; block += query_block<T>) {
-      const index_t block_rows = std::min(query_block<T>, n - block);
+    for (index_t block = first; block < last; block += query_block<T>) {
+      const index_t block_rows = std::min(query_block<T>, last - block);
       const index_t block_keys = p.causal ? block + block_rows : n;
       const index_t offset = per_block ? 0 : block * ld;
       if (fresh && !p.symmetric_logits)
