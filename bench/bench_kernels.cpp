@@ -7,6 +7,9 @@
 //   gemm/*          one head's score and context products (op(B) packed per call)
 //   linear*/        the layer's weight products as its Linears run them (prepacked
 //                   weights, epilogue), for 128 to 1024 tokens on 1 and 2 threads
+//   eigen_linear*/  the same products on the Eigen backend (eigen::products:
+//                   Eigen's sequential GEMM under the same thread split), the
+//                   baseline for the rows above
 #include "support/counters.hpp"
 
 #include <reuseformer/reuseformer.hpp>
@@ -118,10 +121,11 @@ BENCHMARK_CAPTURE(gemm, head_scores, 64, 512, 64, rf::gemm::transpose::yes);
 // [64, 512]·[512, 64]: the same block's probabilities times the head's values.
 BENCHMARK_CAPTURE(gemm, head_context, 64, 64, 512, rf::gemm::transpose::no);
 
-// x[m, k] · Wᵀ, W [n, k] prepacked, as a layer's Linear runs it: on `threads`
-// threads, bias (and, for the FFN intermediate, GELU) applied by the epilogue.
+// x[m, k] · Wᵀ, W [n, k], as a layer's Linear runs it on the Products backend
+// (by default prepacked): on `threads` threads, bias (and, for the FFN
+// intermediate, GELU) applied by the epilogue.
 // Weights and activations of a BERT-base layer for m tokens.
-template <class Act>
+template <class Act, class Products = rf::packed_products>
 void weight_product(benchmark::State& state) {
   const rf::index_t m = state.range(0), n = state.range(1), k = state.range(2);
   const int threads = static_cast<int>(state.range(3));
@@ -129,13 +133,14 @@ void weight_product(benchmark::State& state) {
   std::vector<float> y(static_cast<std::size_t>(m * n), 0.0f);
   const rf::linear_weights<float> weights{rf::matrix_view<const float>(w.data(), {n, k}),
                                           rf::vector_view<const float>(bias.data(), {n})};
-  const rf::linear<float> layer(weights, k, n, "bench");
+  const rf::linear<float, rf::simd::default_arch, Products> layer(weights, k, n, "bench");
   const rf::index_t stride = rf::round_to_line<float>(layer.scratch_elements());
   rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
   rf::arena arena = ws.make_arena();
   float* const scratch = arena.take<float>(stride * threads);
   for (auto _ : state) {
-    layer.forward<Act>({x.data(), m, k, k}, {y.data(), m, n, n}, rf::gemm::update::overwrite, threads, scratch, stride);
+    layer.template forward<Act>({x.data(), m, k, k}, {y.data(), m, n, n}, rf::gemm::update::overwrite, threads, scratch,
+                                stride);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -154,12 +159,14 @@ void weight_shapes(benchmark::internal::Benchmark* b) {
     }
   b->UseRealTime();
 }
+// The FFN intermediate with its GELU epilogue.
+void gelu_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"m", "n", "k", "threads"})->ArgsProduct({{128, 512, 1024}, {3072}, {768}, {1, 2}})->UseRealTime();
+}
 BENCHMARK(weight_product<rf::simd::identity>)->Name("linear")->Apply(weight_shapes);
-BENCHMARK(weight_product<rf::simd::gelu_erf>)
-    ->Name("linear_gelu")
-    ->ArgNames({"m", "n", "k", "threads"})
-    ->ArgsProduct({{128, 512, 1024}, {3072}, {768}, {1, 2}})
-    ->UseRealTime();
+BENCHMARK(weight_product<rf::simd::gelu_erf>)->Name("linear_gelu")->Apply(gelu_shapes);
+BENCHMARK(weight_product<rf::simd::identity, rf::eigen::products>)->Name("eigen_linear")->Apply(weight_shapes);
+BENCHMARK(weight_product<rf::simd::gelu_erf, rf::eigen::products>)->Name("eigen_linear_gelu")->Apply(gelu_shapes);
 
 }  // namespace
 

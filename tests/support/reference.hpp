@@ -1,7 +1,10 @@
 #pragma once
 // A plain double-precision reference of the encoder (docs/semantics.md
-// §Standard attention, §Encoder layers): loops written from the formulas, sharing no code with the library's kernels, so a
-// bug in a kernel cannot hide in its own reference.
+// §Standard attention, §Encoder layers): the formulas written in Eigen's
+// double-precision matrix algebra, sharing no code with the library's kernels
+// (nor its Eigen interop), so a bug in a kernel cannot hide in its own reference.
+#include <Eigen/Core>
+
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
@@ -28,35 +31,44 @@ template <class T>
 inline constexpr double tolerance = std::is_same_v<T, float> ? 2e-5 : 1e-11;
 
 
+using eigen_matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// x [rows, size / rows] as an Eigen matrix, and an Eigen matrix's values back.
+inline Eigen::Map<const eigen_matrix> as_matrix(const matrix& x, index_t rows) {
+  return {x.data(), rows, rows == 0 ? 0 : static_cast<index_t>(x.size()) / rows};
+}
+inline matrix values(const eigen_matrix& m) { return {m.data(), m.data() + m.size()}; }
+
+// A library tensor's elements [rows, cols] (row-major) in double.
+template <class T>
+eigen_matrix in_double(const T* data, index_t rows, index_t cols) {
+  using source = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  return Eigen::Map<const source>(data, rows, cols).template cast<double>();
+}
+template <class T>
+Eigen::RowVectorXd in_double(const reuseformer::vector_view<const T>& v) {
+  return in_double(v.data(), 1, v.extent(0));
+}
+
 // y [rows, out] = x [rows, in] Wᵀ + b
 template <class T>
+eigen_matrix product(const eigen_matrix& x, const reuseformer::linear_weights<T>& w) {
+  const eigen_matrix weight = in_double(w.weight.data(), w.weight.extent(0), w.weight.extent(1));
+  return (x * weight.transpose()).rowwise() + in_double(w.bias);
+}
+template <class T>
 matrix linear(const matrix& x, index_t rows, const reuseformer::linear_weights<T>& w) {
-  const index_t out = w.weight.extent(0), in = w.weight.extent(1);
-  matrix y(static_cast<std::size_t>(rows * out));
-  for (index_t i = 0; i < rows; ++i)
-    for (index_t o = 0; o < out; ++o) {
-      double acc = w.bias(o);
-      for (index_t k = 0; k < in; ++k) acc += x[i * in + k] * double(w.weight(o, k));
-      y[i * out + o] = acc;
-    }
-  return y;
+  return values(product(as_matrix(x, rows), w));
 }
 
 template <class T>
 matrix layer_norm(const matrix& x, index_t rows, const reuseformer::layer_norm_weights<T>& w,
                   double eps) {
-  const index_t d = w.weight.extent(0);
-  matrix y(x.size());
-  for (index_t i = 0; i < rows; ++i) {
-    double mean = 0, var = 0;
-    for (index_t j = 0; j < d; ++j) mean += x[i * d + j];
-    mean /= double(d);
-    for (index_t j = 0; j < d; ++j) var += (x[i * d + j] - mean) * (x[i * d + j] - mean);
-    var /= double(d);
-    for (index_t j = 0; j < d; ++j)
-      y[i * d + j] = (x[i * d + j] - mean) / std::sqrt(var + eps) * w.weight(j) + w.bias(j);
-  }
-  return y;
+  const auto in = as_matrix(x, rows);
+  const eigen_matrix centred = in.colwise() - in.rowwise().mean();
+  const Eigen::ArrayXd inverse_std = (centred.array().square().rowwise().mean() + eps).sqrt().inverse();
+  const eigen_matrix normed = centred.array().colwise() * inverse_std;
+  return values((normed.array().rowwise() * in_double(w.weight).array()).rowwise() + in_double(w.bias).array());
 }
 
 inline double activate(reuseformer::activation act, double x) {
@@ -88,54 +100,42 @@ attention_result attention(const matrix& x, index_t batch, index_t seq, index_t 
                            index_t previous_heads = 0) {
   const index_t d = w.value.weight.extent(0), dh = d / heads, rows = batch * seq, fresh = heads - reused;
   const index_t span = w.relative_position.empty() ? 0 : w.relative_position.extent(1);
-  const matrix q = fresh ? linear(x, rows, w.query) : matrix{};
-  const matrix k = fresh && !w.key.weight.empty() ? linear(x, rows, w.key) : q;
+  const auto in = as_matrix(x, rows);
+  const eigen_matrix q = fresh ? product(in, w.query) : eigen_matrix();
+  const eigen_matrix k = fresh && !w.key.weight.empty() ? product(in, w.key) : q;
+  const eigen_matrix v = product(in, w.value);
   const auto& factors = w.pairwise_factors;
-  const matrix v = linear(x, rows, w.value);
-  const index_t qk = fresh * dh;
+  constexpr double none = -std::numeric_limits<double>::infinity();
   std::vector<double> stack(static_cast<std::size_t>(batch * heads * seq * seq), 0.0);
-  const double scale = 1 / std::sqrt(double(dh));
+  eigen_matrix context = eigen_matrix::Zero(rows, d);
   for (index_t b = 0; b < batch; ++b)
-    for (index_t h = 0; h < heads; ++h)
-      for (index_t i = 0; i < seq; ++i) {
-        double* p = &stack[static_cast<std::size_t>(((b * heads + h) * seq + i) * seq)];
-        if (h >= fresh) {  // reused: row i of head h - fresh of the previous stack
-          const double* from = &previous[static_cast<std::size_t>(((b * previous_heads + h - fresh) * seq + i) * seq)];
-          std::copy(from, from + seq, p);
-          continue;
+    for (index_t h = 0; h < heads; ++h) {
+      Eigen::Map<eigen_matrix> p(&stack[static_cast<std::size_t>((b * heads + h) * seq * seq)], seq, seq);
+      if (h >= fresh) {  // reused: head h - fresh of the previous stack
+        p = Eigen::Map<const eigen_matrix>(
+            &previous[static_cast<std::size_t>((b * previous_heads + h - fresh) * seq * seq)], seq, seq);
+      } else {
+        const auto qh = q.block(b * seq, h * dh, seq, dh), kh = k.block(b * seq, h * dh, seq, dh);
+        eigen_matrix logits = factors.empty() ? eigen_matrix(qh * kh.transpose())
+                                              : eigen_matrix(qh * in_double(&factors(h, 0, 0), dh, dh) * kh.transpose());
+        logits /= std::sqrt(double(dh));
+        for (index_t i = 0; i < seq; ++i) {
+          double top = none;
+          for (index_t j = 0; j < seq; ++j) {
+            const bool visible = (mask.empty() || mask[b * seq + j] == 1) && (!causal || j <= i);
+            if (visible && span)
+              logits(i, j) += double(w.relative_position(h, std::clamp(j - i + (span - 1) / 2, index_t(0), span - 1)));
+            logits(i, j) = visible ? logits(i, j) : none;
+            top = std::max(top, logits(i, j));
+          }
+          if (top == none) continue;  // no visible key: a zero row
+          const Eigen::RowVectorXd e = (logits.row(i).array() - top).exp();
+          p.row(i) = e / e.sum();
         }
-        std::vector<double> logits(static_cast<std::size_t>(seq), -std::numeric_limits<double>::infinity());
-        double top = -std::numeric_limits<double>::infinity();
-        for (index_t j = 0; j < seq; ++j) {
-          const bool visible = (mask.empty() || mask[b * seq + j] == 1) && (!causal || j <= i);
-          if (!visible) continue;
-          const double* qi = &q[static_cast<std::size_t>((b * seq + i) * qk + h * dh)];
-          const double* kj = &k[static_cast<std::size_t>((b * seq + j) * qk + h * dh)];
-          double s = 0;
-          for (index_t c = 0; c < dh; ++c)
-            if (factors.empty())
-              s += qi[c] * kj[c];
-            else
-              for (index_t e = 0; e < dh; ++e) s += qi[c] * double(factors(h, c, e)) * kj[e];
-          s *= scale;
-          if (span) s += double(w.relative_position(h, std::clamp(j - i + (span - 1) / 2, index_t(0), span - 1)));
-          logits[j] = s;
-          top = std::max(top, s);
-        }
-        if (top == -std::numeric_limits<double>::infinity()) continue;  // zero row
-        double sum = 0;
-        for (index_t j = 0; j < seq; ++j) sum += std::exp(logits[j] - top);
-        for (index_t j = 0; j < seq; ++j) p[j] = std::exp(logits[j] - top) / sum;
       }
-  matrix context(static_cast<std::size_t>(rows * d), 0.0);
-  for (index_t b = 0; b < batch; ++b)
-    for (index_t h = 0; h < heads; ++h)
-      for (index_t i = 0; i < seq; ++i)
-        for (index_t j = 0; j < seq; ++j) {
-          const double p = stack[static_cast<std::size_t>(((b * heads + h) * seq + i) * seq + j)];
-          for (index_t c = 0; c < dh; ++c) context[(b * seq + i) * d + h * dh + c] += p * v[(b * seq + j) * d + h * dh + c];
-        }
-  return {linear(context, rows, w.output), std::move(stack)};
+      context.block(b * seq, h * dh, seq, dh) = p * v.block(b * seq, h * dh, seq, dh);
+    }
+  return {values(product(context, w.output)), std::move(stack)};
 }
 
 // One layer; `stack` holds the previous layer's probability stack [B, H, N, N]
