@@ -13,11 +13,14 @@
 // options: --shapes 1x128,8x128,1x512,8x512  --threads T  --repeat R  --layers L
 //
 // Variants are timed round-robin (one forward of each in turn, R rounds), so
-// that noise on a shared machine hits every variant alike.
+// that noise on a shared machine hits every variant alike. "Eigen products"
+// is vanilla with Eigen's GEMM in place of ours (eigen::products): the gain of
+// our kernel, measured.
 #include "examples/support/counting_new.hpp"
 #include "examples/support/resident_memory.hpp"
 #include "support/peak_fma.hpp"
 
+#include <reuseformer/eigen.hpp>
 #include <reuseformer/io.hpp>
 
 #include <nlohmann/json.hpp>
@@ -35,6 +38,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <variant>
 #include <vector>
 
 namespace rf = reuseformer;
@@ -119,29 +123,54 @@ std::vector<float> input_for(const shape& s, rf::index_t d) {
 }
 
 // One variant: random parameters for its config (any score function), the
-// model built on them, and its workspace for one shape.
+// model built on them (on our products, or Eigen's), and its workspace for one shape.
 struct variant {
-  variant(std::string variant_name, const rf::encoder_config& config, const shape& s, int threads)
+  enum class products { own, eigen };
+  using own_model = rf::any_encoder<float>;
+  using eigen_model = rf::any_encoder<float, rf::simd::default_arch, rf::eigen::products>;
+
+  template <class F>
+  decltype(auto) on_model(F&& f) const {
+    return std::visit(std::forward<F>(f), model);
+  }
+
+  variant(std::string variant_name, const rf::encoder_config& config, const shape& s, int threads,
+          products backend = products::own)
       : name(std::move(variant_name)), parameters(std::make_unique<rf::encoder_parameters<float>>(config)),
-        model((parameters->fill_random(seed), config), parameters->layers()), input_shape(s),
-        ws(model.make_workspace(s.batch, s.seq, threads)), cost(rf::analysis::measure(model, s.batch, s.seq, threads)) {}
+        model(build((parameters->fill_random(seed), config), parameters->layers(), backend)), input_shape(s),
+        ws(on_model([&](const auto& m) { return m.make_workspace(s.batch, s.seq, threads); })),
+        cost(on_model([&](const auto& m) { return rf::analysis::measure(m, s.batch, s.seq, threads); })) {}
 
   void forward(const float* x, float* y) {
-    const rf::index_t d = model.hidden_size();
-    model.forward(rf::tensor_view<const float, 3>(x, {input_shape.batch, input_shape.seq, d}),
-                  rf::tensor_view<float, 3>(y, {input_shape.batch, input_shape.seq, d}), ws);
+    const rf::index_t d = parameters->config().hidden_size;
+    on_model([&](const auto& m) {
+      m.forward(rf::tensor_view<const float, 3>(x, {input_shape.batch, input_shape.seq, d}),
+                rf::tensor_view<float, 3>(y, {input_shape.batch, input_shape.seq, d}), ws);
+    });
+  }
+  [[nodiscard]] std::size_t held_bytes() const { return on_model([](const auto& m) { return m.parameter_bytes(); }); }
+  [[nodiscard]] std::size_t referenced_bytes() const {
+    return on_model([](const auto& m) { return m.referenced_parameter_bytes(); });
   }
 
   std::string name;
   // The model views the parameters it does not pack (LayerNorm parameters,
   // pairwise factors): on the heap, they stay where they are when a variant moves.
   std::unique_ptr<rf::encoder_parameters<float>> parameters;
-  rf::any_encoder<float> model;
+  std::variant<own_model, eigen_model> model;
   shape input_shape;
   rf::workspace ws;
   rf::analysis::encoder_cost cost;
   std::vector<double> ms;
   long heap_allocations = 0;
+
+ private:
+  static std::variant<own_model, eigen_model> build(const rf::encoder_config& config,
+                                                    const std::vector<rf::encoder_layer_weights<float>>& layers,
+                                                    products backend) {
+    if (backend == products::eigen) return std::variant<own_model, eigen_model>(std::in_place_index<1>, config, layers);
+    return std::variant<own_model, eigen_model>(std::in_place_index<0>, config, layers);
+  }
 };
 
 rf::encoder_config with_score(rf::encoder_config c, rf::score_function score) {
@@ -160,6 +189,7 @@ std::vector<variant> variants_for(const shape& s, const options& o) {
   std::vector<variant> v;
   using enum rf::score_function;
   v.emplace_back("vanilla", bert_base(L), s, o.threads);
+  v.emplace_back("Eigen products", bert_base(L), s, o.threads, variant::products::eigen);
   for (const rf::index_t k : {3, 6, 12})
     v.emplace_back("reuse K=" + std::to_string(k) + ", layers 1-" + std::to_string(last), reuse(k, last), s, o.threads);
   v.emplace_back("reuse TF default (-1, 6)", reuse(-1, 6), s, o.threads);
@@ -304,7 +334,7 @@ json run_shape(const shape& s, const options& o, double& peak) {
     std::printf("%-28s %9.1f (%7.1f-%7.1f) %7.2fx %13s %9.1f %8.1f %6.1f%% %10s %9s %13s %15s %7ld\n",
                 v.name.c_str(), t.median, t.min, t.max, base.median / t.median, savings.c_str(),
                 v.cost.multiply_adds / 1e9, gflops, 100 * gflops / peak,
-                mib(v.cost.parameter_bytes).c_str(), mib(v.model.parameter_bytes()).c_str(), mib(v.cost.workspace_bytes).c_str(),
+                mib(v.cost.parameter_bytes).c_str(), mib(v.held_bytes()).c_str(), mib(v.cost.workspace_bytes).c_str(),
                 mib(v.cost.reuse_state_bytes).c_str(), v.heap_allocations);
     record["variants"].push_back({{"name", v.name},
                                   {"ms", v.ms},
@@ -318,8 +348,8 @@ json run_shape(const shape& s, const options& o, double& peak) {
                                   {"gflops", gflops},
                                   {"percent_of_peak", 100 * gflops / peak},
                                   {"parameter_bytes", v.cost.parameter_bytes},
-                                  {"held_parameter_bytes", v.model.parameter_bytes()},
-                                  {"referenced_parameter_bytes", v.model.referenced_parameter_bytes()},
+                                  {"held_parameter_bytes", v.held_bytes()},
+                                  {"referenced_parameter_bytes", v.referenced_bytes()},
                                   {"workspace_bytes", v.cost.workspace_bytes},
                                   {"reuse_state_bytes", v.cost.reuse_state_bytes},
                                   {"heap_allocations_during_forward", v.heap_allocations}});
