@@ -15,13 +15,20 @@
 // While layer l runs, the pool holds the K_l heads it reads plus the fresh heads
 // it keeps for layer l+1, and never anything else; between layers it holds
 // exactly the K_{l+1} heads layer l+1 reads.
+//
+// Everything that moves probabilities between layers is here: the slot plan,
+// the pool's layout (probability_store), what one layer's attention core reads
+// and writes (head_io), how an encoder gives each layer its part of the pool
+// (encoder_layer_heads), and what a caller passes to forward() (attention_io).
 
 #include <algorithm>
 #include <cstddef>
+#include <span>
 #include <type_traits>
 #include <vector>
 
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/gemm/matrix.hpp"
 
 namespace reuseformer::attention {
 
@@ -97,4 +104,72 @@ struct probability_store {
   }
 };
 
+// Where the heads of one layer come from and go to.
+template <class T>
+struct head_io {
+  // The operands of the fresh heads' logits Q Kᵀ: [B*N, F*dh] each (unused when F = 0).
+  gemm::matrix<const T> q{}, k{};
+  // Relative-position bias table [F, span] (span = 2P - 1), or null.
+  const T* relative_bias = nullptr;
+  index_t relative_span = 0;
+  // Reused head F + j reads slot reused_slots[j] of `reused` (slot j when
+  // reused_slots is null). Under a causal mask only keys up to the query block's
+  // last row are read: reused rows must be zero after their diagonal, as every
+  // causal layer's are.
+  probability_store<const T> reused{};
+  const index_t* reused_slots = nullptr;
+  // Fresh head h is also stored in slot kept_slots[h] of `kept` unless that is
+  // reuse_state_plan::no_slot (null kept_slots: none is kept).
+  probability_store<T> kept{};
+  const index_t* kept_slots = nullptr;
+  // Optional copy of every head's probabilities: [B, H, N, N] (null: none).
+  T* attentions = nullptr;
+};
+
+// The head_io of layer `layer` of an encoder whose reuse state is `pool`, laid
+// out by `plan`: its reused heads from the slots the plan reads, its fresh heads
+// that later layers read into the slots the plan keeps, and every head copied
+// to `attentions` [B, H, N, N] when that is not null.
+template <class T>
+[[nodiscard]] head_io<T> encoder_layer_heads(const reuse_state_plan& plan, probability_store<T> pool, index_t layer,
+                                             T* attentions) {
+  head_io<T> heads;
+  heads.reused = pool;
+  heads.reused_slots = plan.reads(layer).data();
+  heads.kept = pool;
+  heads.kept_slots = plan.keeps(layer).data();
+  heads.attentions = attentions;
+  return heads;
+}
+
 }  // namespace reuseformer::attention
+
+namespace reuseformer {
+
+// Attention probabilities in and out of a forward pass.
+template <class T>
+struct attention_io {
+  // The heads to reuse, [B, K, N, N], when the module's first attention layer
+  // reuses K > 0 heads and no earlier layer of the same call provides them (a
+  // standalone attention or encoder layer). Must be empty otherwise.
+  tensor_view<const T, 4> reused{};
+  // Empty, or one [B, H, N, N] view per attention layer: filled with the
+  // probability stack each layer used (fresh heads first, then reused heads).
+  // Off by default: it costs B*H*N*N values per layer.
+  std::span<const tensor_view<T, 4>> attentions{};
+};
+
+namespace detail {
+// The head_io of a standalone attention layer: reused heads read from the
+// caller's [B, K, N, N] tensor, nothing kept for a later layer.
+template <class T>
+attention::head_io<T> standalone_heads(const attention_io<T>& io, index_t seq) {
+  attention::head_io<T> heads;
+  const index_t reused = io.reused.empty() ? 0 : io.reused.extent(1);
+  heads.reused = {io.reused.data(), seq * seq, reused * seq * seq};
+  heads.attentions = io.attentions.empty() ? nullptr : io.attentions.front().data();
+  return heads;
+}
+}  // namespace detail
+
+}  // namespace reuseformer

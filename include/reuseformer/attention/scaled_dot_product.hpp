@@ -85,28 +85,6 @@ template <class T>
   return symmetric_logits ? seq * (seq + 1) / 2 : block_query_key_pairs<T>(seq, causal);
 }
 
-// Where the heads of one layer come from and go to.
-template <class T>
-struct head_io {
-  // The operands of the fresh heads' logits Q Kᵀ: [B*N, F*dh] each (unused when F = 0).
-  gemm::matrix<const T> q{}, k{};
-  // Relative-position bias table [F, span] (span = 2P - 1), or null.
-  const T* relative_bias = nullptr;
-  index_t relative_span = 0;
-  // Reused head F + j reads slot reused_slots[j] of `reused` (slot j when
-  // reused_slots is null). Under a causal mask only keys up to the query block's
-  // last row are read: reused rows must be zero after their diagonal, as every
-  // causal layer's are.
-  probability_store<const T> reused{};
-  const index_t* reused_slots = nullptr;
-  // Fresh head h is also stored in slot kept_slots[h] of `kept` unless that is
-  // reuse_state_plan::no_slot (null kept_slots: none is kept).
-  probability_store<T> kept{};
-  const index_t* kept_slots = nullptr;
-  // Optional copy of every head's probabilities: [B, H, N, N] (null: none).
-  T* attentions = nullptr;
-};
-
 namespace detail {
 // Row stride of a whole head's [N, N] logits in scratch: one cache line more
 // than N, so that mirroring (which walks a column) does not map every row to

@@ -60,10 +60,10 @@ class basic_bert_model {
   explicit basic_bert_model(const std::filesystem::path& dir)
       : basic_bert_model(read_config_json((dir / "config.json").string()), dir) {}
 
-  // Binds `file` to `config` (which Encoder must accept: a compile-time
-  // encoder requires its own score function).
-  basic_bert_model(const model_config& config, safetensors_reader file)
-      : config_(config), file_(std::move(file)), root_(root_of(file_)) {
+  // Binds `file` to `c` (which Encoder must accept: a compile-time encoder
+  // requires its own score function).
+  basic_bert_model(const model_config& c, safetensors_reader file)
+      : config_(c), file_(std::move(file)), root_(root_of(file_)) {
     try {
       Encoder::validate(config_.encoder);
       check_no_stray_layers();
@@ -132,8 +132,8 @@ class basic_bert_model {
  private:
   // The file is opened once the configuration has been read (in this order,
   // which a single constructor's unordered arguments would not guarantee).
-  basic_bert_model(const model_config& config, const std::filesystem::path& dir)
-      : basic_bert_model(config, safetensors_reader(dir / "model.safetensors")) {}
+  basic_bert_model(const model_config& c, const std::filesystem::path& dir)
+      : basic_bert_model(c, safetensors_reader(dir / "model.safetensors")) {}
 
   static std::string root_of(const safetensors_reader& file) {
     for (const std::string& name : file.names())

@@ -47,12 +47,12 @@ class any_encoder {
   // Throws reuseformer::error unless `config` is valid (any score function).
   static void validate(const encoder_config& config) { config.validate(); }
 
-  // As encoder<T, config.score, Arch, Products>(config, layers, prefix): the layers view
-  // the tensors in `layers`, which the caller keeps alive; the same errors.
-  any_encoder(const encoder_config& config, const std::vector<encoder_layer_weights<T>>& layers,
+  // As encoder<T, c.score, Arch, Products>(c, weights, prefix): the layers view
+  // the tensors in `weights`, which the caller keeps alive; the same errors.
+  any_encoder(const encoder_config& c, const std::vector<encoder_layer_weights<T>>& weights,
               std::string_view prefix = "")
-      : encoder_((validate(config), visit(config.score, [&]<score_function Score>() {
-                   return compiled(std::in_place_type<encoder<T, Score, Arch, Products>>, config, layers, prefix);
+      : encoder_((validate(c), visit(c.score, [&]<score_function Score>() {
+                   return compiled(std::in_place_type<encoder<T, Score, Arch, Products>>, c, weights, prefix);
                  }))) {}
 
   [[nodiscard]] const encoder_config& config() const {

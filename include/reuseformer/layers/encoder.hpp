@@ -16,14 +16,14 @@
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/encoder_layer.hpp"
-#include "reuseformer/layers/stream_module.hpp"
+#include "reuseformer/layers/forward_interface.hpp"
 
 namespace reuseformer {
 
 // Products: the product backend of its Linears (layers/product_backend.hpp).
 template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch,
           class Products = packed_products>
-class encoder : public detail::stream_module<encoder<T, Score, Arch, Products>, T> {
+class encoder : public detail::forward_interface<encoder<T, Score, Arch, Products>, T> {
  public:
   static constexpr bool residual = true;
   static constexpr score_function scores = Score;
@@ -32,25 +32,25 @@ class encoder : public detail::stream_module<encoder<T, Score, Arch, Products>, 
   // Throws reuseformer::error unless `config` is valid and names Score.
   static void validate(const encoder_config& config) { detail::validate_for(config, Score); }
 
-  // The layers view the tensors in `layers`; the caller keeps them alive.
-  // Throws reuseformer::error on an invalid config (including its reuse
-  // schedule), a config whose score function is not Score, a layer count other
-  // than config.num_hidden_layers, or a tensor that does not fit the layer's
+  // The layers view the tensors in `weights` (one entry per layer); the caller
+  // keeps them alive. Throws reuseformer::error on an invalid config (including
+  // its reuse schedule), a config whose score function is not Score, a layer
+  // count other than c.num_hidden_layers, or a tensor that does not fit the layer's
   // schedule and score function (named as
   // prefix + "encoder.layer.{i}.attention.self.query.weight" and so on; a
   // checkpoint loader passes its root, e.g. "bert.").
-  encoder(const encoder_config& config, const std::vector<encoder_layer_weights<T>>& layers,
+  encoder(const encoder_config& c, const std::vector<encoder_layer_weights<T>>& weights,
           std::string_view prefix = "")
-      : config_((validate(config), config)),
-        reuse_(config.reuse_schedule.empty() ? std::vector<index_t>(static_cast<std::size_t>(config.num_hidden_layers), 0)
-                                             : config.reuse_schedule,
-               config.num_attention_heads) {
-    detail::require(static_cast<index_t>(layers.size()) == config.num_hidden_layers,
-                    "num_hidden_layers: expected ", config.num_hidden_layers,
-                    " layers of weights, found ", layers.size());
-    layers_.reserve(layers.size());
-    for (std::size_t i = 0; i < layers.size(); ++i)
-      layers_.emplace_back(config, layers[i], static_cast<index_t>(i),
+      : config_((validate(c), c)),
+        reuse_(c.reuse_schedule.empty() ? std::vector<index_t>(static_cast<std::size_t>(c.num_hidden_layers), 0)
+                                        : c.reuse_schedule,
+               c.num_attention_heads) {
+    detail::require(static_cast<index_t>(weights.size()) == c.num_hidden_layers,
+                    "num_hidden_layers: expected ", c.num_hidden_layers,
+                    " layers of weights, found ", weights.size());
+    layers_.reserve(weights.size());
+    for (std::size_t i = 0; i < weights.size(); ++i)
+      layers_.emplace_back(c, weights[i], static_cast<index_t>(i),
                            std::string(prefix) + "encoder.layer." + std::to_string(i) + ".");
   }
 
@@ -81,6 +81,12 @@ class encoder : public detail::stream_module<encoder<T, Score, Arch, Products>, 
     return static_cast<std::size_t>(reuse_.slots() * batch * seq * seq) * sizeof(T);
   }
 
+  // Planning and execution: for forward_interface.
+ private:
+  friend class detail::forward_interface<encoder, T>;
+  friend struct detail::module_access;
+  using access = detail::module_access;
+
   struct buffers {
     T* reuse_state;  // [slots, B, N, N]
     arena layers;    // where each layer's temporaries start (layers run one at a time)
@@ -90,7 +96,7 @@ class encoder : public detail::stream_module<encoder<T, Score, Arch, Products>, 
     buffers b{a.take<T>(reuse_.slots() * batch * seq * seq), a};
     for (const auto& layer : layers_) {  // layers differ (reuse), so the largest plan sets the size
       const std::size_t start = a.mark();
-      static_cast<void>(layer.plan(a, batch, seq, threads));
+      static_cast<void>(access::plan(layer, a, batch, seq, threads));
       a.release(start);
     }
     return b;
@@ -99,23 +105,17 @@ class encoder : public detail::stream_module<encoder<T, Score, Arch, Products>, 
   void run(const T*, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
            int threads, const attention_io<T>& io) const {
     arena a = b.layers;
-    const attention::probability_store<T> state{b.reuse_state, batch * seq * seq, seq * seq};
+    const attention::probability_store<T> pool{b.reuse_state, batch * seq * seq, seq * seq};
     for (std::size_t l = 0; l < layers_.size(); ++l) {
-      const auto index = static_cast<index_t>(l);
-      attention::head_io<T> heads;
-      heads.reused = state;
-      heads.reused_slots = reuse_.reads(index).data();
-      heads.kept = state;
-      heads.kept_slots = reuse_.keeps(index).data();
-      heads.attentions = io.attentions.empty() ? nullptr : io.attentions[l].data();
+      const attention::head_io<T> routing = attention::encoder_layer_heads(
+          reuse_, pool, static_cast<index_t>(l), io.attentions.empty() ? nullptr : io.attentions[l].data());
       const std::size_t start = a.mark();
-      const auto layer_buffers = layers_[l].plan(a, batch, seq, threads);
-      layers_[l].execute(stream, batch, seq, additive_mask, layer_buffers, threads, heads);
+      const auto layer_buffers = access::plan(layers_[l], a, batch, seq, threads);
+      access::execute(layers_[l], stream, batch, seq, additive_mask, layer_buffers, threads, routing);
       a.release(start);
     }
   }
 
- private:
   encoder_config config_;
   attention::reuse_state_plan reuse_;
   std::vector<encoder_layer<T, Score, Arch, Products>> layers_;

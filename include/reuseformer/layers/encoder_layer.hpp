@@ -14,7 +14,7 @@
 #include "reuseformer/layers/feed_forward.hpp"
 #include "reuseformer/layers/layer_norm.hpp"
 #include "reuseformer/layers/multi_head_attention.hpp"
-#include "reuseformer/layers/stream_module.hpp"
+#include "reuseformer/layers/forward_interface.hpp"
 
 namespace reuseformer {
 
@@ -30,7 +30,7 @@ struct encoder_layer_weights {
 // Products: the product backend of its Linears (layers/product_backend.hpp).
 template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch,
           class Products = packed_products>
-class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch, Products>, T> {
+class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, Arch, Products>, T> {
  public:
   static constexpr bool residual = true;
 
@@ -75,10 +75,16 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch,
            output_norm_.referenced_parameter_bytes();
   }
 
+  // Planning and execution: for forward_interface and the encoder.
+ private:
+  friend class detail::forward_interface<encoder_layer, T>;
+  friend struct detail::module_access;
+  using access = detail::module_access;
+
   struct buffers {
     T* normed;  // [B*N, d], pre-LN only
-    typename multi_head_attention<T, Score, Arch, Products>::buffers attention;
-    typename feed_forward<T, Arch, Products>::buffers feed_forward;
+    access::buffers<multi_head_attention<T, Score, Arch, Products>> attention;
+    access::buffers<reuseformer::feed_forward<T, Arch, Products>> feed_forward;
   };
 
   // The attention and feed-forward temporaries are never live together: they
@@ -87,9 +93,9 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch,
     const index_t rows = batch * seq;
     buffers b{norm_ == norm_placement::pre ? a.take<T>(rows * hidden_size()) : nullptr, {}, {}};
     const std::size_t start = a.mark();
-    b.attention = attention_.plan(a, batch, seq, threads);
+    b.attention = access::plan(attention_, a, batch, seq, threads);
     a.release(start);
-    b.feed_forward = feed_forward_.plan(a, rows, threads);
+    b.feed_forward = access::plan(feed_forward_, a, rows, threads);
     a.release(start);
     return b;
   }
@@ -100,28 +106,27 @@ class encoder_layer : public detail::stream_module<encoder_layer<T, Score, Arch,
     execute(stream, batch, seq, additive_mask, b, threads, detail::standalone_heads(io, seq));
   }
 
-  // Updates the residual stream [B*N, d] in place; `heads` as for the attention.
+  // Updates the residual stream [B*N, d] in place; `routing` as for the attention.
   // Each LayerNorm that follows a residual add runs on rows as the product that
   // completes them finishes them.
   void execute(T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b, int threads,
-               const attention::head_io<T>& heads) const {
+               const attention::head_io<T>& routing) const {
     const index_t rows = batch * seq;
     const auto normalize = [](const layer_norm<T, Arch>& norm, const T* from, T* to) {
       return [&norm, from, to](index_t row, index_t count) { norm.forward_rows(from, to, row, count); };
     };
     if (norm_ == norm_placement::post) {
-      attention_.execute(stream, stream, batch, seq, additive_mask, b.attention, threads, heads,
-                         normalize(attention_norm_, stream, stream));
-      feed_forward_.run(stream, stream, rows, b.feed_forward, threads, normalize(output_norm_, stream, stream));
+      access::execute(attention_, stream, stream, batch, seq, additive_mask, b.attention, threads, routing,
+                      normalize(attention_norm_, stream, stream));
+      access::run(feed_forward_, stream, stream, rows, b.feed_forward, threads, normalize(output_norm_, stream, stream));
     } else {
       attention_norm_.forward(stream, b.normed, rows, threads);
-      attention_.execute(b.normed, stream, batch, seq, additive_mask, b.attention, threads, heads,
-                         normalize(output_norm_, stream, b.normed));
-      feed_forward_.run(b.normed, stream, rows, b.feed_forward, threads);
+      access::execute(attention_, b.normed, stream, batch, seq, additive_mask, b.attention, threads, routing,
+                      normalize(output_norm_, stream, b.normed));
+      access::run(feed_forward_, b.normed, stream, rows, b.feed_forward, threads);
     }
   }
 
- private:
   norm_placement norm_;
   multi_head_attention<T, Score, Arch, Products> attention_;
   layer_norm<T, Arch> attention_norm_;

@@ -26,9 +26,9 @@ namespace reuseformer {
 template <class T>
 class encoder_parameters {
  public:
-  // Allocates (zeroed) parameters for `config`. Throws reuseformer::error on an
+  // Allocates (zeroed) parameters for `c`. Throws reuseformer::error on an
   // invalid config.
-  explicit encoder_parameters(const encoder_config& config) : config_((config.validate(), config)) {
+  explicit encoder_parameters(const encoder_config& c) : config_((c.validate(), c)) {
     index_t total = 0;
     for (index_t l = 0; l < config_.num_hidden_layers; ++l) total += layer_parameter_count(config_, l);
     values_.resize(static_cast<std::size_t>(total));

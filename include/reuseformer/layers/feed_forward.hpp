@@ -10,7 +10,7 @@
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/linear.hpp"
-#include "reuseformer/layers/stream_module.hpp"
+#include "reuseformer/layers/forward_interface.hpp"
 #include "reuseformer/simd/activation.hpp"
 
 namespace reuseformer {
@@ -35,6 +35,10 @@ class feed_forward {
   [[nodiscard]] std::size_t parameter_bytes() const {
     return intermediate_.parameter_bytes() + output_.parameter_bytes();
   }
+
+  // Planning and execution: for the encoder layer (through module_access).
+ private:
+  friend struct detail::module_access;
 
   struct buffers {
     T* hidden;  // [B*N, d_ff]

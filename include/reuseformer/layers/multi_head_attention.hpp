@@ -23,7 +23,7 @@
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/linear.hpp"
-#include "reuseformer/layers/stream_module.hpp"
+#include "reuseformer/layers/forward_interface.hpp"
 #include "reuseformer/simd/arch.hpp"
 
 namespace reuseformer {
@@ -47,7 +47,7 @@ struct attention_options {
   index_t num_attention_heads = 12;  // H, divides d
   bool causal = false;
   index_t reused_heads = 0;          // K in [0, H]: heads taken from the previous layer
-  index_t relative_position = 0;     // P > 0: relative-position bias table of 2P - 1 entries per fresh head
+  index_t pe_max_seq_length = 0;     // P > 0: relative-position bias table of 2P - 1 entries per fresh head
 };
 
 namespace detail {
@@ -55,15 +55,15 @@ inline const attention_options& validated(const attention_options& o) {
   require_heads(o.hidden_size, o.num_attention_heads);
   require(o.reused_heads >= 0 && o.reused_heads <= o.num_attention_heads,
           "reused heads: expected a head count in [0, ", o.num_attention_heads, "], found ", o.reused_heads);
-  require(o.relative_position >= 0, "relative_position: expected 0 (none) or a table size P >= 1, found ",
-          o.relative_position);
+  require(o.pe_max_seq_length >= 0, "pe_max_seq_length: expected 0 (no relative-position bias) or P >= 1, found ",
+          o.pe_max_seq_length);
   return o;
 }
 }  // namespace detail
 
 template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch,
           class Products = packed_products>
-class multi_head_attention : public detail::stream_module<multi_head_attention<T, Score, Arch, Products>, T> {
+class multi_head_attention : public detail::forward_interface<multi_head_attention<T, Score, Arch, Products>, T> {
  public:
   static constexpr bool residual = false;
   static constexpr score_function scores = Score;
@@ -86,11 +86,11 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
         pairwise_factors_(w.pairwise_factors) {
     check_pairwise_factors(std::string(prefix) + "self.pairwise_factors");
     const std::string table = std::string(prefix) + "self.relative_position_embeddings";
-    if (options.relative_position > 0 && fresh_heads() > 0)
-      detail::require_shape(relative_position_, {fresh_heads(), 2 * options.relative_position - 1}, table);
+    if (options.pe_max_seq_length > 0 && fresh_heads() > 0)
+      detail::require_shape(relative_position_, {fresh_heads(), 2 * options.pe_max_seq_length - 1}, table);
     else
       detail::require(relative_position_.data() == nullptr, table, ": expected no tensor (",
-                      options.relative_position > 0 ? "no fresh heads" : "no relative-position bias",
+                      options.pe_max_seq_length > 0 ? "no fresh heads" : "no relative-position bias",
                       "), found shape ", detail::format_shape(relative_position_.shape()));
   }
 
@@ -108,6 +108,11 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
   [[nodiscard]] std::size_t referenced_parameter_bytes() const {
     return static_cast<std::size_t>(relative_position_.size() + pairwise_factors_.size()) * sizeof(T);
   }
+
+  // Planning and execution: for forward_interface and the modules built from this one.
+ private:
+  friend class detail::forward_interface<multi_head_attention, T>;
+  friend struct detail::module_access;
 
   struct buffers {
     T* projected;     // [B*N, projection width]: Q, then K (standard scores), then V
@@ -135,12 +140,12 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
   }
 
   // stream += Attention(x). Shapes: x, stream [B*N, d]; x may equal stream.
-  // `heads` says where reused heads come from and fresh heads go (its q, k are
+  // `routing` says where reused heads come from and fresh heads go (its q, k are
   // filled in here). `after(row, rows)`, when given, runs on rows of stream as
   // soon as they are final (the residual LayerNorm of an encoder layer).
   template <class AfterRows = std::nullptr_t>
   void execute(const T* x, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
-               int threads, attention::head_io<T> heads, AfterRows after = nullptr) const {
+               int threads, attention::head_io<T> routing, AfterRows after = nullptr) const {
     const index_t rows = batch * seq, d = hidden_size(), width = fresh_width();
     const index_t ld = projection_.out_features();
     // One product for every projection: Q | K | V side by side.
@@ -155,12 +160,12 @@ class multi_head_attention : public detail::stream_module<multi_head_attention<T
                                              Score == score_function::pairwise_diagonal, factored, threads,
                                              b.scratch.data, b.scratch.stride);
     // The logits' operands: Q Kᵀ, Q Qᵀ, or (Q P) Qᵀ.
-    heads.q = has_pairwise_factors(Score) ? factored : q;
-    heads.k = has_key_projection(Score) ? k : q;
-    heads.relative_bias = relative_position_.data();
-    heads.relative_span = relative_position_.extent(1);
+    routing.q = has_pairwise_factors(Score) ? factored : q;
+    routing.k = has_key_projection(Score) ? k : q;
+    routing.relative_bias = relative_position_.data();
+    routing.relative_span = relative_position_.extent(1);
     const T scale = T(1) / std::sqrt(static_cast<T>(head_dim()));
-    attention::scaled_dot_product<Arch, T>(problem(batch, seq), scale, heads, v,
+    attention::scaled_dot_product<Arch, T>(problem(batch, seq), scale, routing, v,
                                            gemm::matrix<T>{b.context, rows, d, d}, additive_mask, threads,
                                            b.scratch.data, b.scratch.stride);
     // Residual add (for encoder layers) comes free: the product accumulates into stream.

@@ -1,9 +1,11 @@
 #pragma once
-// What every public forward pass has in common: input/output validation, the
-// workspace plan, the key-padding mask conversion, and the call itself.
+// The public interface every module shares (workspace_bytes, make_workspace,
+// forward), built once from what each module plans and runs: input/output
+// validation, the workspace plan, the key-padding mask conversion, and the call.
 //
 // A module (attention, an encoder layer, the encoder) maps a [B, N, d] tensor to a
-// [B, N, d] tensor and provides, as a CRTP derived class:
+// [B, N, d] tensor and provides, as a CRTP derived class (plan, run and buffers
+// private, with forward_interface and module_access as friends):
 //   static constexpr bool residual;   // output = input + f(input)  (else output = f(input))
 //   index_t hidden_size() const, heads() const;
 //   index_t attention_layers() const;    // attention layers inside (1 or L)
@@ -15,6 +17,8 @@
 // x is the stream itself.
 // This base derives the public interface from them, so that the byte count
 // reported by workspace_bytes() is the plan forward() carves, by construction.
+// A module built from others (an encoder layer, the encoder) plans and runs its
+// parts through module_access.
 
 #include <algorithm>
 #include <cstddef>
@@ -24,44 +28,36 @@
 #include <utility>
 
 #include "reuseformer/attention/attention_mask.hpp"
-#include "reuseformer/attention/scaled_dot_product.hpp"
+#include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/core/workspace.hpp"
 
-namespace reuseformer {
-
-// Attention probabilities in and out of a forward pass.
-template <class T>
-struct attention_io {
-  // The heads to reuse, [B, K, N, N], when the module's first attention layer
-  // reuses K > 0 heads and no earlier layer of the same call provides them (a
-  // standalone attention or encoder layer). Must be empty otherwise.
-  tensor_view<const T, 4> reused{};
-  // Empty, or one [B, H, N, N] view per attention layer: filled with the
-  // probability stack each layer used (fresh heads first, then reused heads).
-  // Off by default: it costs B*H*N*N values per layer.
-  std::span<const tensor_view<T, 4>> attentions{};
-};
-
-}  // namespace reuseformer
-
 namespace reuseformer::detail {
 
-// The head_io of a standalone attention layer: reused heads read from the
-// caller's [B, K, N, N] tensor, nothing kept for a later layer.
-template <class T>
-attention::head_io<T> standalone_heads(const attention_io<T>& io, index_t seq) {
-  attention::head_io<T> heads;
-  const index_t reused = io.reused.empty() ? 0 : io.reused.extent(1);
-  heads.reused = {io.reused.data(), seq * seq, reused * seq * seq};
-  heads.attentions = io.attentions.empty() ? nullptr : io.attentions.front().data();
-  return heads;
-}
+// The private planning and execution of a module, for its base and for the
+// modules built from it.
+struct module_access {
+  template <class Module>
+  using buffers = typename Module::buffers;
+
+  template <class Module, class... Args>
+  static auto plan(const Module& m, Args&&... args) {
+    return m.plan(std::forward<Args>(args)...);
+  }
+  template <class Module, class... Args>
+  static void run(const Module& m, Args&&... args) {
+    m.run(std::forward<Args>(args)...);
+  }
+  template <class Module, class... Args>
+  static void execute(const Module& m, Args&&... args) {
+    m.execute(std::forward<Args>(args)...);
+  }
+};
 
 template <class Derived, class T>
-class stream_module {
+class forward_interface {
  public:
   // Exact workspace bytes for a forward pass of [batch, seq, d] on `threads`
   // threads (with or without a mask). Throws reuseformer::error unless batch,
@@ -151,7 +147,7 @@ class stream_module {
     } else {
       std::fill(out, out + count, T(0));
     }
-    self.run(Derived::residual ? out : in, out, batch, seq, mask_values, buffers, ws.threads(), io);
+    module_access::run(self, Derived::residual ? out : in, out, batch, seq, mask_values, buffers, ws.threads(), io);
   }
 
  private:
@@ -159,7 +155,7 @@ class stream_module {
   // whether a mask is passed), then the module's own plan.
   auto plan_all(arena& a, index_t batch, index_t seq, int threads) const {
     T* additive = a.take<T>(batch * seq);
-    auto buffers = static_cast<const Derived&>(*this).plan(a, batch, seq, threads);
+    auto buffers = module_access::plan(static_cast<const Derived&>(*this), a, batch, seq, threads);
     return std::pair{additive, buffers};
   }
 };
