@@ -10,6 +10,7 @@
 // (AVX-512), 6 x 2 with 16 (SSE, AVX), 4 x 2 scalars for the scalar path.
 
 #include <algorithm>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 
@@ -87,6 +88,15 @@ void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc
   using V = typename ops::vector;
   constexpr index_t W = shape::width, NR = shape::nr, columns = NV * W;
   static_assert(NV >= 1 && NV <= shape::vectors && MR >= 1 && MR <= shape::mr);
+
+  // C's tile is read (accumulate) or written only after the kc steps; fetching
+  // it now hides the miss of a C too large for the caches (thousands of rows)
+  // behind those steps.
+  for (index_t i = 0; i < rows && cols > 0; ++i) {
+    const auto first = reinterpret_cast<std::uintptr_t>(c + i * ldc), last = first + (cols - 1) * sizeof(T);
+    for (std::uintptr_t line = first / 64 * 64; line <= last; line += 64)
+      __builtin_prefetch(reinterpret_cast<const void*>(line), 1, 3);
+  }
 
   V acc[MR][NV];
 #pragma GCC unroll 16
