@@ -161,9 +161,9 @@ void layer_stage(benchmark::State& state) {
         projection.forward({stream, rows, d, d}, {qkv, rows, 3 * d, 3 * d}, rf::gemm::update::overwrite, threads,
                            scratch, stride);
         break;
-      case 1: rf::attention::logits<rf::simd::default_arch>(p, io, logits, seq, threads, scratch, stride); break;
+      case 1: rf::attention::logits<float>(p, io, logits, seq, threads, scratch, stride); break;
       case 2:
-        rf::attention::scaled_dot_product<rf::simd::default_arch>(p, 0.125f, io, v,
+        rf::attention::scaled_dot_product<float>(p, 0.125f, io, v,
                                                                   rf::gemm::matrix<float>{context, rows, d, d},
                                                                   static_cast<const float*>(nullptr), threads, scratch,
                                                                   stride);

@@ -51,7 +51,7 @@ void score_stage(benchmark::State& state) {
                                                    {transformed.data(), seq, width, width}, threads, scratch, stride);
       io.q = {transformed.data(), seq, width, width};
     }
-    rf::attention::logits<rf::simd::default_arch, float>(p, io, logits.data(), ld, threads, scratch, stride);
+    rf::attention::logits<float>(p, io, logits.data(), ld, threads, scratch, stride);
   };
   run();  // warm-up: page faults, thread start
   for (auto _ : state) {

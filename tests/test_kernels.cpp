@@ -53,7 +53,7 @@ TEMPLATE_TEST_CASE("softmax: vector path equals the scalar reference", "[kernels
         const T* m = with_mask ? mask.data() : nullptr;
         std::vector<T> expected = x;
         simd::reference::softmax(expected.data(), n, active, T(0.125), m);
-        simd::softmax<simd::default_arch>(x.data(), n, active, T(0.125), m);
+        simd::softmax<T>(x.data(), n, active, T(0.125), m);
         CHECK_CLOSE(compare(x, expected, kernel_tolerance<T>, kernel_tolerance<T>));
         // Probabilities of the active, visible keys sum to one; the tail is zero.
         const T sum = std::accumulate(x.begin(), x.end(), T(0));
@@ -85,18 +85,18 @@ TEMPLATE_TEST_CASE("softmax: masked rows and extreme logits", "[kernels][softmax
     CAPTURE(n);
     SECTION("a fully masked row is all zeros, never NaN") {
       std::vector<T> x = random_vector<T>(n, 1), mask(n, -inf);
-      simd::softmax<simd::default_arch>(x.data(), n, n, T(1), mask.data());
+      simd::softmax<T>(x.data(), n, n, T(1), mask.data());
       for (const T v : x) CHECK(v == T(0));
     }
     SECTION("no active key is all zeros") {
       std::vector<T> x = random_vector<T>(n, 2);
-      simd::softmax<simd::default_arch>(x.data(), n, 0, T(1), static_cast<const T*>(nullptr));
+      simd::softmax<T>(x.data(), n, 0, T(1), static_cast<const T*>(nullptr));
       for (const T v : x) CHECK(v == T(0));
     }
     SECTION("logits of +-1e4 stay finite and put all mass on the largest") {
       std::vector<T> x(n, T(-1e4));
       x[n / 2] = T(1e4);
-      simd::softmax<simd::default_arch>(x.data(), n, n, T(1), static_cast<const T*>(nullptr));
+      simd::softmax<T>(x.data(), n, n, T(1), static_cast<const T*>(nullptr));
       for (rf::index_t j = 0; j < n; ++j) CHECK(x[j] == (j == n / 2 ? T(1) : T(0)));
     }
   }
@@ -110,7 +110,7 @@ TEMPLATE_TEST_CASE("layer_norm: vector path equals the scalar reference", "[kern
     const std::vector<T> gamma = random_vector<T>(n, 20 + n, 0.5, 1.5), beta = random_vector<T>(n, 30 + n);
     std::vector<T> expected(n), actual(n);
     simd::reference::layer_norm(x.data(), expected.data(), n, gamma.data(), beta.data(), T(1e-5));
-    simd::layer_norm<simd::default_arch>(x.data(), actual.data(), n, gamma.data(), beta.data(), T(1e-5));
+    simd::layer_norm<T>(x.data(), actual.data(), n, gamma.data(), beta.data(), T(1e-5));
     // LayerNorm divides by the row's standard deviation, which amplifies the
     // rounding of the mean by up to ~|x|/std: a little more headroom than elsewhere.
     CHECK_CLOSE(compare(actual, expected, 4 * kernel_tolerance<T>, 4 * kernel_tolerance<T>));
@@ -130,7 +130,7 @@ TEMPLATE_TEST_CASE("layer_norm: in place, large mean, against double precision",
   for (const T v : x) var += (double(v) - mean) * (double(v) - mean);
   var /= n;
   for (rf::index_t j = 0; j < n; ++j) expected[j] = (double(x[j]) - mean) / std::sqrt(var + 1e-12);
-  simd::layer_norm<simd::default_arch>(x.data(), x.data(), n, gamma.data(), beta.data(), T(1e-12));
+  simd::layer_norm<T>(x.data(), x.data(), n, gamma.data(), beta.data(), T(1e-12));
   // float: inputs near 1000 carry absolute rounding 6e-5 = 2e-4 standard deviations.
   CHECK_CLOSE(compare(x, expected, std::is_same_v<T, float> ? 2e-4 : 1e-11, std::is_same_v<T, float> ? 2e-4 : 1e-11));
 }
@@ -145,7 +145,7 @@ void check_bias_activation(double (*exact)(double)) {
     const std::vector<T> bias = random_vector<T>(cols, 50 + cols);
     std::vector<T> expected = input, actual = input;
     simd::reference::bias_activation<Act>(expected.data(), rows, cols, ld, bias.data());
-    simd::bias_activation<Act, simd::default_arch>(actual.data(), rows, cols, ld, bias.data());
+    simd::bias_activation<Act, T>(actual.data(), rows, cols, ld, bias.data());
     // GELU at x ~ -5 computes x * (1 + erf(x/sqrt2)) with 1 + erf ~ 1e-6: the
     // cancellation turns a 1-ulp difference in erf into an absolute difference of
     // a few ulp of |x| (<= 7 here), so the absolute bound scales with the inputs.
@@ -449,7 +449,7 @@ TEMPLATE_TEST_CASE("transpose and mirror: register tiles equal the element loop,
       const rf::index_t src_ld = cols + 3, dst_ld = rows + 5;  // strides wider than the block
       const std::vector<T> src = random_vector<T>(static_cast<std::size_t>(rows * src_ld), 11);
       std::vector<T> fast(static_cast<std::size_t>(cols * dst_ld), T(-9)), slow = fast;
-      simd::transpose<simd::default_arch>(src.data(), src_ld, fast.data(), dst_ld, rows, cols);
+      simd::transpose<T, simd::default_arch>(src.data(), src_ld, fast.data(), dst_ld, rows, cols);
       simd::reference::transpose(src.data(), src_ld, slow.data(), dst_ld, rows, cols);
       CHECK(fast == slow);  // padding beyond the block untouched in both
     }
@@ -458,7 +458,7 @@ TEMPLATE_TEST_CASE("transpose and mirror: register tiles equal the element loop,
     const rf::index_t ld = n + 16;
     std::vector<T> c = random_vector<T>(static_cast<std::size_t>(n * ld), 12);
     const std::vector<T> original = c;
-    simd::mirror_lower<simd::default_arch>(c.data(), n, ld);
+    simd::mirror_lower<T, simd::default_arch>(c.data(), n, ld);
     bool mirrored = true;  // the lower triangle and the stride padding unchanged, the upper its mirror
     for (rf::index_t i = 0; i < n; ++i)
       for (rf::index_t j = 0; j < ld; ++j)

@@ -195,7 +195,7 @@ TEMPLATE_TEST_CASE("the softmax kernel stays finite for extreme logits", "[numer
   const auto both = [&](std::vector<T> x, rf::index_t active, T scale, const std::vector<T>& mask) {
     const std::vector<double> expected = softmax_double(x, active, double(scale), mask);
     std::vector<T> vectorised = x, scalar = x;
-    rf::simd::softmax<rf::simd::default_arch>(vectorised.data(), n, active, scale, mask.empty() ? nullptr : mask.data());
+    rf::simd::softmax<T>(vectorised.data(), n, active, scale, mask.empty() ? nullptr : mask.data());
     rf::simd::reference::softmax(scalar.data(), n, active, scale, mask.empty() ? nullptr : mask.data());
     CHECK(all_finite(vectorised));
     CHECK(all_finite(scalar));

@@ -32,7 +32,7 @@ std::vector<T> all_logits(const rf::attention::problem& p, const std::vector<T>&
   rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(T), threads);
   T* scratch = ws.make_arena().template take<T>(stride * threads);
   std::vector<T> out(static_cast<std::size_t>(p.batch * p.fresh_heads * p.seq * p.seq), T(-7));
-  rf::attention::logits<rf::simd::default_arch, T>(p, io, out.data(), p.seq, threads, scratch, stride);
+  rf::attention::logits<T>(p, io, out.data(), p.seq, threads, scratch, stride);
   return out;
 }
 

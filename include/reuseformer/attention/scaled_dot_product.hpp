@@ -180,7 +180,7 @@ template <class T>
 // does: the score stage alone, for tests and benchmarks. Under a causal mask
 // the entries after each query block's last row (symmetric logits: after the
 // diagonal) are unspecified. Requires scratch as for scaled_dot_product().
-template <class Arch, class T>
+template <class T, class Arch = simd::default_arch>
 void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, int threads, T* scratch,
             index_t scratch_stride) {
   const index_t n = p.seq;
@@ -212,7 +212,7 @@ void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, int thre
 // Guarantees: a query row with no visible key gets a zero context row; every
 // probability row written to a slot or to io.attentions is complete (zeros for
 // hidden keys), so a later layer can reuse it under any mask.
-template <class Arch, class T>
+template <class T, class Arch = simd::default_arch>
 void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::matrix<const T> v,
                         gemm::matrix<T> context, const T* additive_mask, int threads, T* scratch,
                         index_t scratch_stride) {
@@ -277,7 +277,7 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
           row_add = additive;
         }
         T* row = fresh + offset + i * ld;
-        simd::softmax<Arch>(row, block_keys, active, scale, row_add);
+        simd::softmax<T, Arch>(row, block_keys, active, scale, row_add);
         if (stored) std::fill(row + block_keys, row + n, T(0));  // causal tail of a stored row
       }
       const gemm::matrix<const T> probabilities{data + offset, block_rows, block_keys, ld};

@@ -61,7 +61,7 @@ struct unpacked_b {
     return {op == transpose::yes ? b.block(first, count, 0, b.cols) : b.block(0, b.rows, first, count), op};
   }
   const T* panel(index_t pc, index_t kcur, index_t jc, index_t ncur, T* buffer) const {
-    pack_b<Arch, nr>(op == transpose::yes ? b.block(jc, ncur, pc, kcur) : b.block(pc, kcur, jc, ncur), op, buffer);
+    pack_b<T, Arch, nr>(op == transpose::yes ? b.block(jc, ncur, pc, kcur) : b.block(pc, kcur, jc, ncur), op, buffer);
     return buffer;
   }
 };
@@ -121,7 +121,7 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
     for (index_t pc = 0; pc < k; pc += kc_step) {
       const index_t kcur = std::min(kc_step, k - pc);
       const T* const panel = b.panel(pc, kcur, jc, ncur, packed_b);
-      const bool accumulate = mode == update::accumulate || pc > 0;
+      const update block_mode = pc > 0 ? update::accumulate : mode;
       for (index_t ic = lower_only ? jc / strip * strip : 0; ic < m; ic += strip) {
         const index_t mr = std::min(strip, m - ic);
         // A lower-triangular strip ends at its last row's diagonal element.
@@ -133,16 +133,16 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
         if constexpr (from_b)
           strip_a = panel + ic / NR * kcur * NR + ic % NR;
         else
-          pack_a<Arch, MR>(a.block(ic, mr, pc, kcur), packed_a);
+          pack_a<T, Arch, MR>(a.block(ic, mr, pc, kcur), packed_a);
         for (index_t jr = 0; jr < columns; jr += NR) {
           T* const tile_c = c.data + ic * c.ld + jc + jr;
           const index_t lower = computed == part::lower ? ic - jc - jr : whole_tile;
           if (columns - jr <= shape::width)  // the diagonal ends within the first vector
             micro_kernel<T, Arch, 1, strip, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld, mr,
-                                                 std::min(shape::width, ncur - jr), accumulate, lower);
+                                                 std::min(shape::width, ncur - jr), block_mode, lower);
           else
             micro_kernel<T, Arch, shape::vectors, strip, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c,
-                                                              c.ld, mr, std::min(NR, ncur - jr), accumulate, lower);
+                                                              c.ld, mr, std::min(NR, ncur - jr), block_mode, lower);
         }
         if (pc + kcur == k) done(ic, mr, jc, columns);
       }

@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/gemm/matrix.hpp"
 #include "reuseformer/simd/arch.hpp"
 
 namespace reuseformer::gemm::detail {
@@ -70,7 +71,7 @@ struct tile {
 // No lower-triangle restriction: every element of the tile is stored.
 inline constexpr index_t whole_tile = std::numeric_limits<index_t>::max();
 
-// C[0:rows, 0:cols] = alpha * A B (accumulate = false) or += (accumulate = true),
+// C[0:rows, 0:cols] = alpha * A B (update::overwrite) or += (update::accumulate),
 // where A is an MR-row strip stored as a[p * LDA + i] (LDA = MR: packed by
 // pack_a; LDA = NR: rows of B's own packed panel) and B an NR-column strip
 // packed as b[p * NR + j], p < kc; both are zero-padded to the full tile.
@@ -82,7 +83,8 @@ inline constexpr index_t whole_tile = std::numeric_limits<index_t>::max();
 template <class T, class Arch, index_t NV = tile<T, Arch>::vectors, index_t MR = tile<T, Arch>::mr,
           index_t LDA = MR>
 void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc, index_t rows,
-                  index_t cols, bool accumulate, index_t lower) {
+                  index_t cols, update mode, index_t lower) {
+  const bool accumulate = mode == update::accumulate;
   using shape = tile<T, Arch>;
   using ops = typename shape::ops;
   using V = typename ops::vector;

@@ -14,9 +14,9 @@ namespace reuseformer::gemm::detail {
 
 // dst[p * MR + i] = A[i, p] for i < a.rows, p < a.cols, and 0 for the padding
 // rows a.rows <= i < MR.
-template <class Arch, index_t MR, class T>
+template <class T, class Arch, index_t MR>
 void pack_a(matrix<const T> a, T* dst) {
-  simd::transpose<Arch>(a.data, a.ld, dst, MR, a.rows, a.cols);
+  simd::transpose<T, Arch>(a.data, a.ld, dst, MR, a.rows, a.cols);
   if (a.rows < MR)
     for (index_t p = 0; p < a.cols; ++p) std::fill(dst + p * MR + a.rows, dst + (p + 1) * MR, T(0));
 }
@@ -24,13 +24,13 @@ void pack_a(matrix<const T> a, T* dst) {
 // op(B) [kc, n] as strips of NR columns: strip s holds dst[s*kc*NR + p*NR + j] =
 // op(B)[p, s*NR + j], zero for the padding columns of the last strip.
 // b is op(B)'s storage: [n, kc] for transpose::yes, [kc, n] for transpose::no.
-template <class Arch, index_t NR, class T>
+template <class T, class Arch, index_t NR>
 void pack_b(matrix<const T> b, transpose op, T* dst) {
   const index_t kc = op == transpose::yes ? b.cols : b.rows, n = op == transpose::yes ? b.rows : b.cols;
   for (index_t s = 0; s * NR < n; ++s, dst += kc * NR) {
     const index_t first = s * NR, cols = std::min(NR, n - first);
     if (op == transpose::yes) {
-      simd::transpose<Arch>(b.data + first * b.ld, b.ld, dst, NR, cols, kc);
+      simd::transpose<T, Arch>(b.data + first * b.ld, b.ld, dst, NR, cols, kc);
       if (cols < NR)
         for (index_t p = 0; p < kc; ++p) std::fill(dst + p * NR + cols, dst + (p + 1) * NR, T(0));
     } else {

@@ -82,8 +82,8 @@ void multiply_symmetric(T alpha, matrix<const T> a, matrix<const T> b, matrix<T>
     const index_t first = mirrored;
     // The group's rows left of its diagonal block become columns [first, end)
     // of the rows above; then the diagonal block mirrors onto itself.
-    simd::transpose<Arch>(c.data + first * c.ld, c.ld, c.data + first, c.ld, end - first, first);
-    simd::mirror_lower<Arch>(c.data + first * c.ld + first, end - first, c.ld);
+    simd::transpose<T, Arch>(c.data + first * c.ld, c.ld, c.data + first, c.ld, end - first, first);
+    simd::mirror_lower<T, Arch>(c.data + first * c.ld + first, end - first, c.ld);
     mirrored = end;
   };
   detail::lower_product<T, Arch>(alpha, a, b, c, scratch, detail::part::lower_tiles, mirror);

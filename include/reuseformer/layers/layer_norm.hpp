@@ -44,7 +44,7 @@ class layer_norm {
   void forward_rows(const T* x, T* y, index_t first, index_t count) const {
     const index_t d = w_.weight.extent(0);
     for (index_t i = first; i < first + count; ++i)
-      simd::layer_norm<Arch>(x + i * d, y + i * d, d, w_.weight.data(), w_.bias.data(), eps_);
+      simd::layer_norm<T, Arch>(x + i * d, y + i * d, d, w_.weight.data(), w_.bias.data(), eps_);
   }
 
  private:

@@ -78,7 +78,7 @@ class linear {
                index_t scratch_stride, AfterRows after = nullptr) const {
     const T* const bias = bias_.data();
     const auto finish = [&](index_t row, index_t rows, index_t col, index_t cols) {
-      simd::bias_activation<Act, Arch>(y.data + row * y.ld + col, rows, cols, y.ld, bias + col);
+      simd::bias_activation<Act, T, Arch>(y.data + row * y.ld + col, rows, cols, y.ld, bias + col);
     };
     if constexpr (std::is_same_v<AfterRows, std::nullptr_t>) {
       weight_.multiply(x, y, mode, threads, scratch, scratch_stride, finish);

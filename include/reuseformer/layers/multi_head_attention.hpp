@@ -165,7 +165,7 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
     routing.relative_bias = relative_position_.data();
     routing.relative_span = relative_position_.extent(1);
     const T scale = T(1) / std::sqrt(static_cast<T>(head_dim()));
-    attention::scaled_dot_product<Arch, T>(problem(batch, seq), scale, routing, v,
+    attention::scaled_dot_product<T, Arch>(problem(batch, seq), scale, routing, v,
                                            gemm::matrix<T>{b.context, rows, d, d}, additive_mask, threads,
                                            b.scratch.data, b.scratch.stride);
     // Residual add (for encoder layers) comes free: the product accumulates into stream.

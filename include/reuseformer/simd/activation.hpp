@@ -94,7 +94,7 @@ void bias_activation(T* x, index_t rows, index_t cols, index_t ld, const T* bias
 }  // namespace reference
 
 // Same contract as reference::bias_activation, vectorised for Arch.
-template <class Act, class Arch = default_arch, class T>
+template <class Act, class T, class Arch = default_arch>
 void bias_activation(T* x, index_t rows, index_t cols, index_t ld, const T* bias) {
   if constexpr (!is_vector_arch<Arch>) {
     reference::bias_activation<Act>(x, rows, cols, ld, bias);

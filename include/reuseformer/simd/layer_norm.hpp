@@ -32,7 +32,7 @@ void layer_norm(const T* x, T* y, index_t n, const T* gamma, const T* beta, T ep
 }  // namespace reference
 
 // Same contract as reference::layer_norm, vectorised for Arch.
-template <class Arch = default_arch, class T>
+template <class T, class Arch = default_arch>
 void layer_norm(const T* x, T* y, index_t n, const T* gamma, const T* beta, T eps) {
   if constexpr (!is_vector_arch<Arch>) {
     reference::layer_norm(x, y, n, gamma, beta, eps);

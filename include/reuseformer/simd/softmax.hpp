@@ -39,7 +39,7 @@ void softmax(T* x, index_t n, index_t active, T scale, const T* mask) {
 }  // namespace reference
 
 // Same contract as reference::softmax, vectorised for Arch.
-template <class Arch = default_arch, class T>
+template <class T, class Arch = default_arch>
 void softmax(T* x, index_t n, index_t active, T scale, const T* mask) {
   if constexpr (!is_vector_arch<Arch>) {
     reference::softmax(x, n, active, scale, mask);

@@ -68,7 +68,7 @@ inline void transpose4x4(const float* src, index_t src_ld, float* dst, index_t d
 
 // The register tile `Arch` offers for T: 8 (AVX and up, float), 4 (SSE2, float),
 // or 0 (none: the reference loop).
-template <class Arch, class T>
+template <class T, class Arch>
 constexpr int tile_size() {
   if constexpr (!std::is_same_v<T, float> || !is_vector_arch<Arch>) {
     return 0;
@@ -111,7 +111,7 @@ void transpose_tiles(const T* src, index_t src_ld, T* dst, index_t dst_ld, index
 
 // dst[j * dst_ld + i] = src[i * src_ld + j] for i < rows, j < cols.
 // Requires: src and dst do not overlap.
-template <class Arch, class T>
+template <class T, class Arch>
 void transpose(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t rows, index_t cols) {
   detail::transpose_tiles<detail::tile_size<Arch, T>()>(src, src_ld, dst, dst_ld, rows, cols);
 }
@@ -119,7 +119,7 @@ void transpose(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t row
 // C[i, j] = C[j, i] for j > i: completes a symmetric [n, n] block (row stride
 // ld) from its lower triangle. Tile by tile: the 8 x 8 tiles off the diagonal
 // go through transpose(), only the diagonal tiles element by element.
-template <class Arch, class T>
+template <class T, class Arch>
 void mirror_lower(T* c, index_t n, index_t ld) {
   constexpr index_t tile = 8;
   for (index_t i0 = 0; i0 < n; i0 += tile) {
@@ -127,7 +127,7 @@ void mirror_lower(T* c, index_t n, index_t ld) {
     for (index_t i = i0; i < i0 + rows; ++i)  // the diagonal tile mirrors onto itself
       for (index_t j = i + 1; j < i0 + rows; ++j) c[i * ld + j] = c[j * ld + i];
     for (index_t j0 = i0 + tile; j0 < n; j0 += tile)
-      transpose<Arch>(c + j0 * ld + i0, ld, c + i0 * ld + j0, ld, std::min(tile, n - j0), rows);
+      transpose<T, Arch>(c + j0 * ld + i0, ld, c + i0 * ld + j0, ld, std::min(tile, n - j0), rows);
   }
 }
 
