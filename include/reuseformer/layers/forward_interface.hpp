@@ -39,8 +39,15 @@ namespace reuseformer::detail {
 // The private planning and execution of a module, for its base and for the
 // modules built from it.
 struct module_access {
+  // A module's private buffers type, named in a member class so that access is
+  // checked here, where the friendship holds (Clang checks an alias template's
+  // access where the alias is used).
   template <class Module>
-  using buffers = typename Module::buffers;
+  struct buffers_of {
+    using type = typename Module::buffers;
+  };
+  template <class Module>
+  using buffers = typename buffers_of<Module>::type;
 
   template <class Module, class... Args>
   static auto plan(const Module& m, Args&&... args) {
