@@ -8,7 +8,14 @@ namespace reuseformer_test {
 
 isa_report check_isa() {
   const char* name = reuseformer::simd::arch_name<reuseformer::simd::default_arch>();
-#if defined(__x86_64__) && defined(__AVX512F__)
+#if defined(__x86_64__) && defined(__AVX512BF16__)
+  // The bf16 products' kernel (gemm/bf16_micro_kernel.hpp) uses vdpbf16ps.
+  __builtin_cpu_init();
+  return {__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+              __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bf16"),
+          name, "AVX-512 F/BW/DQ/VL/CD and BF16"};
+#elif defined(__x86_64__) && defined(__AVX512F__)
   __builtin_cpu_init();
   return {__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&

@@ -44,6 +44,21 @@ using default_arch = xsimd::default_arch;
 template <class Arch>
 inline constexpr bool is_vector_arch = !std::is_same_v<Arch, scalar>;
 
+// Whether products on bfloat16 operands (gemm/bf16_micro_kernel.hpp) run on
+// the AVX512-BF16 dot-product instruction (vdpbf16ps) under Arch: the compiler
+// flags enable it (-march=znver4 and later, sapphirerapids, cooperlake, or
+// -mavx512bf16) and Arch is a 512-bit architecture. Elsewhere the same bf16
+// operands are widened to float inside the kernel (exact) and multiplied by
+// fused multiply-adds.
+template <class Arch>
+[[nodiscard]] consteval bool has_bf16_dot() {
+#if defined(__AVX512BF16__)
+  if constexpr (is_vector_arch<Arch>)
+    return sizeof(xsimd::batch<float, Arch>) == 64;
+#endif
+  return false;
+}
+
 // Human-readable name of an architecture tag, for benchmark and test output.
 template <class Arch>
 [[nodiscard]] constexpr const char* arch_name() {

@@ -1,0 +1,56 @@
+#pragma once
+// An owning array aligned to workspace_alignment, for data a layer keeps for
+// its lifetime and the kernels read with aligned vector loads (packed weights).
+// Copies copy the elements (the layers holding one keep value semantics).
+
+#include <algorithm>
+#include <cstddef>
+#include <memory>
+#include <new>
+#include <string_view>
+#include <utility>
+
+#include "reuseformer/core/error.hpp"
+#include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/workspace.hpp"
+
+namespace reuseformer::detail {
+
+template <class E>
+class aligned_array {
+ public:
+  aligned_array() = default;
+
+  // `count` (>= 0) uninitialised elements of a trivial type. Throws
+  // reuseformer::error naming `what` when the memory cannot be had.
+  aligned_array(index_t count, std::string_view what) : size_(count) {
+    if (count == 0) return;
+    const std::size_t bytes = static_cast<std::size_t>(count) * sizeof(E);
+    data_.reset(static_cast<E*>(::operator new(bytes, std::align_val_t{workspace_alignment}, std::nothrow)));
+    require(data_ != nullptr, what, ": cannot allocate ", bytes, " bytes");
+  }
+  aligned_array(const aligned_array& other) : aligned_array(other.size_, "aligned array copy") {
+    std::copy_n(other.data(), size_, data());
+  }
+  aligned_array(aligned_array&& other) noexcept
+      : size_(std::exchange(other.size_, 0)), data_(std::move(other.data_)) {}
+  aligned_array& operator=(aligned_array other) noexcept {
+    std::swap(size_, other.size_);
+    std::swap(data_, other.data_);
+    return *this;
+  }
+  ~aligned_array() = default;
+
+  [[nodiscard]] E* data() { return data_.get(); }
+  [[nodiscard]] const E* data() const { return data_.get(); }
+  [[nodiscard]] index_t size() const { return size_; }
+
+ private:
+  struct aligned_delete {
+    void operator()(E* p) const { ::operator delete(p, std::align_val_t{workspace_alignment}); }
+  };
+  index_t size_ = 0;
+  std::unique_ptr<E, aligned_delete> data_;
+};
+
+}  // namespace reuseformer::detail
