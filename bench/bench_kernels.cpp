@@ -10,6 +10,8 @@
 //   eigen_linear*/  the same products on the Eigen backend (eigen::products:
 //                   Eigen's sequential GEMM under the same thread split), the
 //                   baseline for the rows above
+//   bf16_linear*/   the same products on bfloat16 weights (bf16_products),
+//                   %peak against the measured vdpbf16ps peak (peak_bf16.hpp)
 #include "support/counters.hpp"
 
 #include <reuseformer/reuseformer.hpp>
@@ -18,6 +20,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <type_traits>
 #include <random>
 #include <vector>
 
@@ -144,7 +147,8 @@ void weight_product(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  reuseformer_bench::add_rate_counters(state, static_cast<double>(m * n * k), threads);
+  reuseformer_bench::add_rate_counters(state, static_cast<double>(m * n * k), threads,
+                                       std::is_same_v<Products, rf::bf16_products>);
 }
 // Rows: 128 and 512 tokens (batch 1), 1024 (8 x 128); columns: the fused
 // query|key|value projection (2304), the output projection (768), the FFN
@@ -167,6 +171,8 @@ BENCHMARK(weight_product<rf::simd::identity>)->Name("linear")->Apply(weight_shap
 BENCHMARK(weight_product<rf::simd::gelu_erf>)->Name("linear_gelu")->Apply(gelu_shapes);
 BENCHMARK(weight_product<rf::simd::identity, rf::eigen::products>)->Name("eigen_linear")->Apply(weight_shapes);
 BENCHMARK(weight_product<rf::simd::gelu_erf, rf::eigen::products>)->Name("eigen_linear_gelu")->Apply(gelu_shapes);
+BENCHMARK(weight_product<rf::simd::identity, rf::bf16_products>)->Name("bf16_linear")->Apply(weight_shapes);
+BENCHMARK(weight_product<rf::simd::gelu_erf, rf::bf16_products>)->Name("bf16_linear_gelu")->Apply(gelu_shapes);
 
 }  // namespace
 

@@ -53,7 +53,7 @@ TEST_CASE("bfloat16: rounding to nearest, ties to even; NaN, infinity, overflow"
 
 TEST_CASE("bf16 products: every shape against a reference rounding inputs to bf16", "[bf16][gemm]") {
   // Shapes straddle the register tile (MR 4..12 rows, NR 2..32 columns), the
-  // column panel (512) and the depth block (384: 769 makes three blocks of odd
+  // column panel (512) and the depth block (768 for bf16: 769 makes two blocks, one of odd
   // depth). The reference multiplies the bf16-rounded inputs in double: the
   // products are exact in float as in double, so the kernel differs from it
   // only by float summation: k <= 769 terms with sum |a b| ~ k/4 <= 192, each
@@ -111,7 +111,7 @@ TEST_CASE("bf16 packed weights: from bf16 equal those rounded from float; half t
       REQUIRE(a.bytes() == b.bytes());
       CHECK(std::equal(a.view().data, a.view().data + a.bytes() / 2, b.view().data));
       // Padding: the last strip's columns, one depth step per odd depth block.
-      const rf::index_t kc = rf::gemm::detail::depth_block<float>(k);
+      const rf::index_t kc = rf::gemm::detail::depth_block<rf::bfloat16>(k);
       rf::index_t depth = 0;
       for (rf::index_t pc = 0; pc < k; pc += kc) depth += (std::min(kc, k - pc) + 1) / 2 * 2;
       CHECK(a.bytes() == static_cast<std::size_t>(rf::ceil_div(n, a.nr) * a.nr * depth) * 2);

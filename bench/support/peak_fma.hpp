@@ -37,27 +37,32 @@ template <class Arch>
   return xsimd::hadd(sum);
 }
 
-// GFLOP/s of `threads` threads running fma_block at once, best of 5 runs of
-// ~20 ms each.
-inline double measure_peak(int threads) {
-  using Arch = xsimd::default_arch;
+// GFLOP/s of `threads` threads running block(iterations, seed) at once, each
+// call doing flops_per_iteration flops per iteration, best of 5 runs of ~20 ms.
+template <class Block>
+double measure_block(int threads, double flops_per_iteration, Block block) {
   constexpr long iterations = 5'000'000;
-  const double flops = 2.0 * 16 * xsimd::batch<float, Arch>::size * iterations * threads;
+  const double flops = flops_per_iteration * iterations * threads;
   double best = 0;
   std::vector<float> sink(static_cast<std::size_t>(threads));
   for (int run = 0; run < 5; ++run) {
     const auto start = std::chrono::steady_clock::now();
     std::vector<std::thread> workers;
     for (int t = 1; t < threads; ++t)
-      workers.emplace_back([&sink, t] { sink[static_cast<std::size_t>(t)] = fma_block<Arch>(iterations, 1e-3f); });
-    sink[0] = fma_block<Arch>(iterations, 1e-3f);
+      workers.emplace_back([&sink, &block, t] { sink[static_cast<std::size_t>(t)] = block(iterations, 1e-3f); });
+    sink[0] = block(iterations, 1e-3f);
     for (std::thread& w : workers) w.join();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     best = std::max(best, flops / seconds / 1e9);
   }
-  volatile float keep = sink[0];  // the results are used: the FMAs cannot be elided
+  volatile float keep = sink[0];  // the results are used: the loop cannot be elided
   (void)keep;
   return best;
+}
+
+inline double measure_peak(int threads) {
+  using Arch = xsimd::default_arch;
+  return measure_block(threads, 2.0 * 16 * xsimd::batch<float, Arch>::size, fma_block<Arch>);
 }
 }  // namespace detail
 

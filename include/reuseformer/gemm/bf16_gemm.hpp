@@ -63,7 +63,7 @@ void bf16_blocked_product(matrix<const float> a, const bf16_packed_view<Arch>& b
 template <class Arch = simd::default_arch>
 [[nodiscard]] index_t bf16_scratch_elements(index_t k) {
   if (k == 0) return 0;
-  return detail::bf16_kernel<Arch>::scratch_elements(detail::round_up(detail::depth_block<float>(k), 2), detail::nc_max);
+  return detail::bf16_kernel<Arch>::scratch_elements(detail::round_up(detail::depth_block<bfloat16>(k), 2), detail::nc_max);
 }
 
 // C = A op(B) (update::overwrite) or C += A op(B) (update::accumulate) split

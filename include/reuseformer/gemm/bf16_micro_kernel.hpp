@@ -131,6 +131,7 @@ struct bf16_kernel<Arch, true> {
 
   static void multiply(index_t kpad, const bfloat16* a, const bfloat16* b, float* c, index_t ldc, index_t rows,
                        index_t cols, update mode) {
+    prefetch_tile(c, ldc, rows, cols);
     __m512 acc[mr][vectors];
 #pragma GCC unroll 16
     for (index_t i = 0; i < mr; ++i)

@@ -59,7 +59,7 @@ class bf16_packed_weights {
   template <class S>
     requires(std::is_same_v<S, float> || std::is_same_v<S, bfloat16>)
   bf16_packed_weights(std::span<const matrix<const S>> parts, index_t in)
-      : k_(in), kc_(detail::depth_block<float>(in)) {
+      : k_(in), kc_(detail::depth_block<bfloat16>(in)) {
     for (const matrix<const S>& p : parts) n_ += p.rows;
     strips_ = ceil_div(n_, nr);
     index_t depth = 0;  // padded depth of all blocks

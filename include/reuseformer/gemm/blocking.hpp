@@ -9,13 +9,13 @@
 
 namespace reuseformer::gemm::detail {
 
-// KC keeps an A strip (MR x KC: 18 KiB of float at MR = 12) in a 32 KiB L1
-// next to the B vectors streaming from L2, and is as deep as that allows, so
-// that C's tiles are reloaded and stored once per KC steps as seldom as
-// possible; NC keeps the packed [KC, NC] block of op(B) (768 KiB of float)
-// within a 1 MiB L2.
+// KC keeps an A strip (MR x KC: 18 KiB at MR = 12) in a 32 KiB L1 next to the
+// B vectors streaming from L2, and is as deep as that allows, so that C's
+// tiles are reloaded and stored once per KC steps as seldom as possible; NC
+// keeps the packed [KC, NC] block of op(B) (768 KiB) within a 1 MiB L2. Both
+// budgets are bytes: 384 deep for float, 192 for double, 768 for bfloat16.
 template <class T>
-inline constexpr index_t kc_max = sizeof(T) == 4 ? 384 : 192;
+inline constexpr index_t kc_max = 1536 / static_cast<index_t>(sizeof(T));
 inline constexpr index_t nc_max = 512;
 
 [[nodiscard]] inline index_t round_up(index_t x, index_t multiple) { return ceil_div(x, multiple) * multiple; }

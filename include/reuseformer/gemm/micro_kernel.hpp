@@ -71,6 +71,18 @@ struct tile {
 // No lower-triangle restriction: every element of the tile is stored.
 inline constexpr index_t whole_tile = std::numeric_limits<index_t>::max();
 
+// C's tile is read (accumulate) or written only after a kernel's kc steps;
+// fetching it first hides the miss of a C too large for the caches (thousands
+// of rows) behind those steps.
+template <class T>
+void prefetch_tile(T* c, index_t ldc, index_t rows, index_t cols) {
+  for (index_t i = 0; i < rows && cols > 0; ++i) {
+    const auto first = reinterpret_cast<std::uintptr_t>(c + i * ldc), last = first + (cols - 1) * sizeof(T);
+    for (std::uintptr_t line = first / 64 * 64; line <= last; line += 64)
+      __builtin_prefetch(reinterpret_cast<const void*>(line), 1, 3);
+  }
+}
+
 // C[0:rows, 0:cols] = alpha * A B (update::overwrite) or += (update::accumulate),
 // where A is an MR-row strip stored as a[p * LDA + i] (LDA = MR: packed by
 // pack_a; LDA = NR: rows of B's own packed panel) and B an NR-column strip
@@ -91,14 +103,7 @@ void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc
   constexpr index_t W = shape::width, NR = shape::nr, columns = NV * W;
   static_assert(NV >= 1 && NV <= shape::vectors && MR >= 1 && MR <= shape::mr);
 
-  // C's tile is read (accumulate) or written only after the kc steps; fetching
-  // it now hides the miss of a C too large for the caches (thousands of rows)
-  // behind those steps.
-  for (index_t i = 0; i < rows && cols > 0; ++i) {
-    const auto first = reinterpret_cast<std::uintptr_t>(c + i * ldc), last = first + (cols - 1) * sizeof(T);
-    for (std::uintptr_t line = first / 64 * 64; line <= last; line += 64)
-      __builtin_prefetch(reinterpret_cast<const void*>(line), 1, 3);
-  }
+  prefetch_tile(c, ldc, rows, cols);
 
   V acc[MR][NV];
 #pragma GCC unroll 16
