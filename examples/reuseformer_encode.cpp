@@ -2,6 +2,7 @@
 //
 //   reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors
 //                      [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]
+//                      [--precision fp32|bf16]
 //
 // DIR holds config.json and model.safetensors (any variant the library supports:
 // score reuse, symmetric / pairwise scores, relative positions, embeddings).
@@ -13,6 +14,9 @@
 // reused heads included). OUT is written atomically: a failure leaves no partial file.
 // --repeat R times R forward passes after one warm-up; --report writes their
 // times and the model's work and memory as JSON.
+// --precision bf16 runs the Linears' products on bfloat16 weights and
+// activations with float accumulation (bf16_products; default fp32: every
+// product in float); everything else stays float.
 // Exit status: 0 success, 2 usage error, 1 input or format error (one message on stderr).
 #include <reuseformer/io.hpp>
 
@@ -43,12 +47,13 @@ struct usage_error {
 struct options {
   std::filesystem::path model, input, output, report;
   int threads = rf::max_threads(), repeat = 0;
-  bool attentions = false;
+  bool attentions = false, bf16 = false;
 };
 
 constexpr const char* usage_text =
     "usage: reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors\n"
-    "                          [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]";
+    "                          [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]\n"
+    "                          [--precision fp32|bf16]";
 
 int positive(std::string_view flag, const char* text, int minimum) {
   char* end = nullptr;
@@ -56,6 +61,13 @@ int positive(std::string_view flag, const char* text, int minimum) {
   if (end == text || *end != '\0' || value < minimum || value > 1'000'000)
     throw usage_error{std::string(flag) + ": expected an integer >= " + std::to_string(minimum) + ", found '" + text + "'"};
   return static_cast<int>(value);
+}
+
+// --precision: true for bf16.
+bool precision(std::string_view value) {
+  if (value != "fp32" && value != "bf16")
+    throw usage_error{"--precision: expected fp32 or bf16, found '" + std::string(value) + "'"};
+  return value == "bf16";
 }
 
 options parse(int argc, char** argv) {
@@ -67,7 +79,7 @@ options parse(int argc, char** argv) {
       continue;
     }
     const bool known = flag == "--model" || flag == "--input" || flag == "--output" || flag == "--report" ||
-                       flag == "--threads" || flag == "--repeat";
+                       flag == "--threads" || flag == "--repeat" || flag == "--precision";
     if (!known) throw usage_error{"unknown option '" + std::string(flag) + "'"};
     if (i + 1 >= argc) throw usage_error{std::string(flag) + ": expected a value"};
     const char* value = argv[++i];
@@ -76,6 +88,7 @@ options parse(int argc, char** argv) {
     else if (flag == "--output") o.output = value;
     else if (flag == "--report") o.report = value;
     else if (flag == "--threads") o.threads = positive(flag, value, 1);
+    else if (flag == "--precision") o.bf16 = precision(value);
     else o.repeat = positive(flag, value, 0);
   }
   if (o.model.empty() || o.input.empty() || o.output.empty())
@@ -83,8 +96,10 @@ options parse(int argc, char** argv) {
   return o;
 }
 
+template <class Products>
 void encode(const options& o) {
-  const rf::io::model<float> model = rf::io::load_model<float>(o.model);
+  const rf::io::model<float, rf::simd::default_arch, Products> model =
+      rf::io::load_model<float, rf::simd::default_arch, Products>(o.model);
   const rf::io::safetensors_reader in(o.input);
   const rf::encoder_config& config = model.config().encoder;
   const rf::index_t d = config.hidden_size, heads = config.num_attention_heads, layers = config.num_hidden_layers;
@@ -139,6 +154,7 @@ void encode(const options& o) {
                                    {"batch", b},
                                    {"seq", n},
                                    {"score_function", rf::name_of(config.score)},
+                                   {"precision", o.bf16 ? "bf16" : "fp32"},
                                    {"flops", 2 * cost.multiply_adds},
                                    {"parameter_bytes", model.parameter_bytes()},
                                    {"referenced_parameter_bytes", model.referenced_parameter_bytes()},
@@ -158,7 +174,10 @@ void encode(const options& o) {
 int main(int argc, char** argv) {
   try {
     const options o = parse(argc, argv);
-    encode(o);
+    if (o.bf16)
+      encode<rf::bf16_products>(o);
+    else
+      encode<rf::packed_products>(o);
     return 0;
   } catch (const usage_error& e) {
     std::fprintf(stderr, "reuseformer-encode: %s\n%s\n", e.message.c_str(), usage_text);

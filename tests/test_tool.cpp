@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -234,7 +235,8 @@ TEST_CASE("usage errors exit 2 with one message and the usage text", "[tool][err
   const scratch_dir scratch;
   const std::string usage =
       "usage: reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors\n"
-      "                          [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]\n";
+      "                          [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]\n"
+      "                          [--precision fp32|bf16]\n";
   // Usage is checked before any file is opened, so the paths need not exist.
   const auto rejects = [&](const std::vector<std::string>& args, const std::string& message) {
     const tool_result r = run_tool(scratch, args);
@@ -258,6 +260,8 @@ TEST_CASE("usage errors exit 2 with one message and the usage text", "[tool][err
   rejects(with({"--repeat", "-1"}), "--repeat: expected an integer >= 0, found '-1'");
   rejects(with({"--threads"}), "--threads: expected a value");
   rejects({"--model"}, "--model: expected a value");
+  rejects(with({"--precision", "fp16"}), "--precision: expected fp32 or bf16, found 'fp16'");
+  rejects(with({"--precision"}), "--precision: expected a value");
 }
 
 TEST_CASE("input and format errors exit 1 with one message and write no output", "[tool][errors]") {
@@ -442,4 +446,44 @@ TEST_CASE("the output file is replaced atomically", "[tool][atomic]") {
     CHECK(io::safetensors_reader(output).names() == std::vector<std::string>{"last_hidden_state"});
     CHECK(listing(out_dir) == std::vector<std::string>{"out.safetensors"});
   }
+}
+
+TEST_CASE("--precision bf16 runs the bf16 products: PyTorch bf16's accuracy, half the weight bytes", "[tool][bf16]") {
+  // The library's bf16 parity (tests/test_pytorch_parity.cpp) through the tool:
+  // the output's rms error against the float64 reference at most 1.25x that of
+  // PyTorch's own bf16 result, and fewer parameter bytes than at fp32.
+  const std::string name = "encoder_post_ln_gelu";
+  const scratch_dir scratch;
+  const fs::path model = make_model_dir(scratch, name);
+  std::int64_t parameter_bytes[2] = {};
+  std::vector<float> outputs[2];
+  for (const int bf16 : {0, 1}) {
+    const fs::path output = scratch / ("out" + std::to_string(bf16) + ".safetensors"),
+                   report = scratch / ("report" + std::to_string(bf16) + ".json");
+    const tool_result r = run_tool(scratch, {"--model", model.string(), "--input", fixture_file(name).string(), "--output",
+                                             output.string(), "--precision", bf16 ? "bf16" : "fp32", "--report",
+                                             report.string()});
+    INFO("stderr: " << r.err);
+    REQUIRE(r.status == 0);
+    const nlohmann::json j = read_json(report);
+    CHECK(j.at("precision").get<std::string>() == (bf16 ? "bf16" : "fp32"));
+    parameter_bytes[bf16] = j.at("parameter_bytes").get<std::int64_t>();
+    const io::safetensors_reader reference(fixture_file(name));
+    outputs[bf16] = read_output(io::safetensors_reader(output), "last_hidden_state", reference.find("expected").shape);
+  }
+  const io::safetensors_reader reference(fixture_file(name));
+  const std::vector<double> expected = read_reference(reference, "expected");
+  const io::loaded_tensor<float> torch_bf16 = reference.load<float>("expected_bf16");
+  const auto rms = [&](const float* actual) {
+    double sum = 0;
+    for (std::size_t i = 0; i < expected.size(); ++i) sum += (actual[i] - expected[i]) * (actual[i] - expected[i]);
+    return std::sqrt(sum / static_cast<double>(expected.size()));
+  };
+  REQUIRE(outputs[1].size() == expected.size());
+  INFO("rms error: fp32 " << rms(outputs[0].data()) << ", bf16 " << rms(outputs[1].data()) << ", PyTorch bf16 "
+                         << rms(torch_bf16.data()));
+  CHECK(rms(outputs[0].data()) < 1e-5);  // fp32 is the float path: exact to float rounding
+  CHECK(rms(outputs[1].data()) > 1e-4);  // bf16 rounds: the flag took effect
+  CHECK(rms(outputs[1].data()) <= 1.25 * rms(torch_bf16.data()));
+  CHECK(parameter_bytes[1] < parameter_bytes[0]);
 }
