@@ -15,7 +15,9 @@
 // Variants are timed round-robin (one forward of each in turn, R rounds), so
 // that noise on a shared machine hits every variant alike. "Eigen products"
 // is vanilla with Eigen's GEMM in place of ours (eigen::products): the gain of
-// our kernel, measured.
+// our kernel, measured. Every variant but that one also runs as ", bf16":
+// the same model on bfloat16 weights and products (bf16_products), its
+// speed-up still against vanilla in float.
 #include "examples/support/counting_new.hpp"
 #include "examples/support/resident_memory.hpp"
 #include "support/peak_fma.hpp"
@@ -125,9 +127,11 @@ std::vector<float> input_for(const shape& s, rf::index_t d) {
 // One variant: random parameters for its config (any score function), the
 // model built on them (on our products, or Eigen's), and its workspace for one shape.
 struct variant {
-  enum class products { own, eigen };
+  enum class products { own, eigen, bf16 };
   using own_model = rf::any_encoder<float>;
   using eigen_model = rf::any_encoder<float, rf::simd::default_arch, rf::eigen::products>;
+  using bf16_model = rf::any_encoder<float, rf::simd::default_arch, rf::bf16_products>;
+  using any_model = std::variant<own_model, eigen_model, bf16_model>;
 
   template <class F>
   decltype(auto) on_model(F&& f) const {
@@ -136,10 +140,11 @@ struct variant {
 
   variant(std::string variant_name, const rf::encoder_config& config, const shape& s, int threads,
           products backend = products::own)
-      : name(std::move(variant_name)), parameters(std::make_unique<rf::encoder_parameters<float>>(config)),
-        model(build((parameters->fill_random(seed), config), parameters->layers(), backend)), input_shape(s),
-        ws(on_model([&](const auto& m) { return m.make_workspace(s.batch, s.seq, threads); })),
-        cost(on_model([&](const auto& m) { return rf::analysis::measure(m, s.batch, s.seq, threads); })) {}
+      : variant(std::move(variant_name), random_parameters(config), s, threads, backend) {}
+
+  // `twin`'s model on another backend, viewing twin's parameters.
+  variant(const variant& twin, std::string suffix, int threads, products backend)
+      : variant(twin.name + suffix, twin.parameters, twin.input_shape, threads, backend) {}
 
   void forward(const float* x, float* y) {
     const rf::index_t d = parameters->config().hidden_size;
@@ -156,8 +161,8 @@ struct variant {
   std::string name;
   // The model views the parameters it does not pack (LayerNorm parameters,
   // pairwise factors): on the heap, they stay where they are when a variant moves.
-  std::unique_ptr<rf::encoder_parameters<float>> parameters;
-  std::variant<own_model, eigen_model> model;
+  std::shared_ptr<rf::encoder_parameters<float>> parameters;
+  any_model model;
   shape input_shape;
   rf::workspace ws;
   rf::analysis::encoder_cost cost;
@@ -165,11 +170,24 @@ struct variant {
   long heap_allocations = 0;
 
  private:
-  static std::variant<own_model, eigen_model> build(const rf::encoder_config& config,
-                                                    const std::vector<rf::encoder_layer_weights<float>>& layers,
-                                                    products backend) {
-    if (backend == products::eigen) return std::variant<own_model, eigen_model>(std::in_place_index<1>, config, layers);
-    return std::variant<own_model, eigen_model>(std::in_place_index<0>, config, layers);
+  variant(std::string variant_name, std::shared_ptr<rf::encoder_parameters<float>> shared, const shape& s, int threads,
+          products backend)
+      : name(std::move(variant_name)), parameters(std::move(shared)),
+        model(build(parameters->config(), parameters->layers(), backend)), input_shape(s),
+        ws(on_model([&](const auto& m) { return m.make_workspace(s.batch, s.seq, threads); })),
+        cost(on_model([&](const auto& m) { return rf::analysis::measure(m, s.batch, s.seq, threads); })) {}
+
+  static std::shared_ptr<rf::encoder_parameters<float>> random_parameters(const rf::encoder_config& config) {
+    auto p = std::make_shared<rf::encoder_parameters<float>>(config);
+    p->fill_random(seed);
+    return p;
+  }
+
+  static any_model build(const rf::encoder_config& config, const std::vector<rf::encoder_layer_weights<float>>& layers,
+                         products backend) {
+    if (backend == products::eigen) return any_model(std::in_place_index<1>, config, layers);
+    if (backend == products::bf16) return any_model(std::in_place_index<2>, config, layers);
+    return any_model(std::in_place_index<0>, config, layers);
   }
 };
 
@@ -196,6 +214,10 @@ std::vector<variant> variants_for(const shape& s, const options& o) {
   v.emplace_back("symmetric", with_score(bert_base(L), symmetric), s, o.threads);
   v.emplace_back("pairwise", with_score(bert_base(L), pairwise), s, o.threads);
   v.emplace_back("pairwise + reuse K=6", with_score(reuse(6, last), pairwise), s, o.threads);
+  const std::size_t fp32_variants = v.size();
+  v.reserve(2 * fp32_variants);  // the bf16 twins view their fp32 twin's parameters
+  for (std::size_t i = 0; i < fp32_variants; ++i)
+    if (i != 1) v.emplace_back(v[i], ", bf16", o.threads, variant::products::bf16);
   return v;
 }
 
@@ -317,7 +339,7 @@ json run_shape(const shape& s, const options& o, double& peak) {
   const stats base = summarise(variants[0].ms);
   std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak %.0f GFLOP/s (FMA kernel on %d thread(s))\n",
               s.batch, s.seq, o.threads, o.repeat, peak, o.threads);
-  std::printf("%-28s %26s %8s %13s %9s %8s %7s %10s %9s %12s %14s %7s\n", "variant", "median ms (min-max)",
+  std::printf("%-32s %26s %8s %13s %9s %8s %7s %10s %9s %12s %14s %7s\n", "variant", "median ms (min-max)",
               "speed-up", "saved/model", "GMAC", "GFLOP/s", "% peak", "params MiB", "held MiB", "workspace MiB",
               "reuse-state MiB", "allocs");
   json record = {{"batch", s.batch}, {"seq", s.seq}, {"variants", json::array()}};
@@ -331,7 +353,7 @@ json run_shape(const shape& s, const options& o, double& peak) {
         predicted > 0 ? std::to_string(static_cast<int>(std::lround(100 * saved))) + "/" +
                             std::to_string(static_cast<int>(std::lround(100 * predicted))) + "%"
                       : "-";
-    std::printf("%-28s %9.1f (%7.1f-%7.1f) %7.2fx %13s %9.1f %8.1f %6.1f%% %10s %9s %13s %15s %7ld\n",
+    std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %13s %9.1f %8.1f %6.1f%% %10s %9s %13s %15s %7ld\n",
                 v.name.c_str(), t.median, t.min, t.max, base.median / t.median, savings.c_str(),
                 v.cost.multiply_adds / 1e9, gflops, 100 * gflops / peak,
                 mib(v.cost.parameter_bytes).c_str(), mib(v.held_bytes()).c_str(), mib(v.cost.workspace_bytes).c_str(),
@@ -362,12 +384,12 @@ json run_shape(const shape& s, const options& o, double& peak) {
     record["peers"] = peers;
     for (const auto& [name, p] : peers.items()) {
       if (p.contains("error") || !p.value("median_ms", json()).is_number()) {
-        std::printf("%-28s %s\n", name.c_str(), p.value("error", std::string("no timed runs")).c_str());
+        std::printf("%-32s %s\n", name.c_str(), p.value("error", std::string("no timed runs")).c_str());
         continue;
       }
       const double median = p["median_ms"].get<double>();
       const double gflops = 2 * variants[0].cost.multiply_adds / (median * 1e6);
-      std::printf("%-28s %9.1f (%7.1f-%7.1f) %7.2fx %13s %9.1f %8.1f %6.1f%%   its time / vanilla's: %.2f; max |diff| %.2g\n",
+      std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %13s %9.1f %8.1f %6.1f%%   its time / vanilla's: %.2f; max |diff| %.2g\n",
                   (name + " " + p.value("version", "")).c_str(), median, p["min_ms"].get<double>(),
                   p["max_ms"].get<double>(), base.median / median, "", variants[0].cost.multiply_adds / 1e9, gflops,
                   100 * gflops / peak, median / base.median,

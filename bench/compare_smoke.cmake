@@ -16,6 +16,6 @@ foreach(file model/config.json model/model.safetensors input_2x16.safetensors ou
 endforeach()
 file(READ "${DIR}/results.json" results)
 string(JSON variants LENGTH "${results}" shapes 0 variants)
-if(NOT variants EQUAL 9)
-  message(FATAL_ERROR "results.json: expected 9 variants, found ${variants}")
+if(NOT variants EQUAL 17)
+  message(FATAL_ERROR "results.json: expected 17 variants (9 float, 8 bf16), found ${variants}")
 endif()
