@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <utility>
 #include <vector>
 
 #include "support/allocation_counter.hpp"
@@ -27,8 +28,12 @@ TEST_CASE("the counters see allocations (so the checks below can fail)", "[alloc
   CHECK(news >= 1);
 }
 
-TEMPLATE_TEST_CASE("a steady-state forward pass allocates nothing", "[allocation]", float, double) {
-  using T = TestType;
+// Each case: the scalar type and the product backend.
+TEMPLATE_TEST_CASE("a steady-state forward pass allocates nothing", "[allocation]",
+                   (std::pair<float, rf::packed_products>), (std::pair<double, rf::packed_products>),
+                   (std::pair<float, rf::bf16_products>)) {
+  using T = typename TestType::first_type;
+  using Products = typename TestType::second_type;
   rf::encoder_config c;
   c.hidden_size = 96;
   c.num_attention_heads = 4;
@@ -49,7 +54,7 @@ TEMPLATE_TEST_CASE("a steady-state forward pass allocates nothing", "[allocation
   rf::encoder_parameters<T> p(c);
   p.fill_random(1, 0.1);
   rf::visit(c.score, [&]<rf::score_function Score>() {
-    const rf::encoder<T, Score> model(c, p.layers());
+    const rf::encoder<T, Score, rf::simd::default_arch, Products> model(c, p.layers());
     const rf::index_t batch = 2, seq = 130;  // several query blocks per head
     const std::vector<T> x = reuseformer_test::random_vector<T>(static_cast<std::size_t>(batch * seq * 96), 3);
     std::vector<T> y(x.size());

@@ -22,19 +22,21 @@ class aligned_array {
   aligned_array() = default;
 
   // `count` (>= 0) uninitialised elements of a trivial type. Throws
-  // reuseformer::error naming `what` when the memory cannot be had.
-  aligned_array(index_t count, std::string_view what) : size_(count) {
+  // reuseformer::error naming `what` (a string literal: copies name it too)
+  // when the memory cannot be had.
+  aligned_array(index_t count, std::string_view what) : what_(what), size_(count) {
     if (count == 0) return;
     const std::size_t bytes = static_cast<std::size_t>(count) * sizeof(E);
     data_.reset(static_cast<E*>(::operator new(bytes, std::align_val_t{workspace_alignment}, std::nothrow)));
     require(data_ != nullptr, what, ": cannot allocate ", bytes, " bytes");
   }
-  aligned_array(const aligned_array& other) : aligned_array(other.size_, "aligned array copy") {
+  aligned_array(const aligned_array& other) : aligned_array(other.size_, other.what_) {
     std::copy_n(other.data(), size_, data());
   }
   aligned_array(aligned_array&& other) noexcept
-      : size_(std::exchange(other.size_, 0)), data_(std::move(other.data_)) {}
+      : what_(other.what_), size_(std::exchange(other.size_, 0)), data_(std::move(other.data_)) {}
   aligned_array& operator=(aligned_array other) noexcept {
+    std::swap(what_, other.what_);
     std::swap(size_, other.size_);
     std::swap(data_, other.data_);
     return *this;
@@ -49,6 +51,7 @@ class aligned_array {
   struct aligned_delete {
     void operator()(E* p) const { ::operator delete(p, std::align_val_t{workspace_alignment}); }
   };
+  std::string_view what_;
   index_t size_ = 0;
   std::unique_ptr<E, aligned_delete> data_;
 };

@@ -19,6 +19,7 @@
 #include "reuseformer/gemm/blocking.hpp"
 #include "reuseformer/gemm/bf16_micro_kernel.hpp"
 #include "reuseformer/gemm/matrix.hpp"
+#include "reuseformer/gemm/packing.hpp"
 #include "reuseformer/simd/arch.hpp"
 
 namespace reuseformer::gemm {
@@ -65,19 +66,12 @@ class bf16_packed_weights {
     index_t depth = 0;  // padded depth of all blocks
     for (index_t pc = 0; pc < k_; pc += kc_) depth += detail::round_up(std::min(kc_, k_ - pc), 2);
     data_ = reuseformer::detail::aligned_array<bfloat16>(strips_ * nr * depth, "bf16 packed weights");
-    const auto row = [&](index_t j) -> const S* {  // row j of W, null for padding
-      for (const matrix<const S>& p : parts) {
-        if (j < p.rows) return p.data + j * p.ld;
-        j -= p.rows;
-      }
-      return nullptr;
-    };
     bfloat16* out = data_.data();
     for (index_t pc = 0; pc < k_; pc += kc_) {
       const index_t kcur = std::min(kc_, k_ - pc), kpad = detail::round_up(kcur, 2);
       for (index_t s = 0; s < strips_; ++s, out += kpad * nr)
         for (index_t j = 0; j < nr; ++j) {
-          const S* w = row(s * nr + j);
+          const S* w = detail::stacked_row(parts, s * nr + j);
           for (index_t p = 0; p < kpad; ++p)
             out[detail::bf16_strip_index<nr>(p, j)] = w && p < kcur ? as_bfloat16(w[pc + p]) : bfloat16{};
         }

@@ -13,13 +13,10 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <memory>
-#include <new>
 #include <span>
 
-#include "reuseformer/core/error.hpp"
+#include "reuseformer/core/aligned_array.hpp"
 #include "reuseformer/core/tensor_view.hpp"
-#include "reuseformer/core/workspace.hpp"
 #include "reuseformer/gemm/blocking.hpp"
 #include "reuseformer/gemm/matrix.hpp"
 #include "reuseformer/gemm/micro_kernel.hpp"
@@ -78,7 +75,7 @@ packed_view<T, Arch> pack(matrix<const T> b, transpose op, T* dst) {
 }
 
 // Owns a packed weight. Cheap to move; a copy copies the packed values (the
-// layers holding one keep value semantics).
+// layers holding one keep value semantics: aligned_array's).
 template <class T, class Arch = simd::default_arch>
 class packed_weights {
  public:
@@ -92,63 +89,28 @@ class packed_weights {
     for (const matrix<const T>& p : parts) n_ += p.rows;
     strips_ = ceil_div(n_, nr);
     kc_ = detail::depth_block<T>(k_);
-    const index_t elements = strips_ * nr * k_;
-    allocate(elements);
-    // Row j of W (column j of op(B)), or null for the padding columns.
-    const auto row = [&](index_t j) -> const T* {
-      for (const matrix<const T>& p : parts) {
-        if (j < p.rows) return p.data + j * p.ld;
-        j -= p.rows;
-      }
-      return nullptr;
-    };
-    T* out = data_.get();
+    data_ = reuseformer::detail::aligned_array<T>(strips_ * nr * k_, "packed weights");
+    T* out = data_.data();
     for (index_t pc = 0; pc < k_; pc += kc_) {
       const index_t kcur = std::min(kc_, k_ - pc);
       for (index_t s = 0; s < strips_; ++s)
         for (index_t j = 0; j < nr; ++j) {
-          const T* w = row(s * nr + j);
+          const T* w = detail::stacked_row(parts, s * nr + j);  // column j of op(B)
           for (index_t p = 0; p < kcur; ++p) out[(s * kcur + p) * nr + j] = w ? w[pc + p] : T(0);
         }
       out += strips_ * kcur * nr;
     }
   }
 
-  packed_weights(const packed_weights& other) : n_(other.n_), k_(other.k_), strips_(other.strips_), kc_(other.kc_) {
-    allocate(strips_ * nr * k_);
-    if (data_) std::copy_n(other.data_.get(), strips_ * nr * k_, data_.get());
-  }
-  packed_weights(packed_weights&&) noexcept = default;
-  packed_weights& operator=(packed_weights other) noexcept {
-    std::swap(n_, other.n_);
-    std::swap(k_, other.k_);
-    std::swap(strips_, other.strips_);
-    std::swap(kc_, other.kc_);
-    std::swap(data_, other.data_);
-    return *this;
-  }
-  ~packed_weights() = default;
-
   [[nodiscard]] index_t out_features() const { return n_; }
   [[nodiscard]] index_t in_features() const { return k_; }
   // Bytes held, padding of the last strip included.
   [[nodiscard]] std::size_t bytes() const { return static_cast<std::size_t>(strips_ * nr * k_) * sizeof(T); }
-  [[nodiscard]] packed_view<T, Arch> view() const { return {data_.get(), strips_, 0, n_, k_, kc_}; }
+  [[nodiscard]] packed_view<T, Arch> view() const { return {data_.data(), strips_, 0, n_, k_, kc_}; }
 
  private:
-  void allocate(index_t elements) {
-    if (elements == 0) return;
-    data_.reset(static_cast<T*>(::operator new(static_cast<std::size_t>(elements) * sizeof(T),
-                                               std::align_val_t{workspace_alignment}, std::nothrow)));
-    reuseformer::detail::require(data_ != nullptr, "packed weights: cannot allocate ",
-                                 elements * index_t(sizeof(T)), " bytes");
-  }
-
-  struct aligned_delete {
-    void operator()(T* p) const { ::operator delete(p, std::align_val_t{workspace_alignment}); }
-  };
   index_t n_ = 0, k_ = 0, strips_ = 0, kc_ = 1;
-  std::unique_ptr<T, aligned_delete> data_;
+  reuseformer::detail::aligned_array<T> data_;
 };
 
 }  // namespace reuseformer::gemm

@@ -5,6 +5,7 @@
 // strides (a [N, 3072] activation has rows 12 KiB apart: one cache set).
 
 #include <algorithm>
+#include <span>
 
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/gemm/matrix.hpp"
@@ -41,6 +42,17 @@ void pack_b(matrix<const T> b, transpose op, T* dst) {
       }
     }
   }
+}
+
+// Row j of the blocks `parts` stacked along their rows (a weight's query | key
+// | value blocks), or null past their last row (a packed strip's padding).
+template <class T>
+[[nodiscard]] const T* stacked_row(std::span<const matrix<const T>> parts, index_t j) {
+  for (const matrix<const T>& p : parts) {
+    if (j < p.rows) return p.data + j * p.ld;
+    j -= p.rows;
+  }
+  return nullptr;
 }
 
 }  // namespace reuseformer::gemm::detail
