@@ -425,3 +425,14 @@ TEST_CASE("view() checks the container's size against the extents", "[errors][vi
   CHECK(c.extent(0) == 6);
   CHECK(error_message([&] { (void)rf::view(values, {5, 5}); }) == "view: expected 25 elements for shape [5, 5], found 24");
 }
+
+TEST_CASE("packed weights the system cannot hold are refused, naming their bytes", "[errors]") {
+  // A weight of 2^40 rows that all view one row (row stride 0): nothing is
+  // read before the packed copy is allocated, and its allocation fails.
+  const std::vector<float> row = {1.0F, 2.0F};
+  const rf::gemm::matrix<const float> parts[] = {{row.data(), std::int64_t{1} << 40, 2, 0}};
+  CHECK(error_message([&] { const rf::gemm::packed_weights<float> w(parts, 2); }) ==
+        "packed weights: cannot allocate 8796093022208 bytes");
+  CHECK(error_message([&] { const rf::gemm::bf16_packed_weights<> w(std::span<const rf::gemm::matrix<const float>>(parts), 2); }) ==
+        "bf16 packed weights: cannot allocate 4398046511104 bytes");
+}

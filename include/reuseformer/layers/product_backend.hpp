@@ -5,8 +5,10 @@
 //   packed_products  (default) the library's own GEMM on weights prepacked at
 //                    construction (gemm/packed_weights.hpp);
 //   eigen::products  Eigen's sequential product kernel (eigen/products.hpp),
-//                    the baseline the benchmarks measure ours against.
-// Both split a product across the workspace's threads the same way
+//                    the baseline the benchmarks measure ours against;
+//   bf16_products    bfloat16 weights and products, float sums
+//                    (layers/bf16_products.hpp).
+// All split a product across the workspace's threads the same way
 // (gemm::detail::parallel_parts) and run the same epilogues; only the kernel
 // on each part differs.
 //
