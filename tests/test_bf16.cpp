@@ -89,7 +89,7 @@ TEST_CASE("bf16 products: every shape against a reference rounding inputs to bf1
             rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
             rf::arena arena = ws.make_arena();
             rf::gemm::parallel_multiply_add({a.data(), m, k, lda}, packed.view(), {c.data(), m, n, ldc}, mode,
-                                            threads, arena.take<float>(stride * threads), stride);
+                                            {arena.take<float>(stride * threads), stride, threads});
             CHECK_CLOSE(compare(c, expected, 1e-5, 2e-5));
           }
       }
@@ -143,13 +143,13 @@ TEST_CASE("bf16_products: a Linear equals the float Linear on bf16-rounded opera
     const rf::index_t stride = rf::round_to_line<float>(std::max(bf16.scratch_elements(), reference.scratch_elements()));
     rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
     rf::arena arena = ws.make_arena();
-    float* const scratch = arena.take<float>(stride * threads);
+    const rf::thread_scratch<float> scratch{arena.take<float>(stride * threads), stride, threads};
     std::vector<float> y(static_cast<std::size_t>(rows * out)), expected = y;
     rf::index_t rows_seen = 0;
     bf16.forward<rf::simd::gelu_erf>({x.data(), rows, in, in}, {y.data(), rows, out, out}, rf::gemm::update::overwrite,
-                                 threads, scratch, stride, [&](rf::index_t, rf::index_t count) { rows_seen += count; });
+                                     scratch, [&](rf::index_t, rf::index_t count) { rows_seen += count; });
     reference.forward<rf::simd::gelu_erf>({x16.data(), rows, in, in}, {expected.data(), rows, out, out},
-                                      rf::gemm::update::overwrite, threads, scratch, stride);
+                                          rf::gemm::update::overwrite, scratch);
     CHECK(rows_seen == rows);
     CHECK_CLOSE(compare(y, expected, 1e-5, 1e-6));
   }

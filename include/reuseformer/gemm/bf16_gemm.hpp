@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/gemm/bf16_micro_kernel.hpp"
 #include "reuseformer/gemm/bf16_packed_weights.hpp"
@@ -67,20 +68,19 @@ template <class Arch = simd::default_arch>
 }
 
 // C = A op(B) (update::overwrite) or C += A op(B) (update::accumulate) split
-// over up to `threads` threads (thread t uses scratch + t * scratch_stride),
-// then `epilogue` on C's final values (see no_epilogue, rows_epilogue).
-// Shapes: A [m, k], b a view of [k, n], C [m, n].
-// Requires: scratch_stride >= bf16_scratch_elements<Arch>(k), scratch 64-byte
-// aligned, scratch_stride a multiple of 16; C does not overlap A. Must not be
-// called from inside a parallel_for task.
+// over up to scratch.threads threads, then `epilogue` on C's final values (see
+// no_epilogue, rows_epilogue). Shapes: A [m, k], b a view of [k, n], C [m, n].
+// Requires: scratch.stride >= bf16_scratch_elements<Arch>(k), a multiple of
+// 16, scratch.data 64-byte aligned; C does not overlap A. Must not be called
+// from inside a parallel_for task.
 template <class Arch = simd::default_arch, class Epilogue = no_epilogue>
 void parallel_multiply_add(matrix<const float> a, const bf16_packed_view<Arch>& b, matrix<float> c, update mode,
-                           int threads, float* scratch, index_t scratch_stride, const Epilogue& epilogue = {}) {
+                           const thread_scratch<float>& scratch, const Epilogue& epilogue = {}) {
   static_assert(detail::tile<float, Arch>::nr % bf16_packed_view<Arch>::nr == 0,
                 "a split along columns cuts the weight at whole strips");
   const index_t k = a.cols;
   detail::parallel_parts<float, Arch>(
-      c.rows, c.cols, k, threads, scratch, scratch_stride, epilogue,
+      c.rows, c.cols, k, scratch, epilogue,
       [&](index_t row0, index_t rows, index_t col0, index_t cols, float* mine, const auto& done) {
         detail::bf16_blocked_product<Arch>(a.block(row0, rows, 0, k), b.columns(col0, cols),
                                            c.block(row0, rows, col0, cols), mine, mode, done);

@@ -15,6 +15,7 @@
 #include <span>
 #include <type_traits>
 
+#include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/gemm/bf16_gemm.hpp"
 #include "reuseformer/gemm/bf16_packed_weights.hpp"
@@ -24,7 +25,7 @@
 namespace reuseformer {
 
 struct bf16_products {
-  template <class T>
+  template <class T, class Arch>
   class weight {
     static_assert(std::is_same_v<T, float>, "bf16_products: bfloat16 weights accumulate into float layers only");
 
@@ -36,16 +37,16 @@ struct bf16_products {
     [[nodiscard]] index_t out_features() const { return packed_.out_features(); }
     // The packed bf16 weight, its padding included.
     [[nodiscard]] std::size_t bytes() const { return packed_.bytes(); }
-    [[nodiscard]] index_t scratch_elements() const { return gemm::bf16_scratch_elements(in_features()); }
+    [[nodiscard]] index_t scratch_elements() const { return gemm::bf16_scratch_elements<Arch>(in_features()); }
 
     template <class Epilogue>
-    void multiply(gemm::matrix<const T> x, gemm::matrix<T> y, gemm::update mode, int threads, T* scratch,
-                  index_t scratch_stride, const Epilogue& epilogue) const {
-      gemm::parallel_multiply_add(x, packed_.view(), y, mode, threads, scratch, scratch_stride, epilogue);
+    void multiply(gemm::matrix<const T> x, gemm::matrix<T> y, gemm::update mode, const thread_scratch<T>& scratch,
+                  const Epilogue& epilogue) const {
+      gemm::parallel_multiply_add<Arch>(x, packed_.view(), y, mode, scratch, epilogue);
     }
 
    private:
-    gemm::bf16_packed_weights<> packed_;
+    gemm::bf16_packed_weights<Arch> packed_;
   };
 };
 
