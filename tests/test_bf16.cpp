@@ -1,6 +1,7 @@
 // The bfloat16 products (gemm/bf16_gemm.hpp, layers/bf16_products.hpp) in
 // whichever SIMD build this file is compiled for: the AVX512-BF16 kernel where
 // the flags enable it, the widening kernel elsewhere.
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -145,7 +146,7 @@ TEST_CASE("bf16_products: a Linear equals the float Linear on bf16-rounded opera
     rf::arena arena = ws.make_arena();
     const rf::thread_scratch<float> scratch{arena.take<float>(stride * threads), stride, threads};
     std::vector<float> y(static_cast<std::size_t>(rows * out)), expected = y;
-    rf::index_t rows_seen = 0;
+    std::atomic<rf::index_t> rows_seen = 0;  // the epilogue runs on the product's threads
     bf16.forward<rf::simd::gelu_erf>({x.data(), rows, in, in}, {y.data(), rows, out, out}, rf::gemm::update::overwrite,
                                      scratch, [&](rf::index_t, rf::index_t count) { rows_seen += count; });
     reference.forward<rf::simd::gelu_erf>({x16.data(), rows, in, in}, {expected.data(), rows, out, out},
