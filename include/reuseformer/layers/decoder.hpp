@@ -95,7 +95,7 @@ class decoder {
     for (std::size_t b = 0; b < lengths.size(); ++b)
       detail::require(lengths[b] >= 1 && lengths[b] <= seq, "prompt lengths[", b, "]: expected a value in [1, ", seq,
                       "], found ", lengths[b]);
-    for (index_t b = 0; b < batch_; ++b) lengths_[static_cast<std::size_t>(b)] = lengths.empty() ? seq : lengths[static_cast<std::size_t>(b)];
+    for (std::size_t b = 0; b < lengths_.size(); ++b) lengths_[b] = lengths.empty() ? seq : lengths[b];
 
     // Rows after a prompt are zeroed: the causal mask keeps them from the
     // prompt's rows, and zeros keep them finite (a non-finite value times a
@@ -112,7 +112,7 @@ class decoder {
     const prefill_buffers buffers = plan_prefill(model_, a, batch_, seq, threads());
     for (index_t l = 0; l < model_.attention_layers(); ++l) {
       const auto& layer = model_.layers()[static_cast<std::size_t>(l)];
-      const attention::head_io<T> routing = attention::encoder_layer_heads(model_.reuse_plan(), buffers.pool, l, static_cast<T*>(nullptr));
+      const attention::head_io<T> routing = layer_heads(buffers.pool, l);
       arena layer_arena = buffers.layers;
       const auto lb = access::plan(layer, layer_arena, batch_, seq, threads());
       access::execute(layer, stream, batch_ * seq, lb, threads(), [&](const T* x, T* out, auto after) {
@@ -149,7 +149,7 @@ class decoder {
     for (index_t l = 0; l < model_.attention_layers(); ++l) {
       const auto& layer = model_.layers()[static_cast<std::size_t>(l)];
       const auto& attention = layer.attention();
-      attention::head_io<T> routing = attention::encoder_layer_heads(model_.reuse_plan(), buffers.pool, l, static_cast<T*>(nullptr));
+      attention::head_io<T> routing = layer_heads(buffers.pool, l);
       routing.relative_bias = attention.relative_position_.data();
       routing.relative_span = attention.relative_position_.extent(1);
       arena layer_arena = buffers.layers;
@@ -229,6 +229,11 @@ class decoder {
   }
 
   [[nodiscard]] index_t length(index_t b) const { return lengths_[static_cast<std::size_t>(b)]; }
+
+  // Layer l's reused and kept heads in `pool`, as the encoder routes them.
+  [[nodiscard]] attention::head_io<T> layer_heads(attention::probability_store<T> pool, index_t l) const {
+    return attention::encoder_layer_heads(model_.reuse_plan(), pool, l, static_cast<T*>(nullptr));
+  }
 
   const model_type& model_;
   index_t batch_, max_length_;
