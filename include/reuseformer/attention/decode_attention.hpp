@@ -34,16 +34,16 @@ template <class T>
 // scaled_dot_product. The probability stores hold one row per sequence and
 // slot: io.reused.at(b, s) is read (t + 1 entries), io.kept.at(b, s) written
 // (t + 1 entries) for the slots io.kept_slots names. io.attentions must be null.
-// Requires: scratch holds `threads` slices of scratch_stride >=
-// decode_scratch_elements<T>(cache.max_length), positions[b] < max_length.
+// Requires: scratch.stride >= decode_scratch_elements<T>(cache.max_length),
+// slices 64-byte aligned; positions[b] < max_length.
 template <class T, class Arch = simd::default_arch>
 void decode_attention(const layer_cache<T>& cache, const index_t* positions, T scale, const head_io<T>& io,
-                      gemm::matrix<T> context, int threads, T* scratch, index_t scratch_stride) {
+                      gemm::matrix<T> context, const thread_scratch<T>& scratch) {
   const index_t heads = cache.heads, fresh_heads = cache.fresh_heads, dh = cache.head_dim, n = cache.max_length;
   const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
-  parallel_for(context.rows * heads, threads, [&](index_t task, int thread) {
+  parallel_for(context.rows * heads, scratch.threads, [&](index_t task, int thread) {
     const index_t b = task / heads, h = task % heads, query = positions[b], keys = query + 1;
-    T* const mine = scratch + thread * scratch_stride;
+    T* const mine = scratch.slice(thread);
     const T* row = nullptr;
     if (h >= fresh_heads) {
       const index_t j = h - fresh_heads;

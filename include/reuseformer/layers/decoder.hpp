@@ -115,9 +115,9 @@ class decoder {
       const attention::head_io<T> routing = layer_heads(buffers.pool, l);
       arena layer_arena = buffers.layers;
       const auto lb = access::plan(layer, layer_arena, batch_, seq, threads());
-      access::execute(layer, stream, batch_ * seq, lb, threads(), [&](const T* x, T* out, auto after) {
+      access::execute(layer, stream, batch_ * seq, lb, [&](const T* x, T* out, auto after) {
         access::execute(layer.attention(), x, out, batch_, seq, static_cast<const T*>(nullptr), lb.attention,
-                        threads(), routing, after);
+                        routing, after);
         const auto projected = layer.attention().operands(lb.attention, batch_ * seq);
         const attention::layer_cache<T>& cache = cache_.layer(l);
         for (index_t b = 0; b < batch_; ++b)
@@ -154,17 +154,16 @@ class decoder {
       routing.relative_span = attention.relative_position_.extent(1);
       arena layer_arena = buffers.layers;
       const auto lb = access::plan(layer, layer_arena, batch_, 1, threads());
-      access::execute(layer, stream, batch_, lb, threads(), [&](const T* x, T* out, auto after) {
-        const auto projected = attention.project(x, batch_, lb.attention, threads());
+      access::execute(layer, stream, batch_, lb, [&](const T* x, T* out, auto after) {
+        const auto projected = attention.project(x, batch_, lb.attention);
         const attention::layer_cache<T>& cache = cache_.layer(l);
         for (index_t b = 0; b < batch_; ++b)
           cache.store(b, length(b), projected.key.data + b * projected.key.ld,
                       projected.value.data + b * projected.value.ld);
         routing.q = projected.query;
         attention::decode_attention<T, Arch>(cache, lengths_.data(), attention.scale(), routing,
-                                             gemm::matrix<T>{lb.attention.context, batch_, d, d}, threads(),
-                                             buffers.scratch.data, buffers.scratch.stride);
-        attention.finish(out, batch_, lb.attention, threads(), after);
+                                             gemm::matrix<T>{lb.attention.context, batch_, d, d}, buffers.scratch);
+        attention.finish(out, batch_, lb.attention, after);
       });
     }
     for (index_t& length : lengths_) ++length;
@@ -183,7 +182,7 @@ class decoder {
   // attention core's per-thread rows, then each layer's temporaries for B rows.
   struct step_buffers {
     attention::probability_store<T> pool;
-    detail::thread_scratch<T> scratch;
+    thread_scratch<T> scratch;
     arena layers;
   };
 
@@ -196,8 +195,7 @@ class decoder {
 
   static step_buffers plan_step(const model_type& model, arena& a, index_t batch, index_t max_length, int threads) {
     T* const pool = a.take<T>(model.reuse_plan().slots() * batch * max_length);
-    const auto scratch =
-        detail::thread_scratch<T>::take(a, attention::decode_scratch_elements<T>(max_length), threads);
+    const auto scratch = detail::take_thread_scratch<T>(a, attention::decode_scratch_elements<T>(max_length), threads);
     step_buffers b{{pool, batch * max_length, max_length}, scratch, a};
     plan_layers(model, a, batch, 1, threads);
     return b;

@@ -90,10 +90,11 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
   struct buffers {
     T* reuse_state;  // [slots, B, N, N]
     arena layers;    // where each layer's temporaries start (layers run one at a time)
+    int threads;     // each layer's plan is for
   };
 
   [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
-    buffers b{a.take<T>(reuse_.slots() * batch * seq * seq), a};
+    buffers b{a.take<T>(reuse_.slots() * batch * seq * seq), a, threads};
     for (const auto& layer : layers_) {  // layers differ (reuse), so the largest plan sets the size
       const std::size_t start = a.mark();
       static_cast<void>(access::plan(layer, a, batch, seq, threads));
@@ -103,15 +104,15 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
   }
 
   void run(const T*, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
-           int threads, const attention_io<T>& io) const {
+           const attention_io<T>& io) const {
     arena a = b.layers;
     const attention::probability_store<T> pool{b.reuse_state, batch * seq * seq, seq * seq};
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const attention::head_io<T> routing = attention::encoder_layer_heads(
           reuse_, pool, static_cast<index_t>(l), io.attentions.empty() ? nullptr : io.attentions[l].data());
       const std::size_t start = a.mark();
-      const auto layer_buffers = access::plan(layers_[l], a, batch, seq, threads);
-      access::execute(layers_[l], stream, batch, seq, additive_mask, layer_buffers, threads, routing);
+      const auto layer_buffers = access::plan(layers_[l], a, batch, seq, b.threads);
+      access::execute(layers_[l], stream, batch, seq, additive_mask, layer_buffers, routing);
       a.release(start);
     }
   }

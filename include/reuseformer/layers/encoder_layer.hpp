@@ -85,13 +85,14 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
     T* normed;  // [B*N, d], pre-LN only
     access::buffers<multi_head_attention<T, Score, Arch, Products>> attention;
     access::buffers<reuseformer::feed_forward<T, Arch, Products>> feed_forward;
+    int threads;  // of the LayerNorms
   };
 
   // The attention and feed-forward temporaries are never live together: they
   // share the same bytes.
   [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
     const index_t rows = batch * seq;
-    buffers b{norm_ == norm_placement::pre ? a.take<T>(rows * hidden_size()) : nullptr, {}, {}};
+    buffers b{norm_ == norm_placement::pre ? a.take<T>(rows * hidden_size()) : nullptr, {}, {}, threads};
     const std::size_t start = a.mark();
     b.attention = access::plan(attention_, a, batch, seq, threads);
     a.release(start);
@@ -102,15 +103,15 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
 
   // A standalone call: io.reused holds the heads to reuse.
   void run(const T*, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
-           int threads, const attention_io<T>& io) const {
-    execute(stream, batch, seq, additive_mask, b, threads, detail::standalone_heads(io, seq));
+           const attention_io<T>& io) const {
+    execute(stream, batch, seq, additive_mask, b, detail::standalone_heads(io, seq));
   }
 
   // Updates the residual stream [B*N, d] in place; `routing` as for the attention.
-  void execute(T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b, int threads,
+  void execute(T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
                const attention::head_io<T>& routing) const {
-    execute(stream, batch * seq, b, threads, [&](const T* x, T* out, auto after) {
-      access::execute(attention_, x, out, batch, seq, additive_mask, b.attention, threads, routing, after);
+    execute(stream, batch * seq, b, [&](const T* x, T* out, auto after) {
+      access::execute(attention_, x, out, batch, seq, additive_mask, b.attention, routing, after);
     });
   }
 
@@ -120,17 +121,17 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
   // decoding step (layers/decoder.hpp). Each LayerNorm that follows a residual
   // add runs on rows as the product that completes them finishes them.
   template <class Attend>
-  void execute(T* stream, index_t rows, const buffers& b, int threads, Attend&& attend) const {
+  void execute(T* stream, index_t rows, const buffers& b, Attend&& attend) const {
     const auto normalize = [](const layer_norm<T, Arch>& norm, const T* from, T* to) {
       return [&norm, from, to](index_t row, index_t count) { norm.forward_rows(from, to, row, count); };
     };
     if (norm_ == norm_placement::post) {
       attend(stream, stream, normalize(attention_norm_, stream, stream));
-      access::run(feed_forward_, stream, stream, rows, b.feed_forward, threads, normalize(output_norm_, stream, stream));
+      access::run(feed_forward_, stream, stream, rows, b.feed_forward, normalize(output_norm_, stream, stream));
     } else {
-      attention_norm_.forward(stream, b.normed, rows, threads);
+      attention_norm_.forward(stream, b.normed, rows, b.threads);
       attend(b.normed, stream, normalize(output_norm_, stream, b.normed));
-      access::run(feed_forward_, b.normed, stream, rows, b.feed_forward, threads);
+      access::run(feed_forward_, b.normed, stream, rows, b.feed_forward);
     }
   }
 

@@ -12,7 +12,9 @@
 //   index_t first_reused_heads() const;  // K of the first attention layer
 //   buffers plan(arena&, index_t batch, index_t seq, int threads) const;
 //   void run(const T* x, T* stream, index_t batch, index_t seq, const T* additive_mask,
-//            const buffers&, int threads, const attention_io<T>&) const;
+//            const buffers&, const attention_io<T>&) const;
+// A plan is for a thread count; the buffers it returns carry it (e.g. in a
+// thread_scratch), so running them needs no other.
 // run() adds f(x) to `stream`, a [B*N, d] row-major matrix; for residual modules
 // x is the stream itself.
 // This base derives the public interface from them, so that the byte count
@@ -154,7 +156,7 @@ class forward_interface {
     } else {
       std::fill(out, out + count, T(0));
     }
-    module_access::run(self, Derived::residual ? out : in, out, batch, seq, mask_values, buffers, ws.threads(), io);
+    module_access::run(self, Derived::residual ? out : in, out, batch, seq, mask_values, buffers, io);
   }
 
  private:
@@ -167,17 +169,12 @@ class forward_interface {
   }
 };
 
-// Per-thread scratch slices: `threads` slices of `elements`, each rounded up to a
-// cache line so every slice starts aligned.
+// Per-thread scratch from the arena: `threads` slices of `elements`, each
+// rounded up to a cache line so every slice starts aligned.
 template <class T>
-struct thread_scratch {
-  T* data = nullptr;
-  index_t stride = 0;
-
-  static thread_scratch take(arena& a, index_t elements, int threads) {
-    const index_t stride = round_to_line<T>(elements);
-    return {a.take<T>(stride * threads), stride};
-  }
-};
+[[nodiscard]] thread_scratch<T> take_thread_scratch(arena& a, index_t elements, int threads) {
+  const index_t stride = round_to_line<T>(elements);
+  return {a.take<T>(stride * threads), stride, threads};
+}
 
 }  // namespace reuseformer::detail

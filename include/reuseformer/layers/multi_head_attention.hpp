@@ -123,7 +123,7 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
     T* projected;     // [B*N, projection width]: Q, then K (standard scores), then V
     T* factored;      // [B*N, (H - K)*dh]: Q P (pairwise scores), else none
     T* context;       // [B*N, d]
-    detail::thread_scratch<T> scratch;
+    thread_scratch<T> scratch;
   };
 
   [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
@@ -132,16 +132,16 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
               has_pairwise_factors(Score) ? a.take<T>(rows * fresh_width()) : nullptr, a.take<T>(rows * d), {}};
     const index_t linear_scratch = std::max(projection_.scratch_elements(), output_.scratch_elements());
     const index_t factors_scratch =
-        has_pairwise_factors(Score) ? attention::pairwise_scratch_elements<T>(rows, head_dim()) : 0;
+        has_pairwise_factors(Score) ? attention::pairwise_scratch_elements<T, Arch>(rows, head_dim()) : 0;
     const index_t core_scratch = attention::scratch_elements<T>(problem(batch, seq));
-    b.scratch = detail::thread_scratch<T>::take(a, std::max({linear_scratch, factors_scratch, core_scratch}), threads);
+    b.scratch = detail::take_thread_scratch<T>(a, std::max({linear_scratch, factors_scratch, core_scratch}), threads);
     return b;
   }
 
   // stream += Attention(x) for a standalone call (io.reused holds the heads to reuse).
   void run(const T* x, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
-           int threads, const attention_io<T>& io) const {
-    execute(x, stream, batch, seq, additive_mask, b, threads, detail::standalone_heads(io, seq));
+           const attention_io<T>& io) const {
+    execute(x, stream, batch, seq, additive_mask, b, detail::standalone_heads(io, seq));
   }
 
   // stream += Attention(x). Shapes: x, stream [B*N, d]; x may equal stream.
@@ -150,17 +150,16 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
   // soon as they are final (the residual LayerNorm of an encoder layer).
   template <class AfterRows = std::nullptr_t>
   void execute(const T* x, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
-               int threads, attention::head_io<T> routing, AfterRows after = nullptr) const {
+               attention::head_io<T> routing, AfterRows after = nullptr) const {
     const index_t rows = batch * seq, d = hidden_size();
-    const projections p = project(x, rows, b, threads);
+    const projections p = project(x, rows, b);
     routing.q = p.query;
     routing.k = p.key;
     routing.relative_bias = relative_position_.data();
     routing.relative_span = relative_position_.extent(1);
     attention::scaled_dot_product<T, Arch>(problem(batch, seq), scale(), routing, p.value,
-                                           gemm::matrix<T>{b.context, rows, d, d}, additive_mask, threads,
-                                           b.scratch.data, b.scratch.stride);
-    finish(stream, rows, b, threads, after);
+                                           gemm::matrix<T>{b.context, rows, d, d}, additive_mask, b.scratch);
+    finish(stream, rows, b, after);
   }
 
   // The projections of `rows` rows as they lie in b: the logits' operands
@@ -179,28 +178,27 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
   }
 
   // Computes operands(b, rows) from x [rows, d].
-  projections project(const T* x, index_t rows, const buffers& b, int threads) const {
+  projections project(const T* x, index_t rows, const buffers& b) const {
     const index_t d = hidden_size(), width = fresh_width(), ld = projection_.out_features();
     // One product for every projection: Q | K | V side by side.
     projection_.forward(gemm::matrix<const T>{x, rows, d, d}, gemm::matrix<T>{b.projected, rows, ld, ld},
-                        gemm::update::overwrite, threads, b.scratch.data, b.scratch.stride);
+                        gemm::update::overwrite, b.scratch);
     if constexpr (has_pairwise_factors(Score))
       if (width > 0)
-        attention::apply_pairwise_factors<T>(gemm::matrix<const T>{b.projected, rows, width, ld},
-                                             pairwise_factors_.data(), fresh_heads(), head_dim(),
-                                             Score == score_function::pairwise_diagonal,
-                                             gemm::matrix<T>{b.factored, rows, width, width}, threads,
-                                             b.scratch.data, b.scratch.stride);
+        attention::apply_pairwise_factors<T, Arch>(gemm::matrix<const T>{b.projected, rows, width, ld},
+                                                   pairwise_factors_.data(), fresh_heads(), head_dim(),
+                                                   Score == score_function::pairwise_diagonal,
+                                                   gemm::matrix<T>{b.factored, rows, width, width}, b.scratch);
     return operands(b, rows);
   }
 
   // stream += C W_Oᵀ + b_O for the context C [rows, d] in b.context, then after(row, rows).
   // Residual add (for encoder layers) comes free: the product accumulates into stream.
   template <class AfterRows = std::nullptr_t>
-  void finish(T* stream, index_t rows, const buffers& b, int threads, AfterRows after = nullptr) const {
+  void finish(T* stream, index_t rows, const buffers& b, AfterRows after = nullptr) const {
     const index_t d = hidden_size();
     output_.forward(gemm::matrix<const T>{b.context, rows, d, d}, gemm::matrix<T>{stream, rows, d, d},
-                    gemm::update::accumulate, threads, b.scratch.data, b.scratch.stride, after);
+                    gemm::update::accumulate, b.scratch, after);
   }
 
   [[nodiscard]] T scale() const { return T(1) / std::sqrt(static_cast<T>(head_dim())); }
