@@ -1,7 +1,7 @@
 // reuseformer-encode: runs a Hugging Face BERT-style checkpoint on a batch.
 //
 //   reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors
-//                      [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]
+//                      [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions] [--packed]
 //
 // DIR holds config.json and model.safetensors (any variant the library supports:
 // score reuse, symmetric / pairwise scores, relative positions, embeddings).
@@ -11,8 +11,13 @@
 // OUT receives last_hidden_state F32 [B, N, d] and, with --output-attentions,
 // attentions.{l} F32 [B, H, N, N] per layer (the probabilities each layer used,
 // reused heads included). OUT is written atomically: a failure leaves no partial file.
+// --packed skips padded tokens (reuseformer::padding::skip): the mask's rows must
+// be right-padded, the cost follows the real tokens, and last_hidden_state is 0
+// at padded positions (without it they are computed as PyTorch does). It
+// excludes --output-attentions.
 // --repeat R times R forward passes after one warm-up; --report writes their
-// times and the model's work and memory as JSON.
+// times and the model's work and memory as JSON (`tokens`: the real tokens,
+// `padded_tokens`: B * N; `flops` counts the padded batch).
 // Exit status: 0 success, 2 usage error, 1 input or format error (one message on stderr).
 #include <reuseformer/io.hpp>
 
@@ -43,12 +48,13 @@ struct usage_error {
 struct options {
   std::filesystem::path model, input, output, report;
   int threads = rf::max_threads(), repeat = 0;
-  bool attentions = false;
+  bool attentions = false, packed = false;
 };
 
 constexpr const char* usage_text =
     "usage: reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors\n"
-    "                          [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]";
+    "                          [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]\n"
+    "                          [--packed]";
 
 int positive(std::string_view flag, const char* text, int minimum) {
   char* end = nullptr;
@@ -62,8 +68,8 @@ options parse(int argc, char** argv) {
   options o;
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
-    if (flag == "--output-attentions") {
-      o.attentions = true;
+    if (flag == "--output-attentions" || flag == "--packed") {
+      (flag == "--packed" ? o.packed : o.attentions) = true;
       continue;
     }
     const bool known = flag == "--model" || flag == "--input" || flag == "--output" || flag == "--report" ||
@@ -80,6 +86,7 @@ options parse(int argc, char** argv) {
   }
   if (o.model.empty() || o.input.empty() || o.output.empty())
     throw usage_error{"--model, --input and --output are required"};
+  if (o.packed && o.attentions) throw usage_error{"--packed: expected without --output-attentions, found both"};
   return o;
 }
 
@@ -99,15 +106,21 @@ void encode(const options& o) {
   rf::workspace ws = model.make_workspace(b, n, o.threads);
   const rf::attention_mask mask = x.mask();
   const rf::tensor_view<float, 3> out(hidden.data(), {b, n, d});
+  const auto encode_from = [&](rf::tensor_view<const float, 3> from) {
+    if (o.packed)
+      model.forward(from, out, ws, mask, rf::padding::skip);
+    else
+      model.forward(from, out, ws, mask, {.attentions = views});
+  };
   const auto forward = [&] {
     if (x.hidden) {
-      model.forward(x.hidden->view<3>(), out, ws, mask, {.attentions = views});
+      encode_from(x.hidden->view<3>());
     } else {
       model.embeddings()->forward(rf::tensor_view<const std::int64_t, 2>(x.ids.data(), {b, n}),
                                   rf::tensor_view<const std::int64_t, 2>(x.types.empty() ? nullptr : x.types.data(),
                                                                          {x.types.empty() ? 0 : b, n}),
                                   out, o.threads);
-      model.forward(out, out, ws, mask, {.attentions = views});
+      encode_from(out);
     }
   };
 
@@ -138,6 +151,9 @@ void encode(const options& o) {
                                    {"threads", o.threads},
                                    {"batch", b},
                                    {"seq", n},
+                                   {"tokens", mask.present() ? mask.tokens(b, n) : b * n},
+                                   {"padded_tokens", b * n},
+                                   {"packed", o.packed},
                                    {"score_function", rf::name_of(config.score)},
                                    {"flops", 2 * cost.multiply_adds},
                                    {"parameter_bytes", model.parameter_bytes()},

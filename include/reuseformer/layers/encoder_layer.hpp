@@ -82,18 +82,18 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
   using access = detail::module_access;
 
   struct buffers {
-    T* normed;  // [B*N, d], pre-LN only
+    T* normed;  // [T, d], pre-LN only
     access::buffers<multi_head_attention<T, Score, Arch, Products>> attention;
     access::buffers<reuseformer::feed_forward<T, Arch, Products>> feed_forward;
   };
 
   // The attention and feed-forward temporaries are never live together: they
   // share the same bytes.
-  [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
-    const index_t rows = batch * seq;
+  [[nodiscard]] buffers plan(arena& a, const batch_shape& shape, int threads) const {
+    const index_t rows = shape.tokens;
     buffers b{norm_ == norm_placement::pre ? a.take<T>(rows * hidden_size()) : nullptr, {}, {}};
     const std::size_t start = a.mark();
-    b.attention = access::plan(attention_, a, batch, seq, threads);
+    b.attention = access::plan(attention_, a, shape, threads);
     a.release(start);
     b.feed_forward = access::plan(feed_forward_, a, rows, threads);
     a.release(start);
@@ -101,27 +101,29 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
   }
 
   // A standalone call: io.reused holds the heads to reuse.
-  void run(const T*, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
-           int threads, const attention_io<T>& io) const {
-    execute(stream, batch, seq, additive_mask, b, threads, detail::standalone_heads(io, seq));
+  template <std::size_t Rank>
+  void run(const T*, T* stream, const sequences& batch, const T* additive_mask, const buffers& b, int threads,
+           const attention_io<T, Rank>& io) const {
+    execute(stream, batch, additive_mask, b, threads,
+            detail::standalone_heads(io, heads(), attention_.reused_heads()));
   }
 
-  // Updates the residual stream [B*N, d] in place; `routing` as for the attention.
+  // Updates the residual stream [T, d] in place; `routing` as for the attention.
   // Each LayerNorm that follows a residual add runs on rows as the product that
   // completes them finishes them.
-  void execute(T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b, int threads,
+  void execute(T* stream, const sequences& batch, const T* additive_mask, const buffers& b, int threads,
                const attention::head_io<T>& routing) const {
-    const index_t rows = batch * seq;
+    const index_t rows = batch.tokens();
     const auto normalize = [](const layer_norm<T, Arch>& norm, const T* from, T* to) {
       return [&norm, from, to](index_t row, index_t count) { norm.forward_rows(from, to, row, count); };
     };
     if (norm_ == norm_placement::post) {
-      access::execute(attention_, stream, stream, batch, seq, additive_mask, b.attention, threads, routing,
+      access::execute(attention_, stream, stream, batch, additive_mask, b.attention, threads, routing,
                       normalize(attention_norm_, stream, stream));
       access::run(feed_forward_, stream, stream, rows, b.feed_forward, threads, normalize(output_norm_, stream, stream));
     } else {
       attention_norm_.forward(stream, b.normed, rows, threads);
-      access::execute(attention_, b.normed, stream, batch, seq, additive_mask, b.attention, threads, routing,
+      access::execute(attention_, b.normed, stream, batch, additive_mask, b.attention, threads, routing,
                       normalize(output_norm_, stream, b.normed));
       access::run(feed_forward_, b.normed, stream, rows, b.feed_forward, threads);
     }
