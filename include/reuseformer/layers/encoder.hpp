@@ -5,6 +5,10 @@
 //   reuseformer::encoder<float> model(config, layer_weights);
 //   auto ws = model.make_workspace(batch, seq, threads);    // once
 //   model.forward(input, output, ws, attention_mask);      // many times, no allocation
+// or, for sequences of different lengths without padding (docs/semantics.md
+// §Packed batches), tokens [T, d] and offsets [B + 1]:
+//   auto ws = model.make_workspace(offsets, threads);
+//   model.forward(tokens, output, offsets, ws);
 
 #include <cstddef>
 #include <span>
