@@ -158,25 +158,21 @@ void layer_stage(benchmark::State& state) {
   const auto run = [&] {
     switch (stage) {
       case 0:
-        projection.forward({stream, rows, d, d}, {qkv, rows, 3 * d, 3 * d}, rf::gemm::update::overwrite, threads,
-                           scratch, stride);
+        projection.forward({stream, rows, d, d}, {qkv, rows, 3 * d, 3 * d}, rf::gemm::update::overwrite, {scratch, stride, threads});
         break;
-      case 1: rf::attention::logits<float>(p, io, logits, seq, threads, scratch, stride); break;
+      case 1: rf::attention::logits<float>(p, io, logits, seq, {scratch, stride, threads}); break;
       case 2:
         rf::attention::scaled_dot_product<float>(p, 0.125f, io, v,
                                                                   rf::gemm::matrix<float>{context, rows, d, d},
-                                                                  static_cast<const float*>(nullptr), threads, scratch,
-                                                                  stride);
+                                                                  static_cast<const float*>(nullptr), {scratch, stride, threads});
         break;
       case 3:
-        output.forward({context, rows, d, d}, {stream, rows, d, d}, rf::gemm::update::accumulate, threads, scratch,
-                       stride, normalize);
+        output.forward({context, rows, d, d}, {stream, rows, d, d}, rf::gemm::update::accumulate, {scratch, stride, threads}, normalize);
         break;
       case 4:
         up.forward<rf::simd::gelu_erf>({stream, rows, d, d}, {hidden, rows, d_ff, d_ff}, rf::gemm::update::overwrite,
-                                       threads, scratch, stride);
-        down.forward({hidden, rows, d_ff, d_ff}, {stream, rows, d, d}, rf::gemm::update::accumulate, threads,
-                     scratch, stride, normalize);
+                                       {scratch, stride, threads});
+        down.forward({hidden, rows, d_ff, d_ff}, {stream, rows, d, d}, rf::gemm::update::accumulate, {scratch, stride, threads}, normalize);
         break;
       default: norm.forward(stream, stream, rows, threads);
     }

@@ -139,8 +139,7 @@ void weight_product(benchmark::State& state) {
   rf::arena arena = ws.make_arena();
   float* const scratch = arena.take<float>(stride * threads);
   for (auto _ : state) {
-    layer.template forward<Act>({x.data(), m, k, k}, {y.data(), m, n, n}, rf::gemm::update::overwrite, threads, scratch,
-                                stride);
+    layer.template forward<Act>({x.data(), m, k, k}, {y.data(), m, n, n}, rf::gemm::update::overwrite, {scratch, stride, threads});
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }

@@ -48,10 +48,10 @@ void score_stage(benchmark::State& state) {
   const auto run = [&] {
     if constexpr (Score == rf::score_function::pairwise) {  // (Q P) Qᵀ
       rf::attention::apply_pairwise_factors<float>(io.k, factors.data(), heads, head_dim, false,
-                                                   {transformed.data(), seq, width, width}, threads, scratch, stride);
+                                                   {transformed.data(), seq, width, width}, {scratch, stride, threads});
       io.q = {transformed.data(), seq, width, width};
     }
-    rf::attention::logits<float>(p, io, logits.data(), ld, threads, scratch, stride);
+    rf::attention::logits<float>(p, io, logits.data(), ld, {scratch, stride, threads});
   };
   run();  // warm-up: page faults, thread start
   for (auto _ : state) {

@@ -2,7 +2,11 @@
 # The test suite under sanitizers:
 #   1. every test, built with the debug-sanitize preset (AddressSanitizer with
 #      leak detection + UndefinedBehaviorSanitizer, every finding fatal) into
-#      build/debug-sanitize;
+#      build/debug-sanitize. Two kinds are left to scripts/test.sh: the
+#      benchmarks' smoke runs (timing harnesses around the code the tests
+#      cover; the preset does not build them) and the consumer_* tests, which
+#      install the package and build a downstream project (CMake packaging,
+#      nothing of ours runs instrumented);
 #   2. the tests that exercise threads and shared readers (ctest names matching
 #      "concurrency|tests_io|tests_checkpoint"), built with ThreadSanitizer into
 #      build/tsan. OpenMP is off there: libgomp is not TSan-instrumented, so its
@@ -41,7 +45,7 @@ echo "ASan + UBSan: running ctest"
 # under ASan instead of aborting (a throwing one aborts either way).
 failed=()
 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --preset debug-sanitize -j "$jobs" || failed+=("ASan + UBSan")
+  ctest --preset debug-sanitize -j "$jobs" -E '^consumer_' || failed+=("ASan + UBSan")
 echo "ASan + UBSan: done ($((SECONDS - start)) s)"
 
 start=$SECONDS

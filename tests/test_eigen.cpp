@@ -344,12 +344,12 @@ TEMPLATE_TEST_CASE("Eigen products equal our GEMM's on blocked shapes, with each
   SECTION("overwrite, bias and GELU") {
     std::vector<T> expected(residual.size()), y(residual.size());
     own.template forward<rf::simd::gelu_erf>({x.data(), m, k, k}, {expected.data(), m, n, n},
-                                             rf::gemm::update::overwrite, threads, scratch, stride);
+                                             rf::gemm::update::overwrite, {scratch, stride, threads});
     {
       const no_eigen_malloc forbidden;
       const long news = count_allocations([&] {
         eigen.template forward<rf::simd::gelu_erf>({x.data(), m, k, k}, {y.data(), m, n, n},
-                                                   rf::gemm::update::overwrite, threads, scratch, stride);
+                                                   rf::gemm::update::overwrite, {scratch, stride, threads});
       });
       CHECK(news == 0);
     }
@@ -367,7 +367,7 @@ TEMPLATE_TEST_CASE("Eigen products equal our GEMM's on blocked shapes, with each
           sums[static_cast<std::size_t>(i)] = sum;
         }
       };
-      layer.forward({x.data(), m, k, k}, {y.data(), m, n, n}, rf::gemm::update::accumulate, threads, scratch, stride,
+      layer.forward({x.data(), m, k, k}, {y.data(), m, n, n}, rf::gemm::update::accumulate, {scratch, stride, threads},
                     after);
       CHECK(seen == std::vector<int>(static_cast<std::size_t>(m), 1));
     };

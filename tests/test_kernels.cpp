@@ -197,13 +197,13 @@ TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kern
                   expected[i * ldc + j] += 0.5 * double(a[i * lda + p]) *
                                            double(op == rf::gemm::transpose::yes ? b[j * ldb + p] : b[p * ldb + j]);
               }
-            const rf::index_t stride = rf::gemm::scratch_elements<T>(m, n, k, threads);
+            const rf::index_t stride = rf::gemm::scratch_elements<T>(m, n, k);
             const rf::index_t padded = (stride + 15) / 16 * 16;
             rf::workspace ws(static_cast<std::size_t>(padded * threads) * sizeof(T), threads);
             rf::arena arena = ws.make_arena();
             rf::gemm::parallel_multiply_add<T>(T(0.5), {a.data(), m, k, lda}, {b.data(), b_rows, op == rf::gemm::transpose::yes ? k : n, ldb},
-                                               op, {c.data(), m, n, ldc}, mode, threads,
-                                               arena.take<T>(padded * threads), padded);
+                                               op, {c.data(), m, n, ldc}, mode,
+                                               {arena.take<T>(padded * threads), padded, threads});
             CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
           }
         }
@@ -233,17 +233,17 @@ TEMPLATE_TEST_CASE("gemm: a prepacked weight gives the packing product's result,
             CHECK(packed.out_features() == n);
             CHECK(packed.bytes() == static_cast<std::size_t>(rf::ceil_div(n, packed.nr) * packed.nr * k) * sizeof(T));
 
-            const rf::index_t stride = rf::round_to_line<T>(rf::gemm::scratch_elements<T>(m, n, k, threads));
+            const rf::index_t stride = rf::round_to_line<T>(rf::gemm::scratch_elements<T>(m, n, k));
             CHECK(rf::gemm::prepacked_scratch_elements<T>(k) <= stride);
             rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(T), threads);
             rf::arena arena = ws.make_arena();
             T* const scratch = arena.take<T>(stride * threads);
             std::vector<T> unpacked = c0, prepacked = c0;
             rf::gemm::parallel_multiply_add<T>(T(0.5), {a.data(), m, k, lda}, {b.data(), n, k, ldb},
-                                               rf::gemm::transpose::yes, {unpacked.data(), m, n, ldc}, mode, threads,
-                                               scratch, stride);
+                                               rf::gemm::transpose::yes, {unpacked.data(), m, n, ldc}, mode,
+                                               {scratch, stride, threads});
             rf::gemm::parallel_multiply_add<T>(T(0.5), {a.data(), m, k, lda}, packed.view(),
-                                               {prepacked.data(), m, n, ldc}, mode, threads, scratch, stride);
+                                               {prepacked.data(), m, n, ldc}, mode, {scratch, stride, threads});
             CHECK(prepacked == unpacked);
             std::vector<double> expected(c0.begin(), c0.end());
             for (rf::index_t i = 0; i < m; ++i)
@@ -315,7 +315,7 @@ TEST_CASE("gemm: epilogues see every block once, after it is final", "[kernels][
       float* const scratch = arena.take<float>(stride * threads);
       std::vector<float> expected(static_cast<std::size_t>(m * n), 0.f);
       rf::gemm::parallel_multiply_add<float>(1.f, {a.data(), m, k, k}, packed.view(), {expected.data(), m, n, n},
-                                             rf::gemm::update::overwrite, 1, scratch, stride);
+                                             rf::gemm::update::overwrite, {scratch, stride, 1});
 
       // Each element (row) is touched by one thread only: per-element counts need no lock.
       std::vector<float> c(expected.size(), 0.f);
@@ -329,7 +329,7 @@ TEST_CASE("gemm: epilogues see every block once, after it is final", "[kernels][
           }
       };
       rf::gemm::parallel_multiply_add<float>(1.f, {a.data(), m, k, k}, packed.view(), {c.data(), m, n, n},
-                                             rf::gemm::update::overwrite, threads, scratch, stride, on_block);
+                                             rf::gemm::update::overwrite, {scratch, stride, threads}, on_block);
       CHECK(std::all_of(seen.begin(), seen.end(), [](int s) { return s == 1; }));
       CHECK(std::all_of(early.begin(), early.end(), [](int e) { return e == 0; }));
 
@@ -343,7 +343,7 @@ TEST_CASE("gemm: epilogues see every block once, after it is final", "[kernels][
         }
       };
       rf::gemm::parallel_multiply_add<float>(1.f, {a.data(), m, k, k}, packed.view(), {c.data(), m, n, n},
-                                             rf::gemm::update::overwrite, threads, scratch, stride,
+                                             rf::gemm::update::overwrite, {scratch, stride, threads},
                                              rf::gemm::rows_epilogue<decltype(on_rows)>{on_rows});
       CHECK(std::all_of(rows_seen.begin(), rows_seen.end(), [](int s) { return s == 1; }));
       CHECK(std::all_of(rows_early.begin(), rows_early.end(), [](int e) { return e == 0; }));

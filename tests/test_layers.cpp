@@ -268,7 +268,7 @@ TEMPLATE_TEST_CASE("linear: fused bias, activation, residual and LayerNorm equal
       const rf::layer_norm<T> norm({rf::vector_view<const T>(gamma.data(), {out}),
                                     rf::vector_view<const T>(beta.data(), {out})},
                                    out, 1e-5, "norm");
-      const rf::index_t stride = rf::round_to_line<T>(rf::gemm::scratch_elements<T>(rows, out, in, threads));
+      const rf::index_t stride = rf::round_to_line<T>(rf::gemm::scratch_elements<T>(rows, out, in));
       rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(T), threads);
       rf::arena arena = ws.make_arena();
       T* const scratch = arena.take<T>(stride * threads);
@@ -277,23 +277,21 @@ TEMPLATE_TEST_CASE("linear: fused bias, activation, residual and LayerNorm equal
       // Separate passes: the product, then bias and activation, then LayerNorm.
       std::vector<T> separate = stream0;
       rf::gemm::parallel_multiply_add<T>(T(1), input, {w.data(), out, in, in}, rf::gemm::transpose::yes,
-                                         {separate.data(), rows, out, out}, rf::gemm::update::overwrite, threads,
-                                         scratch, stride);
+                                         {separate.data(), rows, out, out}, rf::gemm::update::overwrite, {scratch, stride, threads});
       rf::simd::bias_activation<rf::simd::gelu_erf>(separate.data(), rows, out, out, bias.data());
       std::vector<T> fused = stream0;
       layer.template forward<rf::simd::gelu_erf>(input, {fused.data(), rows, out, out}, rf::gemm::update::overwrite,
-                                                 threads, scratch, stride);
+                                                 {scratch, stride, threads});
       CHECK(fused == separate);
 
       // Residual: stream += x Wᵀ + b, then LayerNorm of the stream, in place.
       separate = stream0;
       rf::gemm::parallel_multiply_add<T>(T(1), input, {w.data(), out, in, in}, rf::gemm::transpose::yes,
-                                         {separate.data(), rows, out, out}, rf::gemm::update::accumulate, threads,
-                                         scratch, stride);
+                                         {separate.data(), rows, out, out}, rf::gemm::update::accumulate, {scratch, stride, threads});
       rf::simd::bias_activation<rf::simd::identity>(separate.data(), rows, out, out, bias.data());
       norm.forward(separate.data(), separate.data(), rows, threads);
       fused = stream0;
-      layer.forward(input, {fused.data(), rows, out, out}, rf::gemm::update::accumulate, threads, scratch, stride,
+      layer.forward(input, {fused.data(), rows, out, out}, rf::gemm::update::accumulate, {scratch, stride, threads},
                     [&](rf::index_t row, rf::index_t count) { norm.forward_rows(fused.data(), fused.data(), row, count); });
       CHECK(fused == separate);
     }

@@ -26,12 +26,12 @@ namespace {
 
 // A ragged batch: lengths, their offsets, and the same tokens padded to the
 // longest sequence (right padding, mask 1 then 0).
-struct ragged {
+struct ragged_batch {
   std::vector<rf::index_t> lengths, offsets;
   rf::index_t batch, seq, tokens, squares = 0;  // squares: sum of N_b²
   std::vector<int> mask;  // [B, N]
 
-  explicit ragged(std::vector<rf::index_t> l)
+  explicit ragged_batch(std::vector<rf::index_t> l)
       : lengths(std::move(l)),
         offsets{0},
         batch(static_cast<rf::index_t>(lengths.size())),
@@ -76,7 +76,7 @@ struct ragged {
 // query block (two blocks), and short ones.
 const std::vector<rf::index_t> mixed_lengths{5, 0, 75, 1, 33};
 
-rf::encoder_config small_config(rf::score_function score, std::vector<rf::index_t> schedule, bool causal) {
+rf::encoder_config packed_config(rf::score_function score, std::vector<rf::index_t> schedule, bool causal) {
   rf::encoder_config c;
   c.hidden_size = 32;
   c.num_attention_heads = 4;
@@ -89,7 +89,7 @@ rf::encoder_config small_config(rf::score_function score, std::vector<rf::index_
 }
 
 template <class T, class Model>
-std::vector<T> packed_forward(const Model& model, const ragged& r, const std::vector<T>& x, int threads,
+std::vector<T> packed_forward(const Model& model, const ragged_batch& r, const std::vector<T>& x, int threads,
                               const rf::packed_attention_io<T>& io = {}) {
   const rf::index_t d = model.hidden_size();
   std::vector<T> y(x.size());
@@ -111,7 +111,7 @@ TEMPLATE_TEST_CASE("packed encoder equals the padded reference at every real tok
   const bool causal = GENERATE(false, true);
   const int threads = GENERATE(1, 2);
   const std::vector<std::vector<rf::index_t>> schedules{{0, 0}, {0, 2}, {0, 2, 3, 4}};
-  rf::encoder_config c = small_config(score, schedules[static_cast<std::size_t>(schedule)], causal);
+  rf::encoder_config c = packed_config(score, schedules[static_cast<std::size_t>(schedule)], causal);
   if (schedule == 1) {
     c.use_relative_pe = true;
     c.pe_max_seq_length = 16;
@@ -122,7 +122,7 @@ TEMPLATE_TEST_CASE("packed encoder equals the padded reference at every real tok
   params.fill_random(31, 1.0 / std::sqrt(32.0));
   rf::encoder_parameters<double> exact(c);
   exact.assign_from(params);
-  const ragged r(mixed_lengths);
+  const ragged_batch r(mixed_lengths);
   const std::vector<T> padded = random_vector<T>(static_cast<std::size_t>(r.batch * r.seq * 32), 9);
   std::vector<std::vector<double>> stacks;
   const auto expected = reuseformer_test::reference::encoder(std::vector<double>(padded.begin(), padded.end()), r.batch,
@@ -155,12 +155,12 @@ TEMPLATE_TEST_CASE("packed encoder layer and attention equal the padded referenc
   const int threads = GENERATE(1, 2);
   const rf::index_t reused = GENERATE(0, 2);
   CAPTURE(causal, threads, reused);
-  const rf::encoder_config c = small_config(rf::score_function::standard, {0, reused}, causal);
+  const rf::encoder_config c = packed_config(rf::score_function::standard, {0, reused}, causal);
   rf::encoder_parameters<T> params(c);
   params.fill_random(5, 1.0 / std::sqrt(32.0));
   rf::encoder_parameters<double> exact(c);
   exact.assign_from(params);
-  const ragged r({40, 1, 0, 77});
+  const ragged_batch r({40, 1, 0, 77});
   const std::vector<T> padded = random_vector<T>(static_cast<std::size_t>(r.batch * r.seq * 32), 10);
   const std::vector<double> padded_double(padded.begin(), padded.end());
 
@@ -207,11 +207,11 @@ TEMPLATE_TEST_CASE("padding::skip packs a right-padded batch: real tokens as pad
   const int threads = GENERATE(1, 2);
   const bool in_place = GENERATE(false, true);
   CAPTURE(causal, threads, in_place);
-  const rf::encoder_config c = small_config(rf::score_function::symmetric, {0, 2, 3}, causal);
+  const rf::encoder_config c = packed_config(rf::score_function::symmetric, {0, 2, 3}, causal);
   rf::encoder_parameters<T> params(c);
   params.fill_random(8, 1.0 / std::sqrt(32.0));
   const rf::encoder<T, rf::score_function::symmetric> model(c, params.layers());
-  const ragged r(mixed_lengths);
+  const ragged_batch r(mixed_lengths);
   const std::vector<T> padded = random_vector<T>(static_cast<std::size_t>(r.batch * r.seq * 32), 4);
   const rf::tensor_view<const int, 2> mask(r.mask.data(), {r.batch, r.seq});
   auto ws = model.make_workspace(r.batch, r.seq, threads);
@@ -238,11 +238,11 @@ TEMPLATE_TEST_CASE("padding::skip packs a right-padded batch: real tokens as pad
 }
 
 TEST_CASE("packed edge cases: one sequence equals the dense pass; no tokens at all", "[packed]") {
-  const rf::encoder_config c = small_config(rf::score_function::standard, {0, 2}, false);
+  const rf::encoder_config c = packed_config(rf::score_function::standard, {0, 2}, false);
   rf::encoder_parameters<float> params(c);
   params.fill_random(2, 0.2);
   const rf::encoder<float> model(c, params.layers());
-  const ragged one({70});
+  const ragged_batch one({70});
   const std::vector<float> x = random_vector<float>(70 * 32, 6);
   std::vector<float> dense(x.size());
   auto ws = model.make_workspace(1, 70);

@@ -32,7 +32,7 @@ std::vector<T> all_logits(const rf::attention::problem& p, const std::vector<T>&
   rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(T), threads);
   T* scratch = ws.make_arena().template take<T>(stride * threads);
   std::vector<T> out(static_cast<std::size_t>(p.batch.batch() * p.fresh_heads * seq * seq), T(-7));
-  rf::attention::logits<T>(p, io, out.data(), seq, threads, scratch, stride);
+  rf::attention::logits<T>(p, io, out.data(), seq, {scratch, stride, threads});
   return out;
 }
 
@@ -102,7 +102,7 @@ TEMPLATE_TEST_CASE("the pairwise transform: Q P per head, full and diagonal", "[
   T* scratch = ws.make_arena().template take<T>(stride * threads);
   std::vector<T> out(q.size());
   rf::attention::apply_pairwise_factors<T>({q.data(), rows, width, width}, factors.data(), heads, dh, diagonal,
-                                           {out.data(), rows, width, width}, threads, scratch, stride);
+                                           {out.data(), rows, width, width}, {scratch, stride, threads});
   std::vector<double> expected(q.size());
   for (rf::index_t r = 0; r < rows; ++r)
     for (rf::index_t h = 0; h < heads; ++h)

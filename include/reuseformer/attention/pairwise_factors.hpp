@@ -11,6 +11,7 @@
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/gemm/gemm.hpp"
+#include "reuseformer/simd/arch.hpp"
 
 namespace reuseformer::attention {
 
@@ -20,31 +21,30 @@ inline constexpr index_t pairwise_rows = 256;
 }  // namespace detail
 
 // Per-thread scratch for apply_pairwise_factors on `rows` rows and head size dh.
-template <class T>
+template <class T, class Arch = simd::default_arch>
 [[nodiscard]] index_t pairwise_scratch_elements(index_t rows, index_t dh) {
-  return gemm::scratch_elements<T>(std::min(rows, detail::pairwise_rows), dh, dh);
+  return gemm::scratch_elements<T, Arch>(std::min(rows, detail::pairwise_rows), dh, dh);
 }
 
 // out_h = q_h P_h for every head h < heads (head h: columns h*dh .. h*dh+dh-1).
 // Shapes: q, out [rows, heads*dh]; factors [heads, dh, dh] row-major.
 // With `diagonal`, only the diagonal of each P_h is read (the caller has checked
 // that the rest is zero) and the product is a column scaling.
-// Requires: scratch holds `threads` slices of scratch_stride >=
-// pairwise_scratch_elements<T>(rows, dh), each 64-byte aligned; out does not
-// overlap q.
-template <class T>
+// Requires: scratch.stride >= pairwise_scratch_elements<T>(rows, dh), slices
+// 64-byte aligned; out does not overlap q.
+template <class T, class Arch = simd::default_arch>
 void apply_pairwise_factors(gemm::matrix<const T> q, const T* factors, index_t heads, index_t dh, bool diagonal,
-                            gemm::matrix<T> out, int threads, T* scratch, index_t scratch_stride) {
-  const index_t chunks = (q.rows + detail::pairwise_rows - 1) / detail::pairwise_rows;
-  parallel_for(chunks * heads, threads, [&](index_t task, int thread) {
+                            gemm::matrix<T> out, const thread_scratch<T>& scratch) {
+  const index_t chunks = ceil_div(q.rows, detail::pairwise_rows);
+  parallel_for(chunks * heads, scratch.threads, [&](index_t task, int thread) {
     const index_t h = task % heads, first = task / heads * detail::pairwise_rows;
     const index_t rows = std::min(detail::pairwise_rows, q.rows - first);
     const T* p = factors + h * dh * dh;
     const gemm::matrix<const T> q_h = q.block(first, rows, h * dh, dh);
     const gemm::matrix<T> out_h = out.block(first, rows, h * dh, dh);
     if (!diagonal) {
-      gemm::multiply_add<T>(T(1), q_h, gemm::matrix<const T>{p, dh, dh, dh}, gemm::transpose::no, out_h,
-                            scratch + thread * scratch_stride, gemm::update::overwrite);
+      gemm::multiply_add<T, Arch>(T(1), q_h, gemm::matrix<const T>{p, dh, dh, dh}, gemm::transpose::no, out_h,
+                                  scratch.slice(thread), gemm::update::overwrite);
       return;
     }
     for (index_t i = 0; i < rows; ++i)

@@ -199,13 +199,12 @@ template <class T>
 // logits: after the diagonal) are unspecified. Requires scratch as for
 // scaled_dot_product().
 template <class T, class Arch = simd::default_arch>
-void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, int threads, T* scratch,
-            index_t scratch_stride) {
+void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, const thread_scratch<T>& scratch) {
   const index_t rows_per_head = p.batch.max_length();
   const detail::scratch_layout<T> layout(p);
-  detail::for_each_task<T>(p, p.fresh_heads, threads, [&](const detail::sequence_at& s, index_t h, index_t first,
-                                                          index_t last, int thread) {
-    T* const mine = scratch + thread * scratch_stride;
+  detail::for_each_task<T>(p, p.fresh_heads, scratch.threads, [&](const detail::sequence_at& s, index_t h,
+                                                                  index_t first, index_t last, int thread) {
+    T* const mine = scratch.slice(thread);
     T* const head = out + (s.index * p.fresh_heads + h) * rows_per_head * ld;
     if (p.symmetric_logits) {
       detail::symmetric_head_logits(p, io, s, h, gemm::matrix<T>{head, s.length, s.length, ld},
@@ -225,8 +224,8 @@ void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, int thre
 // Computes the context C (all heads of all sequences).
 // Shapes: v, context [T, H*dh] (any row stride >= H*dh), T = p.batch.tokens();
 // io as documented there. additive_mask is null or [T] with 0 (visible) / -inf
-// (hidden) per key. Requires: scratch holds `threads` slices of scratch_stride >=
-// scratch_elements<T>(p) elements, each 64-byte aligned; with
+// (hidden) per key. Requires: scratch.stride >= scratch_elements<T>(p), slices
+// 64-byte aligned; with
 // p.symmetric_logits, Q_bh K_bhᵀ symmetric for every fresh head.
 // Guarantees: a query row with no visible key gets a zero context row; every
 // probability row written to a slot or to io.attentions is complete (zeros for
@@ -234,16 +233,15 @@ void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, int thre
 // empty sequence are none, so nothing is computed for it.
 template <class T, class Arch = simd::default_arch>
 void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::matrix<const T> v,
-                        gemm::matrix<T> context, const T* additive_mask, int threads, T* scratch,
-                        index_t scratch_stride) {
+                        gemm::matrix<T> context, const T* additive_mask, const thread_scratch<T>& scratch) {
   const index_t dh = p.head_dim;
   const detail::scratch_layout<T> layout(p);
   const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
 
-  detail::for_each_task<T>(p, p.heads, threads, [&](const detail::sequence_at& s, index_t h, index_t first,
-                                                    index_t last, int thread) {
+  detail::for_each_task<T>(p, p.heads, scratch.threads, [&](const detail::sequence_at& s, index_t h, index_t first,
+                                                            index_t last, int thread) {
     const index_t n = s.length;
-    T* const mine = scratch + thread * scratch_stride;
+    T* const mine = scratch.slice(thread);
     T* const additive = mine + layout.additive;
     T* const gemm_scratch = mine + layout.products;
     const T* const mask = additive_mask ? additive_mask + s.start : nullptr;

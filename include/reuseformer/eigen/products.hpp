@@ -34,7 +34,9 @@
 namespace reuseformer::eigen {
 
 struct products {
-  template <class T>
+  // Eigen vectorises for the compiler's target, whatever Arch says; Arch only
+  // sets the grain of the split across threads, as for the other backends.
+  template <class T, class Arch>
   class weight {
    public:
     // Copies the blocks `parts` (each [out_i, in], row stride ld), stacked in order.
@@ -65,11 +67,11 @@ struct products {
 
     // y = x Wᵀ or y += x Wᵀ, then `epilogue` (see layers/product_backend.hpp).
     template <class Epilogue>
-    void multiply(gemm::matrix<const T> x, gemm::matrix<T> y, gemm::update mode, int threads, T* scratch,
-                  index_t scratch_stride, const Epilogue& epilogue) const {
+    void multiply(gemm::matrix<const T> x, gemm::matrix<T> y, gemm::update mode, const thread_scratch<T>& scratch,
+                  const Epilogue& epilogue) const {
       const index_t k = in_features();
-      gemm::detail::parallel_parts<T, simd::default_arch>(
-          y.rows, y.cols, k, threads, scratch, scratch_stride, epilogue,
+      gemm::detail::parallel_parts<T, Arch>(
+          y.rows, y.cols, k, scratch, epilogue,
           [&](index_t row0, index_t rows, index_t col0, index_t cols, T* mine, const auto& done) {
             if (rows == 0 || cols == 0) return;
             const gemm::matrix<T> c = y.block(row0, rows, col0, cols);

@@ -184,13 +184,14 @@ template <class T, class Arch>
 // The kernel is the caller's: ours (parallel_product), or another library's
 // sequential one under the same split (eigen/products.hpp).
 template <class T, class Arch, class Epilogue, class Compute>
-void parallel_parts(index_t m, index_t n, index_t k, int threads, T* scratch, index_t scratch_stride,
-                    const Epilogue& epilogue, const Compute& compute) {
+void parallel_parts(index_t m, index_t n, index_t k, const thread_scratch<T>& scratch, const Epilogue& epilogue,
+                    const Compute& compute) {
+  const int threads = scratch.threads;
   constexpr bool by_rows = requires { epilogue.on_rows; };
   const split s = split_for<T, Arch>(m, n, k, threads);
   const bool whole_rows = s.along_rows || s.count == 1;
   parallel_for(s.count, threads, [&](index_t part, int thread) {
-    T* mine = scratch + thread * scratch_stride;
+    T* mine = scratch.slice(thread);
     const index_t begin = part * s.chunk;
     const index_t rows = s.along_rows ? std::min(s.chunk, m - begin) : m;
     const index_t cols = s.along_rows ? n : std::min(s.chunk, n - begin);
@@ -216,10 +217,10 @@ void parallel_parts(index_t m, index_t n, index_t k, int threads, T* scratch, in
 
 // The product split across threads (see parallel_multiply_add), with its epilogue.
 template <class T, class Arch, class B, class Epilogue>
-void parallel_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, update mode, int threads, T* scratch,
-                      index_t scratch_stride, const Epilogue& epilogue) {
+void parallel_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, update mode,
+                      const thread_scratch<T>& scratch, const Epilogue& epilogue) {
   const index_t k = a.cols;
-  parallel_parts<T, Arch>(c.rows, c.cols, k, threads, scratch, scratch_stride, epilogue,
+  parallel_parts<T, Arch>(c.rows, c.cols, k, scratch, epilogue,
                           [&](index_t row0, index_t rows, index_t col0, index_t cols, T* mine, const auto& done) {
                             blocked_product<T, Arch>(alpha, a.block(row0, rows, 0, k), b.columns(col0, cols),
                                                      c.block(row0, rows, col0, cols), mine, mode, part::all, nc_max,
@@ -234,7 +235,7 @@ void parallel_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, updat
 // part has at most n columns however the product is split. Never decreases
 // when m, n or k grows, so scratch planned for a shape serves every smaller one.
 template <class T, class Arch = simd::default_arch>
-[[nodiscard]] index_t scratch_elements(index_t m, index_t n, index_t k, int /*threads*/ = 1) {
+[[nodiscard]] index_t scratch_elements(index_t m, index_t n, index_t k) {
   if (m == 0 || n == 0 || k == 0) return 0;
   return detail::panel_elements<T, Arch>(n, k);
 }
@@ -270,25 +271,23 @@ void multiply_add(T alpha, matrix<const T> a, const packed_view<T, Arch>& b, mat
   detail::blocked_product<T, Arch>(alpha, a, b, c, scratch, mode, detail::part::all);
 }
 
-// multiply_add split over up to `threads` threads; thread t uses
-// scratch + t * scratch_stride. Requires scratch_stride >=
-// scratch_elements<T>(m, n, k, threads). Must not be called from inside a
-// parallel_for task.
+// multiply_add split over up to scratch.threads threads, each in its slice of
+// scratch. Requires scratch.stride >= scratch_elements<T>(m, n, k), slices
+// 64-byte aligned. Must not be called from inside a parallel_for task.
 template <class T, class Arch = simd::default_arch>
 void parallel_multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, update mode,
-                           int threads, T* scratch, index_t scratch_stride) {
-  detail::parallel_product<T, Arch>(alpha, a, detail::unpacked_b<T, Arch>{b, op_b}, c, mode, threads, scratch,
-                                    scratch_stride, no_epilogue{});
+                           const thread_scratch<T>& scratch) {
+  detail::parallel_product<T, Arch>(alpha, a, detail::unpacked_b<T, Arch>{b, op_b}, c, mode, scratch, no_epilogue{});
 }
 
 // The same with op(B) prepacked (b = packed_weights::view(), [k, n]), then
 // `epilogue` on C's final values (see no_epilogue, rows_epilogue). Requires
-// scratch_stride >= prepacked_scratch_elements<T>(k). Bit for bit the product
+// scratch.stride >= prepacked_scratch_elements<T>(k). Bit for bit the product
 // of the unpacked weight.
 template <class T, class Arch = simd::default_arch, class Epilogue = no_epilogue>
 void parallel_multiply_add(T alpha, matrix<const T> a, const packed_view<T, Arch>& b, matrix<T> c, update mode,
-                           int threads, T* scratch, index_t scratch_stride, const Epilogue& epilogue = {}) {
-  detail::parallel_product<T, Arch>(alpha, a, b, c, mode, threads, scratch, scratch_stride, epilogue);
+                           const thread_scratch<T>& scratch, const Epilogue& epilogue = {}) {
+  detail::parallel_product<T, Arch>(alpha, a, b, c, mode, scratch, epilogue);
 }
 
 }  // namespace reuseformer::gemm

@@ -104,10 +104,11 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
   struct buffers {
     T* reuse_state;  // per sequence b: [slots, N_b, N_b]
     arena layers;    // where each layer's temporaries start (layers run one at a time)
+    int threads;     // each layer's plan is for
   };
 
   [[nodiscard]] buffers plan(arena& a, const batch_shape& shape, int threads) const {
-    buffers b{a.take<T>(reuse_.slots() * shape.squares), a};
+    buffers b{a.take<T>(reuse_.slots() * shape.squares), a, threads};
     for (const auto& layer : layers_) {  // layers differ (reuse), so the largest plan sets the size
       const std::size_t start = a.mark();
       static_cast<void>(access::plan(layer, a, shape, threads));
@@ -117,7 +118,7 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
   }
 
   template <std::size_t Rank>
-  void run(const T*, T* stream, const sequences& batch, const T* additive_mask, const buffers& b, int threads,
+  void run(const T*, T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
            const attention_io<T, Rank>& io) const {
     arena a = b.layers;
     const attention::probability_store<T> pool{b.reuse_state, reuse_.slots()};
@@ -127,8 +128,8 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
       const attention::head_io<T> routing =
           attention::encoder_layer_heads(reuse_, pool, static_cast<index_t>(l), attentions);
       const std::size_t start = a.mark();
-      const auto layer_buffers = access::plan(layers_[l], a, batch.shape(), threads);
-      access::execute(layers_[l], stream, batch, additive_mask, layer_buffers, threads, routing);
+      const auto layer_buffers = access::plan(layers_[l], a, batch.shape(), b.threads);
+      access::execute(layers_[l], stream, batch, additive_mask, layer_buffers, routing);
       a.release(start);
     }
   }

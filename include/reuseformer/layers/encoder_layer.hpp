@@ -85,13 +85,14 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
     T* normed;  // [T, d], pre-LN only
     access::buffers<multi_head_attention<T, Score, Arch, Products>> attention;
     access::buffers<reuseformer::feed_forward<T, Arch, Products>> feed_forward;
+    int threads;  // of the LayerNorms
   };
 
   // The attention and feed-forward temporaries are never live together: they
   // share the same bytes.
   [[nodiscard]] buffers plan(arena& a, const batch_shape& shape, int threads) const {
     const index_t rows = shape.tokens;
-    buffers b{norm_ == norm_placement::pre ? a.take<T>(rows * hidden_size()) : nullptr, {}, {}};
+    buffers b{norm_ == norm_placement::pre ? a.take<T>(rows * hidden_size()) : nullptr, {}, {}, threads};
     const std::size_t start = a.mark();
     b.attention = access::plan(attention_, a, shape, threads);
     a.release(start);
@@ -102,30 +103,29 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
 
   // A standalone call: io.reused holds the heads to reuse.
   template <std::size_t Rank>
-  void run(const T*, T* stream, const sequences& batch, const T* additive_mask, const buffers& b, int threads,
+  void run(const T*, T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
            const attention_io<T, Rank>& io) const {
-    execute(stream, batch, additive_mask, b, threads,
-            detail::standalone_heads(io, heads(), attention_.reused_heads()));
+    execute(stream, batch, additive_mask, b, detail::standalone_heads(io, heads(), attention_.reused_heads()));
   }
 
   // Updates the residual stream [T, d] in place; `routing` as for the attention.
   // Each LayerNorm that follows a residual add runs on rows as the product that
   // completes them finishes them.
-  void execute(T* stream, const sequences& batch, const T* additive_mask, const buffers& b, int threads,
+  void execute(T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
                const attention::head_io<T>& routing) const {
     const index_t rows = batch.tokens();
     const auto normalize = [](const layer_norm<T, Arch>& norm, const T* from, T* to) {
       return [&norm, from, to](index_t row, index_t count) { norm.forward_rows(from, to, row, count); };
     };
     if (norm_ == norm_placement::post) {
-      access::execute(attention_, stream, stream, batch, additive_mask, b.attention, threads, routing,
+      access::execute(attention_, stream, stream, batch, additive_mask, b.attention, routing,
                       normalize(attention_norm_, stream, stream));
-      access::run(feed_forward_, stream, stream, rows, b.feed_forward, threads, normalize(output_norm_, stream, stream));
+      access::run(feed_forward_, stream, stream, rows, b.feed_forward, normalize(output_norm_, stream, stream));
     } else {
-      attention_norm_.forward(stream, b.normed, rows, threads);
-      access::execute(attention_, b.normed, stream, batch, additive_mask, b.attention, threads, routing,
+      attention_norm_.forward(stream, b.normed, rows, b.threads);
+      access::execute(attention_, b.normed, stream, batch, additive_mask, b.attention, routing,
                       normalize(output_norm_, stream, b.normed));
-      access::run(feed_forward_, b.normed, stream, rows, b.feed_forward, threads);
+      access::run(feed_forward_, b.normed, stream, rows, b.feed_forward);
     }
   }
 

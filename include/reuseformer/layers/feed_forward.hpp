@@ -42,34 +42,31 @@ class feed_forward {
 
   struct buffers {
     T* hidden;  // [B*N, d_ff]
-    detail::thread_scratch<T> scratch;
+    thread_scratch<T> scratch;
   };
 
   [[nodiscard]] buffers plan(arena& a, index_t rows, int threads) const {
     buffers b{a.take<T>(rows * intermediate_.out_features()), {}};
-    b.scratch = detail::thread_scratch<T>::take(
-        a, std::max(intermediate_.scratch_elements(), output_.scratch_elements()), threads);
+    b.scratch = detail::take_thread_scratch<T>(a, std::max(intermediate_.scratch_elements(), output_.scratch_elements()), threads);
     return b;
   }
 
   // stream += FFN(x). Shapes: x, stream [rows, d]; x may equal stream.
   // `after(row, rows)`, when given, runs on rows of stream once they are final.
   template <class AfterRows = std::nullptr_t>
-  void run(const T* x, T* stream, index_t rows, const buffers& b, int threads, AfterRows after = nullptr) const {
+  void run(const T* x, T* stream, index_t rows, const buffers& b, AfterRows after = nullptr) const {
     const index_t d = intermediate_.in_features(), d_ff = intermediate_.out_features();
     const gemm::matrix<T> hidden{b.hidden, rows, d_ff, d_ff};
     const auto expand = [&]<class Act>(Act) {
       intermediate_.template forward<Act>(gemm::matrix<const T>{x, rows, d, d}, hidden,
-                                          gemm::update::overwrite, threads, b.scratch.data,
-                                          b.scratch.stride);
+                                          gemm::update::overwrite, b.scratch);
     };
     switch (act_) {
       case activation::gelu: expand(simd::gelu_erf{}); break;
       case activation::gelu_tanh: expand(simd::gelu_tanh{}); break;
       case activation::relu: expand(simd::relu{}); break;
     }
-    output_.forward(hidden, gemm::matrix<T>{stream, rows, d, d}, gemm::update::accumulate, threads,
-                    b.scratch.data, b.scratch.stride, after);
+    output_.forward(hidden, gemm::matrix<T>{stream, rows, d, d}, gemm::update::accumulate, b.scratch, after);
   }
 
  private:

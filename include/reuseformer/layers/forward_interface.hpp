@@ -15,7 +15,9 @@
 //   buffers plan(arena&, const batch_shape&, int threads) const;
 //   template <std::size_t Rank>
 //   void run(const T* x, T* stream, const sequences&, const T* additive_mask,
-//            const buffers&, int threads, const attention_io<T, Rank>&) const;
+//            const buffers&, const attention_io<T, Rank>&) const;
+// A plan is for a thread count; the buffers it returns carry it (e.g. in a
+// thread_scratch), so running them needs no other.
 // run() adds f(x) to `stream`, a [T, d] row-major matrix; for residual modules
 // x is the stream itself. A dense batch is run as B sequences of N tokens, so
 // both forms share every line of the modules.
@@ -157,7 +159,7 @@ class forward_interface {
     T* const additive = reinterpret_cast<T*>(mask_buffer);
     if (mask.present()) mask.to_additive(batch, seq, additive);
     execute(input.data(), output.data(), input.size(), sequences::dense(batch, seq),
-            mask.present() ? additive : nullptr, buffers, ws.threads(), io);
+            mask.present() ? additive : nullptr, buffers, io);
   }
 
   // As above with a choice of what to do with padding (see `padding`). With
@@ -193,7 +195,7 @@ class forward_interface {
         std::copy(in + b * seq * d, in + (b * seq + packed.length(b)) * d, out + packed.start(b) * d);
     if (packed.tokens() > 0) {
       const auto buffers = module_access::plan(self(), a, packed.shape(), ws.threads());
-      module_access::run(self(), out, out, packed, nullptr, buffers, ws.threads(), attention_io<T>{});
+      module_access::run(self(), out, out, packed, nullptr, buffers, attention_io<T>{});
     }
     // ... and back to their places (each moves down, so the last sequence goes
     // first), padding zeroed.
@@ -235,7 +237,7 @@ class forward_interface {
 
     arena a = ws.make_arena();
     const auto buffers = plan_all(a, 0, batch.shape(), ws.threads()).second;
-    execute(tokens.data(), output.data(), tokens.size(), batch, nullptr, buffers, ws.threads(), io);
+    execute(tokens.data(), output.data(), tokens.size(), batch, nullptr, buffers, io);
   }
 
  private:
@@ -312,27 +314,22 @@ class forward_interface {
   // output, then the module.
   template <std::size_t Rank>
   void execute(const T* in, T* out, index_t count, const sequences& batch, const T* additive_mask,
-               const auto& buffers, int threads, const attention_io<T, Rank>& io) const {
+               const auto& buffers, const attention_io<T, Rank>& io) const {
     if constexpr (Derived::residual) {
       if (out != in) std::copy(in, in + count, out);
     } else {
       std::fill(out, out + count, T(0));
     }
-    module_access::run(self(), Derived::residual ? out : in, out, batch, additive_mask, buffers, threads, io);
+    module_access::run(self(), Derived::residual ? out : in, out, batch, additive_mask, buffers, io);
   }
 };
 
-// Per-thread scratch slices: `threads` slices of `elements`, each rounded up to a
-// cache line so every slice starts aligned.
+// Per-thread scratch from the arena: `threads` slices of `elements`, each
+// rounded up to a cache line so every slice starts aligned.
 template <class T>
-struct thread_scratch {
-  T* data = nullptr;
-  index_t stride = 0;
-
-  static thread_scratch take(arena& a, index_t elements, int threads) {
-    const index_t stride = round_to_line<T>(elements);
-    return {a.take<T>(stride * threads), stride};
-  }
-};
+[[nodiscard]] thread_scratch<T> take_thread_scratch(arena& a, index_t elements, int threads) {
+  const index_t stride = round_to_line<T>(elements);
+  return {a.take<T>(stride * threads), stride, threads};
+}
 
 }  // namespace reuseformer::detail

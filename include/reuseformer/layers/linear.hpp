@@ -43,7 +43,7 @@ struct linear_part {
 };
 
 template <class T, class Arch = simd::default_arch, class Products = packed_products>
-  requires product_backend<Products, T>
+  requires product_backend<Products, T, Arch>
 class linear {
  public:
   // A single Linear. Throws reuseformer::error when weight is not [out, in] or
@@ -72,23 +72,22 @@ class linear {
   // once rows [row, row + rows) of y are final (e.g. the LayerNorm that follows
   // a residual add, while the rows are in cache).
   // Shapes: x [rows, in], y [rows, out].
-  // Requires: scratch holds `threads` slices of scratch_stride >= scratch_elements().
+  // Requires: scratch.stride >= scratch_elements(), slices 64-byte aligned.
   template <class Act = simd::identity, class AfterRows = std::nullptr_t>
-  void forward(gemm::matrix<const T> x, gemm::matrix<T> y, gemm::update mode, int threads, T* scratch,
-               index_t scratch_stride, AfterRows after = nullptr) const {
+  void forward(gemm::matrix<const T> x, gemm::matrix<T> y, gemm::update mode, const thread_scratch<T>& scratch,
+               AfterRows after = nullptr) const {
     const T* const bias = bias_.data();
     const auto finish = [&](index_t row, index_t rows, index_t col, index_t cols) {
       simd::bias_activation<Act, T, Arch>(y.data + row * y.ld + col, rows, cols, y.ld, bias + col);
     };
     if constexpr (std::is_same_v<AfterRows, std::nullptr_t>) {
-      weight_.multiply(x, y, mode, threads, scratch, scratch_stride, finish);
+      weight_.multiply(x, y, mode, scratch, finish);
     } else {
       const auto rows_done = [&](index_t row, index_t rows) {
         finish(row, rows, 0, y.cols);
         after(row, rows);
       };
-      weight_.multiply(x, y, mode, threads, scratch, scratch_stride,
-                       gemm::rows_epilogue<decltype(rows_done)>{rows_done});
+      weight_.multiply(x, y, mode, scratch, gemm::rows_epilogue<decltype(rows_done)>{rows_done});
     }
   }
 
@@ -104,7 +103,7 @@ class linear {
     return blocks;
   }
 
-  typename Products::template weight<T> weight_;
+  typename Products::template weight<T, Arch> weight_;
   std::vector<T> bias_;
 };
 

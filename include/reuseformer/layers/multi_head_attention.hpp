@@ -119,7 +119,7 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
     T* projected;     // [T, projection width]: Q, then K (standard scores), then V
     T* factored;      // [T, (H - K)*dh]: Q P (pairwise scores), else none
     T* context;       // [T, d]
-    detail::thread_scratch<T> scratch;
+    thread_scratch<T> scratch;
   };
 
   [[nodiscard]] buffers plan(arena& a, const batch_shape& shape, int threads) const {
@@ -128,18 +128,18 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
               has_pairwise_factors(Score) ? a.take<T>(rows * fresh_width()) : nullptr, a.take<T>(rows * d), {}};
     const index_t linear_scratch = std::max(projection_.scratch_elements(), output_.scratch_elements());
     const index_t factors_scratch =
-        has_pairwise_factors(Score) ? attention::pairwise_scratch_elements<T>(rows, head_dim()) : 0;
+        has_pairwise_factors(Score) ? attention::pairwise_scratch_elements<T, Arch>(rows, head_dim()) : 0;
     const index_t core_scratch =
         attention::scratch_elements<T>(problem(sequences::dense(shape.batch, shape.max_length)));
-    b.scratch = detail::thread_scratch<T>::take(a, std::max({linear_scratch, factors_scratch, core_scratch}), threads);
+    b.scratch = detail::take_thread_scratch<T>(a, std::max({linear_scratch, factors_scratch, core_scratch}), threads);
     return b;
   }
 
   // stream += Attention(x) for a standalone call (io.reused holds the heads to reuse).
   template <std::size_t Rank>
-  void run(const T* x, T* stream, const sequences& batch, const T* additive_mask, const buffers& b, int threads,
+  void run(const T* x, T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
            const attention_io<T, Rank>& io) const {
-    execute(x, stream, batch, additive_mask, b, threads, detail::standalone_heads(io, heads(), reused_heads()));
+    execute(x, stream, batch, additive_mask, b, detail::standalone_heads(io, heads(), reused_heads()));
   }
 
   // stream += Attention(x). Shapes: x, stream [T, d]; x may equal stream.
@@ -148,20 +148,19 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
   // soon as they are final (the residual LayerNorm of an encoder layer).
   template <class AfterRows = std::nullptr_t>
   void execute(const T* x, T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
-               int threads, attention::head_io<T> routing, AfterRows after = nullptr) const {
+               attention::head_io<T> routing, AfterRows after = nullptr) const {
     const index_t rows = batch.tokens(), d = hidden_size(), width = fresh_width();
     const index_t ld = projection_.out_features();
     // One product for every projection: Q | K | V side by side.
     projection_.forward(gemm::matrix<const T>{x, rows, d, d}, gemm::matrix<T>{b.projected, rows, ld, ld},
-                        gemm::update::overwrite, threads, b.scratch.data, b.scratch.stride);
+                        gemm::update::overwrite, b.scratch);
     const gemm::matrix<T> q{b.projected, rows, width, ld}, k{b.projected + width, rows, key_width(), ld};
     const gemm::matrix<const T> v{b.projected + width + key_width(), rows, d, ld};
     const gemm::matrix<T> factored{b.factored, rows, width, width};
     if constexpr (has_pairwise_factors(Score))
       if (width > 0)
-        attention::apply_pairwise_factors<T>(q, pairwise_factors_.data(), fresh_heads(), head_dim(),
-                                             Score == score_function::pairwise_diagonal, factored, threads,
-                                             b.scratch.data, b.scratch.stride);
+        attention::apply_pairwise_factors<T, Arch>(q, pairwise_factors_.data(), fresh_heads(), head_dim(),
+                                             Score == score_function::pairwise_diagonal, factored, b.scratch);
     // The logits' operands: Q Kᵀ, Q Qᵀ, or (Q P) Qᵀ.
     routing.q = has_pairwise_factors(Score) ? factored : q;
     routing.k = has_key_projection(Score) ? k : q;
@@ -169,11 +168,10 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
     routing.relative_span = relative_position_.extent(1);
     const T scale = T(1) / std::sqrt(static_cast<T>(head_dim()));
     attention::scaled_dot_product<T, Arch>(problem(batch), scale, routing, v,
-                                           gemm::matrix<T>{b.context, rows, d, d}, additive_mask, threads,
-                                           b.scratch.data, b.scratch.stride);
+                                           gemm::matrix<T>{b.context, rows, d, d}, additive_mask, b.scratch);
     // Residual add (for encoder layers) comes free: the product accumulates into stream.
     output_.forward(gemm::matrix<const T>{b.context, rows, d, d}, gemm::matrix<T>{stream, rows, d, d},
-                    gemm::update::accumulate, threads, b.scratch.data, b.scratch.stride, after);
+                    gemm::update::accumulate, b.scratch, after);
   }
 
  private:

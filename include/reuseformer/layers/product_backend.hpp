@@ -10,13 +10,14 @@
 // (gemm::detail::parallel_parts) and run the same epilogues; only the kernel
 // on each part differs.
 //
-// A backend B provides B::weight<T>, built once per Linear from the stacked
+// A backend B provides B::weight<T, Arch> (Arch: the SIMD architecture of the
+// layer that owns it), built once per Linear from the stacked
 // weight blocks, which the Linear keeps for its lifetime:
 //   weight(std::span<const gemm::matrix<const T>> parts, index_t in)   parts [out_i, in]
 //   index_t in_features(), out_features()
 //   std::size_t bytes()              what it holds (reported as parameter bytes)
 //   index_t scratch_elements()       per-thread scratch of multiply(), any rows and threads
-//   void multiply(x, y, mode, threads, scratch, scratch_stride, epilogue)
+//   void multiply(x, y, mode, scratch, epilogue)       scratch: thread_scratch<T>
 //     y = x Wᵀ (update::overwrite) or y += x Wᵀ (update::accumulate), x [rows, in],
 //     y [rows, out]; then the epilogue (gemm::no_epilogue's form, or gemm::rows_epilogue)
 //     on y's final values. Allocates nothing.
@@ -32,22 +33,23 @@
 
 namespace reuseformer {
 
-template <class B, class T>
-concept product_backend = requires(const typename B::template weight<T>& w, std::span<const gemm::matrix<const T>> parts,
-                                   gemm::matrix<const T> x, gemm::matrix<T> y, T* scratch) {
-  typename B::template weight<T>;
-  requires std::constructible_from<typename B::template weight<T>, std::span<const gemm::matrix<const T>>, index_t>;
+template <class B, class T, class Arch>
+concept product_backend = requires(const typename B::template weight<T, Arch>& w, gemm::matrix<const T> x,
+                                   gemm::matrix<T> y, const thread_scratch<T>& scratch) {
+  typename B::template weight<T, Arch>;
+  requires std::constructible_from<typename B::template weight<T, Arch>, std::span<const gemm::matrix<const T>>,
+                                   index_t>;
   { w.in_features() } -> std::same_as<index_t>;
   { w.out_features() } -> std::same_as<index_t>;
   { w.bytes() } -> std::same_as<std::size_t>;
   { w.scratch_elements() } -> std::same_as<index_t>;
-  w.multiply(x, y, gemm::update::overwrite, 1, scratch, index_t{0}, gemm::no_epilogue{});
+  w.multiply(x, y, gemm::update::overwrite, scratch, gemm::no_epilogue{});
 };
 
 // The default: the library's own micro-kernel reading weights packed once into
 // its panel layout, so no forward pass packs a weight.
 struct packed_products {
-  template <class T>
+  template <class T, class Arch>
   class weight {
    public:
     weight(std::span<const gemm::matrix<const T>> parts, index_t in) : packed_(parts, in) {}
@@ -56,16 +58,18 @@ struct packed_products {
     [[nodiscard]] index_t out_features() const { return packed_.out_features(); }
     // The packed weight, its last strip padded to the tile width.
     [[nodiscard]] std::size_t bytes() const { return packed_.bytes(); }
-    [[nodiscard]] index_t scratch_elements() const { return gemm::prepacked_scratch_elements<T>(in_features()); }
+    [[nodiscard]] index_t scratch_elements() const {
+      return gemm::prepacked_scratch_elements<T, Arch>(in_features());
+    }
 
     template <class Epilogue>
-    void multiply(gemm::matrix<const T> x, gemm::matrix<T> y, gemm::update mode, int threads, T* scratch,
-                  index_t scratch_stride, const Epilogue& epilogue) const {
-      gemm::parallel_multiply_add<T>(T(1), x, packed_.view(), y, mode, threads, scratch, scratch_stride, epilogue);
+    void multiply(gemm::matrix<const T> x, gemm::matrix<T> y, gemm::update mode, const thread_scratch<T>& scratch,
+                  const Epilogue& epilogue) const {
+      gemm::parallel_multiply_add<T, Arch>(T(1), x, packed_.view(), y, mode, scratch, epilogue);
     }
 
    private:
-    gemm::packed_weights<T> packed_;
+    gemm::packed_weights<T, Arch> packed_;
   };
 };
 
