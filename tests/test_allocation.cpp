@@ -117,3 +117,45 @@ TEMPLATE_TEST_CASE("packed and padding-skipping passes allocate nothing, in exac
     CHECK(news == 0);
   });
 }
+
+TEMPLATE_TEST_CASE("decoding allocates nothing after the decoder is built", "[allocation][decoder]", float, double) {
+  using T = TestType;
+  rf::encoder_config c;
+  c.hidden_size = 64;
+  c.num_attention_heads = 4;
+  c.intermediate_size = 100;
+  c.num_hidden_layers = 3;
+  c.causal = true;
+  c.norm = GENERATE(rf::norm_placement::post, rf::norm_placement::pre);
+  c.score = GENERATE(rf::score_function::standard, rf::score_function::symmetric, rf::score_function::pairwise);
+  c.reuse_schedule = {0, 2, 4};
+  c.use_relative_pe = true;
+  c.pe_max_seq_length = 8;
+  const int threads = GENERATE(1, 2);
+  CAPTURE(c.norm == rf::norm_placement::pre, rf::name_of(c.score), threads);
+
+  rf::encoder_parameters<T> p(c);
+  p.fill_random(1, 0.1);
+  rf::visit(c.score, [&]<rf::score_function Score>() {
+    const rf::encoder<T, Score> model(c, p.layers());
+    const rf::index_t batch = 2, seq = 80, d = 64;
+    rf::decoder state(model, batch, seq + 8, threads);
+    const std::vector<T> x = reuseformer_test::random_vector<T>(static_cast<std::size_t>(batch * seq * d), 3);
+    std::vector<T> y(x.size());
+    const std::vector<rf::index_t> lengths{seq, 17};
+    const auto prefill = [&] {
+      state.prefill(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}), rf::tensor_view<T, 3>(y.data(), {batch, seq, d}),
+                    lengths);
+    };
+    const auto step = [&] {
+      state.step(rf::tensor_view<const T, 3>(x.data(), {batch, 1, d}), rf::tensor_view<T, 3>(y.data(), {batch, 1, d}));
+    };
+    prefill();  // warm-up: the OpenMP runtime starts its thread pool here
+    step();
+    const long news = count_allocations([&] {
+      prefill();
+      for (int i = 0; i < 8; ++i) step();
+    });
+    CHECK(news == 0);
+  });
+}

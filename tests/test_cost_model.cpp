@@ -117,3 +117,70 @@ TEST_CASE("cost model: parameter and memory bytes equal the built model's", "[an
     }
   }
 }
+
+TEST_CASE("cost model: decoding one token, BERT-base by hand", "[analysis][decoder]") {
+  rf::encoder_config c;  // d 768, H 12, dh 64, d_ff 3072
+  c.causal = true;
+  const auto vanilla = rf::analysis::decoding_cost<float>(c, 8, 512);
+  REQUIRE(vanilla.layers.size() == 12);
+  const auto& layer = vanilla.layers[0];
+  // Q, K, V, output projections + scores and context over 512 keys + feed-forward.
+  CHECK(layer.multiply_adds == 4.0 * 768 * 768 + 2.0 * 12 * 512 * 64 + 2.0 * 768 * 3072);
+  CHECK(layer.softmax_exponentials == 12.0 * 512);
+  CHECK(layer.cache_bytes_per_token == 2 * 768 * sizeof(float));
+  CHECK(layer.cache_bytes_read == 2.0 * 768 * 512 * sizeof(float));
+  CHECK(layer.weight_bytes == 7087872.0 * sizeof(float) / 8);  // parameters read once per step of 8 tokens
+  CHECK(vanilla.cache_bytes(8, 640) == 12 * 2 * 768 * sizeof(float) * 8 * 640);
+
+  SECTION("full reuse on layers 1-11 keeps 13/24 of the cache") {
+    c.reuse_schedule = rf::reference_reuse_schedule(-1, 11, 12, 12);
+    const auto reuse = rf::analysis::decoding_cost<float>(c, 8, 512);
+    CHECK(reuse.cache_bytes_per_token * 24 == vanilla.cache_bytes_per_token * 13);
+    for (int l = 1; l < 12; ++l) {
+      CHECK(reuse.layers[l].cache_bytes_per_token == 768 * sizeof(float));  // values only
+      CHECK(vanilla.layers[l].multiply_adds - reuse.layers[l].multiply_adds ==
+            2.0 * 768 * 768 + 12.0 * 512 * 64);  // Q and K projections, scores
+    }
+  }
+  SECTION("K = 6 on layers 1-11: each keeps 18 of its 24 heads' rows") {
+    c.reuse_schedule = rf::reference_reuse_schedule(6, 11, 12, 12);
+    const auto reuse = rf::analysis::decoding_cost<float>(c, 1, 100);
+    CHECK(reuse.layers[0].cache_bytes_per_token == 24 * 64 * sizeof(float));
+    CHECK(reuse.layers[5].cache_bytes_per_token == 18 * 64 * sizeof(float));
+  }
+  SECTION("symmetric and pairwise scores cache Q in K's place: the same bytes, fewer projections") {
+    c.score = rf::score_function::symmetric;
+    const auto symmetric = rf::analysis::decoding_cost<float>(c, 8, 512);
+    CHECK(symmetric.cache_bytes_per_token == vanilla.cache_bytes_per_token);
+    CHECK(layer.multiply_adds - symmetric.layers[0].multiply_adds == 768.0 * 768);
+    c.score = rf::score_function::pairwise;
+    CHECK(rf::analysis::decoding_cost<float>(c, 8, 512).layers[0].multiply_adds ==
+          symmetric.layers[0].multiply_adds + 12.0 * 64 * 64);
+  }
+}
+
+TEST_CASE("cost model: a decoder's cache is the predicted size", "[analysis][decoder]") {
+  for (const rf::score_function score : rf::all_score_functions)
+    for (const auto& schedule : {std::vector<rf::index_t>{0, 0, 0}, {0, 2, 4}, {0, 4, 4}}) {
+      rf::encoder_config c;
+      c.hidden_size = 16;
+      c.num_attention_heads = 4;
+      c.intermediate_size = 20;
+      c.num_hidden_layers = 3;
+      c.causal = true;
+      c.score = score;
+      c.reuse_schedule = schedule;
+      rf::encoder_parameters<double> params(c);
+      params.fill_random(1);
+      rf::visit(score, [&]<rf::score_function Score>() {
+        const rf::encoder<double, Score> model(c, params.layers());
+        const rf::decoder state(model, 3, 17, 2);
+        const std::size_t predicted = rf::analysis::decoding_cost<double>(c, 3, 17).cache_bytes(3, 17);
+        CAPTURE(rf::name_of(score), schedule);
+        CHECK(state.cache_bytes() == predicted);
+        CHECK(rf::decoder<double, Score>::cache_bytes(model, 3, 17) == predicted);
+        CHECK(predicted == (4 + 4 + 4 + (4 - schedule[1]) + 4 + (4 - schedule[2])) * 4 * 3 * 17 * sizeof(double));
+        CHECK(state.workspace_bytes() == rf::decoder<double, Score>::workspace_bytes(model, 3, 17, 2));
+      });
+    }
+}

@@ -6,6 +6,8 @@
 
 #include "reuseformer/analysis/cost_model.hpp"
 #include "reuseformer/attention/attention_mask.hpp"
+#include "reuseformer/attention/decode_attention.hpp"
+#include "reuseformer/attention/kv_cache.hpp"
 #include "reuseformer/attention/pairwise_factors.hpp"
 #include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/attention/scaled_dot_product.hpp"
@@ -19,6 +21,7 @@
 #include "reuseformer/gemm/triangular.hpp"
 #include "reuseformer/layers/any_encoder.hpp"
 #include "reuseformer/layers/config.hpp"
+#include "reuseformer/layers/decoder.hpp"
 #include "reuseformer/layers/embeddings.hpp"
 #include "reuseformer/layers/encoder.hpp"
 #include "reuseformer/layers/encoder_layer.hpp"
@@ -33,6 +36,7 @@
 #include "reuseformer/simd/layer_norm.hpp"
 #include "reuseformer/simd/softmax.hpp"
 #include "reuseformer/simd/transpose.hpp"
+#include "reuseformer/simd/vector_matrix.hpp"
 
 // Eigen interop and the Eigen product backend, when the build has Eigen 3.4
 // (the CMake target defines this; without CMake, define it yourself or include

@@ -18,10 +18,22 @@
 // row i exponentiates its i+1 visible keys), not multiply-adds, reported apart.
 // Reusing K heads therefore saves 2*rows*d*K*dh + B*K*pairs*dh multiply-adds
 // and B*K*pairs exponentials per layer (docs/semantics.md §Score reuse).
+//
+// Decoding (layers/decoder.hpp) is costed per generated token and layer, for a
+// token that attends to n keys (its own included):
+//   multiply-adds  p * d * F*dh + F * dh^2 (pairwise; F * dh diagonal) + d^2
+//                  (value) + F * n * dh (scores) + H * n * dh (context) + d^2
+//                  (output) + 2 * d * d_ff (feed-forward)
+//   bytes read     the layer's parameters once per step, shared by the batch's
+//                  B tokens, plus its cache: (F + H) * dh * n values
+//   cache          (F + H) * dh values per token (attention/kv_cache.hpp)
+// so reusing K heads saves K*dh cache values per token and K*dh*n per step's
+// read, besides p * d * K*dh + K*n*dh multiply-adds.
 
 #include <cstddef>
 #include <vector>
 
+#include "reuseformer/attention/kv_cache.hpp"
 #include "reuseformer/attention/scaled_dot_product.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/layer_tensors.hpp"
@@ -95,6 +107,59 @@ template <class Model>
   c.workspace_bytes = model.workspace_bytes(batch, seq, threads);
   c.reuse_state_bytes = model.reuse_state_bytes(batch, seq);
   return c;
+}
+
+// One generated token's work in one layer (see the top of this file).
+struct layer_decode_cost {
+  index_t reused_heads = 0;
+  double multiply_adds = 0;
+  double softmax_exponentials = 0;  // F * n
+  double weight_bytes = 0;          // the layer's parameter bytes / B
+  double cache_bytes_read = 0;      // (F + H) * dh * n * sizeof(T)
+  std::size_t cache_bytes_per_token = 0;
+
+  [[nodiscard]] double bytes_read() const { return weight_bytes + cache_bytes_read; }
+};
+
+struct decode_cost {
+  std::vector<layer_decode_cost> layers;
+  double multiply_adds = 0, bytes_read = 0;  // per generated token, all layers
+  std::size_t cache_bytes_per_token = 0;     // all layers
+
+  // The cache of `batch` sequences of up to `max_length` tokens.
+  [[nodiscard]] std::size_t cache_bytes(index_t batch, index_t max_length) const {
+    return cache_bytes_per_token * static_cast<std::size_t>(batch * max_length);
+  }
+};
+
+// Per generated token, in a step of `batch` sequences whose tokens attend to
+// `keys` keys each, through a stack of `config` with scalar type T.
+// Requires a valid config, batch >= 1, keys >= 1.
+template <class T>
+[[nodiscard]] decode_cost decoding_cost(const encoder_config& config, index_t batch, index_t keys) {
+  const double d = static_cast<double>(config.hidden_size), dh = static_cast<double>(config.head_dim());
+  const double d_ff = static_cast<double>(config.intermediate_size), n = static_cast<double>(keys);
+  const double h = static_cast<double>(config.num_attention_heads);
+  const double projections = has_key_projection(config.score) ? 2 : 1;
+  const double transform = !has_pairwise_factors(config.score)                  ? 0
+                           : config.score == score_function::pairwise_diagonal ? dh
+                                                                               : dh * dh;
+  decode_cost total;
+  for (index_t l = 0; l < config.num_hidden_layers; ++l) {
+    layer_decode_cost c;
+    c.reused_heads = config.reused_heads(l);
+    const double f = static_cast<double>(config.fresh_heads(l));
+    c.multiply_adds = projections * d * f * dh + f * transform + 2 * d * d + f * n * dh + h * n * dh + 2 * d * d_ff;
+    c.softmax_exponentials = f * n;
+    c.weight_bytes = static_cast<double>(layer_parameter_count(config, l) * sizeof(T)) / static_cast<double>(batch);
+    c.cache_bytes_per_token = static_cast<std::size_t>(attention::cache_elements_per_token(config, l)) * sizeof(T);
+    c.cache_bytes_read = static_cast<double>(c.cache_bytes_per_token) * n;
+    total.multiply_adds += c.multiply_adds;
+    total.bytes_read += c.bytes_read();
+    total.cache_bytes_per_token += c.cache_bytes_per_token;
+    total.layers.push_back(c);
+  }
+  return total;
 }
 
 }  // namespace reuseformer::analysis

@@ -89,19 +89,20 @@ class reuse_state_plan {
 };
 
 // Where a layer finds and puts probability heads, sequence by sequence: each
-// sequence b holds `heads` row-major [N_b, N_b] matrices one after the other,
-// after those of the sequences before it. Slot s of sequence b is at
-// base + heads * (sum over c < b of N_c²) + s * N_b²: for a dense batch, a
-// [B, heads, N, N] tensor.
+// sequence b holds `heads` matrices of `size_b` values one after the other,
+// after those of the sequences before it. For attention the matrices are
+// [N_b, N_b] (size_b = N_b²): slot s of sequence b is at
+// base + heads * (sum over c < b of N_c²) + s * N_b², and a dense batch is a
+// [B, heads, N, N] tensor. Decoding keeps one row of max_length per slot.
 template <class T>
 struct probability_store {
   T* base = nullptr;
   index_t heads = 0;
 
-  // Slot `slot` of the sequence of length `length` preceded by `squares_before`
-  // (sequences::squares_before) values per head.
-  [[nodiscard]] T* at(index_t squares_before, index_t length, index_t slot) const {
-    return base + heads * squares_before + slot * length * length;
+  // Slot `slot` of the sequence whose matrices hold `size` values, preceded by
+  // `before` values per head (sequences::squares_before for [N_b, N_b] matrices).
+  [[nodiscard]] T* at(index_t before, index_t size, index_t slot) const {
+    return base + heads * before + slot * size;
   }
 
   operator probability_store<const T>() const  // NOLINT(google-explicit-constructor)

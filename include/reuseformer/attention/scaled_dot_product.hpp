@@ -257,13 +257,13 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
     gemm::packed_view<T> keys{};
     if (h >= p.fresh_heads) {
       const index_t j = h - p.fresh_heads;
-      data = io.reused.at(s.squares_before, n, io.reused_slots ? io.reused_slots[j] : j);
+      data = io.reused.at(s.squares_before, n * n, io.reused_slots ? io.reused_slots[j] : j);
     } else {
       const index_t slot = io.kept_slots ? io.kept_slots[h] : reuse_state_plan::no_slot;
       stored = slot != reuse_state_plan::no_slot;
       per_block = !stored && !p.symmetric_logits;
       if (!stored && p.symmetric_logits) ld = detail::symmetric_ld<T>(n);
-      fresh = stored ? io.kept.at(s.squares_before, n, slot) : mine;
+      fresh = stored ? io.kept.at(s.squares_before, n * n, slot) : mine;
       data = fresh;
       if (p.symmetric_logits)
         detail::symmetric_head_logits(p, io, s, h, gemm::matrix<T>{fresh, n, n, ld}, gemm_scratch);
@@ -273,7 +273,7 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
     const gemm::matrix<const T> head_values = v.block(s.start, n, h * dh, dh);
     gemm::packed_view<T> values{};
     if (!p.causal) values = gemm::pack<T>(head_values, gemm::transpose::no, mine + layout.values);
-    T* const copy = io.attentions.base ? io.attentions.at(s.squares_before, n, h) : nullptr;
+    T* const copy = io.attentions.base ? io.attentions.at(s.squares_before, n * n, h) : nullptr;
 
     // Block by block: logits (fresh heads of non-symmetric logits), softmax
     // (fresh heads), the optional copy, then A V.

@@ -109,22 +109,29 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
   }
 
   // Updates the residual stream [T, d] in place; `routing` as for the attention.
-  // Each LayerNorm that follows a residual add runs on rows as the product that
-  // completes them finishes them.
   void execute(T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
                const attention::head_io<T>& routing) const {
-    const index_t rows = batch.tokens();
+    execute(stream, batch.tokens(), b, [&](const T* x, T* out, auto after) {
+      access::execute(attention_, x, out, batch, additive_mask, b.attention, routing, after);
+    });
+  }
+
+  // The layer around an attention computed by attend(x, stream, after), which
+  // adds the attention of x [rows, d] to stream and then runs after(row, rows)
+  // on rows of stream as they become final: the attention above, or one
+  // decoding step (layers/decoder.hpp). Each LayerNorm that follows a residual
+  // add runs on rows as the product that completes them finishes them.
+  template <class Attend>
+  void execute(T* stream, index_t rows, const buffers& b, Attend&& attend) const {
     const auto normalize = [](const layer_norm<T, Arch>& norm, const T* from, T* to) {
       return [&norm, from, to](index_t row, index_t count) { norm.forward_rows(from, to, row, count); };
     };
     if (norm_ == norm_placement::post) {
-      access::execute(attention_, stream, stream, batch, additive_mask, b.attention, routing,
-                      normalize(attention_norm_, stream, stream));
+      attend(stream, stream, normalize(attention_norm_, stream, stream));
       access::run(feed_forward_, stream, stream, rows, b.feed_forward, normalize(output_norm_, stream, stream));
     } else {
       attention_norm_.forward(stream, b.normed, rows, b.threads);
-      access::execute(attention_, b.normed, stream, batch, additive_mask, b.attention, routing,
-                      normalize(output_norm_, stream, b.normed));
+      attend(b.normed, stream, normalize(output_norm_, stream, b.normed));
       access::run(feed_forward_, b.normed, stream, rows, b.feed_forward);
     }
   }

@@ -29,6 +29,9 @@
 
 namespace reuseformer {
 
+template <class T, score_function Score, class Arch, class Products>
+class decoder;  // layers/decoder.hpp: decodes with this layer's parts
+
 // Views of the attention parameters, Hugging Face names in comments.
 template <class T>
 struct attention_weights {
@@ -114,6 +117,8 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
  private:
   friend class detail::forward_interface<multi_head_attention, T>;
   friend struct detail::module_access;
+  template <class, score_function, class, class>
+  friend class decoder;
 
   struct buffers {
     T* projected;     // [T, projection width]: Q, then K (standard scores), then V
@@ -149,30 +154,57 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
   template <class AfterRows = std::nullptr_t>
   void execute(const T* x, T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
                attention::head_io<T> routing, AfterRows after = nullptr) const {
-    const index_t rows = batch.tokens(), d = hidden_size(), width = fresh_width();
-    const index_t ld = projection_.out_features();
+    const index_t rows = batch.tokens(), d = hidden_size();
+    const projections p = project(x, rows, b);
+    routing.q = p.query;
+    routing.k = p.key;
+    routing.relative_bias = relative_position_.data();
+    routing.relative_span = relative_position_.extent(1);
+    attention::scaled_dot_product<T, Arch>(problem(batch), scale(), routing, p.value,
+                                           gemm::matrix<T>{b.context, rows, d, d}, additive_mask, b.scratch);
+    finish(stream, rows, b, after);
+  }
+
+  // The projections of `rows` rows as they lie in b: the logits' operands
+  // (query Q, or Q P for pairwise scores; key K, or Q without a key projection)
+  // and the values V of all heads. Serves execute() and decoding, which caches
+  // `key` and `value`.
+  struct projections {
+    gemm::matrix<const T> query, key, value;
+  };
+  [[nodiscard]] projections operands(const buffers& b, index_t rows) const {
+    const index_t width = fresh_width(), ld = projection_.out_features();
+    const gemm::matrix<const T> q{b.projected, rows, width, ld};
+    return {has_pairwise_factors(Score) ? gemm::matrix<const T>{b.factored, rows, width, width} : q,
+            has_key_projection(Score) ? gemm::matrix<const T>{b.projected + width, rows, width, ld} : q,
+            {b.projected + width + key_width(), rows, hidden_size(), ld}};
+  }
+
+  // Computes operands(b, rows) from x [rows, d].
+  projections project(const T* x, index_t rows, const buffers& b) const {
+    const index_t d = hidden_size(), width = fresh_width(), ld = projection_.out_features();
     // One product for every projection: Q | K | V side by side.
     projection_.forward(gemm::matrix<const T>{x, rows, d, d}, gemm::matrix<T>{b.projected, rows, ld, ld},
                         gemm::update::overwrite, b.scratch);
-    const gemm::matrix<T> q{b.projected, rows, width, ld}, k{b.projected + width, rows, key_width(), ld};
-    const gemm::matrix<const T> v{b.projected + width + key_width(), rows, d, ld};
-    const gemm::matrix<T> factored{b.factored, rows, width, width};
     if constexpr (has_pairwise_factors(Score))
       if (width > 0)
-        attention::apply_pairwise_factors<T, Arch>(q, pairwise_factors_.data(), fresh_heads(), head_dim(),
-                                             Score == score_function::pairwise_diagonal, factored, b.scratch);
-    // The logits' operands: Q Kᵀ, Q Qᵀ, or (Q P) Qᵀ.
-    routing.q = has_pairwise_factors(Score) ? factored : q;
-    routing.k = has_key_projection(Score) ? k : q;
-    routing.relative_bias = relative_position_.data();
-    routing.relative_span = relative_position_.extent(1);
-    const T scale = T(1) / std::sqrt(static_cast<T>(head_dim()));
-    attention::scaled_dot_product<T, Arch>(problem(batch), scale, routing, v,
-                                           gemm::matrix<T>{b.context, rows, d, d}, additive_mask, b.scratch);
-    // Residual add (for encoder layers) comes free: the product accumulates into stream.
+        attention::apply_pairwise_factors<T, Arch>(gemm::matrix<const T>{b.projected, rows, width, ld},
+                                                   pairwise_factors_.data(), fresh_heads(), head_dim(),
+                                                   Score == score_function::pairwise_diagonal,
+                                                   gemm::matrix<T>{b.factored, rows, width, width}, b.scratch);
+    return operands(b, rows);
+  }
+
+  // stream += C W_Oᵀ + b_O for the context C [rows, d] in b.context, then after(row, rows).
+  // Residual add (for encoder layers) comes free: the product accumulates into stream.
+  template <class AfterRows = std::nullptr_t>
+  void finish(T* stream, index_t rows, const buffers& b, AfterRows after = nullptr) const {
+    const index_t d = hidden_size();
     output_.forward(gemm::matrix<const T>{b.context, rows, d, d}, gemm::matrix<T>{stream, rows, d, d},
                     gemm::update::accumulate, b.scratch, after);
   }
+
+  [[nodiscard]] T scale() const { return T(1) / std::sqrt(static_cast<T>(head_dim())); }
 
  private:
   [[nodiscard]] index_t head_dim() const { return hidden_size() / heads(); }

@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""The PyTorch peer of reuseformer_decode (bench/decode.cpp): incremental
+causal decoding of a vanilla BERT-style stack, a straightforward key/value-cache
+loop around torch.nn.functional.scaled_dot_product_attention (PyTorch >= 2.0;
+on older versions, the same attention written as matmul, softmax, matmul).
+
+    /usr/bin/python3 bench/peers/decode_peer.py --model DIR --batch B
+        [--prompt 512] [--steps 128] [--threads 2] [--blas DIR|system] --out FILE.json
+
+DIR is what `reuseformer_decode --export DIR` writes (config.json with
+causal = true, model.safetensors: the weights of reuseformer_decode's vanilla
+variant). Per layer the cache holds K and V [B, H, L, dh], preallocated for
+L = prompt + steps tokens. The prompt is prefilled (untimed) with a causal
+mask; then each step projects one token per sequence, writes its key and
+value into the cache, attends to the cached prefix, and runs the output
+projection, LayerNorms and feed-forward block (post-LN, or pre-LN with
+norm_first), under torch.inference_mode() with T intra-op threads and 1
+inter-op thread. Debian's torch runs its products through libblas.so.3: like
+peers.py, the script re-executes itself with --blas (default
+build/peers/openblas-openmp from install.sh) first on LD_LIBRARY_PATH.
+
+Output JSON: {"batch", "prompt", "steps", "threads", "torch", "attention"
+("scaled_dot_product_attention" or "matmul-softmax-matmul"), "blas",
+"ms_per_step": [...], "median_ms_per_step", "min_ms_per_step",
+"max_ms_per_step"}.
+"""
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import peers  # noqa: E402  (Model, import_torch, loaded_blas)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BLAS_ENV = "REUSEFORMER_DECODE_PEER_BLAS"
+
+
+def use_blas(directory, argv):
+    """Re-executes this script with directory first on LD_LIBRARY_PATH (see peers.use_blas)."""
+    if directory == "system":
+        return
+    lib = os.path.abspath(directory)
+    if not os.path.isfile(os.path.join(lib, "libblas.so.3")) or os.environ.get(BLAS_ENV) == lib:
+        return
+    env = dict(os.environ)
+    env[BLAS_ENV] = lib
+    env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + list(argv), env)
+
+
+def main(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True)
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--prompt", type=int, default=512)
+    p.add_argument("--steps", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--blas", default=os.path.join(ROOT, "build", "peers", "openblas-openmp"))
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    use_blas(args.blas, argv)
+
+    torch = peers.import_torch(args.threads)
+    import torch.nn.functional as F
+
+    model = peers.Model(args.model)
+    if not model.causal:
+        raise peers.PeerError(f"{args.model}: expected a causal model (config.json causal = true)")
+    B, H, d = args.batch, model.heads, model.d
+    dh, L = d // H, args.prompt + args.steps
+    act = peers.torch_activation(model)
+    act = F.gelu if act == "gelu" else F.relu if act == "relu" else act
+    sdpa = getattr(F, "scaled_dot_product_attention", None)
+
+    layers = []
+    for w in model.weights:
+        t = lambda name: torch.from_numpy(w[name])  # noqa: E731
+        layers.append({
+            "qkv_w": torch.cat([t("attention.self.query.weight"), t("attention.self.key.weight"),
+                                t("attention.self.value.weight")]),
+            "qkv_b": torch.cat([t("attention.self.query.bias"), t("attention.self.key.bias"),
+                                t("attention.self.value.bias")]),
+            "o_w": t("attention.output.dense.weight"), "o_b": t("attention.output.dense.bias"),
+            "ln1": (t("attention.output.LayerNorm.weight"), t("attention.output.LayerNorm.bias")),
+            "i_w": t("intermediate.dense.weight"), "i_b": t("intermediate.dense.bias"),
+            "f_w": t("output.dense.weight"), "f_b": t("output.dense.bias"),
+            "ln2": (t("output.LayerNorm.weight"), t("output.LayerNorm.bias")),
+            "k": torch.zeros(B, H, L, dh), "v": torch.zeros(B, H, L, dh),
+        })
+
+    def attend(q, k, v, causal):
+        if sdpa is not None:
+            return sdpa(q, k, v, is_causal=causal)
+        s = q @ k.transpose(-1, -2) / math.sqrt(dh)
+        if causal:
+            n = s.shape[-1]
+            s = s.masked_fill(torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1), float("-inf"))
+        return torch.softmax(s, dim=-1) @ v
+
+    def forward(x, start):
+        """x [B, n, d], the tokens at positions start .. start + n - 1."""
+        n = x.shape[1]
+        for c in layers:
+            h = F.layer_norm(x, (d,), *c["ln1"], model.eps) if model.norm_first else x
+            q, k, v = F.linear(h, c["qkv_w"], c["qkv_b"]).view(B, n, 3, H, dh).permute(2, 0, 3, 1, 4)
+            c["k"][:, :, start:start + n] = k
+            c["v"][:, :, start:start + n] = v
+            ctx = attend(q, c["k"][:, :, :start + n], c["v"][:, :, :start + n], causal=n > 1)
+            a = F.linear(ctx.transpose(1, 2).reshape(B, n, d), c["o_w"], c["o_b"])
+            if model.norm_first:
+                x = x + a
+                f = F.linear(act(F.linear(F.layer_norm(x, (d,), *c["ln2"], model.eps), c["i_w"], c["i_b"])),
+                             c["f_w"], c["f_b"])
+                x = x + f
+            else:
+                x = F.layer_norm(x + a, (d,), *c["ln1"], model.eps)
+                f = F.linear(act(F.linear(x, c["i_w"], c["i_b"])), c["f_w"], c["f_b"])
+                x = F.layer_norm(x + f, (d,), *c["ln2"], model.eps)
+        return x
+
+    g = torch.Generator().manual_seed(0)
+    ms = []
+    with torch.inference_mode():
+        forward(torch.rand(B, args.prompt, d, generator=g) * 2 - 1, 0)
+        for step in range(args.steps):
+            token = torch.rand(B, 1, d, generator=g) * 2 - 1
+            start = time.perf_counter()
+            forward(token, args.prompt + step)
+            ms.append((time.perf_counter() - start) * 1e3)
+
+    report = {"batch": B, "prompt": args.prompt, "steps": args.steps, "threads": args.threads,
+              "torch": torch.__version__,
+              "attention": "scaled_dot_product_attention" if sdpa else "matmul-softmax-matmul",
+              **peers.loaded_blas(), "ms_per_step": ms, "median_ms_per_step": statistics.median(ms),
+              "min_ms_per_step": min(ms), "max_ms_per_step": max(ms)}
+    import json
+    with open(args.out, "w") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
