@@ -28,6 +28,7 @@
 // speed-up still against vanilla in float.
 #include "examples/support/counting_new.hpp"
 #include "examples/support/resident_memory.hpp"
+#include "support/hf_export.hpp"
 #include "support/peak_fma.hpp"
 
 #include <reuseformer/eigen.hpp>
@@ -311,19 +312,8 @@ void export_model(const options& o) {
   const rf::encoder_config config = bert_base(o.layers);
   rf::encoder_parameters<float> parameters(config);
   parameters.fill_random(seed);
-  fs::create_directories(o.dir / "model");
-  {
-    const json hf = {{"model_type", "bert"},
-                     {"hidden_size", config.hidden_size},
-                     {"num_attention_heads", config.num_attention_heads},
-                     {"intermediate_size", config.intermediate_size},
-                     {"num_hidden_layers", config.num_hidden_layers},
-                     {"hidden_act", "gelu"},
-                     {"layer_norm_eps", config.layer_norm_eps}};
-    std::ofstream(o.dir / "model" / "config.json") << hf.dump(2) << "\n";
-  }
   const std::vector<rf::encoder_layer_weights<float>> layers = parameters.layers();
-  rf::io::write_safetensors(o.dir / "model" / "model.safetensors", rf::io::encoder_tensors(config, layers));
+  bench_support::export_hf_model(o.dir / "model", config, layers);
 
   const rf::encoder<float> model(config, layers);
   const rf::index_t d = config.hidden_size;

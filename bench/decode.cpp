@@ -34,6 +34,8 @@
 #include <string>
 #include <vector>
 
+#include "support/hf_export.hpp"
+
 namespace rf = reuseformer;
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
@@ -151,17 +153,7 @@ void export_model(const options& o) {
   const rf::encoder_config config = causal_bert_base(o.layers);
   rf::encoder_parameters<float> parameters(config);
   parameters.fill_random(seed);
-  fs::create_directories(o.export_dir);
-  const json hf = {{"model_type", "bert"},
-                   {"hidden_size", config.hidden_size},
-                   {"num_attention_heads", config.num_attention_heads},
-                   {"intermediate_size", config.intermediate_size},
-                   {"num_hidden_layers", config.num_hidden_layers},
-                   {"hidden_act", "gelu"},
-                   {"layer_norm_eps", config.layer_norm_eps},
-                   {"causal", true}};
-  std::ofstream(o.export_dir / "config.json") << hf.dump(2) << "\n";
-  rf::io::write_safetensors(o.export_dir / "model.safetensors", rf::io::encoder_tensors(config, parameters.layers()));
+  bench_support::export_hf_model(o.export_dir, config, parameters.layers());
 }
 
 json run_batch(rf::index_t batch, const options& o) {

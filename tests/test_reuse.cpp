@@ -234,3 +234,31 @@ TEST_CASE("parameters follow the schedule: short query and key, none under full 
   CHECK(model.parameter_bytes() ==
         params.values().size() * sizeof(float) + test_support::packing_padding_bytes<float>(c));
 }
+
+TEST_CASE("an encoder built for another SIMD architecture packs and multiplies with that one's kernels",
+          "[reuse][arch]") {
+  // The scalar path exists in every build and its tile (2 columns) is narrower
+  // than any vector tile, so the packed weights' padding shows whose kernels
+  // the layers were built for; the outputs show that those kernels compute.
+  const rf::encoder_config c = reuse_config({0, 2, 4}, 36);  // d_ff = 75: not a multiple of any tile
+  rf::encoder_parameters<float> params(c);
+  params.fill_random(3);
+  const auto layers = params.layers();
+  const rf::encoder<float, rf::score_function::standard, rf::simd::scalar> scalar_model(c, layers);
+  const rf::encoder<float> default_model(c, layers);
+  const std::size_t checkpoint = params.values().size() * sizeof(float);
+  CHECK(scalar_model.parameter_bytes() ==
+        checkpoint + test_support::packing_padding_bytes<float, rf::simd::scalar>(c));
+  CHECK(default_model.parameter_bytes() == checkpoint + test_support::packing_padding_bytes<float>(c));
+
+  const rf::index_t batch = 2, seq = 9, d = c.hidden_size;
+  const std::vector<float> x = random_vector<float>(batch * seq * d, 5);
+  std::vector<float> scalar_out(x.size()), default_out(x.size());
+  const auto run = [&](const auto& model, std::vector<float>& out) {
+    auto ws = model.make_workspace(batch, seq, 2);
+    model.forward(rf::view(x, {batch, seq, d}), rf::view(out, {batch, seq, d}), ws);
+  };
+  run(scalar_model, scalar_out);
+  run(default_model, default_out);
+  CHECK_CLOSE(compare(scalar_out, default_out, tolerance<float>, tolerance<float>));
+}

@@ -50,9 +50,9 @@ namespace reuseformer::attention {
 // whole number of the micro-kernel's row tiles (the first multiple of its
 // height from 64: 72 rows for 12-row tiles), so that no tile of a full block
 // computes padding rows.
-template <class T>
+template <class T, class Arch = simd::default_arch>
 inline constexpr index_t query_block = [] {
-  constexpr index_t mr = gemm::detail::tile<T, simd::default_arch>::mr;
+  constexpr index_t mr = gemm::detail::tile<T, Arch>::mr;
   return ceil_div(64, mr) * mr;
 }();
 
@@ -68,12 +68,12 @@ struct problem {
 // Keys a block of queries multiplies, summed over the blocks of one sequence:
 // N * N, or under a causal mask sum over blocks of rows * (last row + 1).
 // The cost model counts context work (A V) with this same function.
-template <class T>
+template <class T, class Arch = simd::default_arch>
 [[nodiscard]] index_t block_query_key_pairs(index_t seq, bool causal) {
   if (!causal) return seq * seq;
   index_t pairs = 0;
-  for (index_t first = 0; first < seq; first += query_block<T>) {
-    const index_t rows = std::min(query_block<T>, seq - first);
+  for (index_t first = 0; first < seq; first += query_block<T, Arch>) {
+    const index_t rows = std::min(query_block<T, Arch>, seq - first);
     pairs += rows * (first + rows);
   }
   return pairs;
@@ -83,9 +83,9 @@ template <class T>
 // for symmetric logits the lower triangle N(N+1)/2 (the register tiles the
 // diagonal crosses add about half a tile per tile row on top).
 // The cost model counts score work with this function.
-template <class T>
+template <class T, class Arch = simd::default_arch>
 [[nodiscard]] index_t logit_pairs(index_t seq, bool causal, bool symmetric_logits) {
-  return symmetric_logits ? seq * (seq + 1) / 2 : block_query_key_pairs<T>(seq, causal);
+  return symmetric_logits ? seq * (seq + 1) / 2 : block_query_key_pairs<T, Arch>(seq, causal);
 }
 
 namespace detail {
@@ -102,21 +102,21 @@ template <class T>
 // additive row [N] (mask plus relative-position bias), the head's packed keys
 // (fresh heads of non-symmetric logits), its packed values (without a causal
 // mask), then packing space for the products.
-template <class T>
+template <class T, class Arch>
 struct scratch_layout {
   index_t additive, keys, values, products, total;
 
   explicit scratch_layout(const problem& p) {
-    const index_t n = p.batch.max_length(), dh = p.head_dim, rows = std::min(query_block<T>, n);
+    const index_t n = p.batch.max_length(), dh = p.head_dim, rows = std::min(query_block<T, Arch>, n);
     const bool pack_keys = p.fresh_heads > 0 && !p.symmetric_logits;
     additive = round_to_line<T>(p.symmetric_logits ? n * symmetric_ld<T>(n) : rows * n);
     keys = additive + round_to_line<T>(n);
-    values = keys + (pack_keys ? round_to_line<T>(gemm::packed_elements<T>(n, dh)) : 0);
-    products = values + (p.causal ? 0 : round_to_line<T>(gemm::packed_elements<T>(dh, n)));
-    index_t packing = p.causal ? gemm::scratch_elements<T>(rows, dh, n) : gemm::prepacked_scratch_elements<T>(n);
-    if (pack_keys) packing = std::max(packing, gemm::prepacked_scratch_elements<T>(dh));
+    values = keys + (pack_keys ? round_to_line<T>(gemm::packed_elements<T, Arch>(n, dh)) : 0);
+    products = values + (p.causal ? 0 : round_to_line<T>(gemm::packed_elements<T, Arch>(dh, n)));
+    index_t packing = p.causal ? gemm::scratch_elements<T, Arch>(rows, dh, n) : gemm::prepacked_scratch_elements<T, Arch>(n);
+    if (pack_keys) packing = std::max(packing, gemm::prepacked_scratch_elements<T, Arch>(dh));
     if (p.fresh_heads > 0 && p.symmetric_logits)
-      packing = std::max(packing, gemm::lower_scratch_elements<T>(n, dh));
+      packing = std::max(packing, gemm::lower_scratch_elements<T, Arch>(n, dh));
     total = products + packing;
   }
 };
@@ -134,13 +134,13 @@ struct sequence_at {
 // keys and values once). Symmetric logits are computed for the whole head at
 // once. Runs are cut from the longest sequence; a shorter one has fewer (none
 // for an empty sequence).
-template <class T, class Body>
+template <class T, class Arch, class Body>
 void for_each_task(const problem& p, index_t heads, int threads, Body&& body) {
   const index_t batch = p.batch.batch();
   if (heads == 0 || p.batch.max_length() == 0) return;
-  const index_t blocks = ceil_div(p.batch.max_length(), query_block<T>), tasks_wanted = 2 * index_t(threads);
+  const index_t blocks = ceil_div(p.batch.max_length(), query_block<T, Arch>), tasks_wanted = 2 * index_t(threads);
   const index_t runs = p.symmetric_logits ? 1 : std::clamp(ceil_div(tasks_wanted, batch * heads), index_t(1), blocks);
-  const index_t run_rows = ceil_div(blocks, runs) * query_block<T>;
+  const index_t run_rows = ceil_div(blocks, runs) * query_block<T, Arch>;
   parallel_for(batch * heads * runs, threads, [&](index_t task, int thread) {
     const index_t first = task % runs * run_rows, head = task / runs, b = head / heads;
     const index_t length = p.batch.length(b);
@@ -151,44 +151,44 @@ void for_each_task(const problem& p, index_t heads, int threads, Body&& body) {
 }
 
 // Head (s, h)'s keys packed for its logits products, into `dst`.
-template <class T>
-[[nodiscard]] gemm::packed_view<T> packed_keys(const problem& p, const head_io<T>& io, const sequence_at& s,
+template <class T, class Arch>
+[[nodiscard]] gemm::packed_view<T, Arch> packed_keys(const problem& p, const head_io<T>& io, const sequence_at& s,
                                                index_t h, T* dst) {
-  return gemm::pack<T>(io.k.block(s.start, s.length, h * p.head_dim, p.head_dim), gemm::transpose::yes, dst);
+  return gemm::pack<T, Arch>(io.k.block(s.start, s.length, h * p.head_dim, p.head_dim), gemm::transpose::yes, dst);
 }
 
 // Logits Q_sh K_shᵀ of query rows [first, first + scores.rows) against the
 // first scores.cols keys (all N_s, or up to the last row under a causal mask),
 // from the head's packed keys, into `scores`.
-template <class T>
+template <class T, class Arch>
 void block_logits(const problem& p, const head_io<T>& io, const sequence_at& s, index_t h, index_t first,
-                  const gemm::packed_view<T>& keys, gemm::matrix<T> scores, T* gemm_scratch) {
+                  const gemm::packed_view<T, Arch>& keys, gemm::matrix<T> scores, T* gemm_scratch) {
   const index_t dh = p.head_dim;
-  gemm::multiply_add<T>(T(1), io.q.block(s.start + first, scores.rows, h * dh, dh), keys, scores, gemm_scratch,
+  gemm::multiply_add<T, Arch>(T(1), io.q.block(s.start + first, scores.rows, h * dh, dh), keys, scores, gemm_scratch,
                         gemm::update::overwrite);
 }
 
 // Symmetric logits of the whole head into `scores` [N_s, N_s]: the lower
 // triangle, mirrored (a causal mask never reads the mirror, so it is skipped).
-template <class T>
+template <class T, class Arch>
 void symmetric_head_logits(const problem& p, const head_io<T>& io, const sequence_at& s, index_t h,
                            gemm::matrix<T> scores, T* gemm_scratch) {
   const index_t dh = p.head_dim;
   const gemm::matrix<const T> q = io.q.block(s.start, s.length, h * dh, dh);
   const gemm::matrix<const T> k = io.k.block(s.start, s.length, h * dh, dh);
   if (p.causal)
-    gemm::multiply_add_lower<T>(T(1), q, k, scores, gemm_scratch);
+    gemm::multiply_add_lower<T, Arch>(T(1), q, k, scores, gemm_scratch);
   else
-    gemm::multiply_symmetric<T>(T(1), q, k, scores, gemm_scratch);
+    gemm::multiply_symmetric<T, Arch>(T(1), q, k, scores, gemm_scratch);
 }
 }  // namespace detail
 
 // Scratch elements one thread needs. Every block's products (fewer rows in the
 // last block, fewer keys under a causal mask) are no larger than the first
 // full block's, and GEMM scratch is monotone in the shape, so that one sizes all.
-template <class T>
+template <class T, class Arch = simd::default_arch>
 [[nodiscard]] index_t scratch_elements(const problem& p) {
-  return detail::scratch_layout<T>(p).total;
+  return detail::scratch_layout<T, Arch>(p).total;
 }
 
 // Raw logits Q_bh K_bhᵀ (before scale, bias and mask) of every fresh head into
@@ -201,19 +201,19 @@ template <class T>
 template <class T, class Arch = simd::default_arch>
 void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, const thread_scratch<T>& scratch) {
   const index_t rows_per_head = p.batch.max_length();
-  const detail::scratch_layout<T> layout(p);
-  detail::for_each_task<T>(p, p.fresh_heads, scratch.threads, [&](const detail::sequence_at& s, index_t h,
+  const detail::scratch_layout<T, Arch> layout(p);
+  detail::for_each_task<T, Arch>(p, p.fresh_heads, scratch.threads, [&](const detail::sequence_at& s, index_t h,
                                                                   index_t first, index_t last, int thread) {
     T* const mine = scratch.slice(thread);
     T* const head = out + (s.index * p.fresh_heads + h) * rows_per_head * ld;
     if (p.symmetric_logits) {
-      detail::symmetric_head_logits(p, io, s, h, gemm::matrix<T>{head, s.length, s.length, ld},
+      detail::symmetric_head_logits<T, Arch>(p, io, s, h, gemm::matrix<T>{head, s.length, s.length, ld},
                                     mine + layout.products);
       return;
     }
-    const gemm::packed_view<T> keys = detail::packed_keys(p, io, s, h, mine + layout.keys);
-    for (index_t block = first; block < last; block += query_block<T>) {
-      const index_t rows = std::min(query_block<T>, last - block);
+    const gemm::packed_view<T, Arch> keys = detail::packed_keys<T, Arch>(p, io, s, h, mine + layout.keys);
+    for (index_t block = first; block < last; block += query_block<T, Arch>) {
+      const index_t rows = std::min(query_block<T, Arch>, last - block);
       detail::block_logits(p, io, s, h, block, keys,
                            gemm::matrix<T>{head + block * ld, rows, p.causal ? block + rows : s.length, ld},
                            mine + layout.products);
@@ -235,10 +235,10 @@ template <class T, class Arch = simd::default_arch>
 void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::matrix<const T> v,
                         gemm::matrix<T> context, const T* additive_mask, const thread_scratch<T>& scratch) {
   const index_t dh = p.head_dim;
-  const detail::scratch_layout<T> layout(p);
+  const detail::scratch_layout<T, Arch> layout(p);
   const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
 
-  detail::for_each_task<T>(p, p.heads, scratch.threads, [&](const detail::sequence_at& s, index_t h, index_t first,
+  detail::for_each_task<T, Arch>(p, p.heads, scratch.threads, [&](const detail::sequence_at& s, index_t h, index_t first,
                                                             index_t last, int thread) {
     const index_t n = s.length;
     T* const mine = scratch.slice(thread);
@@ -254,7 +254,7 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
     T* fresh = nullptr;
     index_t ld = n;
     bool stored = false, per_block = false;
-    gemm::packed_view<T> keys{};
+    gemm::packed_view<T, Arch> keys{};
     if (h >= p.fresh_heads) {
       const index_t j = h - p.fresh_heads;
       data = io.reused.at(s.squares_before, n * n, io.reused_slots ? io.reused_slots[j] : j);
@@ -266,19 +266,19 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
       fresh = stored ? io.kept.at(s.squares_before, n * n, slot) : mine;
       data = fresh;
       if (p.symmetric_logits)
-        detail::symmetric_head_logits(p, io, s, h, gemm::matrix<T>{fresh, n, n, ld}, gemm_scratch);
+        detail::symmetric_head_logits<T, Arch>(p, io, s, h, gemm::matrix<T>{fresh, n, n, ld}, gemm_scratch);
       else
-        keys = detail::packed_keys(p, io, s, h, mine + layout.keys);
+        keys = detail::packed_keys<T, Arch>(p, io, s, h, mine + layout.keys);
     }
     const gemm::matrix<const T> head_values = v.block(s.start, n, h * dh, dh);
-    gemm::packed_view<T> values{};
-    if (!p.causal) values = gemm::pack<T>(head_values, gemm::transpose::no, mine + layout.values);
+    gemm::packed_view<T, Arch> values{};
+    if (!p.causal) values = gemm::pack<T, Arch>(head_values, gemm::transpose::no, mine + layout.values);
     T* const copy = io.attentions.base ? io.attentions.at(s.squares_before, n * n, h) : nullptr;
 
     // Block by block: logits (fresh heads of non-symmetric logits), softmax
     // (fresh heads), the optional copy, then A V.
-    for (index_t block = first; block < last; block += query_block<T>) {
-      const index_t block_rows = std::min(query_block<T>, last - block);
+    for (index_t block = first; block < last; block += query_block<T, Arch>) {
+      const index_t block_rows = std::min(query_block<T, Arch>, last - block);
       const index_t block_keys = p.causal ? block + block_rows : n;
       const index_t offset = per_block ? 0 : block * ld;
       if (fresh && !p.symmetric_logits)
@@ -309,10 +309,10 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
       }
       const gemm::matrix<T> out = context.block(s.start + block, block_rows, h * dh, dh);
       if (p.causal)
-        gemm::multiply_add<T>(T(1), probabilities, head_values.block(0, block_keys, 0, dh), gemm::transpose::no, out,
+        gemm::multiply_add<T, Arch>(T(1), probabilities, head_values.block(0, block_keys, 0, dh), gemm::transpose::no, out,
                               gemm_scratch, gemm::update::overwrite);
       else
-        gemm::multiply_add<T>(T(1), probabilities, values, out, gemm_scratch, gemm::update::overwrite);
+        gemm::multiply_add<T, Arch>(T(1), probabilities, values, out, gemm_scratch, gemm::update::overwrite);
     }
   });
 }

@@ -220,10 +220,8 @@ class decoder {
   // output has input's shape and is input itself or memory that does not overlap it.
   static void check_output(const tensor_view<const T, 3>& input, const tensor_view<T, 3>& output, const char* name) {
     detail::require_shape(output, input.shape(), name);
-    const std::less<const T*> before;  // a total order even across objects
     const T *in = input.data(), *out = output.data();
-    const bool disjoint = !before(out, in + input.size()) || !before(in, out + input.size());
-    detail::require(out == in || disjoint, name, ": expected the input itself or memory that does not overlap it");
+    detail::require(out == in || detail::disjoint(in, out, input.size()), name, ": expected the input itself or memory that does not overlap it");
   }
 
   [[nodiscard]] index_t length(index_t b) const { return lengths_[static_cast<std::size_t>(b)]; }

@@ -60,6 +60,14 @@ enum class padding {
 
 namespace reuseformer::detail {
 
+// Whether [a, a + count) and [b, b + count) share no element (std::less: a
+// total order even for pointers into different objects).
+template <class T>
+[[nodiscard]] bool disjoint(const T* a, const T* b, index_t count) {
+  const std::less<const T*> before;
+  return !before(b, a + count) || !before(a, b + count);
+}
+
 // The private planning and execution of a module, for its base and for the
 // modules built from it.
 struct module_access {
@@ -301,9 +309,7 @@ class forward_interface {
 
   // `count` elements out from in: the same memory (residual modules) or none of it.
   static void require_separate(const T* in, const T* out, index_t count) {
-    // std::less gives a total order even for pointers into different objects.
-    const std::less<const T*> before;
-    const bool disjoint = !before(out, in + count) || !before(in, out + count);
+    const bool disjoint = detail::disjoint(in, out, count);
     if constexpr (Derived::residual)
       require(out == in || disjoint, "output: expected the input itself or memory that does not overlap it");
     else

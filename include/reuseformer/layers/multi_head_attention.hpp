@@ -135,7 +135,7 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
     const index_t factors_scratch =
         has_pairwise_factors(Score) ? attention::pairwise_scratch_elements<T, Arch>(rows, head_dim()) : 0;
     const index_t core_scratch =
-        attention::scratch_elements<T>(problem(sequences::dense(shape.batch, shape.max_length)));
+        attention::scratch_elements<T, Arch>(problem(sequences::dense(shape.batch, shape.max_length)));
     b.scratch = detail::take_thread_scratch<T>(a, std::max({linear_scratch, factors_scratch, core_scratch}), threads);
     return b;
   }
