@@ -134,7 +134,7 @@ void layer_stage(benchmark::State& state) {
                   rf::layer_norm<float>(w.attention_norm, d, config.layer_norm_eps, "norm")};
   }();
   const auto& [projection, output, up, down, norm] = layer;
-  const rf::attention::problem p{batch, seq, heads, dh, false, heads, false};
+  const rf::attention::problem p{rf::sequences::dense(batch, seq), heads, dh, false, heads, false};
   const rf::index_t stride = rf::round_to_line<float>(
       std::max({projection.scratch_elements(), up.scratch_elements(), down.scratch_elements(),
                 rf::attention::scratch_elements<float>(p)}));

@@ -31,7 +31,7 @@ void score_stage(benchmark::State& state) {
   const rf::index_t seq = state.range(0);
   const bool causal = state.range(1) != 0;
   const int threads = static_cast<int>(state.range(2));
-  const rf::attention::problem p{1, seq, heads, head_dim, causal, heads, rf::has_symmetric_logits(Score)};
+  const rf::attention::problem p{rf::sequences::dense(1, seq), heads, head_dim, causal, heads, rf::has_symmetric_logits(Score)};
   std::vector<float> q(static_cast<std::size_t>(seq * width)), transformed(q.size());
   for (std::size_t i = 0; i < q.size(); ++i) q[i] = static_cast<float>((i * 7919 % 1000) / 500.0 - 1.0);
   std::vector<float> factors(static_cast<std::size_t>(heads * head_dim * head_dim), 0.01f);

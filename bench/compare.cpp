@@ -10,7 +10,15 @@
 //   reuseformer_compare run DIR [options]      times every variant, merges
 //       DIR/peers_BxN.json where present, prints the table and writes
 //       DIR/results.json and DIR/plot.gp (gnuplot: time against sequence length).
-// options: --shapes 1x128,8x128,1x512,8x512  --threads T  --repeat R  --layers L
+// options: --shapes 1x128,8x128,1x512,8x512  --ragged 8x32-512,8x16-128 (or none)
+//          --threads T  --repeat R  --layers L
+//
+// A ragged batch BxLO-HI is B sequences whose lengths are drawn once from the
+// fixed seed, uniform in [LO, HI]. It is exported padded to the longest (with its
+// attention_mask) for the peers, and timed three ways on vanilla BERT-base:
+// padded (the mask, padded tokens computed), padding::skip (the same tensors,
+// packed inside) and packed by the caller (tokens + offsets), plus the reuse and
+// symmetric variants packed.
 //
 // Variants are timed round-robin (one forward of each in turn, R rounds), so
 // that noise on a shared machine hits every variant alike. "Eigen products"
@@ -38,6 +46,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <random>
 #include <sstream>
 #include <string>
 #include <variant>
@@ -56,17 +65,27 @@ struct shape {
   [[nodiscard]] std::string tag() const { return std::to_string(batch) + "x" + std::to_string(seq); }
 };
 
+// B sequences with lengths uniform in [lo, hi], drawn once from the seed.
+struct ragged_shape {
+  rf::index_t batch, lo, hi;
+  [[nodiscard]] std::string tag() const {
+    return std::to_string(batch) + "x" + std::to_string(lo) + "-" + std::to_string(hi);
+  }
+};
+
 struct options {
   std::string mode;
   fs::path dir;
   std::vector<shape> shapes = {{1, 128}, {8, 128}, {1, 512}, {8, 512}};
+  std::vector<ragged_shape> ragged = {{8, 32, 512}, {8, 16, 128}};
   int threads = rf::max_threads(), repeat = 5;
   rf::index_t layers = 12;
 };
 
 [[noreturn]] void usage(const char* program, const std::string& why) {
   std::fprintf(stderr,
-               "%s: %s\nusage: %s export|run DIR [--shapes 1x128,8x512] [--threads T] [--repeat R] [--layers L]\n",
+               "%s: %s\nusage: %s export|run DIR [--shapes 1x128,8x512] [--ragged 8x32-512|none] [--threads T] "
+               "[--repeat R] [--layers L]\n",
                program, why.c_str(), program);
   std::exit(2);
 }
@@ -97,6 +116,19 @@ options parse(int argc, char** argv) {
         o.shapes.push_back({positive(argv[0], "--shapes", item.substr(0, x).c_str()),
                             positive(argv[0], "--shapes", item.substr(x + 1).c_str())});
       }
+    } else if (!std::strcmp(argv[i], "--ragged")) {
+      o.ragged.clear();
+      std::istringstream list(value);
+      for (std::string item; std::strcmp(value, "none") && std::getline(list, item, ',');) {
+        const auto x = item.find('x'), dash = item.find('-');
+        if (x == std::string::npos || dash == std::string::npos || dash < x)
+          usage(argv[0], "--ragged: expected BxLO-HI, found '" + item + "'");
+        const ragged_shape r{positive(argv[0], "--ragged", item.substr(0, x).c_str()),
+                             positive(argv[0], "--ragged", item.substr(x + 1, dash - x - 1).c_str()),
+                             positive(argv[0], "--ragged", item.substr(dash + 1).c_str())};
+        if (r.lo > r.hi) usage(argv[0], "--ragged: expected LO <= HI, found '" + item + "'");
+        o.ragged.push_back(r);
+      }
     } else if (!std::strcmp(argv[i], "--threads")) {
       o.threads = static_cast<int>(positive(argv[0], "--threads", value));
     } else if (!std::strcmp(argv[i], "--repeat")) {
@@ -123,6 +155,44 @@ std::vector<float> input_for(const shape& s, rf::index_t d) {
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<double>(i * 7919 % 1000) / 500.0 - 1.0);
   return x;
 }
+
+// A ragged batch: its lengths, offsets, the padded input [B, N_max, d] with its
+// mask (zeros at padding) and the same tokens packed [T, d].
+struct ragged_batch {
+  explicit ragged_batch(const ragged_shape& r, rf::index_t d) : shape_of(r) {
+    std::mt19937_64 bits(seed);
+    std::uniform_int_distribution<rf::index_t> length(r.lo, r.hi);
+    offsets.push_back(0);
+    for (rf::index_t b = 0; b < r.batch; ++b) {
+      lengths.push_back(length(bits));
+      offsets.push_back(offsets.back() + lengths.back());
+    }
+    padded_shape = {r.batch, *std::max_element(lengths.begin(), lengths.end())};
+    const std::vector<float> values = input_for(padded_shape, d);
+    padded.assign(values.size(), 0.0f);
+    mask.assign(static_cast<std::size_t>(padded_shape.batch * padded_shape.seq), 0);
+    for (rf::index_t b = 0; b < r.batch; ++b) {
+      const rf::index_t first = b * padded_shape.seq * d, count = lengths[static_cast<std::size_t>(b)] * d;
+      std::copy_n(values.begin() + first, count, padded.begin() + first);
+      packed.insert(packed.end(), values.begin() + first, values.begin() + first + count);
+      std::fill_n(mask.begin() + b * padded_shape.seq, lengths[static_cast<std::size_t>(b)], 1);
+    }
+  }
+  [[nodiscard]] rf::index_t tokens() const { return offsets.back(); }
+  [[nodiscard]] rf::attention_mask mask_view() const {
+    return rf::tensor_view<const std::int64_t, 2>(mask.data(), {padded_shape.batch, padded_shape.seq});
+  }
+
+  ragged_shape shape_of;
+  shape padded_shape{};
+  std::vector<rf::index_t> lengths, offsets;
+  std::vector<float> padded, packed;
+  std::vector<std::int64_t> mask;
+};
+
+// How a ragged batch is run: padded (padded tokens computed), padded with
+// padding::skip, or packed by the caller.
+enum class ragged_form { padded, skip, packed };
 
 // One variant: random parameters for its config (any score function), the
 // model built on them (on our products, or Eigen's), and its workspace for one shape.
@@ -151,6 +221,20 @@ struct variant {
     on_model([&](const auto& m) {
       m.forward(rf::tensor_view<const float, 3>(x, {input_shape.batch, input_shape.seq, d}),
                 rf::tensor_view<float, 3>(y, {input_shape.batch, input_shape.seq, d}), ws);
+    });
+  }
+  // The ragged batch `r` in form `f` (its padded shape is this variant's).
+  void forward(const ragged_batch& r, ragged_form f, float* y) {
+    const rf::index_t d = parameters->config().hidden_size;
+    on_model([&](const auto& m) {
+      if (f == ragged_form::packed) {
+        m.forward(rf::tensor_view<const float, 2>(r.packed.data(), {r.tokens(), d}),
+                  rf::tensor_view<float, 2>(y, {r.tokens(), d}), r.offsets, ws);
+        return;
+      }
+      const rf::tensor_view<const float, 3> in(r.padded.data(), {input_shape.batch, input_shape.seq, d});
+      const rf::tensor_view<float, 3> out(y, {input_shape.batch, input_shape.seq, d});
+      m.forward(in, out, ws, r.mask_view(), f == ragged_form::skip ? rf::padding::skip : rf::padding::compute);
     });
   }
   [[nodiscard]] std::size_t held_bytes() const { return on_model([](const auto& m) { return m.parameter_bytes(); }); }
@@ -256,8 +340,21 @@ void export_model(const options& o) {
     rf::io::write_safetensors(o.dir / ("output_" + s.tag() + ".safetensors"),
                               {rf::io::make_entry("last_hidden_state", y, {s.batch, s.seq, d})});
   }
-  std::printf("exported the vanilla model (%td layers) and %zu input/output pairs to %s\n", o.layers, o.shapes.size(),
-              o.dir.c_str());
+  for (const ragged_shape& r : o.ragged) {  // padded to the longest, with the mask; the output as PyTorch computes it
+    const ragged_batch batch(r, d);
+    const shape& s = batch.padded_shape;
+    std::vector<float> y(batch.padded.size());
+    rf::workspace ws = model.make_workspace(s.batch, s.seq, o.threads);
+    model.forward(rf::tensor_view<const float, 3>(batch.padded.data(), {s.batch, s.seq, d}),
+                  rf::tensor_view<float, 3>(y.data(), {s.batch, s.seq, d}), ws, batch.mask_view());
+    rf::io::write_safetensors(o.dir / ("input_" + r.tag() + ".safetensors"),
+                              {rf::io::make_entry("hidden_states", batch.padded, {s.batch, s.seq, d}),
+                               rf::io::make_entry("attention_mask", batch.mask, {s.batch, s.seq})});
+    rf::io::write_safetensors(o.dir / ("output_" + r.tag() + ".safetensors"),
+                              {rf::io::make_entry("last_hidden_state", y, {s.batch, s.seq, d})});
+  }
+  std::printf("exported the vanilla model (%td layers) and %zu input/output pairs to %s\n", o.layers,
+              o.shapes.size() + o.ragged.size(), o.dir.c_str());
 }
 
 struct stats {
@@ -406,6 +503,107 @@ json run_shape(const shape& s, const options& o, double& peak) {
   return record;
 }
 
+// run, ragged: one table per ragged batch; returns its JSON record.
+json run_ragged(const ragged_shape& r, const options& o) {
+  const ragged_batch batch(r, 768);
+  const shape& s = batch.padded_shape;
+  std::fprintf(stderr, "%s: building the variants (lengths drawn from seed %llu)\n", r.tag().c_str(),
+               static_cast<unsigned long long>(seed));
+  struct run {
+    std::string name;
+    std::size_t model;  // index into models
+    ragged_form form;
+    std::vector<double> ms;
+  };
+  std::vector<variant> models;
+  models.emplace_back("vanilla", bert_base(o.layers), s, o.threads);
+  rf::encoder_config tf_default = bert_base(o.layers);
+  tf_default.reuse_schedule = rf::reference_reuse_schedule(-1, std::min<rf::index_t>(6, o.layers - 1), 12, o.layers);
+  models.emplace_back("reuse TF default (-1, 6)", tf_default, s, o.threads);
+  models.emplace_back("symmetric", with_score(bert_base(o.layers), rf::score_function::symmetric), s, o.threads);
+  std::vector<run> runs{{"vanilla, padded", 0, ragged_form::padded, {}},
+                        {"vanilla, padding::skip", 0, ragged_form::skip, {}},
+                        {"vanilla, packed", 0, ragged_form::packed, {}},
+                        {"reuse TF default, padded", 1, ragged_form::padded, {}},
+                        {"reuse TF default, packed", 1, ragged_form::packed, {}},
+                        {"symmetric, padded", 2, ragged_form::padded, {}},
+                        {"symmetric, packed", 2, ragged_form::packed, {}}};
+  std::vector<float> y(batch.padded.size());
+  progress report({s.batch, s.seq}, o.repeat, static_cast<int>(runs.size()));
+  long allocations = 0;
+  for (run& v : runs) models[v.model].forward(batch, v.form, y.data());  // warm-up
+  for (int round = 0; round < o.repeat; ++round)
+    for (std::size_t k = 0; k < runs.size(); ++k) {
+      run& v = runs[(k + static_cast<std::size_t>(round)) % runs.size()];
+      report.next(v.name, round);
+      counting::allocations = 0;
+      counting::enabled = true;
+      const auto start = std::chrono::steady_clock::now();
+      models[v.model].forward(batch, v.form, y.data());
+      const auto stop = std::chrono::steady_clock::now();
+      counting::enabled = false;
+      allocations += counting::allocations.load();
+      v.ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+    }
+  report.finish();
+
+  std::printf("\nragged batch %s: lengths", r.tag().c_str());
+  for (const rf::index_t n : batch.lengths) std::printf(" %td", n);
+  std::printf(" (seed %llu); %td real tokens of %td padded (%.0f%% padding); %d thread(s), %d rounds, %ld allocations\n",
+              static_cast<unsigned long long>(seed), batch.tokens(), s.batch * s.seq,
+              100.0 * (1 - double(batch.tokens()) / double(s.batch * s.seq)), o.threads, o.repeat, allocations);
+  std::printf("%-28s %26s %14s %16s\n", "variant", "median ms (min-max)", "/ padded", "us / real token");
+  json record = {{"ragged", r.tag()},      {"batch", s.batch},          {"seq", s.seq},
+                 {"lengths", batch.lengths}, {"tokens", batch.tokens()}, {"padded_tokens", s.batch * s.seq},
+                 {"heap_allocations_during_forward", allocations}, {"variants", json::array()}};
+  for (const run& v : runs) {
+    const stats t = summarise(v.ms);
+    const double padded = summarise(runs[v.model == 0 ? 0 : v.model == 1 ? 3 : 5].ms).median;
+    std::printf("%-28s %9.1f (%7.1f-%7.1f) %13.2fx %16.1f\n", v.name.c_str(), t.median, t.min, t.max,
+                t.median / padded, 1e3 * t.median / double(batch.tokens()));
+    record["variants"].push_back({{"name", v.name},
+                                  {"ms", v.ms},
+                                  {"median_ms", t.median},
+                                  {"min_ms", t.min},
+                                  {"max_ms", t.max},
+                                  {"time_over_padded", t.median / padded},
+                                  {"us_per_real_token", 1e3 * t.median / double(batch.tokens())}});
+  }
+  const fs::path peers_file = o.dir / ("peers_" + r.tag() + ".json");
+  if (fs::exists(peers_file)) {
+    const json peers = json::parse(std::ifstream(peers_file)).value("peers", json::object());
+    record["peers"] = peers;
+    const double packed = summarise(runs[2].ms).median;
+    for (const auto& [name, p] : peers.items()) {
+      if (p.contains("error") || !p.value("median_ms", json()).is_number()) {
+        std::printf("%-28s %s\n", name.c_str(), p.value("error", std::string("no timed runs")).c_str());
+        continue;
+      }
+      const double median = p["median_ms"].get<double>();
+      std::printf("%-28s %9.1f (%7.1f-%7.1f)   vanilla packed / it: %.2f; %s; max |diff| %.2g\n",
+                  (name + " " + p.value("version", "")).c_str(), median, p["min_ms"].get<double>(),
+                  p["max_ms"].get<double>(), packed / median, p.value("path", std::string("")).c_str(),
+                  p["max_abs_diff_vs_reference"].is_number() ? p["max_abs_diff_vs_reference"].get<double>() : -1.0);
+    }
+  } else {
+    std::printf("(no %s: run scripts/bench.sh for PyTorch and ONNX Runtime rows)\n", peers_file.c_str());
+  }
+  return record;
+}
+
+// The time per real token of each packed ragged batch against the dense 8x512
+// shape's vanilla time per token, when both ran.
+void per_token_summary(const json& shapes, const json& ragged) {
+  for (const json& s : shapes) {
+    if (s["batch"] != 8 || s["seq"] != 512) continue;
+    const double dense = 1e3 * s["variants"][0]["median_ms"].get<double>() / (8 * 512);
+    for (const json& r : ragged)
+      std::printf("%s vanilla packed: %.1f us per real token, %.2fx dense 8x512's %.1f us per token\n",
+                  r["ragged"].get<std::string>().c_str(), r["variants"][2]["us_per_real_token"].get<double>(),
+                  r["variants"][2]["us_per_real_token"].get<double>() / dense, dense);
+  }
+}
+
 // A gnuplot script with its data inline, drawing two pictures:
 //   speedup.png  bars of each variant's speed-up over vanilla, one group per
 //                shape, with the cost model's prediction (vanilla's multiply-adds
@@ -477,6 +675,9 @@ void run(const options& o) {
               o.layers, rf::simd::arch_name<rf::simd::default_arch>());
   json shapes = json::array();
   for (const shape& s : o.shapes) shapes.push_back(run_shape(s, o, peak));
+  json ragged = json::array();
+  for (const ragged_shape& r : o.ragged) ragged.push_back(run_ragged(r, o));
+  per_token_summary(shapes, ragged);
   fs::create_directories(o.dir);
   const json results = {{"library", std::string("reuseformer ") + rf::version},
                         {"simd", rf::simd::arch_name<rf::simd::default_arch>()},
@@ -485,7 +686,8 @@ void run(const options& o) {
                         {"layers", o.layers},
                         {"peak_gflops", peak},
                         {"peak_threads", o.threads},
-                        {"shapes", shapes}};
+                        {"shapes", shapes},
+                        {"ragged", ragged}};
   std::ofstream(o.dir / "results.json") << results.dump(2) << "\n";
   write_plot(shapes, o.layers, o.dir);
   std::printf("\nwrote %s and %s\n", (o.dir / "results.json").c_str(), (o.dir / "plot.gp").c_str());

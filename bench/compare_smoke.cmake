@@ -3,13 +3,14 @@
 # Asserts nothing about timing. Usage: cmake -DCOMPARE=exe -DDIR=dir -P compare_smoke.cmake
 file(REMOVE_RECURSE "${DIR}")
 foreach(mode export run)
-  execute_process(COMMAND "${COMPARE}" ${mode} "${DIR}" --shapes 2x16 --layers 2 --threads 2 --repeat 1
+  execute_process(COMMAND "${COMPARE}" ${mode} "${DIR}" --shapes 2x16 --ragged 2x4-16 --layers 2 --threads 2 --repeat 1
                   RESULT_VARIABLE status)
   if(NOT status EQUAL 0)
     message(FATAL_ERROR "reuseformer_compare ${mode} failed with ${status}")
   endif()
 endforeach()
-foreach(file model/config.json model/model.safetensors input_2x16.safetensors output_2x16.safetensors results.json plot.gp)
+foreach(file model/config.json model/model.safetensors input_2x16.safetensors output_2x16.safetensors
+             input_2x4-16.safetensors output_2x4-16.safetensors results.json plot.gp)
   if(NOT EXISTS "${DIR}/${file}")
     message(FATAL_ERROR "reuseformer_compare did not write ${DIR}/${file}")
   endif()
@@ -18,4 +19,8 @@ file(READ "${DIR}/results.json" results)
 string(JSON variants LENGTH "${results}" shapes 0 variants)
 if(NOT variants EQUAL 17)
   message(FATAL_ERROR "results.json: expected 17 variants (9 float, 8 bf16), found ${variants}")
+endif()
+string(JSON ragged_variants LENGTH "${results}" ragged 0 variants)
+if(NOT ragged_variants EQUAL 7)
+  message(FATAL_ERROR "results.json: expected 7 ragged-batch variants, found ${ragged_variants}")
 endif()

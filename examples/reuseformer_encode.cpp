@@ -2,7 +2,7 @@
 //
 //   reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors
 //                      [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]
-//                      [--precision fp32|bf16]
+//                      [--packed] [--precision fp32|bf16]
 //
 // DIR holds config.json and model.safetensors (any variant the library supports:
 // score reuse, symmetric / pairwise scores, relative positions, embeddings).
@@ -12,8 +12,13 @@
 // OUT receives last_hidden_state F32 [B, N, d] and, with --output-attentions,
 // attentions.{l} F32 [B, H, N, N] per layer (the probabilities each layer used,
 // reused heads included). OUT is written atomically: a failure leaves no partial file.
+// --packed skips padded tokens (reuseformer::padding::skip): the mask's rows must
+// be right-padded, the cost follows the real tokens, and last_hidden_state is 0
+// at padded positions (without it they are computed as PyTorch does). It
+// excludes --output-attentions.
 // --repeat R times R forward passes after one warm-up; --report writes their
-// times and the model's work and memory as JSON.
+// times and the model's work and memory as JSON (`tokens`: the real tokens,
+// `padded_tokens`: B * N; `flops` counts the padded batch).
 // --precision bf16 runs the Linears' products on bfloat16 weights and
 // activations with float accumulation (bf16_products; default fp32: every
 // product in float); everything else stays float.
@@ -47,13 +52,13 @@ struct usage_error {
 struct options {
   std::filesystem::path model, input, output, report;
   int threads = rf::max_threads(), repeat = 0;
-  bool attentions = false, bf16 = false;
+  bool attentions = false, packed = false, bf16 = false;
 };
 
 constexpr const char* usage_text =
     "usage: reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors\n"
     "                          [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]\n"
-    "                          [--precision fp32|bf16]";
+    "                          [--packed] [--precision fp32|bf16]";
 
 int positive(std::string_view flag, const char* text, int minimum) {
   char* end = nullptr;
@@ -74,8 +79,8 @@ options parse(int argc, char** argv) {
   options o;
   for (int i = 1; i < argc; ++i) {
     const std::string_view flag = argv[i];
-    if (flag == "--output-attentions") {
-      o.attentions = true;
+    if (flag == "--output-attentions" || flag == "--packed") {
+      (flag == "--packed" ? o.packed : o.attentions) = true;
       continue;
     }
     const bool known = flag == "--model" || flag == "--input" || flag == "--output" || flag == "--report" ||
@@ -93,6 +98,7 @@ options parse(int argc, char** argv) {
   }
   if (o.model.empty() || o.input.empty() || o.output.empty())
     throw usage_error{"--model, --input and --output are required"};
+  if (o.packed && o.attentions) throw usage_error{"--packed: expected without --output-attentions, found both"};
   return o;
 }
 
@@ -114,15 +120,21 @@ void encode(const options& o) {
   rf::workspace ws = model.make_workspace(b, n, o.threads);
   const rf::attention_mask mask = x.mask();
   const rf::tensor_view<float, 3> out(hidden.data(), {b, n, d});
+  const auto encode_from = [&](rf::tensor_view<const float, 3> from) {
+    if (o.packed)
+      model.forward(from, out, ws, mask, rf::padding::skip);
+    else
+      model.forward(from, out, ws, mask, {.attentions = views});
+  };
   const auto forward = [&] {
     if (x.hidden) {
-      model.forward(x.hidden->view<3>(), out, ws, mask, {.attentions = views});
+      encode_from(x.hidden->view<3>());
     } else {
       model.embeddings()->forward(rf::tensor_view<const std::int64_t, 2>(x.ids.data(), {b, n}),
                                   rf::tensor_view<const std::int64_t, 2>(x.types.empty() ? nullptr : x.types.data(),
                                                                          {x.types.empty() ? 0 : b, n}),
                                   out, o.threads);
-      model.forward(out, out, ws, mask, {.attentions = views});
+      encode_from(out);
     }
   };
 
@@ -153,6 +165,9 @@ void encode(const options& o) {
                                    {"threads", o.threads},
                                    {"batch", b},
                                    {"seq", n},
+                                   {"tokens", mask.present() ? mask.tokens(b, n) : b * n},
+                                   {"padded_tokens", b * n},
+                                   {"packed", o.packed},
                                    {"score_function", rf::name_of(config.score)},
                                    {"precision", o.bf16 ? "bf16" : "fp32"},
                                    {"flops", 2 * cost.multiply_adds},

@@ -4,8 +4,11 @@
 # (vanilla, score reuse, symmetric, pairwise), runs PyTorch and ONNX Runtime on
 # the same weights and input (bench/peers), prints one table per shape and
 # writes build/compare/results.json, speedup.png and memory.png.
-#   scripts/bench.sh [--shapes 1x128,8x128,1x512,8x512] [--threads T] [--repeat R]
-#                    [--layers L] [--no-peers]
+#   scripts/bench.sh [--shapes 1x128,8x128,1x512,8x512] [--ragged 8x32-512,8x16-128|none]
+#                    [--threads T] [--repeat R] [--layers L] [--no-peers]
+# A ragged batch (BxLO-HI: B lengths drawn from a fixed seed, uniform in
+# [LO, HI]) is timed padded, padding::skip and packed; its peers are PyTorch
+# padded and with nested tensors (padding skipped) and ONNX Runtime padded.
 # As root it installs what is missing (Debian: gnuplot, python3-torch; npm:
 # onnxruntime-node); otherwise it prints the command to run. Without the peers
 # (or with --no-peers) it still prints the table of our variants.
@@ -13,18 +16,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 shapes=1x128,8x128,1x512,8x512
+ragged=8x32-512,8x16-128
 threads=$(nproc)
 repeat=5
 layers=12
 peers=yes
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --shapes | --threads | --repeat | --layers)
+    --shapes | --ragged | --threads | --repeat | --layers)
       [[ $# -ge 2 ]] || { echo "scripts/bench.sh: $1 needs a value" >&2; exit 2; }
       declare "${1#--}=$2"
       shift 2 ;;
     --no-peers) peers=no; shift ;;
-    *) echo "usage: scripts/bench.sh [--shapes 1x128,8x512] [--threads T] [--repeat R] [--layers L] [--no-peers]" >&2
+    *) echo "usage: scripts/bench.sh [--shapes 1x128,8x512] [--ragged 8x32-512|none] [--threads T] [--repeat R] [--layers L] [--no-peers]" >&2
        exit 2 ;;
   esac
 done
@@ -40,7 +44,7 @@ fi
 cmake --preset release -DREUSEFORMER_BUILD_TESTS=OFF >/dev/null
 cmake --build build/release -j "$(nproc)" --target reuseformer_compare
 compare=build/release/bench/reuseformer_compare
-options=(--shapes "$shapes" --threads "$threads" --repeat "$repeat" --layers "$layers")
+options=(--shapes "$shapes" --ragged "$ragged" --threads "$threads" --repeat "$repeat" --layers "$layers")
 
 rm -rf "$dir"
 if [[ $peers == yes ]]; then
@@ -49,6 +53,14 @@ if [[ $peers == yes ]]; then
     echo "peers: PyTorch and ONNX Runtime, shape $shape"
     /usr/bin/python3 bench/peers/peers.py --model "$dir/model" --input "$dir/input_$shape.safetensors" \
       --reference "$dir/output_$shape.safetensors" --threads "$threads" --repeat "$repeat" \
+      --node-modules build/peers/node_modules --out "$dir/peers_$shape.json"
+  done
+  [[ $ragged == none ]] && ragged_tags= || ragged_tags=${ragged//,/ }
+  for shape in $ragged_tags; do
+    echo "peers: PyTorch (padded, nested tensors) and ONNX Runtime (padded), ragged batch $shape"
+    /usr/bin/python3 bench/peers/peers.py --model "$dir/model" --input "$dir/input_$shape.safetensors" \
+      --reference "$dir/output_$shape.safetensors" --threads "$threads" --repeat "$repeat" \
+      --peers pytorch,pytorch-nested,onnxruntime \
       --node-modules build/peers/node_modules --out "$dir/peers_$shape.json"
   done
 fi

@@ -73,6 +73,56 @@ TEMPLATE_TEST_CASE("a steady-state forward pass allocates nothing", "[allocation
   });
 }
 
+TEMPLATE_TEST_CASE("packed and padding-skipping passes allocate nothing, in exactly their workspace", "[allocation][packed]",
+                   float, double) {
+  using T = TestType;
+  rf::encoder_config c;
+  c.hidden_size = 96;
+  c.num_attention_heads = 4;
+  c.intermediate_size = 200;
+  c.num_hidden_layers = 3;
+  c.causal = GENERATE(false, true);
+  c.reuse_schedule = {0, 2, 3};  // chained reuse: the state holds sum of N_b² per slot
+  c.score = GENERATE(rf::score_function::standard, rf::score_function::symmetric);
+  const int threads = GENERATE(1, 2);
+  CAPTURE(c.causal, rf::name_of(c.score), threads);
+  rf::encoder_parameters<T> p(c);
+  p.fill_random(1, 0.1);
+  rf::visit(c.score, [&]<rf::score_function Score>() {
+    const rf::encoder<T, Score> model(c, p.layers());
+    const std::vector<rf::index_t> offsets{0, 130, 130, 131, 200};  // an empty sequence, one of a single token
+    const rf::index_t tokens = offsets.back(), batch = 4, seq = 130;
+    const std::vector<T> x = reuseformer_test::random_vector<T>(static_cast<std::size_t>(batch * seq * 96), 3);
+    std::vector<T> y(x.size());
+    std::vector<std::int64_t> mask(static_cast<std::size_t>(batch * seq), 0);
+    for (rf::index_t b = 0; b < batch; ++b) std::fill_n(mask.begin() + b * seq, offsets[b + 1] - offsets[b], 1);
+
+    // Exactly workspace_bytes(offsets): a workspace one line smaller is refused.
+    const std::size_t bytes = model.workspace_bytes(offsets, threads);
+    rf::workspace ws(bytes, threads), short_ws(bytes - 64, threads);
+    const auto packed = [&](rf::workspace& w) {
+      model.forward(rf::tensor_view<const T, 2>(x.data(), {tokens, 96}), rf::tensor_view<T, 2>(y.data(), {tokens, 96}),
+                    offsets, w);
+    };
+    CHECK_THROWS_AS(packed(short_ws), rf::error);
+    auto padded_ws = model.make_workspace(batch, seq, threads);
+    const auto skipping = [&] {
+      model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, 96}), rf::tensor_view<T, 3>(y.data(), {batch, seq, 96}),
+                    padded_ws, rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {batch, seq})),
+                    rf::padding::skip);
+    };
+    packed(ws);  // warm-up: the OpenMP runtime starts its thread pool here
+    skipping();
+    const long news = count_allocations([&] {
+      for (int i = 0; i < 2; ++i) {
+        packed(ws);
+        skipping();
+      }
+    });
+    CHECK(news == 0);
+  });
+}
+
 TEMPLATE_TEST_CASE("decoding allocates nothing after the decoder is built", "[allocation][decoder]", float, double) {
   using T = TestType;
   rf::encoder_config c;

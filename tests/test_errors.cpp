@@ -296,6 +296,69 @@ TEST_CASE("reused and returned probabilities of the wrong shape", "[errors][reus
         "attentions: expected shape [2, 2, 3, 3], found [2, 2, 3, 2]");
 }
 
+TEST_CASE("packed batches: offsets, shapes, workspace and padding::skip masks", "[errors][packed]") {
+  rf::encoder_config c = small_config();
+  rf::encoder_parameters<float> p(c);
+  const rf::encoder<float> model(c, p.layers());
+  std::vector<float> x(5 * 8), y(5 * 8);
+  const std::vector<rf::index_t> offsets{0, 2, 5};
+  auto ws = model.make_workspace(offsets);
+  const auto run = [&](const std::vector<rf::index_t>& o, rf::index_t tokens = 5, rf::index_t d = 8) {
+    return error_message([&] {
+      model.forward(rf::tensor_view<const float, 2>(x.data(), {tokens, d}), rf::tensor_view<float, 2>(y.data(), {tokens, 8}),
+                    o, ws);
+    });
+  };
+  CHECK(run({0, 2, 5}, 5, 7) == "input: expected shape [5, 8], found [5, 7]");
+  CHECK(run({0}) == "offsets: expected B + 1 >= 2 values (at least one sequence), found 1");
+  CHECK(run({1, 2, 5}) == "offsets[0]: expected 0, found 1");
+  CHECK(run({0, 3, 2, 5}) == "offsets[2]: expected a value >= offsets[1] = 3 (non-decreasing), found 2");
+  CHECK(run({0, 2, 4}) == "offsets[2]: expected 5 (the token count T of the packed input), found 4");
+  CHECK(error_message([&] { (void)model.workspace_bytes(std::vector<rf::index_t>{0, 4, 3}); }) ==
+        "offsets[2]: expected a value >= offsets[1] = 4 (non-decreasing), found 3");
+  CHECK(error_message([&] { (void)model.workspace_bytes(offsets, 0); }) == "workspace: expected threads >= 1, found 0");
+  const std::size_t needed = model.workspace_bytes(offsets);
+  CHECK(error_message([&] { (void)model.make_workspace(offsets, 1, needed - 1); }) ==
+        "workspace: 2 sequences of 5 tokens on 1 threads need " + std::to_string(needed) +
+            " bytes, over the limit of " + std::to_string(needed - 1) + " bytes");
+  // A workspace for shorter sequences is too small: the message names the batch.
+  auto small = model.make_workspace(std::vector<rf::index_t>{0, 2, 4});
+  CHECK(error_message([&] {
+          model.forward(rf::tensor_view<const float, 2>(x.data(), {5, 8}), rf::tensor_view<float, 2>(y.data(), {5, 8}),
+                        offsets, small);
+        }) == "workspace: expected at least " + std::to_string(needed) +
+                  " bytes for 2 sequences of 5 tokens (longest 3), threads 1, found " +
+                  std::to_string(small.size_bytes()));
+
+  // Packed probabilities: heads * sum of N_b² = 2 * (4 + 9) values per layer.
+  std::vector<float> probabilities(26);
+  const rf::tensor_view<float, 1> short_view(probabilities.data(), {25});
+  const std::vector<rf::tensor_view<float, 1>> views{short_view, short_view};
+  CHECK(error_message([&] {
+          model.forward(rf::tensor_view<const float, 2>(x.data(), {5, 8}), rf::tensor_view<float, 2>(y.data(), {5, 8}),
+                        offsets, ws, {.attentions = views});
+        }) == "attentions: expected shape [26], found [25]");
+
+  // padding::skip needs right padding.
+  std::vector<float> padded(2 * 3 * 8), out(padded.size());
+  auto padded_ws = model.make_workspace(2, 3);
+  const std::vector<std::int64_t> left_padded{1, 1, 1, 0, 1, 1};
+  CHECK(error_message([&] {
+          model.forward(rf::view(padded, {2, 3, 8}), rf::view(out, {2, 3, 8}), padded_ws,
+                        rf::tensor_view<const std::int64_t, 2>(left_padded.data(), {2, 3}), rf::padding::skip);
+        }) == "attention_mask[1, 1]: expected 0 (right padding: no token after padding, as padding::skip requires), "
+              "found 1 after attention_mask[1, 0] = 0");
+  // ... and a module that takes no reused heads.
+  c.reuse_schedule = {0, 1};
+  rf::encoder_parameters<float> reuse_p(c);
+  const rf::encoder_layer<float> reusing(c, reuse_p.layers()[1], 1);
+  auto layer_ws = reusing.make_workspace(2, 3);
+  CHECK(error_message([&] {
+          reusing.forward(rf::view(padded, {2, 3, 8}), rf::view(out, {2, 3, 8}), layer_ws, {}, rf::padding::skip);
+        }) == "padding::skip: expected a module whose first layer reuses no head (it takes no attention_io), found 1 "
+              "reused heads");
+}
+
 TEST_CASE("a rejected call leaves the output untouched; partial overlap is refused", "[errors][forward]") {
   const rf::encoder_config c = small_config();
   rf::encoder_parameters<float> p(c);

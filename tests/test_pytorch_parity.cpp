@@ -195,9 +195,12 @@ batch_shape shape_of(const fixture& f) {
 // Runs the fixture's module on its hidden_states and returns the output [B, N, d].
 // in_place: the encoder's output view is its input view (allowed for residual modules).
 // stacks: when given, receives every layer's attention probabilities [B, H, N, N].
+// skip_padding: the real tokens only, as a packed batch (encoders: padding::skip;
+// the attention: its packed form, the outputs put back in place), padded
+// positions 0.
 template <class T, class Products = reuseformer::packed_products>
 std::vector<T> run(const fixture& f, int threads, bool in_place = false,
-                   std::vector<std::vector<T>>* stacks = nullptr) {
+                   std::vector<std::vector<T>>* stacks = nullptr, bool skip_padding = false) {
   const batch_shape s = shape_of(f);
   const std::vector<T> input = convert<T>(f.f32("hidden_states"));
   std::vector<T> output = in_place ? input : std::vector<T>(input.size());
@@ -232,7 +235,10 @@ std::vector<T> run(const fixture& f, int threads, bool in_place = false,
     reuseformer::visit(config.score, [&]<reuseformer::score_function Score>() {
       const reuseformer::encoder<T, Score, reuseformer::simd::default_arch, Products> model(config, layers);
       auto ws = model.make_workspace(s.batch, s.seq, threads);
-      model.forward(in_view, out_view, ws, mask, {.attentions = views});
+      if (skip_padding)
+        model.forward(in_view, out_view, ws, mask, reuseformer::padding::skip);
+      else
+        model.forward(in_view, out_view, ws, mask, {.attentions = views});
     });
   } else if (kind == "attention") {
     REQUIRE_FALSE(in_place);  // not a residual module: output must not overlap input
@@ -243,8 +249,27 @@ std::vector<T> run(const fixture& f, int threads, bool in_place = false,
         {.hidden_size = meta_index(f, "hidden_size"),
          .num_attention_heads = meta_index(f, "num_attention_heads"),
          .causal = meta_bool(f, "causal")});
-    auto ws = attention.make_workspace(s.batch, s.seq, threads);
-    attention.forward(in_view, out_view, ws, mask);
+    if (skip_padding) {
+      // Right-padded rows: row b's tokens are its first sum(mask row) positions.
+      std::vector<index_t> offsets{0};
+      std::vector<T> tokens;
+      for (index_t b = 0; b < s.batch; ++b) {
+        const auto row = mask_values.begin() + b * s.seq;
+        const index_t length = std::count(row, row + s.seq, 1);
+        offsets.push_back(offsets.back() + length);
+        tokens.insert(tokens.end(), input.begin() + b * s.seq * s.hidden, input.begin() + (b * s.seq + length) * s.hidden);
+      }
+      std::vector<T> packed(tokens.size());
+      auto ws = attention.make_workspace(offsets, threads);
+      attention.forward(reuseformer::tensor_view<const T, 2>(tokens.data(), {offsets.back(), s.hidden}),
+                        reuseformer::tensor_view<T, 2>(packed.data(), {offsets.back(), s.hidden}), offsets, ws);
+      for (index_t b = 0; b < s.batch; ++b)
+        std::copy(packed.begin() + offsets[b] * s.hidden, packed.begin() + offsets[b + 1] * s.hidden,
+                  output.begin() + b * s.seq * s.hidden);
+    } else {
+      auto ws = attention.make_workspace(s.batch, s.seq, threads);
+      attention.forward(in_view, out_view, ws, mask);
+    }
   } else {
     FAIL("unknown fixture kind " << kind);
   }
@@ -283,6 +308,20 @@ void check_parity(const std::string& name) {
     for (std::size_t l = 0; l < stacks.size(); ++l) {
       INFO("expected_attentions." << l);
       CHECK_CLOSE(reuseformer_test::compare(stacks[l], f.f64("expected_attentions." + std::to_string(l)), rel, abs));
+    }
+  }
+
+  if (f.has("attention_mask")) {
+    // Skipping padding: the real tokens as before, 0 at padded positions.
+    const batch_shape s = shape_of(f);
+    const std::vector<std::int64_t> mask = f.i64("attention_mask");
+    std::vector<double> expected_packed = expected;
+    for (std::size_t i = 0; i < mask.size(); ++i)
+      if (mask[i] == 0)
+        std::fill_n(expected_packed.begin() + static_cast<index_t>(i) * s.hidden, s.hidden, 0.0);
+    for (const int threads : {1, 2}) {
+      INFO("skipping padding, threads " << threads);
+      CHECK_CLOSE(reuseformer_test::compare(run<T>(f, threads, false, nullptr, true), expected_packed, rel, abs));
     }
   }
 

@@ -24,15 +24,15 @@ namespace {
 template <class T>
 std::vector<T> all_logits(const rf::attention::problem& p, const std::vector<T>& q, const std::vector<T>& k,
                           int threads) {
-  const rf::index_t width = p.fresh_heads * p.head_dim, rows = p.batch * p.seq;
+  const rf::index_t width = p.fresh_heads * p.head_dim, rows = p.batch.tokens(), seq = p.batch.max_length();
   rf::attention::head_io<T> io;
   io.q = {q.data(), rows, width, width};
   io.k = {k.data(), rows, width, width};
   const rf::index_t stride = rf::round_to_line<T>(rf::attention::scratch_elements<T>(p));
   rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(T), threads);
   T* scratch = ws.make_arena().template take<T>(stride * threads);
-  std::vector<T> out(static_cast<std::size_t>(p.batch * p.fresh_heads * p.seq * p.seq), T(-7));
-  rf::attention::logits<T>(p, io, out.data(), p.seq, {scratch, stride, threads});
+  std::vector<T> out(static_cast<std::size_t>(p.batch.batch() * p.fresh_heads * seq * seq), T(-7));
+  rf::attention::logits<T>(p, io, out.data(), seq, {scratch, stride, threads});
   return out;
 }
 
@@ -48,7 +48,7 @@ TEMPLATE_TEST_CASE("symmetric logits: one triangle, mirrored, equals the full pr
   CAPTURE(seq, causal, threads);
   const std::vector<T> q = random_vector<T>(static_cast<std::size_t>(batch * seq * width), 17);
 
-  rf::attention::problem p{batch, seq, heads, dh, causal, heads, true};
+  rf::attention::problem p{rf::sequences::dense(batch, seq), heads, dh, causal, heads, true};
   const std::vector<T> triangle = all_logits(p, q, q, threads);
   p.symmetric_logits = false;
   const std::vector<T> full = all_logits(p, q, q, threads);

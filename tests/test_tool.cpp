@@ -231,12 +231,45 @@ TEST_CASE("--repeat and --report time the passes and describe the model's work a
   }
 }
 
+TEST_CASE("--packed skips padded tokens: PyTorch's outputs at real tokens, 0 at padding", "[tool][packed]") {
+  for (const char* name : {"reuse_partial", "symmetric_causal", "encoder_post_ln_gelu"}) {
+    INFO("fixture " << name);
+    const scratch_dir scratch;
+    const fs::path model = make_model_dir(scratch, name), output = scratch / "out.safetensors",
+                   report = scratch / "report.json";
+    const tool_result r = run_tool(scratch, {"--model", model.string(), "--input", fixture_file(name).string(), "--output",
+                                             output.string(), "--packed", "--repeat", "1", "--report", report.string()});
+    INFO("stderr: " << r.err);
+    REQUIRE(r.status == 0);
+    const io::safetensors_reader reference(fixture_file(name));
+    const std::vector<index_t> shape = reference.find("expected").shape;  // [B, N, d]
+    const io::tensor_info& mask_info = reference.find("attention_mask");  // I64 in these fixtures
+    REQUIRE(io::name(mask_info.type) == std::string("I64"));
+    std::vector<std::int64_t> mask(mask_info.bytes.size() / sizeof(std::int64_t));
+    std::memcpy(mask.data(), mask_info.bytes.data(), mask_info.bytes.size());
+    std::vector<double> expected = read_reference(reference, "expected");
+    index_t tokens = 0;
+    for (std::size_t i = 0; i < mask.size(); ++i) {
+      tokens += mask[i];
+      if (mask[i] == 0) std::fill_n(expected.begin() + static_cast<index_t>(i) * shape[2], shape[2], 0.0);
+    }
+    CHECK(tokens < shape[0] * shape[1]);  // the fixture has padding to skip
+    CHECK_CLOSE(reuseformer_test::compare(read_output(io::safetensors_reader(output), "last_hidden_state", shape), expected,
+                                          float_rel, float_abs));
+    const nlohmann::json j = read_json(report);
+    CHECK(j.at("tokens").get<index_t>() == tokens);
+    CHECK(j.at("padded_tokens").get<index_t>() == shape[0] * shape[1]);
+    CHECK(j.at("packed").get<bool>());
+    CHECK(j.at("heap_allocations_during_forward").get<std::int64_t>() == 0);
+  }
+}
+
 TEST_CASE("usage errors exit 2 with one message and the usage text", "[tool][errors]") {
   const scratch_dir scratch;
   const std::string usage =
       "usage: reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors\n"
       "                          [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]\n"
-      "                          [--precision fp32|bf16]\n";
+      "                          [--packed] [--precision fp32|bf16]\n";
   // Usage is checked before any file is opened, so the paths need not exist.
   const auto rejects = [&](const std::vector<std::string>& args, const std::string& message) {
     const tool_result r = run_tool(scratch, args);
@@ -262,6 +295,7 @@ TEST_CASE("usage errors exit 2 with one message and the usage text", "[tool][err
   rejects({"--model"}, "--model: expected a value");
   rejects(with({"--precision", "fp16"}), "--precision: expected fp32 or bf16, found 'fp16'");
   rejects(with({"--precision"}), "--precision: expected a value");
+  rejects(with({"--packed", "--output-attentions"}), "--packed: expected without --output-attentions, found both");
 }
 
 TEST_CASE("input and format errors exit 1 with one message and write no output", "[tool][errors]") {

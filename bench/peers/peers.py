@@ -5,7 +5,7 @@ compares their outputs with ours.
 
     /usr/bin/python3 bench/peers/peers.py --model DIR --input IN.safetensors
         [--reference OUT.safetensors] [--threads T] [--repeat R]
-        [--peers pytorch,onnxruntime,onnxruntime-fused] [--node-modules DIR]
+        [--peers pytorch,pytorch-nested,onnxruntime,onnxruntime-fused] [--node-modules DIR]
         [--work-dir DIR] [--opset K] [--onnx-graph bert|torch-encoder]
         [--ort-spinning on|off] [--blas DIR|system] [--node NODE] --out peers.json
 
@@ -29,6 +29,11 @@ Peers:
                first on LD_LIBRARY_PATH, so PyTorch runs on OpenBLAS (OpenMP build,
                sharing torch's T OpenMP threads) instead of the system's reference
                BLAS; "blas" in the JSON names the library that was loaded.
+  pytorch-nested
+               the pytorch peer built with enable_nested_tensor=True: with a padding
+               mask (and no causal mask) its fast path turns the batch into a nested
+               tensor and skips the padded tokens; its outputs at padded positions are 0.
+               The padding-skipping peer for ragged batches.
   onnxruntime  the same weights exported with torch.onnx.export (fixed shapes, one
                export per model and shape, cached under --work-dir) and run by
                ort_run.mjs through onnxruntime-node (CPU execution provider,
@@ -64,7 +69,8 @@ Output JSON:
                    or {"error": "message"}}}
 The pytorch entry also has "blas" (the BLAS library loaded) and, on the
 reference BLAS, "blas_warning". max_abs_diff_vs_reference is
-max |peer - reference| over all B*N*d elements (padded positions included),
+max |peer - reference| over the B*N*d elements (padded positions included,
+except for pytorch-nested, which writes 0 there: its difference counts real tokens),
 null without a reference, or null plus "nonfinite_elements": count when the
 difference is not finite (PyTorch gives NaN and the ONNX graphs mean values,
 not zeros, for a sequence with no token at all).
@@ -91,7 +97,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-PEERS = ("pytorch", "onnxruntime", "onnxruntime-fused")
+PEERS = ("pytorch", "pytorch-nested", "onnxruntime", "onnxruntime-fused")
+DEFAULT_PEERS = ("pytorch", "onnxruntime", "onnxruntime-fused")  # pytorch-nested matters for ragged batches only
 OUTPUT_NAME = "last_hidden_state"  # reuseformer-encode's output tensor
 
 
@@ -312,15 +319,16 @@ def torch_activation(model):
     return lambda x: F.gelu(x, approximate="tanh")
 
 
-def torch_encoder(model):
-    """nn.TransformerEncoder loaded with the checkpoint (float32, eval)."""
+def torch_encoder(model, nested=False):
+    """nn.TransformerEncoder loaded with the checkpoint (float32, eval); nested:
+    enable_nested_tensor, so that its fast path skips padded tokens."""
     import torch
     from torch import nn
 
     layer = nn.TransformerEncoderLayer(model.d, model.heads, model.d_ff, dropout=0.0,
                                        activation=torch_activation(model), layer_norm_eps=model.eps,
                                        batch_first=True, norm_first=model.norm_first)
-    enc = nn.TransformerEncoder(layer, model.layers, enable_nested_tensor=False)
+    enc = nn.TransformerEncoder(layer, model.layers, enable_nested_tensor=nested)
     t = lambda a: torch.from_numpy(a)  # noqa: E731
     with torch.no_grad():
         for mod, w in zip(enc.layers, model.weights):
@@ -596,13 +604,16 @@ def stats(ms):
             "max_ms": max(ms) if ms else None}
 
 
-def compare(np, out, reference):
-    """max |out - reference|, or None without a reference; non-finite outputs are reported."""
+def compare(np, out, reference, tokens=None):
+    """max |out - reference|, or None without a reference; non-finite outputs are
+    reported. tokens: a [B, N] mask of the positions to compare (None: all)."""
     if reference is None:
         return {"max_abs_diff_vs_reference": None}
     if out.shape != reference.shape:
         raise PeerError(f"output shape {list(out.shape)} differs from the reference's {list(reference.shape)}")
     diff = np.abs(out.astype(np.float64) - reference.astype(np.float64))
+    if tokens is not None:
+        diff = diff[tokens != 0]
     if not np.all(np.isfinite(diff)):
         return {"max_abs_diff_vs_reference": None, "nonfinite_elements": int(np.sum(~np.isfinite(diff)))}
     return {"max_abs_diff_vs_reference": float(diff.max()) if diff.size else 0.0}
@@ -627,11 +638,11 @@ def import_torch(threads):
     return _torch
 
 
-def run_pytorch(args, model, x, mask, reference):
+def run_pytorch(args, model, x, mask, reference, nested=False):
     import numpy as np
 
     torch = import_torch(args.threads)
-    enc = torch_encoder(model)
+    enc = torch_encoder(model, nested)
     hidden = torch.from_numpy(x)
     padding = torch.from_numpy(mask) == 0  # True = padding key
     attn_mask = causal_mask(x.shape[1]) if model.causal else None
@@ -663,7 +674,8 @@ def run_pytorch(args, model, x, mask, reference):
     if model.layers == 0:
         path = "no layers"
     elif len(calls) == model.layers:
-        path = "fast path (torch._transformer_encoder_layer_fwd, padded tokens computed)"
+        path = "fast path (torch._transformer_encoder_layer_fwd, " + (
+            "nested tensor: padded tokens skipped)" if nested and not mask.all() else "padded tokens computed)")
     else:
         why = []
         if model.act not in ("gelu", "relu"):
@@ -673,7 +685,8 @@ def run_pytorch(args, model, x, mask, reference):
         if model.heads % 2:
             why.append("num_head is odd")
         path = "standard nn.Module path (" + ("; ".join(why) or "fast path refused") + ")"
-    return {"version": torch.__version__, "path": path, **loaded_blas(), **stats(ms), **compare(np, out, reference)}
+    return {"version": torch.__version__, "path": path, **loaded_blas(), **stats(ms),
+            **compare(np, out, reference, mask if nested else None)}
 
 
 @contextlib.contextmanager
@@ -861,7 +874,8 @@ def parse_args(argv):
     p.add_argument("--reference", help="reuseformer-encode --output file (last_hidden_state [B,N,d])")
     p.add_argument("--threads", type=positive(1), default=os.cpu_count() or 1, help="intra-op threads (default: all)")
     p.add_argument("--repeat", type=positive(0), default=10, help="timed runs after 1 warm-up (default 10)")
-    p.add_argument("--peers", type=peer_list, default=list(PEERS), help="subset of pytorch,onnxruntime,onnxruntime-fused (default: all)")
+    p.add_argument("--peers", type=peer_list, default=list(DEFAULT_PEERS),
+                   help="subset of " + ",".join(PEERS) + " (default: " + ",".join(DEFAULT_PEERS) + ")")
     p.add_argument("--node-modules", default=os.path.join(ROOT, "build", "peers", "node_modules"),
                    help="node_modules holding onnxruntime-node (default: build/peers/node_modules)")
     p.add_argument("--work-dir", default=os.path.join(ROOT, "build", "peers", "work"),
@@ -964,7 +978,8 @@ def main(argv):
         except (PeerError, OSError) as e:
             report["reference_error"] = str(e)
 
-    runners = {"pytorch": run_pytorch, "onnxruntime": run_onnxruntime, "onnxruntime-fused": run_onnxruntime_fused}
+    runners = {"pytorch": run_pytorch, "onnxruntime": run_onnxruntime, "onnxruntime-fused": run_onnxruntime_fused,
+               "pytorch-nested": lambda *a: run_pytorch(*a, nested=True)}
     for name in args.peers:
         if common_error is not None:
             report["peers"][name] = {"error": common_error}

@@ -31,9 +31,10 @@ template <class T>
 // Context rows of the new tokens, all heads: context [B, H·dh].
 // io.q holds the queries [B, F·dh] (Q, or Q P for pairwise scores); io.k is
 // unused (the keys are the cache's); io.relative_bias as for
-// scaled_dot_product. The probability stores hold one row per sequence and
-// slot: io.reused.at(b, s) is read (t + 1 entries), io.kept.at(b, s) written
-// (t + 1 entries) for the slots io.kept_slots names. io.attentions must be null.
+// scaled_dot_product. The probability stores hold one row of max_length per
+// sequence and slot (io.reused.at(b * max_length, max_length, s)): the reused
+// rows are read (t + 1 entries), the kept ones written
+// (t + 1 entries) for the slots io.kept_slots names. io.attentions must have no base.
 // Requires: scratch.stride >= decode_scratch_elements<T>(cache.max_length),
 // slices 64-byte aligned; positions[b] < max_length.
 template <class T, class Arch = simd::default_arch>
@@ -47,10 +48,10 @@ void decode_attention(const layer_cache<T>& cache, const index_t* positions, T s
     const T* row = nullptr;
     if (h >= fresh_heads) {
       const index_t j = h - fresh_heads;
-      row = io.reused.at(b, io.reused_slots ? io.reused_slots[j] : j);
+      row = io.reused.at(b * n, n, io.reused_slots ? io.reused_slots[j] : j);
     } else {
       const index_t slot = io.kept_slots ? io.kept_slots[h] : reuse_state_plan::no_slot;
-      T* const logits = slot == reuse_state_plan::no_slot ? mine : io.kept.at(b, slot);
+      T* const logits = slot == reuse_state_plan::no_slot ? mine : io.kept.at(b * n, n, slot);
       simd::vector_matrix<T, Arch>(io.q.data + b * io.q.ld + h * dh, dh, cache.head_keys(b, h), keys, n, logits);
       const T* additive = nullptr;
       if (io.relative_bias) {

@@ -5,7 +5,8 @@
 // Layer l reuses K_l heads: its probability stack is
 //   S^l = concat(A_fresh^l (H - K_l heads), S^{l-1}[0 : K_l]),
 // and only S^l[0 : K_{l+1}] is ever read again. The state is a pool of slots,
-// each holding one head's probabilities for the whole batch ([B, N, N]).
+// each holding one head's probabilities for the whole batch ([N_b, N_b] per
+// sequence b: sum of N_b² values, B·N² for a dense batch).
 // Which slot holds which head is decided once, from the schedule alone:
 // - a fresh head of layer l that layer l+1 reads is written straight into a
 //   free slot by the softmax (no copy);
@@ -87,27 +88,34 @@ class reuse_state_plan {
   std::vector<index_t> live_after_;
 };
 
-// Where a layer finds and puts probability heads: slot s of batch element b is
-// the [N, N] row-major matrix at base + s * slot_stride + b * batch_stride.
+// Where a layer finds and puts probability heads, sequence by sequence: each
+// sequence b holds `heads` matrices of `size_b` values one after the other,
+// after those of the sequences before it. For attention the matrices are
+// [N_b, N_b] (size_b = N_b²): slot s of sequence b is at
+// base + heads * (sum over c < b of N_c²) + s * N_b², and a dense batch is a
+// [B, heads, N, N] tensor. Decoding keeps one row of max_length per slot.
 template <class T>
 struct probability_store {
   T* base = nullptr;
-  index_t slot_stride = 0;
-  index_t batch_stride = 0;
+  index_t heads = 0;
 
-  [[nodiscard]] T* at(index_t b, index_t slot) const { return base + slot * slot_stride + b * batch_stride; }
+  // Slot `slot` of the sequence whose matrices hold `size` values, preceded by
+  // `before` values per head (sequences::squares_before for [N_b, N_b] matrices).
+  [[nodiscard]] T* at(index_t before, index_t size, index_t slot) const {
+    return base + heads * before + slot * size;
+  }
 
   operator probability_store<const T>() const  // NOLINT(google-explicit-constructor)
     requires(!std::is_const_v<T>)
   {
-    return {base, slot_stride, batch_stride};
+    return {base, heads};
   }
 };
 
 // Where the heads of one layer come from and go to.
 template <class T>
 struct head_io {
-  // The operands of the fresh heads' logits Q Kᵀ: [B*N, F*dh] each (unused when F = 0).
+  // The operands of the fresh heads' logits Q Kᵀ: [T, F*dh] each (unused when F = 0).
   gemm::matrix<const T> q{}, k{};
   // Relative-position bias table [F, span] (span = 2P - 1), or null.
   const T* relative_bias = nullptr;
@@ -122,17 +130,17 @@ struct head_io {
   // reuse_state_plan::no_slot (null kept_slots: none is kept).
   probability_store<T> kept{};
   const index_t* kept_slots = nullptr;
-  // Optional copy of every head's probabilities: [B, H, N, N] (null: none).
-  T* attentions = nullptr;
+  // Optional copy of every head's probabilities, H heads per sequence (null base: none).
+  probability_store<T> attentions{};
 };
 
 // The head_io of layer `layer` of an encoder whose reuse state is `pool`, laid
 // out by `plan`: its reused heads from the slots the plan reads, its fresh heads
 // that later layers read into the slots the plan keeps, and every head copied
-// to `attentions` [B, H, N, N] when that is not null.
+// to `attentions` when its base is not null.
 template <class T>
 [[nodiscard]] head_io<T> encoder_layer_heads(const reuse_state_plan& plan, probability_store<T> pool, index_t layer,
-                                             T* attentions) {
+                                             probability_store<T> attentions) {
   head_io<T> heads;
   heads.reused = pool;
   heads.reused_slots = plan.reads(layer).data();
@@ -146,29 +154,42 @@ template <class T>
 
 namespace reuseformer {
 
-// Attention probabilities in and out of a forward pass.
-template <class T>
+// Attention probabilities in and out of a forward pass. Rank 4 for a dense
+// batch [B, N, d]: tensors [B, heads, N, N]. Rank 1 for a packed batch
+// (packed_attention_io): per sequence b, `heads` [N_b, N_b] matrices, sequence
+// after sequence, heads · sum of N_b² values (the dense layout when all N_b = N).
+template <class T, std::size_t Rank = 4>
 struct attention_io {
-  // The heads to reuse, [B, K, N, N], when the module's first attention layer
+  // The heads to reuse (K of them) when the module's first attention layer
   // reuses K > 0 heads and no earlier layer of the same call provides them (a
   // standalone attention or encoder layer). Must be empty otherwise.
-  tensor_view<const T, 4> reused{};
-  // Empty, or one [B, H, N, N] view per attention layer: filled with the
-  // probability stack each layer used (fresh heads first, then reused heads).
-  // Off by default: it costs B*H*N*N values per layer.
-  std::span<const tensor_view<T, 4>> attentions{};
+  tensor_view<const T, Rank> reused{};
+  // Empty, or one view per attention layer: filled with the probability stack
+  // each layer used (H heads: fresh heads first, then reused heads). Off by
+  // default: it costs H·N² values per sequence and layer.
+  std::span<const tensor_view<T, Rank>> attentions{};
 };
 
-namespace detail {
-// The head_io of a standalone attention layer: reused heads read from the
-// caller's [B, K, N, N] tensor, nothing kept for a later layer.
 template <class T>
-attention::head_io<T> standalone_heads(const attention_io<T>& io, index_t seq) {
-  attention::head_io<T> heads;
-  const index_t reused = io.reused.empty() ? 0 : io.reused.extent(1);
-  heads.reused = {io.reused.data(), seq * seq, reused * seq * seq};
-  heads.attentions = io.attentions.empty() ? nullptr : io.attentions.front().data();
-  return heads;
+using packed_attention_io = attention_io<T, 1>;
+
+namespace detail {
+// The probability_store over a caller's attention_io tensor of `heads` heads
+// per sequence (null base for an empty view).
+template <class U, std::size_t Rank>
+attention::probability_store<U> caller_store(const tensor_view<U, Rank>& view, index_t heads) {
+  return {view.data(), heads};
+}
+
+// The head_io of a standalone attention layer of `heads` heads reusing
+// `reused` of them: reused heads read from the caller's tensor, nothing kept
+// for a later layer.
+template <class T, std::size_t Rank>
+attention::head_io<T> standalone_heads(const attention_io<T, Rank>& io, index_t heads, index_t reused) {
+  attention::head_io<T> routing;
+  routing.reused = caller_store(io.reused, reused);
+  if (!io.attentions.empty()) routing.attentions = caller_store(io.attentions.front(), heads);
+  return routing;
 }
 }  // namespace detail
 

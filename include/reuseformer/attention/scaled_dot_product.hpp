@@ -1,21 +1,24 @@
 #pragma once
-// The attention core, per batch element b and head h (docs/semantics.md,
-// §Standard attention to §Symmetric and pairwise scores):
+// The attention core, per sequence b and head h (docs/semantics.md,
+// §Standard attention to §Packed batches):
 //   fresh head h < F:   A = softmax_row(scale * L_bh + R_h + M_b),  L_bh = Q_bh K_bhᵀ
 //   reused head h >= F: A = S^{l-1}[h - F]       (read from the reuse state)
 //   C_bh = A V_bh
 // F = H - K is the number of fresh heads, R_h the optional relative-position
-// bias, M_b the additive key mask. Q_bh is rows b*N .. b*N+N-1 and columns
-// h*dh .. h*dh+dh-1 of Q [B*N, F*dh] (likewise K; V and C are [B*N, H*dh]):
-// heads are read and written in place, never repacked. Q and K are the two
+// bias, M_b the additive key mask. Q_bh is sequence b's rows (core/sequences.hpp:
+// N_b rows from start(b); b*N .. b*N+N-1 in a dense batch) and columns
+// h*dh .. h*dh+dh-1 of Q [T, F*dh] (likewise K; V and C are [T, H*dh]): heads
+// are read and written in place, never repacked. Each sequence attends within
+// itself only, so a packed batch of different lengths computes no padding;
+// a dense batch is the case of equal lengths, through the same code. Q and K are the two
 // operands of the logits product, whatever the score function made them
 // (symmetric: K = Q; pairwise: Q P and Q).
 //
 // Work is split into tasks of one head (b, h), taken in blocks of query_block
 // query rows. A task packs the head's keys and values once for the micro-kernel
 // and reads them for each of its blocks; it holds only one block's
-// [rows, N] slice of scores, so the memory is threads * query_block * N values
-// however large B and H are, instead of the B*H*N*N a materialised score
+// [rows, N_b] slice of scores, so the memory is threads * query_block * max N_b
+// values however large B and H are, instead of the B*H*N*N a materialised score
 // tensor would need. Under a causal mask a block only multiplies the keys up to
 // its last row, skipping ~half of QKᵀ and AV (its values are then packed per
 // block: each block reads a different number of them).
@@ -32,6 +35,7 @@
 
 #include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/core/parallel.hpp"
+#include "reuseformer/core/sequences.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/gemm/gemm.hpp"
@@ -53,8 +57,7 @@ inline constexpr index_t query_block = [] {
 }();
 
 struct problem {
-  index_t batch;            // B >= 1
-  index_t seq;              // N >= 1
+  sequences batch;          // B >= 1 sequences of N_b >= 0 rows (max N_b >= 1)
   index_t heads;            // H >= 1
   index_t head_dim;         // dh >= 1
   bool causal;              // key j is visible from query i only when j <= i
@@ -104,7 +107,7 @@ struct scratch_layout {
   index_t additive, keys, values, products, total;
 
   explicit scratch_layout(const problem& p) {
-    const index_t n = p.seq, dh = p.head_dim, rows = std::min(query_block<T>, n);
+    const index_t n = p.batch.max_length(), dh = p.head_dim, rows = std::min(query_block<T>, n);
     const bool pack_keys = p.fresh_heads > 0 && !p.symmetric_logits;
     additive = round_to_line<T>(p.symmetric_logits ? n * symmetric_ld<T>(n) : rows * n);
     keys = additive + round_to_line<T>(n);
@@ -118,48 +121,61 @@ struct scratch_layout {
   }
 };
 
-// Calls body(b, h, first, last, thread) for heads h < `heads` of every batch
-// element b, on query rows [first, last): the whole head, or, when there are
-// fewer heads than twice the threads (batch 1 on many cores), runs of whole
-// query blocks, so that every thread has work (each run packs the head's keys
-// and values once). Symmetric logits are computed for the whole head at once.
+// One task's sequence: its rows, its length, and where its [N_b, N_b]
+// probability matrices start in a per-sequence store.
+struct sequence_at {
+  index_t index, start, length, squares_before;
+};
+
+// Calls body(s, h, first, last, thread) for heads h < `heads` of every sequence
+// s (a sequence_at), on query rows [first, last) of it: the whole head, or, when
+// there are fewer heads than twice the threads (batch 1 on many cores), runs of
+// whole query blocks, so that every thread has work (each run packs the head's
+// keys and values once). Symmetric logits are computed for the whole head at
+// once. Runs are cut from the longest sequence; a shorter one has fewer (none
+// for an empty sequence).
 template <class T, class Body>
 void for_each_task(const problem& p, index_t heads, int threads, Body&& body) {
-  if (heads == 0) return;
-  const index_t blocks = ceil_div(p.seq, query_block<T>), tasks_wanted = 2 * index_t(threads);
-  const index_t runs = p.symmetric_logits ? 1 : std::clamp(ceil_div(tasks_wanted, p.batch * heads), index_t(1), blocks);
+  const index_t batch = p.batch.batch();
+  if (heads == 0 || p.batch.max_length() == 0) return;
+  const index_t blocks = ceil_div(p.batch.max_length(), query_block<T>), tasks_wanted = 2 * index_t(threads);
+  const index_t runs = p.symmetric_logits ? 1 : std::clamp(ceil_div(tasks_wanted, batch * heads), index_t(1), blocks);
   const index_t run_rows = ceil_div(blocks, runs) * query_block<T>;
-  parallel_for(p.batch * heads * runs, threads, [&](index_t task, int thread) {
-    const index_t first = task % runs * run_rows, head = task / runs;
-    if (first < p.seq) body(head / heads, head % heads, first, std::min(p.seq, first + run_rows), thread);
+  parallel_for(batch * heads * runs, threads, [&](index_t task, int thread) {
+    const index_t first = task % runs * run_rows, head = task / runs, b = head / heads;
+    const index_t length = p.batch.length(b);
+    if (first < length)
+      body(sequence_at{b, p.batch.start(b), length, p.batch.squares_before(b)}, head % heads, first,
+           std::min(length, first + run_rows), thread);
   });
 }
 
-// Head (b, h)'s keys packed for its logits products, into `dst`.
+// Head (s, h)'s keys packed for its logits products, into `dst`.
 template <class T>
-[[nodiscard]] gemm::packed_view<T> packed_keys(const problem& p, const head_io<T>& io, index_t b, index_t h, T* dst) {
-  return gemm::pack<T>(io.k.block(b * p.seq, p.seq, h * p.head_dim, p.head_dim), gemm::transpose::yes, dst);
+[[nodiscard]] gemm::packed_view<T> packed_keys(const problem& p, const head_io<T>& io, const sequence_at& s,
+                                               index_t h, T* dst) {
+  return gemm::pack<T>(io.k.block(s.start, s.length, h * p.head_dim, p.head_dim), gemm::transpose::yes, dst);
 }
 
-// Logits Q_bh K_bhᵀ of query rows [first, first + scores.rows) against the
-// first scores.cols keys (all N, or up to the last row under a causal mask),
+// Logits Q_sh K_shᵀ of query rows [first, first + scores.rows) against the
+// first scores.cols keys (all N_s, or up to the last row under a causal mask),
 // from the head's packed keys, into `scores`.
 template <class T>
-void block_logits(const problem& p, const head_io<T>& io, index_t b, index_t h, index_t first,
+void block_logits(const problem& p, const head_io<T>& io, const sequence_at& s, index_t h, index_t first,
                   const gemm::packed_view<T>& keys, gemm::matrix<T> scores, T* gemm_scratch) {
   const index_t dh = p.head_dim;
-  gemm::multiply_add<T>(T(1), io.q.block(b * p.seq + first, scores.rows, h * dh, dh), keys, scores, gemm_scratch,
+  gemm::multiply_add<T>(T(1), io.q.block(s.start + first, scores.rows, h * dh, dh), keys, scores, gemm_scratch,
                         gemm::update::overwrite);
 }
 
-// Symmetric logits of the whole head into `scores` [N, N]: the lower triangle,
-// mirrored (a causal mask never reads the mirror, so it is skipped).
+// Symmetric logits of the whole head into `scores` [N_s, N_s]: the lower
+// triangle, mirrored (a causal mask never reads the mirror, so it is skipped).
 template <class T>
-void symmetric_head_logits(const problem& p, const head_io<T>& io, index_t b, index_t h, gemm::matrix<T> scores,
-                           T* gemm_scratch) {
+void symmetric_head_logits(const problem& p, const head_io<T>& io, const sequence_at& s, index_t h,
+                           gemm::matrix<T> scores, T* gemm_scratch) {
   const index_t dh = p.head_dim;
-  const gemm::matrix<const T> q = io.q.block(b * p.seq, p.seq, h * dh, dh);
-  const gemm::matrix<const T> k = io.k.block(b * p.seq, p.seq, h * dh, dh);
+  const gemm::matrix<const T> q = io.q.block(s.start, s.length, h * dh, dh);
+  const gemm::matrix<const T> k = io.k.block(s.start, s.length, h * dh, dh);
   if (p.causal)
     gemm::multiply_add_lower<T>(T(1), q, k, scores, gemm_scratch);
   else
@@ -176,54 +192,59 @@ template <class T>
 }
 
 // Raw logits Q_bh K_bhᵀ (before scale, bias and mask) of every fresh head into
-// out [B, F, N, ld] (ld >= N: the row stride), computed as scaled_dot_product()
-// does: the score stage alone, for tests and benchmarks. Under a causal mask
-// the entries after each query block's last row (symmetric logits: after the
-// diagonal) are unspecified. Requires scratch as for scaled_dot_product().
+// out [B, F, N, ld] (N the longest sequence, ld >= N: the row stride; sequence
+// b's head is the top-left [N_b, N_b] of its [N, ld] block), computed as
+// scaled_dot_product() does: the score stage alone, for tests and benchmarks.
+// Under a causal mask the entries after each query block's last row (symmetric
+// logits: after the diagonal) are unspecified. Requires scratch as for
+// scaled_dot_product().
 template <class T, class Arch = simd::default_arch>
 void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, const thread_scratch<T>& scratch) {
-  const index_t n = p.seq;
+  const index_t rows_per_head = p.batch.max_length();
   const detail::scratch_layout<T> layout(p);
-  detail::for_each_task<T>(p, p.fresh_heads, scratch.threads, [&](index_t b, index_t h, index_t first,
-                                                                  index_t last, int thread) {
+  detail::for_each_task<T>(p, p.fresh_heads, scratch.threads, [&](const detail::sequence_at& s, index_t h,
+                                                                  index_t first, index_t last, int thread) {
     T* const mine = scratch.slice(thread);
-    T* const head = out + (b * p.fresh_heads + h) * n * ld;
+    T* const head = out + (s.index * p.fresh_heads + h) * rows_per_head * ld;
     if (p.symmetric_logits) {
-      detail::symmetric_head_logits(p, io, b, h, gemm::matrix<T>{head, n, n, ld}, mine + layout.products);
+      detail::symmetric_head_logits(p, io, s, h, gemm::matrix<T>{head, s.length, s.length, ld},
+                                    mine + layout.products);
       return;
     }
-    const gemm::packed_view<T> keys = detail::packed_keys(p, io, b, h, mine + layout.keys);
+    const gemm::packed_view<T> keys = detail::packed_keys(p, io, s, h, mine + layout.keys);
     for (index_t block = first; block < last; block += query_block<T>) {
       const index_t rows = std::min(query_block<T>, last - block);
-      detail::block_logits(p, io, b, h, block, keys,
-                           gemm::matrix<T>{head + block * ld, rows, p.causal ? block + rows : n, ld},
+      detail::block_logits(p, io, s, h, block, keys,
+                           gemm::matrix<T>{head + block * ld, rows, p.causal ? block + rows : s.length, ld},
                            mine + layout.products);
     }
   });
 }
 
-// Computes the context C (all heads of all batch elements).
-// Shapes: v, context [B*N, H*dh] (any row stride >= H*dh); io as documented there.
-// additive_mask is null or [B, N] with 0 (visible) / -inf (hidden) per key.
-// Requires: scratch.stride >= scratch_elements<T>(p), slices 64-byte aligned; with
+// Computes the context C (all heads of all sequences).
+// Shapes: v, context [T, H*dh] (any row stride >= H*dh), T = p.batch.tokens();
+// io as documented there. additive_mask is null or [T] with 0 (visible) / -inf
+// (hidden) per key. Requires: scratch.stride >= scratch_elements<T>(p), slices
+// 64-byte aligned; with
 // p.symmetric_logits, Q_bh K_bhᵀ symmetric for every fresh head.
 // Guarantees: a query row with no visible key gets a zero context row; every
 // probability row written to a slot or to io.attentions is complete (zeros for
-// hidden keys), so a later layer can reuse it under any mask.
+// hidden keys), so a later layer can reuse it under any mask; the rows of an
+// empty sequence are none, so nothing is computed for it.
 template <class T, class Arch = simd::default_arch>
 void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::matrix<const T> v,
                         gemm::matrix<T> context, const T* additive_mask, const thread_scratch<T>& scratch) {
-  const index_t n = p.seq, dh = p.head_dim;
+  const index_t dh = p.head_dim;
   const detail::scratch_layout<T> layout(p);
   const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
 
-  detail::for_each_task<T>(p, p.heads, scratch.threads, [&](index_t b, index_t h, index_t first, index_t last,
-                                                           int thread) {
-    const index_t base = b * n;  // first row of batch element b
+  detail::for_each_task<T>(p, p.heads, scratch.threads, [&](const detail::sequence_at& s, index_t h, index_t first,
+                                                            index_t last, int thread) {
+    const index_t n = s.length;
     T* const mine = scratch.slice(thread);
     T* const additive = mine + layout.additive;
     T* const gemm_scratch = mine + layout.products;
-    const T* const mask = additive_mask ? additive_mask + base : nullptr;
+    const T* const mask = additive_mask ? additive_mask + s.start : nullptr;
 
     // The head's probabilities, row stride `ld`: reused rows are only read; a
     // fresh head's logits are written (in its slot when a later layer keeps it,
@@ -236,22 +257,23 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
     gemm::packed_view<T> keys{};
     if (h >= p.fresh_heads) {
       const index_t j = h - p.fresh_heads;
-      data = io.reused.at(b, io.reused_slots ? io.reused_slots[j] : j);
+      data = io.reused.at(s.squares_before, n * n, io.reused_slots ? io.reused_slots[j] : j);
     } else {
       const index_t slot = io.kept_slots ? io.kept_slots[h] : reuse_state_plan::no_slot;
       stored = slot != reuse_state_plan::no_slot;
       per_block = !stored && !p.symmetric_logits;
       if (!stored && p.symmetric_logits) ld = detail::symmetric_ld<T>(n);
-      fresh = stored ? io.kept.at(b, slot) : mine;
+      fresh = stored ? io.kept.at(s.squares_before, n * n, slot) : mine;
       data = fresh;
       if (p.symmetric_logits)
-        detail::symmetric_head_logits(p, io, b, h, gemm::matrix<T>{fresh, n, n, ld}, gemm_scratch);
+        detail::symmetric_head_logits(p, io, s, h, gemm::matrix<T>{fresh, n, n, ld}, gemm_scratch);
       else
-        keys = detail::packed_keys(p, io, b, h, mine + layout.keys);
+        keys = detail::packed_keys(p, io, s, h, mine + layout.keys);
     }
-    const gemm::matrix<const T> head_values = v.block(base, n, h * dh, dh);
+    const gemm::matrix<const T> head_values = v.block(s.start, n, h * dh, dh);
     gemm::packed_view<T> values{};
     if (!p.causal) values = gemm::pack<T>(head_values, gemm::transpose::no, mine + layout.values);
+    T* const copy = io.attentions.base ? io.attentions.at(s.squares_before, n * n, h) : nullptr;
 
     // Block by block: logits (fresh heads of non-symmetric logits), softmax
     // (fresh heads), the optional copy, then A V.
@@ -260,7 +282,7 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
       const index_t block_keys = p.causal ? block + block_rows : n;
       const index_t offset = per_block ? 0 : block * ld;
       if (fresh && !p.symmetric_logits)
-        detail::block_logits(p, io, b, h, block, keys, gemm::matrix<T>{fresh + offset, block_rows, block_keys, ld},
+        detail::block_logits(p, io, s, h, block, keys, gemm::matrix<T>{fresh + offset, block_rows, block_keys, ld},
                              gemm_scratch);
       for (index_t i = 0; fresh && i < block_rows; ++i) {
         const index_t query = block + i, active = p.causal ? query + 1 : block_keys;
@@ -279,15 +301,13 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
         if (stored) std::fill(row + block_keys, row + n, T(0));  // causal tail of a stored row
       }
       const gemm::matrix<const T> probabilities{data + offset, block_rows, block_keys, ld};
-      if (io.attentions) {
-        T* out = io.attentions + ((b * p.heads + h) * n + block) * n;
-        for (index_t i = 0; i < block_rows; ++i) {
-          const T* row = probabilities.data + i * ld;
-          std::copy(row, row + block_keys, out + i * n);
-          std::fill(out + i * n + block_keys, out + (i + 1) * n, T(0));
-        }
+      for (index_t i = 0; copy && i < block_rows; ++i) {
+        const T* row = probabilities.data + i * ld;
+        T* out = copy + (block + i) * n;
+        std::copy(row, row + block_keys, out);
+        std::fill(out + block_keys, out + n, T(0));
       }
-      const gemm::matrix<T> out = context.block(base + block, block_rows, h * dh, dh);
+      const gemm::matrix<T> out = context.block(s.start + block, block_rows, h * dh, dh);
       if (p.causal)
         gemm::multiply_add<T>(T(1), probabilities, head_values.block(0, block_keys, 0, dh), gemm::transpose::no, out,
                               gemm_scratch, gemm::update::overwrite);

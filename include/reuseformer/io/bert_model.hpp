@@ -33,6 +33,7 @@
 #include <deque>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -142,6 +143,16 @@ class basic_bert_model {
   void forward(tensor_view<const value_type, 3> input, tensor_view<value_type, 3> output, workspace& ws,
                const attention_mask& mask = {}, const attention_io<value_type>& io = {}) const {
     encoder_->forward(input, output, ws, mask, io);
+  }
+  // The same, computing or skipping padding (reuseformer::padding).
+  void forward(tensor_view<const value_type, 3> input, tensor_view<value_type, 3> output, workspace& ws,
+               const attention_mask& mask, padding mode) const {
+    encoder_->forward(input, output, ws, mask, mode);
+  }
+  // The encoder on a packed batch, tokens [T, d] with sequence offsets (as encoder::forward).
+  void forward(tensor_view<const value_type, 2> tokens, tensor_view<value_type, 2> output,
+               std::span<const index_t> offsets, workspace& ws, const packed_attention_io<value_type>& io = {}) const {
+    encoder_->forward(tokens, output, offsets, ws, io);
   }
   // "bert." or "": the prefix the file's tensor names carry.
   [[nodiscard]] const std::string& root() const { return root_; }

@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <iterator>
 #include <limits>
+#include <span>
 #include <string_view>
 #include <utility>
 #include <variant>
@@ -71,21 +72,39 @@ class any_encoder {
   [[nodiscard]] std::size_t referenced_parameter_bytes() const {
     return std::visit([](const auto& e) { return e.referenced_parameter_bytes(); }, encoder_);
   }
-  [[nodiscard]] std::size_t reuse_state_bytes(index_t batch, index_t seq) const {
-    return std::visit([&](const auto& e) { return e.reuse_state_bytes(batch, seq); }, encoder_);
+  // As encoder, for a dense batch (batch, seq) or a packed one (offsets).
+  template <class... Shape>
+  [[nodiscard]] std::size_t reuse_state_bytes(const Shape&... shape) const {
+    return std::visit([&](const auto& e) { return e.reuse_state_bytes(shape...); }, encoder_);
   }
   [[nodiscard]] std::size_t workspace_bytes(index_t batch, index_t seq, int threads = 1) const {
     return std::visit([&](const auto& e) { return e.workspace_bytes(batch, seq, threads); }, encoder_);
+  }
+  [[nodiscard]] std::size_t workspace_bytes(std::span<const index_t> offsets, int threads = 1) const {
+    return std::visit([&](const auto& e) { return e.workspace_bytes(offsets, threads); }, encoder_);
   }
   [[nodiscard]] workspace make_workspace(index_t batch, index_t seq, int threads = 1,
                                          std::size_t limit_bytes = std::numeric_limits<std::size_t>::max()) const {
     return std::visit([&](const auto& e) { return e.make_workspace(batch, seq, threads, limit_bytes); }, encoder_);
   }
+  [[nodiscard]] workspace make_workspace(std::span<const index_t> offsets, int threads = 1,
+                                         std::size_t limit_bytes = std::numeric_limits<std::size_t>::max()) const {
+    return std::visit([&](const auto& e) { return e.make_workspace(offsets, threads, limit_bytes); }, encoder_);
+  }
 
-  // As encoder::forward: shapes, errors and guarantees (no allocation) alike.
+  // As encoder::forward, in each of its forms (dense, dense with a padding
+  // mode, packed): shapes, errors and guarantees (no allocation) alike.
   void forward(tensor_view<const T, 3> input, tensor_view<T, 3> output, workspace& ws,
                const attention_mask& mask = {}, const attention_io<T>& io = {}) const {
     std::visit([&](const auto& e) { e.forward(input, output, ws, mask, io); }, encoder_);
+  }
+  void forward(tensor_view<const T, 3> input, tensor_view<T, 3> output, workspace& ws, const attention_mask& mask,
+               padding mode) const {
+    std::visit([&](const auto& e) { e.forward(input, output, ws, mask, mode); }, encoder_);
+  }
+  void forward(tensor_view<const T, 2> tokens, tensor_view<T, 2> output, std::span<const index_t> offsets,
+               workspace& ws, const packed_attention_io<T>& io = {}) const {
+    std::visit([&](const auto& e) { e.forward(tokens, output, offsets, ws, io); }, encoder_);
   }
 
   // Calls f(e) with the compiled encoder<T, config().score, Arch, Products>, for what

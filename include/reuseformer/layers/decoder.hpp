@@ -114,9 +114,9 @@ class decoder {
       const auto& layer = model_.layers()[static_cast<std::size_t>(l)];
       const attention::head_io<T> routing = layer_heads(buffers.pool, l);
       arena layer_arena = buffers.layers;
-      const auto lb = access::plan(layer, layer_arena, batch_, seq, threads());
+      const auto lb = access::plan(layer, layer_arena, batch_shape::dense(batch_, seq), threads());
       access::execute(layer, stream, batch_ * seq, lb, [&](const T* x, T* out, auto after) {
-        access::execute(layer.attention(), x, out, batch_, seq, static_cast<const T*>(nullptr), lb.attention,
+        access::execute(layer.attention(), x, out, sequences::dense(batch_, seq), static_cast<const T*>(nullptr), lb.attention,
                         routing, after);
         const auto projected = layer.attention().operands(lb.attention, batch_ * seq);
         const attention::layer_cache<T>& cache = cache_.layer(l);
@@ -153,7 +153,7 @@ class decoder {
       routing.relative_bias = attention.relative_position_.data();
       routing.relative_span = attention.relative_position_.extent(1);
       arena layer_arena = buffers.layers;
-      const auto lb = access::plan(layer, layer_arena, batch_, 1, threads());
+      const auto lb = access::plan(layer, layer_arena, batch_shape::dense(batch_, 1), threads());
       access::execute(layer, stream, batch_, lb, [&](const T* x, T* out, auto after) {
         const auto projected = attention.project(x, batch_, lb.attention);
         const attention::layer_cache<T>& cache = cache_.layer(l);
@@ -172,13 +172,13 @@ class decoder {
  private:
   using access = detail::module_access;
 
-  // Prefill: the reuse state of a causal forward pass [slots, B, N, N], then
+  // Prefill: the reuse state of a causal forward pass [B, slots, N, N], then
   // each layer's temporaries (layers run one at a time).
   struct prefill_buffers {
     attention::probability_store<T> pool;
     arena layers;
   };
-  // Step: the reuse state, one row per slot and sequence [slots, B, L], the
+  // Step: the reuse state, one row per slot and sequence [B, slots, L], the
   // attention core's per-thread rows, then each layer's temporaries for B rows.
   struct step_buffers {
     attention::probability_store<T> pool;
@@ -188,7 +188,7 @@ class decoder {
 
   static prefill_buffers plan_prefill(const model_type& model, arena& a, index_t batch, index_t seq, int threads) {
     T* const pool = a.take<T>(model.reuse_plan().slots() * batch * seq * seq);
-    prefill_buffers b{{pool, batch * seq * seq, seq * seq}, a};
+    prefill_buffers b{{pool, model.reuse_plan().slots()}, a};
     plan_layers(model, a, batch, seq, threads);
     return b;
   }
@@ -196,7 +196,7 @@ class decoder {
   static step_buffers plan_step(const model_type& model, arena& a, index_t batch, index_t max_length, int threads) {
     T* const pool = a.take<T>(model.reuse_plan().slots() * batch * max_length);
     const auto scratch = detail::take_thread_scratch<T>(a, attention::decode_scratch_elements<T>(max_length), threads);
-    step_buffers b{{pool, batch * max_length, max_length}, scratch, a};
+    step_buffers b{{pool, model.reuse_plan().slots()}, scratch, a};
     plan_layers(model, a, batch, 1, threads);
     return b;
   }
@@ -205,7 +205,7 @@ class decoder {
   static void plan_layers(const model_type& model, arena& a, index_t batch, index_t seq, int threads) {
     for (const auto& layer : model.layers()) {
       const std::size_t start = a.mark();
-      static_cast<void>(access::plan(layer, a, batch, seq, threads));
+      static_cast<void>(access::plan(layer, a, batch_shape::dense(batch, seq), threads));
       a.release(start);
     }
   }
@@ -230,7 +230,7 @@ class decoder {
 
   // Layer l's reused and kept heads in `pool`, as the encoder routes them.
   [[nodiscard]] attention::head_io<T> layer_heads(attention::probability_store<T> pool, index_t l) const {
-    return attention::encoder_layer_heads(model_.reuse_plan(), pool, l, static_cast<T*>(nullptr));
+    return attention::encoder_layer_heads(model_.reuse_plan(), pool, l, attention::probability_store<T>{});
   }
 
   const model_type& model_;

@@ -5,14 +5,20 @@
 //   reuseformer::encoder<float> model(config, layer_weights);
 //   auto ws = model.make_workspace(batch, seq, threads);    // once
 //   model.forward(input, output, ws, attention_mask);      // many times, no allocation
+// or, for sequences of different lengths without padding (docs/semantics.md
+// §Packed batches), tokens [T, d] and offsets [B + 1]:
+//   auto ws = model.make_workspace(offsets, threads);
+//   model.forward(tokens, output, offsets, ws);
 
 #include <cstddef>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/core/error.hpp"
+#include "reuseformer/core/sequences.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/encoder_layer.hpp"
@@ -76,9 +82,17 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
   }
 
   // Bytes of the reuse state (part of workspace_bytes): reuse_plan().slots()
-  // heads of [B, N, N] probabilities, the most ever live at once.
+  // heads of probabilities, the most ever live at once, each [N_b, N_b] per
+  // sequence: slots · B · N² values for a dense batch, slots · sum of N_b² for
+  // the packed batch of `offsets` (validated as forward's).
   [[nodiscard]] std::size_t reuse_state_bytes(index_t batch, index_t seq) const {
-    return static_cast<std::size_t>(reuse_.slots() * batch * seq * seq) * sizeof(T);
+    return reuse_state_bytes(batch_shape::dense(batch, seq));
+  }
+  [[nodiscard]] std::size_t reuse_state_bytes(std::span<const index_t> offsets) const {
+    return reuse_state_bytes(detail::packed_shape(offsets));
+  }
+  [[nodiscard]] std::size_t reuse_state_bytes(const batch_shape& shape) const {
+    return static_cast<std::size_t>(reuse_.slots() * shape.squares) * sizeof(T);
   }
 
   // Planning and execution: for forward_interface.
@@ -88,31 +102,34 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
   using access = detail::module_access;
 
   struct buffers {
-    T* reuse_state;  // [slots, B, N, N]
+    T* reuse_state;  // per sequence b: [slots, N_b, N_b]
     arena layers;    // where each layer's temporaries start (layers run one at a time)
     int threads;     // each layer's plan is for
   };
 
-  [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
-    buffers b{a.take<T>(reuse_.slots() * batch * seq * seq), a, threads};
+  [[nodiscard]] buffers plan(arena& a, const batch_shape& shape, int threads) const {
+    buffers b{a.take<T>(reuse_.slots() * shape.squares), a, threads};
     for (const auto& layer : layers_) {  // layers differ (reuse), so the largest plan sets the size
       const std::size_t start = a.mark();
-      static_cast<void>(access::plan(layer, a, batch, seq, threads));
+      static_cast<void>(access::plan(layer, a, shape, threads));
       a.release(start);
     }
     return b;
   }
 
-  void run(const T*, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
-           const attention_io<T>& io) const {
+  template <std::size_t Rank>
+  void run(const T*, T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
+           const attention_io<T, Rank>& io) const {
     arena a = b.layers;
-    const attention::probability_store<T> pool{b.reuse_state, batch * seq * seq, seq * seq};
+    const attention::probability_store<T> pool{b.reuse_state, reuse_.slots()};
     for (std::size_t l = 0; l < layers_.size(); ++l) {
-      const attention::head_io<T> routing = attention::encoder_layer_heads(
-          reuse_, pool, static_cast<index_t>(l), io.attentions.empty() ? nullptr : io.attentions[l].data());
+      const attention::probability_store<T> attentions =
+          io.attentions.empty() ? attention::probability_store<T>{} : detail::caller_store(io.attentions[l], heads());
+      const attention::head_io<T> routing =
+          attention::encoder_layer_heads(reuse_, pool, static_cast<index_t>(l), attentions);
       const std::size_t start = a.mark();
-      const auto layer_buffers = access::plan(layers_[l], a, batch, seq, b.threads);
-      access::execute(layers_[l], stream, batch, seq, additive_mask, layer_buffers, routing);
+      const auto layer_buffers = access::plan(layers_[l], a, batch.shape(), b.threads);
+      access::execute(layers_[l], stream, batch, additive_mask, layer_buffers, routing);
       a.release(start);
     }
   }

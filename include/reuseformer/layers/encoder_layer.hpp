@@ -82,7 +82,7 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
   using access = detail::module_access;
 
   struct buffers {
-    T* normed;  // [B*N, d], pre-LN only
+    T* normed;  // [T, d], pre-LN only
     access::buffers<multi_head_attention<T, Score, Arch, Products>> attention;
     access::buffers<reuseformer::feed_forward<T, Arch, Products>> feed_forward;
     int threads;  // of the LayerNorms
@@ -90,11 +90,11 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
 
   // The attention and feed-forward temporaries are never live together: they
   // share the same bytes.
-  [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
-    const index_t rows = batch * seq;
+  [[nodiscard]] buffers plan(arena& a, const batch_shape& shape, int threads) const {
+    const index_t rows = shape.tokens;
     buffers b{norm_ == norm_placement::pre ? a.take<T>(rows * hidden_size()) : nullptr, {}, {}, threads};
     const std::size_t start = a.mark();
-    b.attention = access::plan(attention_, a, batch, seq, threads);
+    b.attention = access::plan(attention_, a, shape, threads);
     a.release(start);
     b.feed_forward = access::plan(feed_forward_, a, rows, threads);
     a.release(start);
@@ -102,16 +102,17 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
   }
 
   // A standalone call: io.reused holds the heads to reuse.
-  void run(const T*, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
-           const attention_io<T>& io) const {
-    execute(stream, batch, seq, additive_mask, b, detail::standalone_heads(io, seq));
+  template <std::size_t Rank>
+  void run(const T*, T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
+           const attention_io<T, Rank>& io) const {
+    execute(stream, batch, additive_mask, b, detail::standalone_heads(io, heads(), attention_.reused_heads()));
   }
 
-  // Updates the residual stream [B*N, d] in place; `routing` as for the attention.
-  void execute(T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
+  // Updates the residual stream [T, d] in place; `routing` as for the attention.
+  void execute(T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
                const attention::head_io<T>& routing) const {
-    execute(stream, batch * seq, b, [&](const T* x, T* out, auto after) {
-      access::execute(attention_, x, out, batch, seq, additive_mask, b.attention, routing, after);
+    execute(stream, batch.tokens(), b, [&](const T* x, T* out, auto after) {
+      access::execute(attention_, x, out, batch, additive_mask, b.attention, routing, after);
     });
   }
 

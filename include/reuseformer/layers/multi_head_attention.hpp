@@ -20,6 +20,7 @@
 #include "reuseformer/attention/score_function.hpp"
 #include "reuseformer/attention/scaled_dot_product.hpp"
 #include "reuseformer/core/error.hpp"
+#include "reuseformer/core/sequences.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/linear.hpp"
@@ -120,44 +121,46 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
   friend class decoder;
 
   struct buffers {
-    T* projected;     // [B*N, projection width]: Q, then K (standard scores), then V
-    T* factored;      // [B*N, (H - K)*dh]: Q P (pairwise scores), else none
-    T* context;       // [B*N, d]
+    T* projected;     // [T, projection width]: Q, then K (standard scores), then V
+    T* factored;      // [T, (H - K)*dh]: Q P (pairwise scores), else none
+    T* context;       // [T, d]
     thread_scratch<T> scratch;
   };
 
-  [[nodiscard]] buffers plan(arena& a, index_t batch, index_t seq, int threads) const {
-    const index_t rows = batch * seq, d = hidden_size();
+  [[nodiscard]] buffers plan(arena& a, const batch_shape& shape, int threads) const {
+    const index_t rows = shape.tokens, d = hidden_size();
     buffers b{a.take<T>(rows * projection_.out_features()),
               has_pairwise_factors(Score) ? a.take<T>(rows * fresh_width()) : nullptr, a.take<T>(rows * d), {}};
     const index_t linear_scratch = std::max(projection_.scratch_elements(), output_.scratch_elements());
     const index_t factors_scratch =
         has_pairwise_factors(Score) ? attention::pairwise_scratch_elements<T, Arch>(rows, head_dim()) : 0;
-    const index_t core_scratch = attention::scratch_elements<T>(problem(batch, seq));
+    const index_t core_scratch =
+        attention::scratch_elements<T>(problem(sequences::dense(shape.batch, shape.max_length)));
     b.scratch = detail::take_thread_scratch<T>(a, std::max({linear_scratch, factors_scratch, core_scratch}), threads);
     return b;
   }
 
   // stream += Attention(x) for a standalone call (io.reused holds the heads to reuse).
-  void run(const T* x, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
-           const attention_io<T>& io) const {
-    execute(x, stream, batch, seq, additive_mask, b, detail::standalone_heads(io, seq));
+  template <std::size_t Rank>
+  void run(const T* x, T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
+           const attention_io<T, Rank>& io) const {
+    execute(x, stream, batch, additive_mask, b, detail::standalone_heads(io, heads(), reused_heads()));
   }
 
-  // stream += Attention(x). Shapes: x, stream [B*N, d]; x may equal stream.
+  // stream += Attention(x). Shapes: x, stream [T, d]; x may equal stream.
   // `routing` says where reused heads come from and fresh heads go (its q, k are
   // filled in here). `after(row, rows)`, when given, runs on rows of stream as
   // soon as they are final (the residual LayerNorm of an encoder layer).
   template <class AfterRows = std::nullptr_t>
-  void execute(const T* x, T* stream, index_t batch, index_t seq, const T* additive_mask, const buffers& b,
+  void execute(const T* x, T* stream, const sequences& batch, const T* additive_mask, const buffers& b,
                attention::head_io<T> routing, AfterRows after = nullptr) const {
-    const index_t rows = batch * seq, d = hidden_size();
+    const index_t rows = batch.tokens(), d = hidden_size();
     const projections p = project(x, rows, b);
     routing.q = p.query;
     routing.k = p.key;
     routing.relative_bias = relative_position_.data();
     routing.relative_span = relative_position_.extent(1);
-    attention::scaled_dot_product<T, Arch>(problem(batch, seq), scale(), routing, p.value,
+    attention::scaled_dot_product<T, Arch>(problem(batch), scale(), routing, p.value,
                                            gemm::matrix<T>{b.context, rows, d, d}, additive_mask, b.scratch);
     finish(stream, rows, b, after);
   }
@@ -207,8 +210,8 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
   [[nodiscard]] index_t head_dim() const { return hidden_size() / heads(); }
   [[nodiscard]] index_t fresh_width() const { return fresh_heads() * head_dim(); }
   [[nodiscard]] index_t key_width() const { return has_key_projection(Score) ? fresh_width() : 0; }
-  [[nodiscard]] attention::problem problem(index_t batch, index_t seq) const {
-    return {batch, seq, heads(), head_dim(), options_.causal, fresh_heads(), has_symmetric_logits(Score)};
+  [[nodiscard]] attention::problem problem(const sequences& batch) const {
+    return {batch, heads(), head_dim(), options_.causal, fresh_heads(), has_symmetric_logits(Score)};
   }
 
   // Score functions without a key projection must not be handed one: a
