@@ -173,6 +173,7 @@ void encode(const options& o) {
                                    {"flops", 2 * cost.multiply_adds},
                                    {"parameter_bytes", model.parameter_bytes()},
                                    {"referenced_parameter_bytes", model.referenced_parameter_bytes()},
+                                   {"converted_parameter_bytes", model.converted_parameter_bytes()},
                                    {"resident_bytes", resident_memory::current_bytes()},
                                    {"peak_resident_bytes", resident_memory::peak_bytes()},
                                    {"workspace_bytes", cost.workspace_bytes},

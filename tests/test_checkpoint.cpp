@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -324,6 +325,58 @@ TEST_CASE("binding: the embeddings, the bert. prefix, F16 weights converted once
   const io::bert_model<float, rf::score_function::pairwise> plain(
       io::read_config_json((fixtures / "pairwise.config.json").string()), io::safetensors_reader(fixtures / "pairwise.safetensors"));
   CHECK_FALSE(plain.embeddings().has_value());
+}
+
+TEST_CASE("binding: a BF16 checkpoint for bf16 products keeps only the packed weights", "[io][checkpoint][bf16]") {
+  // The same random weights written as BF16 and as F32. The F32 file's
+  // Linear weights are the unrounded values (bf16_products rounds them once,
+  // to nearest even, when packing); its other tensors, which stay float, hold
+  // the BF16 file's values widened.
+  rf::encoder_config c = tiny_config();
+  c.use_relative_pe = true;  // a referenced tensor besides the LayerNorms
+  c.pe_max_seq_length = 3;
+  rf::encoder_parameters<float> p(c);
+  p.fill_random(13, 0.1);
+  std::vector<io::tensor_entry> f32 = io::encoder_tensors(c, p.layers()), bf16;
+  std::vector<std::vector<rf::bfloat16>> rounded;
+  std::vector<std::vector<float>> widened;
+  for (io::tensor_entry& e : f32) {
+    const std::span<const float> values(reinterpret_cast<const float*>(e.bytes.data()), e.bytes.size() / sizeof(float));
+    std::vector<rf::bfloat16>& r = rounded.emplace_back();
+    for (const float v : values) r.push_back(rf::to_bfloat16(v));
+    bf16.push_back({e.name, io::dtype::BF16, e.shape, std::as_bytes(std::span<const rf::bfloat16>(r))});
+    const bool linear_weight = e.name.ends_with(".weight") && e.shape.size() == 2;
+    if (linear_weight) continue;
+    std::vector<float>& w = widened.emplace_back();
+    for (const rf::bfloat16 v : r) w.push_back(rf::to_float(v));
+    e.bytes = std::as_bytes(std::span<const float>(w));
+  }
+  const temp_dir f32_dir, bf16_dir;
+  io::write_safetensors(f32_dir / "model.safetensors", f32);
+  io::write_safetensors(bf16_dir / "model.safetensors", bf16);
+  io::model_config m;
+  m.encoder = c;
+  using model = io::bert_model<float, rf::score_function::standard, rf::simd::default_arch, rf::bf16_products>;
+  const model from_f32(m, io::safetensors_reader(f32_dir / "model.safetensors"));
+  const model from_bf16(m, io::safetensors_reader(bf16_dir / "model.safetensors"));
+
+  // The same packed bf16 weights: the same outputs, bit for bit, and the same sizes.
+  std::vector<float> x(2 * 3 * 8), y_f32(x.size()), y_bf16(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) * 0.25f - 0.75f;
+  rf::workspace ws = from_f32.make_workspace(2, 3);
+  from_f32.forward(rf::view(x, {2, 3, 8}), rf::view(y_f32, {2, 3, 8}), ws);
+  from_bf16.forward(rf::view(x, {2, 3, 8}), rf::view(y_bf16, {2, 3, 8}), ws);
+  CHECK(y_f32 == y_bf16);
+  CHECK(from_bf16.parameter_bytes() == from_f32.parameter_bytes());
+  CHECK(from_bf16.referenced_parameter_bytes() == from_f32.referenced_parameter_bytes());
+
+  // The F32 file's referenced tensors are read in place; the BF16 file's are
+  // converted, and only they are kept: no float copy of a Linear's weight or bias.
+  // Per layer: two LayerNorms [8] x 2 and the relative-position table [2, 5].
+  const std::size_t referenced = 2 * (4 * 8 + 2 * 5) * sizeof(float);
+  CHECK(from_f32.referenced_parameter_bytes() == referenced);
+  CHECK(from_f32.converted_parameter_bytes() == 0);
+  CHECK(from_bf16.converted_parameter_bytes() == referenced);
 }
 
 TEST_CASE("binding: missing, unexpected and wrongly shaped tensors name the file and the tensor", "[io][checkpoint][errors]") {

@@ -221,6 +221,9 @@ TEST_CASE("--repeat and --report time the passes and describe the model's work a
     CHECK(j.at("threads").get<int>() == c.threads);
     CHECK(j.at("flops").get<double>() > 0);
     CHECK(j.at("parameter_bytes").get<std::int64_t>() > 0);
+    // The fixtures are F32: the tensors the layers read are used in place, none converted.
+    CHECK(j.at("referenced_parameter_bytes").get<std::int64_t>() > 0);
+    CHECK(j.at("converted_parameter_bytes").get<std::int64_t>() == 0);
     CHECK(j.at("workspace_bytes").get<std::int64_t>() > 0);
     if (c.reuses)
       CHECK(j.at("reuse_state_bytes").get<std::int64_t>() > 0);

@@ -21,6 +21,10 @@
 // configuration rules out, or a layer index past num_hidden_layers, is an error.
 // Tensors stored as aligned T are used in place (zero-copy, from the mapped
 // file); others (F16, BF16, the other float type) are converted once, here.
+// The converted Linear weights and biases live only while the encoder is
+// built (its product backend packs its own copies, e.g. bf16_products rounds
+// F32 once and keeps a BF16 checkpoint's values exactly); the model keeps the
+// converted tensors its layers go on reading (converted_parameter_bytes()).
 // Every error throws reuseformer::error starting with the safetensors file's
 // path and naming the tensor, with the expected and the found shape or reason.
 
@@ -68,9 +72,12 @@ class basic_bert_model {
     try {
       Encoder::validate(config_.encoder);
       check_no_stray_layers();
-      std::vector<encoder_layer_weights<value_type>> layers;
-      for (index_t l = 0; l < config_.encoder.num_hidden_layers; ++l) layers.push_back(bind_layer(l));
-      encoder_.emplace(config_.encoder, layers, root_);
+      {
+        std::deque<loaded_tensor<T>> copied;  // the tensors the encoder copies, released once it is built
+        std::vector<encoder_layer_weights<value_type>> layers;
+        for (index_t l = 0; l < config_.encoder.num_hidden_layers; ++l) layers.push_back(bind_layer(l, copied));
+        encoder_.emplace(config_.encoder, layers, root_);
+      }
       if (file_.contains(root_ + "embeddings.word_embeddings.weight")) {
         const std::string p = root_ + "embeddings.";
         embeddings_.emplace(embeddings_weights<value_type>{matrix(p + "word_embeddings.weight"),
@@ -110,6 +117,16 @@ class basic_bert_model {
   // embedding tables.
   [[nodiscard]] std::size_t referenced_parameter_bytes() const {
     return encoder_->referenced_parameter_bytes() + (embeddings_ ? embeddings_->parameter_bytes() : 0);
+  }
+  // The part of referenced_parameter_bytes() held as copies converted from
+  // the file's dtype (0 when every referenced tensor is stored as aligned T):
+  // with the mapping's pages, the parameter memory the model holds besides
+  // the encoder's packed weights.
+  [[nodiscard]] std::size_t converted_parameter_bytes() const {
+    std::size_t bytes = 0;
+    for (const loaded_tensor<T>& t : tensors_)
+      if (!t.borrows()) bytes += static_cast<std::size_t>(t.size()) * sizeof(T);
+    return bytes;
   }
   // The encoder's workspace and reuse state (see encoder); the embeddings need none.
   [[nodiscard]] std::size_t workspace_bytes(index_t batch, index_t seq, int threads = 1) const {
@@ -178,17 +195,18 @@ class basic_bert_model {
 
   using T = value_type;
 
-  const loaded_tensor<T>& load(const std::string& name) {
+  const loaded_tensor<T>& load(const std::string& name) { return load(name, tensors_); }
+  const loaded_tensor<T>& load(const std::string& name, std::deque<loaded_tensor<T>>& into) {
     detail::require(file_.contains(name), "tensor '", name, "': missing");
-    return tensors_.emplace_back(file_.load<T>(name));
+    return into.emplace_back(file_.load<T>(name));
   }
   matrix_view<const T> matrix(const std::string& name) { return load(name).template view<2>(); }
   vector_view<const T> vector(const std::string& name) { return load(name).template view<1>(); }
 
   // Layer l's tensors as the table lists them: each one it has is loaded
-  // (shapes are checked when the layer is built), each one it has not must be
-  // absent from the file.
-  encoder_layer_weights<T> bind_layer(index_t l) {
+  // (shapes are checked when the layer is built; those the layer copies into
+  // `copied`, the others kept), each one it has not must be absent from the file.
+  encoder_layer_weights<T> bind_layer(index_t l, std::deque<loaded_tensor<T>>& copied) {
     const layer_dims dims = layer_dims::of(config_.encoder, l);
     const std::string prefix = root_ + layer_tensor_prefix(l);
     encoder_layer_weights<T> w;
@@ -196,7 +214,8 @@ class basic_bert_model {
       const std::string name = prefix + std::string(row.name);
       auto& view = row.field(w);
       if (row.present(dims))
-        view = load(name).template view<std::remove_cvref_t<decltype(view)>::rank>();
+        view = load(name, row.use == tensor_use::copied ? copied : tensors_)
+                   .template view<std::remove_cvref_t<decltype(view)>::rank>();
       else
         require_absent(name, row.absence_reason(dims));
     });
@@ -206,7 +225,9 @@ class basic_bert_model {
   model_config config_;
   safetensors_reader file_;
   std::string root_;
-  std::deque<loaded_tensor<T>> tensors_;  // a deque: views into its elements stay valid as it grows
+  // The tensors the model reads after construction; a deque: views into its
+  // elements stay valid as it grows.
+  std::deque<loaded_tensor<T>> tensors_;
   std::optional<Encoder> encoder_;
   std::optional<Embeddings> embeddings_;
 };

@@ -62,12 +62,20 @@ struct layer_dims {
 // layer reuses all its heads.
 enum class tensor_presence { always, fresh_heads, key_projection, pairwise_factors, relative_position };
 
+// What the layer does with the caller's tensor: copies it at construction (a
+// Linear's weight and bias: the product backend packs them, so the caller may
+// release them once the layer is built) or keeps reading it (LayerNorm
+// parameters, pairwise factors, the relative-position table: the caller keeps
+// them alive; referenced_parameter_bytes() counts them).
+enum class tensor_use { copied, referenced };
+
 // One row of the table. Shape: layer_dims -> std::array<index_t, Rank>; Field:
 // a reference to the tensor's view in an encoder_layer_weights<T>, for any T.
 template <class Shape, class Field>
 struct layer_tensor {
   std::string_view name;  // after "encoder.layer.{l}."
   tensor_presence presence;
+  tensor_use use;
   Shape shape;
   Field field;
 
@@ -105,65 +113,66 @@ struct layer_tensor {
 
 namespace detail {
 template <class Shape, class Field>
-constexpr auto tensor_row(std::string_view name, tensor_presence presence, Shape shape, Field field) {
-  return layer_tensor<Shape, Field>{name, presence, shape, field};
+constexpr auto tensor_row(std::string_view name, tensor_presence presence, tensor_use use, Shape shape,
+                          Field field) {
+  return layer_tensor<Shape, Field>{name, presence, use, shape, field};
 }
 }  // namespace detail
 
 // The table (see the top of this file).
 inline constexpr auto layer_tensor_table = std::tuple{
-    detail::tensor_row("attention.self.query.weight", tensor_presence::fresh_heads,
+    detail::tensor_row("attention.self.query.weight", tensor_presence::fresh_heads, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.fresh * d.head_dim, d.hidden}; },
                        [](auto& w) -> auto& { return w.attention.query.weight; }),
-    detail::tensor_row("attention.self.query.bias", tensor_presence::fresh_heads,
+    detail::tensor_row("attention.self.query.bias", tensor_presence::fresh_heads, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.fresh * d.head_dim}; },
                        [](auto& w) -> auto& { return w.attention.query.bias; }),
-    detail::tensor_row("attention.self.key.weight", tensor_presence::key_projection,
+    detail::tensor_row("attention.self.key.weight", tensor_presence::key_projection, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.fresh * d.head_dim, d.hidden}; },
                        [](auto& w) -> auto& { return w.attention.key.weight; }),
-    detail::tensor_row("attention.self.key.bias", tensor_presence::key_projection,
+    detail::tensor_row("attention.self.key.bias", tensor_presence::key_projection, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.fresh * d.head_dim}; },
                        [](auto& w) -> auto& { return w.attention.key.bias; }),
-    detail::tensor_row("attention.self.pairwise_factors", tensor_presence::pairwise_factors,
+    detail::tensor_row("attention.self.pairwise_factors", tensor_presence::pairwise_factors, tensor_use::referenced,
                        [](const layer_dims& d) { return std::array{d.fresh, d.head_dim, d.head_dim}; },
                        [](auto& w) -> auto& { return w.attention.pairwise_factors; }),
-    detail::tensor_row("attention.self.value.weight", tensor_presence::always,
+    detail::tensor_row("attention.self.value.weight", tensor_presence::always, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.hidden, d.hidden}; },
                        [](auto& w) -> auto& { return w.attention.value.weight; }),
-    detail::tensor_row("attention.self.value.bias", tensor_presence::always,
+    detail::tensor_row("attention.self.value.bias", tensor_presence::always, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.hidden}; },
                        [](auto& w) -> auto& { return w.attention.value.bias; }),
-    detail::tensor_row("attention.output.dense.weight", tensor_presence::always,
+    detail::tensor_row("attention.output.dense.weight", tensor_presence::always, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.hidden, d.hidden}; },
                        [](auto& w) -> auto& { return w.attention.output.weight; }),
-    detail::tensor_row("attention.output.dense.bias", tensor_presence::always,
+    detail::tensor_row("attention.output.dense.bias", tensor_presence::always, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.hidden}; },
                        [](auto& w) -> auto& { return w.attention.output.bias; }),
-    detail::tensor_row("attention.self.relative_position_embeddings", tensor_presence::relative_position,
+    detail::tensor_row("attention.self.relative_position_embeddings", tensor_presence::relative_position, tensor_use::referenced,
                        [](const layer_dims& d) { return std::array{d.fresh, d.relative_span}; },
                        [](auto& w) -> auto& { return w.attention.relative_position; }),
-    detail::tensor_row("attention.output.LayerNorm.weight", tensor_presence::always,
+    detail::tensor_row("attention.output.LayerNorm.weight", tensor_presence::always, tensor_use::referenced,
                        [](const layer_dims& d) { return std::array{d.hidden}; },
                        [](auto& w) -> auto& { return w.attention_norm.weight; }),
-    detail::tensor_row("attention.output.LayerNorm.bias", tensor_presence::always,
+    detail::tensor_row("attention.output.LayerNorm.bias", tensor_presence::always, tensor_use::referenced,
                        [](const layer_dims& d) { return std::array{d.hidden}; },
                        [](auto& w) -> auto& { return w.attention_norm.bias; }),
-    detail::tensor_row("intermediate.dense.weight", tensor_presence::always,
+    detail::tensor_row("intermediate.dense.weight", tensor_presence::always, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.intermediate, d.hidden}; },
                        [](auto& w) -> auto& { return w.feed_forward.intermediate.weight; }),
-    detail::tensor_row("intermediate.dense.bias", tensor_presence::always,
+    detail::tensor_row("intermediate.dense.bias", tensor_presence::always, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.intermediate}; },
                        [](auto& w) -> auto& { return w.feed_forward.intermediate.bias; }),
-    detail::tensor_row("output.dense.weight", tensor_presence::always,
+    detail::tensor_row("output.dense.weight", tensor_presence::always, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.hidden, d.intermediate}; },
                        [](auto& w) -> auto& { return w.feed_forward.output.weight; }),
-    detail::tensor_row("output.dense.bias", tensor_presence::always,
+    detail::tensor_row("output.dense.bias", tensor_presence::always, tensor_use::copied,
                        [](const layer_dims& d) { return std::array{d.hidden}; },
                        [](auto& w) -> auto& { return w.feed_forward.output.bias; }),
-    detail::tensor_row("output.LayerNorm.weight", tensor_presence::always,
+    detail::tensor_row("output.LayerNorm.weight", tensor_presence::always, tensor_use::referenced,
                        [](const layer_dims& d) { return std::array{d.hidden}; },
                        [](auto& w) -> auto& { return w.output_norm.weight; }),
-    detail::tensor_row("output.LayerNorm.bias", tensor_presence::always,
+    detail::tensor_row("output.LayerNorm.bias", tensor_presence::always, tensor_use::referenced,
                        [](const layer_dims& d) { return std::array{d.hidden}; },
                        [](auto& w) -> auto& { return w.output_norm.bias; }),
 };
