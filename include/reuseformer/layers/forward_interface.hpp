@@ -176,9 +176,10 @@ class forward_interface {
   // above, and on a row that is not right-padded. Allocates no memory; the
   // workspace is the same as for padding::compute.
   void forward(tensor_view<const T, 3> input, tensor_view<T, 3> output, workspace& ws, const attention_mask& mask,
-               padding mode) const
-    requires(Derived::residual)
-  {
+               padding mode) const {
+    // A static_assert, not a requires-clause: Derived is incomplete where this
+    // base is instantiated, and Clang checks a member's constraints there.
+    static_assert(Derived::residual, "padding::skip needs a residual module (encoder layer, encoder)");
     if (mode == padding::compute) return forward(input, output, ws, mask);
     const index_t batch = input.extent(0), seq = input.extent(1), d = self().hidden_size();
     require_dense(input, output, ws);
