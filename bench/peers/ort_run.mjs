@@ -16,7 +16,8 @@
 //   {"version": "...", "ms": [the times], "output_dims": [...], "output_type": "float32",
 //    "session_options": {the options given to InferenceSession.create}}.
 // Session: intraOpNumThreads T, interOpNumThreads 1, sequential execution,
-// graphOptimizationLevel "all", CPU execution provider. --spinning sets the
+// graphOptimizationLevel "all", CPU execution provider, config entry
+// "session.force_spinning_stop" 1. --spinning sets the
 // session config entry "session.intra_op.allow_spinning" ("1" on, "0" off;
 // onnxruntime-node flattens `extra` into config entries, joining keys with
 // "."); without it ONNX Runtime's default (on) applies. --optimized-model
@@ -92,8 +93,13 @@ async function main() {
     executionMode: "sequential",
     graphOptimizationLevel: "all",
   };
+  // force_spinning_stop: the intra-op threads spin while a pass runs (as
+  // --spinning says) but stop when it returns, instead of spinning on for a
+  // while and taking the cores from whatever runs next (the other peers' and
+  // our passes alternate with these).
+  options.extra = { session: { force_spinning_stop: "1" } };
   if (o.spinning !== undefined)
-    options.extra = { session: { intra_op: { allow_spinning: o.spinning === "on" ? "1" : "0" } } };
+    options.extra.session.intra_op = { allow_spinning: o.spinning === "on" ? "1" : "0" };
   if (o.optimizedModel !== undefined) options.optimizedModelFilePath = resolve(o.optimizedModel);
   const session = await ort.InferenceSession.create(o.model, options);
 
