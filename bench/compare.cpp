@@ -11,7 +11,11 @@
 //       DIR/peers_BxN.json where present, prints the table and writes
 //       DIR/results.json and DIR/plot.gp (gnuplot: time against sequence length).
 // options: --shapes 1x128,8x128,1x512,8x512  --ragged 8x32-512,8x16-128 (or none)
-//          --threads T  --repeat R  --layers L
+//          --threads T  --repeat R  --layers L  --peers COMMAND
+// With --peers, run starts `COMMAND --serve --model DIR/model --input ...
+// --out DIR/peers_BxN.json` (bench/peers/peers.py) for each shape and has it
+// time one pass of every peer after each of our rounds (support/peer_process.hpp):
+// peers and variants are then timed in alternation, in the same minutes.
 //
 // A ragged batch BxLO-HI is B sequences whose lengths are drawn once from the
 // fixed seed, uniform in [LO, HI]. It is exported padded to the longest (with its
@@ -30,6 +34,7 @@
 #include "examples/support/resident_memory.hpp"
 #include "support/hf_export.hpp"
 #include "support/peak_fma.hpp"
+#include "support/peer_process.hpp"
 
 #include <reuseformer/eigen.hpp>
 #include <reuseformer/io.hpp>
@@ -81,12 +86,13 @@ struct options {
   std::vector<ragged_shape> ragged = {{8, 32, 512}, {8, 16, 128}};
   int threads = rf::max_threads(), repeat = 5;
   rf::index_t layers = 12;
+  std::string peers;  // the peers' command, or empty
 };
 
 [[noreturn]] void usage(const char* program, const std::string& why) {
   std::fprintf(stderr,
                "%s: %s\nusage: %s export|run DIR [--shapes 1x128,8x512] [--ragged 8x32-512|none] [--threads T] "
-               "[--repeat R] [--layers L]\n",
+               "[--repeat R] [--layers L] [--peers COMMAND]\n",
                program, why.c_str(), program);
   std::exit(2);
 }
@@ -136,6 +142,8 @@ options parse(int argc, char** argv) {
       o.repeat = static_cast<int>(positive(argv[0], "--repeat", value));
     } else if (!std::strcmp(argv[i], "--layers")) {
       o.layers = positive(argv[0], "--layers", value);
+    } else if (!std::strcmp(argv[i], "--peers")) {
+      o.peers = value;
     } else {
       usage(argv[0], std::string("unknown option ") + argv[i]);
     }
@@ -396,18 +404,34 @@ class progress {
   clock::time_point start_;
 };
 
+// The peers of a shape (input and reference DIR/{input,output}_TAG.safetensors),
+// timed in turns with our rounds, or null without --peers. Started before our
+// variants are built: the child builds and warms up its own meanwhile.
+std::unique_ptr<reuseformer_bench::peer_process> start_peers(const options& o, const std::string& tag,
+                                                             const std::string& which = "") {
+  if (o.peers.empty()) return nullptr;
+  const auto quoted = [](const fs::path& p) { return "'" + p.string() + "'"; };
+  return std::make_unique<reuseformer_bench::peer_process>(
+      o.peers + " --serve --model " + quoted(o.dir / "model") + " --input " +
+      quoted(o.dir / ("input_" + tag + ".safetensors")) + " --reference " +
+      quoted(o.dir / ("output_" + tag + ".safetensors")) + " --threads " + std::to_string(o.threads) + " --out " +
+      quoted(o.dir / ("peers_" + tag + ".json")) + (which.empty() ? "" : " --peers " + which));
+}
+
 // run: one table per shape; returns the shape's JSON record.
 // `peak` is the best FMA-kernel figure so far: measured again after the
 // shape's passes, as a neighbour slowing the machine at one moment must not
 // pass for the machine's peak (it would inflate "% peak").
 json run_shape(const shape& s, const options& o, double& peak) {
+  const auto peers = start_peers(o, s.tag());
   std::fprintf(stderr, "%s: building the variants (random weights, packed)\n", s.tag().c_str());
   std::vector<variant> variants = variants_for(s, o);
   const std::vector<float> x = input_for(s, 768);
   std::vector<float> y(x.size());
   progress report(s, o.repeat, static_cast<int>(variants.size()));
   for (variant& v : variants) v.forward(x.data(), y.data());  // warm-up: first-touch pages, thread pool
-  for (int r = 0; r < o.repeat; ++r)
+  if (peers) peers->ready();
+  for (int r = 0; r < o.repeat; ++r) {
     for (std::size_t k = 0; k < variants.size(); ++k) {
       variant& v = variants[(k + static_cast<std::size_t>(r)) % variants.size()];  // rotate the order
       report.next(v.name, r);
@@ -420,7 +444,9 @@ json run_shape(const shape& s, const options& o, double& peak) {
       v.heap_allocations += counting::allocations.load();
       v.ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
     }
-
+    if (peers) peers->round();
+  }
+  if (peers) peers->finish();
   report.finish();
   peak = std::max(peak, reuseformer_bench::detail::measure_peak(o.threads));
   const stats base = summarise(variants[0].ms);
@@ -497,6 +523,8 @@ json run_shape(const shape& s, const options& o, double& peak) {
 json run_ragged(const ragged_shape& r, const options& o) {
   const ragged_batch batch(r, 768);
   const shape& s = batch.padded_shape;
+  // Padded PyTorch and ONNX Runtime, and PyTorch's nested tensors (padding skipped).
+  const auto peers = start_peers(o, r.tag(), "pytorch,pytorch-nested,onnxruntime");
   std::fprintf(stderr, "%s: building the variants (lengths drawn from seed %llu)\n", r.tag().c_str(),
                static_cast<unsigned long long>(seed));
   struct run {
@@ -522,7 +550,8 @@ json run_ragged(const ragged_shape& r, const options& o) {
   progress report({s.batch, s.seq}, o.repeat, static_cast<int>(runs.size()));
   long allocations = 0;
   for (run& v : runs) models[v.model].forward(batch, v.form, y.data());  // warm-up
-  for (int round = 0; round < o.repeat; ++round)
+  if (peers) peers->ready();
+  for (int round = 0; round < o.repeat; ++round) {
     for (std::size_t k = 0; k < runs.size(); ++k) {
       run& v = runs[(k + static_cast<std::size_t>(round)) % runs.size()];
       report.next(v.name, round);
@@ -535,6 +564,9 @@ json run_ragged(const ragged_shape& r, const options& o) {
       allocations += counting::allocations.load();
       v.ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
     }
+    if (peers) peers->round();
+  }
+  if (peers) peers->finish();
   report.finish();
 
   std::printf("\nragged batch %s: lengths", r.tag().c_str());

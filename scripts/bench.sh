@@ -9,6 +9,7 @@
 # A ragged batch (BxLO-HI: B lengths drawn from a fixed seed, uniform in
 # [LO, HI]) is timed padded, padding::skip and packed; its peers are PyTorch
 # padded and with nested tensors (padding skipped) and ONNX Runtime padded.
+# Peers and our variants are timed in alternation, round by round.
 # As root it installs what is missing (Debian: gnuplot, python3-torch; npm:
 # onnxruntime-node); otherwise it prints the command to run. Without the peers
 # (or with --no-peers) it still prints the table of our variants.
@@ -48,21 +49,10 @@ options=(--shapes "$shapes" --ragged "$ragged" --threads "$threads" --repeat "$r
 
 rm -rf "$dir"
 if [[ $peers == yes ]]; then
+  # The peers run in a child of the comparison, one pass of each after each of
+  # its rounds (bench/support/peer_process.hpp), on the exported model and inputs.
   "$compare" export "$dir" "${options[@]}"
-  for shape in ${shapes//,/ }; do
-    echo "peers: PyTorch and ONNX Runtime, shape $shape"
-    /usr/bin/python3 bench/peers/peers.py --model "$dir/model" --input "$dir/input_$shape.safetensors" \
-      --reference "$dir/output_$shape.safetensors" --threads "$threads" --repeat "$repeat" \
-      --node-modules build/peers/node_modules --out "$dir/peers_$shape.json"
-  done
-  [[ $ragged == none ]] && ragged_tags= || ragged_tags=${ragged//,/ }
-  for shape in $ragged_tags; do
-    echo "peers: PyTorch (padded, nested tensors) and ONNX Runtime (padded), ragged batch $shape"
-    /usr/bin/python3 bench/peers/peers.py --model "$dir/model" --input "$dir/input_$shape.safetensors" \
-      --reference "$dir/output_$shape.safetensors" --threads "$threads" --repeat "$repeat" \
-      --peers pytorch,pytorch-nested,onnxruntime \
-      --node-modules build/peers/node_modules --out "$dir/peers_$shape.json"
-  done
+  options+=(--peers "/usr/bin/python3 bench/peers/peers.py --node-modules build/peers/node_modules")
 fi
 "$compare" run "$dir" "${options[@]}"
 if command -v gnuplot >/dev/null; then

@@ -1,31 +1,37 @@
 // Times an ONNX model in ONNX Runtime (CPU) through onnxruntime-node.
-// Driven by peers.py; data goes through files in a work directory.
+// Driven by peers.py; data goes through files in a work directory, timing
+// requests through stdin and stdout, so that the caller decides when each timed
+// pass runs (in turns with other programs' passes).
 //
-//   node ort_run.mjs --node-modules DIR --model M.onnx --work WORK --threads T --repeat R
+//   node ort_run.mjs --node-modules DIR --model M.onnx --work WORK --threads T
 //                    [--spinning on|off] [--optimized-model OUT.onnx]
 //
 // WORK/request.json: {"inputs": [{"name", "type": "float32"|"int64", "dims": [...], "file"}],
 //                     "output": NAME}
 //   (each file holds the raw little-endian elements, relative to WORK).
-// Writes WORK/output.bin (the output, raw float32) and WORK/result.json:
-//   {"version": "...", "ms": [R times], "output_dims": [...], "output_type": "float32",
+// Protocol: after the session is created and has run once untimed (warm-up),
+// prints "ready"; then for each line read from stdin runs one timed pass and
+// prints its time in ms. At the end of stdin writes WORK/output.bin (the
+// output, raw float32) and WORK/result.json:
+//   {"version": "...", "ms": [the times], "output_dims": [...], "output_type": "float32",
 //    "session_options": {the options given to InferenceSession.create}}.
 // Session: intraOpNumThreads T, interOpNumThreads 1, sequential execution,
 // graphOptimizationLevel "all", CPU execution provider. --spinning sets the
 // session config entry "session.intra_op.allow_spinning" ("1" on, "0" off;
 // onnxruntime-node flattens `extra` into config entries, joining keys with
 // "."); without it ONNX Runtime's default (on) applies. --optimized-model
-// writes the graph as ONNX Runtime optimised it (to see what it fused). One untimed warm-up
-// run, then R runs timed one by one with process.hrtime (each time covers
-// session.run: feeding the inputs, the forward pass, returning the output).
+// writes the graph as ONNX Runtime optimised it (to see what it fused). Each
+// pass is timed with process.hrtime and covers session.run: feeding the
+// inputs, the forward pass, returning the output.
 // Exit status: 0 success, 2 usage error, 1 anything else (message on stderr).
 import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
 
 function usage(message) {
   process.stderr.write(`ort_run.mjs: ${message}\n` +
-    "usage: node ort_run.mjs --node-modules DIR --model M.onnx --work WORK --threads T --repeat R\n" +
+    "usage: node ort_run.mjs --node-modules DIR --model M.onnx --work WORK --threads T\n" +
     "                        [--spinning on|off] [--optimized-model OUT.onnx]\n");
   process.exit(2);
 }
@@ -35,18 +41,16 @@ function parse(argv) {
   for (let i = 0; i < argv.length; i += 2) {
     const flag = argv[i], value = argv[i + 1];
     const key = { "--node-modules": "nodeModules", "--model": "model", "--work": "work",
-                  "--threads": "threads", "--repeat": "repeat", "--spinning": "spinning",
+                  "--threads": "threads", "--spinning": "spinning",
                   "--optimized-model": "optimizedModel" }[flag];
     if (!key) usage(`unknown option '${flag}'`);
     if (value === undefined) usage(`${flag}: expected a value`);
     o[key] = value;
   }
-  for (const key of ["nodeModules", "model", "work", "threads", "repeat"])
-    if (o[key] === undefined) usage("all of --node-modules, --model, --work, --threads, --repeat are required");
-  for (const [key, min] of [["threads", 1], ["repeat", 0]]) {
-    if (!/^\d+$/.test(o[key]) || Number(o[key]) < min) usage(`--${key}: expected an integer >= ${min}, found '${o[key]}'`);
-    o[key] = Number(o[key]);
-  }
+  for (const key of ["nodeModules", "model", "work", "threads"])
+    if (o[key] === undefined) usage("all of --node-modules, --model, --work, --threads are required");
+  if (!/^\d+$/.test(o.threads) || Number(o.threads) < 1) usage(`--threads: expected an integer >= 1, found '${o.threads}'`);
+  o.threads = Number(o.threads);
   if (o.spinning !== undefined && o.spinning !== "on" && o.spinning !== "off")
     usage(`--spinning: expected on or off, found '${o.spinning}'`);
   return o;
@@ -94,11 +98,13 @@ async function main() {
   const session = await ort.InferenceSession.create(o.model, options);
 
   let results = await session.run(feeds);  // warm-up, untimed
+  process.stdout.write("ready\n");
   const ms = [];
-  for (let r = 0; r < o.repeat; ++r) {
+  for await (const _ of createInterface({ input: process.stdin })) {
     const start = process.hrtime.bigint();
     results = await session.run(feeds);
     ms.push(Number(process.hrtime.bigint() - start) / 1e6);
+    process.stdout.write(`${ms[ms.length - 1]}\n`);
   }
 
   const out = results[request.output];

@@ -4,7 +4,7 @@ graphs), with the same weights and input as reuseformer-encode, times each and
 compares their outputs with ours.
 
     /usr/bin/python3 bench/peers/peers.py --model DIR --input IN.safetensors
-        [--reference OUT.safetensors] [--threads T] [--repeat R]
+        [--reference OUT.safetensors] [--threads T] [--repeat R | --serve]
         [--peers pytorch,pytorch-nested,onnxruntime,onnxruntime-fused] [--node-modules DIR]
         [--work-dir DIR] [--opset K] [--onnx-graph bert|torch-encoder]
         [--ort-spinning on|off] [--blas DIR|system] [--node NODE] --out peers.json
@@ -59,7 +59,13 @@ Peers:
                Relu for relu), MatMul, SkipLayerNormalization; see make_fused_graph.
                Run by ort_run.mjs with the same session options as onnxruntime.
 
-Each peer runs 1 untimed warm-up and R timed forward passes.
+Each peer is built and runs 1 untimed warm-up pass; then come R rounds, each
+one timed forward pass of every peer in turn. With --serve the caller paces
+the rounds, so that they alternate with its own timed passes and a machine
+that slows down or speeds up during the run affects both alike: peers.py
+prints "ready" (stdout) once every peer is warmed up, then runs one round for
+each line it reads on stdin and answers "done"; at the end of stdin it writes
+the JSON and exits. Everything else it prints goes to stderr.
 
 Output JSON:
   {"threads": T, "batch": B, "seq": N, "hidden_size": d, "layers": L,
@@ -638,55 +644,61 @@ def import_torch(threads):
     return _torch
 
 
-def run_pytorch(args, model, x, mask, reference, nested=False):
-    import numpy as np
+class TorchPeer:
+    """PyTorch's encoder on the input, warmed up; once() times one pass."""
 
-    torch = import_torch(args.threads)
-    enc = torch_encoder(model, nested)
-    hidden = torch.from_numpy(x)
-    padding = torch.from_numpy(mask) == 0  # True = padding key
-    attn_mask = causal_mask(x.shape[1]) if model.causal else None
+    def __init__(self, args, model, x, mask, reference, nested=False):
+        torch = self.torch = import_torch(args.threads)
+        self.enc = torch_encoder(model, nested)
+        self.hidden = torch.from_numpy(x)
+        self.padding = torch.from_numpy(mask) == 0  # True = padding key
+        self.attn_mask = causal_mask(x.shape[1]) if model.causal else None
+        self.model, self.mask, self.reference, self.nested = model, mask, reference, nested
+        # Which path runs: watch for the fused kernel during the warm-up pass.
+        fused = torch._transformer_encoder_layer_fwd
+        calls = []
 
-    def forward():
-        return enc(hidden, mask=attn_mask, src_key_padding_mask=padding)
+        def spy(*a, **k):
+            calls.append(1)
+            return fused(*a, **k)
 
-    # Which path runs: watch for the fused kernel during the warm-up pass.
-    fused = torch._transformer_encoder_layer_fwd
-    calls = []
-
-    def spy(*a, **k):
-        calls.append(1)
-        return fused(*a, **k)
-
-    with torch.inference_mode():
         torch._transformer_encoder_layer_fwd = spy
         try:
-            out = forward()  # warm-up
+            self.out = self.forward()  # warm-up
         finally:
             torch._transformer_encoder_layer_fwd = fused
-        ms = []
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            out = forward()
-            ms.append((time.perf_counter() - start) * 1e3)
-    out = out.numpy()
+        self.fast_calls = len(calls)
 
-    if model.layers == 0:
-        path = "no layers"
-    elif len(calls) == model.layers:
-        path = "fast path (torch._transformer_encoder_layer_fwd, " + (
-            "nested tensor: padded tokens skipped)" if nested and not mask.all() else "padded tokens computed)")
-    else:
-        why = []
-        if model.act not in ("gelu", "relu"):
-            why.append(f"activation {model.act} is neither relu nor gelu")
-        if model.causal:
-            why.append("a causal src_mask is not supported by the fast path")
-        if model.heads % 2:
-            why.append("num_head is odd")
-        path = "standard nn.Module path (" + ("; ".join(why) or "fast path refused") + ")"
-    return {"version": torch.__version__, "path": path, **loaded_blas(), **stats(ms),
-            **compare(np, out, reference, mask if nested else None)}
+    def forward(self):
+        with self.torch.inference_mode():
+            return self.enc(self.hidden, mask=self.attn_mask, src_key_padding_mask=self.padding)
+
+    def once(self):
+        start = time.perf_counter()
+        self.out = self.forward()
+        return (time.perf_counter() - start) * 1e3
+
+    def finish(self):
+        import numpy as np
+
+        model, mask = self.model, self.mask
+        if model.layers == 0:
+            path = "no layers"
+        elif self.fast_calls == model.layers:
+            path = "fast path (torch._transformer_encoder_layer_fwd, " + (
+                "nested tensor: padded tokens skipped)" if self.nested and not mask.all()
+                else "padded tokens computed)")
+        else:
+            why = []
+            if model.act not in ("gelu", "relu"):
+                why.append(f"activation {model.act} is neither relu nor gelu")
+            if model.causal:
+                why.append("a causal src_mask is not supported by the fast path")
+            if model.heads % 2:
+                why.append("num_head is odd")
+            path = "standard nn.Module path (" + ("; ".join(why) or "fast path refused") + ")"
+        return {"version": self.torch.__version__, "path": path, **loaded_blas(),
+                **compare(np, self.out.numpy(), self.reference, mask if self.nested else None)}
 
 
 @contextlib.contextmanager
@@ -787,60 +799,80 @@ def check_node(args):
         raise PeerError(f"onnxruntime-node is not installed in {args.node_modules}; run bench/peers/install.sh")
 
 
-def run_ort_session(args, onnx_path, x, mask):
-    """Runs ort_run.mjs on onnx_path; returns its result.json and the output array."""
-    import numpy as np
+class OrtPeer:
+    """An ONNX Runtime session in an ort_run.mjs child, warmed up; once() times one pass.
 
-    with tempfile.TemporaryDirectory(prefix="reuseformer-peers-") as work:
-        x.tofile(os.path.join(work, "hidden_states.bin"))
-        mask.astype("<i8").tofile(os.path.join(work, "attention_mask.bin"))
+    The child times each pass itself when asked (one line on its stdin), so
+    that no process start or file transfer is timed.
+    """
+
+    def __init__(self, args, onnx_path, x, mask, reference, graph):
+        check_node(args)
+        self.reference, self.graph, self.args = reference, graph, args
+        self.work = tempfile.mkdtemp(prefix="reuseformer-peers-")
+        x.tofile(os.path.join(self.work, "hidden_states.bin"))
+        mask.astype("<i8").tofile(os.path.join(self.work, "attention_mask.bin"))
         request = {"inputs": [{"name": "hidden_states", "type": "float32", "dims": list(x.shape),
                                "file": "hidden_states.bin"},
                               {"name": "attention_mask", "type": "int64", "dims": list(mask.shape),
                                "file": "attention_mask.bin"}],
                    "output": OUTPUT_NAME}
-        with open(os.path.join(work, "request.json"), "w") as f:
+        with open(os.path.join(self.work, "request.json"), "w") as f:
             json.dump(request, f)
         cmd = [args.node, os.path.join(HERE, "ort_run.mjs"), "--node-modules", args.node_modules,
-               "--model", onnx_path, "--work", work, "--threads", str(args.threads), "--repeat", str(args.repeat),
+               "--model", onnx_path, "--work", self.work, "--threads", str(args.threads),
                "--spinning", args.ort_spinning]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
-        if proc.returncode != 0:
-            message = (proc.stderr.strip() or proc.stdout.strip() or f"exit status {proc.returncode}")
-            raise PeerError(" | ".join(message.splitlines()[-5:]))
-        with open(os.path.join(work, "result.json")) as f:
-            result = json.load(f)
-        out = np.fromfile(os.path.join(work, "output.bin"), dtype="<f4").reshape(result["output_dims"])
-    return result, out
+        self.errors = open(os.path.join(self.work, "stderr.txt"), "w+")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors,
+                                     text=True, env=child_env())
+        self.reply("ready")
+
+    def failure(self):
+        self.proc.wait()
+        self.errors.seek(0)
+        message = self.errors.read().strip() or f"exit status {self.proc.returncode}"
+        shutil.rmtree(self.work, ignore_errors=True)
+        return PeerError(" | ".join(message.splitlines()[-5:]))
+
+    def reply(self, expected=None):
+        line = self.proc.stdout.readline().strip()
+        if not line or (expected is not None and line != expected):
+            raise self.failure()
+        return line
+
+    def once(self):
+        self.proc.stdin.write("run\n")
+        self.proc.stdin.flush()
+        return float(self.reply())
+
+    def finish(self):
+        import numpy as np
+
+        self.proc.stdin.close()
+        if self.proc.wait() != 0:
+            raise self.failure()
+        try:
+            with open(os.path.join(self.work, "result.json")) as f:
+                result = json.load(f)
+            out = np.fromfile(os.path.join(self.work, "output.bin"), dtype="<f4").reshape(result["output_dims"])
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+        return {"version": result["version"],
+                "path": (f"CPU execution provider, graph optimisation 'all', intra-op spinning "
+                         f"{self.args.ort_spinning}, {self.graph}"),
+                **compare(np, out, self.reference)}
 
 
-def ort_path(args, graph):
-    return (f"CPU execution provider, graph optimisation 'all', intra-op spinning {args.ort_spinning}, "
-            + graph)
+def onnxruntime_peer(args, model, x, mask, reference):
+    return OrtPeer(args, export_onnx(args, model, x, mask), x, mask, reference,
+                   f"ONNX from torch.onnx.export (graph '{args.onnx_graph}', opset {args.opset})")
 
 
-def run_onnxruntime(args, model, x, mask, reference):
-    import numpy as np
-
-    check_node(args)
-    onnx_path = export_onnx(args, model, x, mask)
-    result, out = run_ort_session(args, onnx_path, x, mask)
-    return {"version": result["version"],
-            "path": ort_path(args, f"ONNX from torch.onnx.export (graph '{args.onnx_graph}', opset {args.opset})"),
-            **stats(result["ms"]), **compare(np, out, reference)}
-
-
-def run_onnxruntime_fused(args, model, x, mask, reference):
-    import numpy as np
-
-    check_node(args)
-    onnx_path = fused_onnx(args, model)
-    result, out = run_ort_session(args, onnx_path, x, mask)
+def onnxruntime_fused_peer(args, model, x, mask, reference):
     gelu = {"gelu": "BiasGelu", "relu": "Add + Relu"}.get(model.act, "FastGelu")
-    return {"version": result["version"],
-            "path": ort_path(args, f"fused graph written with onnx.helper (com.microsoft Attention, "
-                                   f"SkipLayerNormalization, {gelu}; MatMul)"),
-            **stats(result["ms"]), **compare(np, out, reference)}
+    return OrtPeer(args, fused_onnx(args, model), x, mask, reference,
+                   f"fused graph written with onnx.helper (com.microsoft Attention, SkipLayerNormalization, "
+                   f"{gelu}; MatMul)")
 
 
 # --------------------------------------------------------------------------
@@ -873,7 +905,10 @@ def parse_args(argv):
     p.add_argument("--input", required=True, help="safetensors with hidden_states [B,N,d] and attention_mask [B,N]")
     p.add_argument("--reference", help="reuseformer-encode --output file (last_hidden_state [B,N,d])")
     p.add_argument("--threads", type=positive(1), default=os.cpu_count() or 1, help="intra-op threads (default: all)")
-    p.add_argument("--repeat", type=positive(0), default=10, help="timed runs after 1 warm-up (default 10)")
+    p.add_argument("--repeat", type=positive(0), default=10,
+                   help="timed rounds after 1 warm-up, without --serve (default 10)")
+    p.add_argument("--serve", action="store_true",
+                   help="time one round per line read from stdin instead of --repeat rounds (see above)")
     p.add_argument("--peers", type=peer_list, default=list(DEFAULT_PEERS),
                    help="subset of " + ",".join(PEERS) + " (default: " + ",".join(DEFAULT_PEERS) + ")")
     p.add_argument("--node-modules", default=os.path.join(ROOT, "build", "peers", "node_modules"),
@@ -954,6 +989,22 @@ def loaded_blas():
     return info
 
 
+def serve(one_round):
+    """The --serve protocol on stdin/stdout: "ready" once every peer is warmed
+    up, then one timed pass per peer for each line read, answered "done".
+    Anything else this process or its libraries print goes to stderr."""
+    protocol = os.fdopen(os.dup(1), "w")
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    protocol.write("ready\n")
+    protocol.flush()
+    for _ in sys.stdin:
+        one_round()
+        protocol.write("done\n")
+        protocol.flush()
+    protocol.close()
+
+
 def main(argv):
     args = parse_args(argv)
     use_blas(args, argv)
@@ -978,18 +1029,45 @@ def main(argv):
         except (PeerError, OSError) as e:
             report["reference_error"] = str(e)
 
-    runners = {"pytorch": run_pytorch, "onnxruntime": run_onnxruntime, "onnxruntime-fused": run_onnxruntime_fused,
-               "pytorch-nested": lambda *a: run_pytorch(*a, nested=True)}
+    makers = {"pytorch": TorchPeer, "pytorch-nested": lambda *a: TorchPeer(*a, nested=True),
+              "onnxruntime": onnxruntime_peer, "onnxruntime-fused": onnxruntime_fused_peer}
+    live, times = {}, {}
+
+    def attempt(name, step):
+        """step(), or the peer's error entry: one peer's failure must not hide the others' results."""
+        try:
+            return step()
+        except PeerError as e:
+            report["peers"][name] = {"error": str(e)}
+        except Exception as e:
+            report["peers"][name] = {"error": f"{type(e).__name__}: {e}"}
+        live.pop(name, None)
+        return None
+
     for name in args.peers:
         if common_error is not None:
             report["peers"][name] = {"error": common_error}
             continue
-        try:
-            report["peers"][name] = runners[name](args, model, x, mask, reference)
-        except PeerError as e:
-            report["peers"][name] = {"error": str(e)}
-        except Exception as e:  # a peer's own failure must not hide the other's results
-            report["peers"][name] = {"error": f"{type(e).__name__}: {e}"}
+        peer = attempt(name, lambda: makers[name](args, model, x, mask, reference))
+        if peer is not None:
+            live[name], times[name] = peer, []
+
+    def one_round():
+        for name, peer in list(live.items()):
+            ms = attempt(name, peer.once)
+            if ms is not None:
+                times[name].append(ms)
+
+    if args.serve:
+        serve(one_round)
+    else:
+        for _ in range(args.repeat):
+            one_round()
+    for name, peer in list(live.items()):
+        result = attempt(name, peer.finish)
+        if result is not None:
+            report["peers"][name] = {**result, **stats(times[name])}
+    report["peers"] = {name: report["peers"][name] for name in args.peers}  # in the order asked
 
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
     try:

@@ -1,5 +1,5 @@
 #pragma once
-// An owning array aligned to workspace_alignment, for data a layer keeps for
+// An owning array aligned to workspace_alignment (large ones: see allocate_buffer), for data a layer keeps for
 // its lifetime and the kernels read with aligned vector loads (packed weights).
 // Copies copy the elements (the layers holding one keep value semantics).
 
@@ -27,7 +27,7 @@ class aligned_array {
   aligned_array(index_t count, std::string_view what) : what_(what), size_(count) {
     if (count == 0) return;
     const std::size_t bytes = static_cast<std::size_t>(count) * sizeof(E);
-    data_.reset(static_cast<E*>(::operator new(bytes, std::align_val_t{workspace_alignment}, std::nothrow)));
+    data_ = allocate_buffer<E>(bytes);
     require(data_ != nullptr, what, ": cannot allocate ", bytes, " bytes");
   }
   aligned_array(const aligned_array& other) : aligned_array(other.size_, other.what_) {
@@ -48,12 +48,9 @@ class aligned_array {
   [[nodiscard]] index_t size() const { return size_; }
 
  private:
-  struct aligned_delete {
-    void operator()(E* p) const { ::operator delete(p, std::align_val_t{workspace_alignment}); }
-  };
   std::string_view what_;
   index_t size_ = 0;
-  std::unique_ptr<E, aligned_delete> data_;
+  buffer_ptr<E> data_;
 };
 
 }  // namespace reuseformer::detail

@@ -17,6 +17,10 @@
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace reuseformer {
 
 // Alignment of every carved buffer: one cache line, which is also the widest
@@ -29,6 +33,44 @@ template <class T>
   constexpr index_t line = static_cast<index_t>(workspace_alignment / sizeof(T));
   return (elements + line - 1) / line * line;
 }
+
+namespace detail {
+
+// Memory a model keeps (packed weights) or reuses for every pass (a
+// workspace). A buffer of at least one huge page is aligned to 2 MiB and, on
+// Linux, advised as transparent huge pages (a hint, honoured when the system
+// allows it): the weights are streamed from memory on every forward pass, and
+// with 4 KiB pages each page costs a TLB miss and stops the hardware
+// prefetchers at its boundary.
+inline constexpr std::size_t huge_page_bytes = std::size_t{2} << 20;
+
+[[nodiscard]] constexpr std::size_t buffer_alignment(std::size_t bytes) {
+  return bytes >= huge_page_bytes ? huge_page_bytes : workspace_alignment;
+}
+
+// Frees what allocate_buffer() returned for `bytes` bytes.
+struct buffer_delete {
+  std::size_t bytes = 0;
+  void operator()(void* p) const { ::operator delete(p, std::align_val_t{buffer_alignment(bytes)}); }
+};
+
+template <class E>
+using buffer_ptr = std::unique_ptr<E, buffer_delete>;
+
+// `bytes` > 0 uninitialised bytes for elements of the trivial type E, or null
+// when the memory cannot be had (the nothrow form: the callers turn a refusal
+// into the library's error, also under AddressSanitizer, which aborts on a
+// failing throwing new).
+template <class E>
+[[nodiscard]] buffer_ptr<E> allocate_buffer(std::size_t bytes) {
+  void* p = ::operator new(bytes, std::align_val_t{buffer_alignment(bytes)}, std::nothrow);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (p != nullptr && bytes >= huge_page_bytes) ::madvise(p, bytes / huge_page_bytes * huge_page_bytes, MADV_HUGEPAGE);
+#endif
+  return buffer_ptr<E>(static_cast<E*>(p), buffer_delete{bytes});
+}
+
+}  // namespace detail
 
 // Bump allocator over a byte range. With a null base it only measures.
 class arena {
@@ -85,9 +127,7 @@ class workspace {
   workspace(std::size_t bytes, int threads) : threads_(threads), bytes_(bytes) {
     detail::require(threads >= 1, "workspace: expected threads >= 1, found ", threads);
     if (bytes_ == 0) return;
-    // The nothrow form: a refused allocation becomes the library's error (also
-    // under AddressSanitizer, which aborts on a failing throwing new).
-    memory_.reset(static_cast<std::byte*>(::operator new(bytes_, std::align_val_t{workspace_alignment}, std::nothrow)));
+    memory_ = detail::allocate_buffer<std::byte>(bytes_);
     detail::require(memory_ != nullptr, "workspace: cannot allocate ", bytes_, " bytes");
   }
 
@@ -98,15 +138,9 @@ class workspace {
   [[nodiscard]] arena make_arena() { return arena(memory_.get(), bytes_); }
 
  private:
-  struct aligned_delete {
-    void operator()(std::byte* p) const {
-      ::operator delete(p, std::align_val_t{workspace_alignment});
-    }
-  };
-
   int threads_ = 1;
   std::size_t bytes_ = 0;
-  std::unique_ptr<std::byte, aligned_delete> memory_;
+  detail::buffer_ptr<std::byte> memory_;
 };
 
 }  // namespace reuseformer

@@ -90,6 +90,36 @@ enum class part { all, lower, lower_tiles };
 // second is honoured where tile::reads_a_from_b; elsewhere A is packed.
 enum class a_source { packed, b_panel };
 
+// A prepacked op(B) (a layer's weight) comes from memory when the first row
+// strip of a block reads it. The next block is fetched into L2 meanwhile, a
+// share of it before each strip of this one, so that the next block's first
+// strip does not wait on memory: the hardware prefetchers see a block only as
+// it is read and stop at page boundaries.
+struct block_prefetch {
+  const char* next = nullptr;
+  index_t lines = 0, per_strip = 0;
+
+  void fetch(index_t strip) const {
+    for (index_t l = strip * per_strip, end = std::min(lines, l + per_strip); l < end; ++l)
+      __builtin_prefetch(next + l * 64, 0, 2);
+  }
+};
+
+// The block at depth pc, column jc (none past the last column, or when op(B)
+// is packed into a buffer by the product itself), shared among `strips` strips.
+template <class T, class B>
+[[nodiscard]] block_prefetch next_block(const B& b, index_t pc, index_t jc, index_t kc_step, index_t nc_step,
+                                        index_t k, index_t n, index_t strips) {
+  if constexpr (B::needs_buffer) {
+    return {};
+  } else {
+    if (jc >= n) return {};
+    const index_t kcur = std::min(kc_step, k - pc), ncur = std::min(nc_step, n - jc);
+    const index_t lines = ceil_div(kcur * round_up(ncur, B::nr) * static_cast<index_t>(sizeof(T)), 64);
+    return {reinterpret_cast<const char*>(b.panel(pc, kcur, jc, ncur, nullptr)), lines, ceil_div(lines, strips)};
+  }
+}
+
 // The blocked product behind multiply_add and the triangular products
 // (triangular.hpp), in column panels of at most nc; b is unpacked_b or a
 // packed_view. For the lower parts, tiles right of the diagonal are skipped.
@@ -122,7 +152,11 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
       const index_t kcur = std::min(kc_step, k - pc);
       const T* const panel = b.panel(pc, kcur, jc, ncur, packed_b);
       const update block_mode = pc > 0 ? update::accumulate : mode;
-      for (index_t ic = lower_only ? jc / strip * strip : 0; ic < m; ic += strip) {
+      const index_t first_strip = lower_only ? jc / strip * strip : 0;
+      const block_prefetch ahead = next_block<T>(b, pc + kcur < k ? pc + kcur : 0, pc + kcur < k ? jc : jc + ncur,
+                                                 kc_step, nc_step, k, n, ceil_div(m - first_strip, strip));
+      for (index_t ic = first_strip; ic < m; ic += strip) {
+        ahead.fetch((ic - first_strip) / strip);
         const index_t mr = std::min(strip, m - ic);
         // A lower-triangular strip ends at its last row's diagonal element.
         const index_t columns = lower_only ? std::min(ncur, ic + mr - jc) : ncur;

@@ -68,6 +68,10 @@ struct tile {
   static constexpr bool reads_a_from_b = self_mr * vectors >= 16;
 };
 
+// B's strip streams from L2 (A's stays in L1): each step fetches the B vectors
+// this many steps ahead into L1, so that their loads do not wait on L2.
+inline constexpr index_t prefetch_steps = 8;
+
 // No lower-triangle restriction: every element of the tile is stored.
 inline constexpr index_t whole_tile = std::numeric_limits<index_t>::max();
 
@@ -114,7 +118,10 @@ void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc
   for (index_t p = 0; p < kc; ++p, a += LDA, b += NR) {
     V bv[NV];
 #pragma GCC unroll 4
-    for (index_t v = 0; v < NV; ++v) bv[v] = ops::load_aligned(b + v * W);
+    for (index_t v = 0; v < NV; ++v) {
+      __builtin_prefetch(b + prefetch_steps * NR + v * W, 0, 3);
+      bv[v] = ops::load_aligned(b + v * W);
+    }
 #pragma GCC unroll 16
     for (index_t i = 0; i < MR; ++i) {
       const V ai(a[i]);
