@@ -1,8 +1,10 @@
 // Score reuse (docs/semantics.md §Score reuse) against the double-precision reference, the exact
 // head bookkeeping of reused stacks, and the bounded reuse state, in this
 // file's SIMD build.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include <reuseformer/reuseformer.hpp>
@@ -233,6 +235,52 @@ TEST_CASE("parameters follow the schedule: short query and key, none under full 
   // The checkpoint's bytes, plus the zero padding of the packed weights' last strips.
   CHECK(model.parameter_bytes() ==
         params.values().size() * sizeof(float) + test_support::packing_padding_bytes<float>(c));
+}
+
+TEST_CASE("an encoder built one layer at a time reads a layer's copied tensors only until the next call",
+          "[reuse][parameters]") {
+  // The source hands out each layer's Linear weights and biases from one buffer,
+  // which the next call fills with NaN before writing the next layer's values
+  // there: a layer that went on reading its own copied tensors would read
+  // another layer's (or NaN). Referenced tensors (LayerNorms, relative-position
+  // tables) stay the parameters' own, as they must.
+  rf::encoder_config c = reuse_config({0, 2, 4});
+  c.use_relative_pe = true;
+  c.pe_max_seq_length = 5;
+  rf::encoder_parameters<float> params(c);
+  params.fill_random(9);
+  const auto layers = params.layers();
+  std::vector<float> shared(params.values().size());  // never reallocated
+  std::vector<rf::index_t> calls;
+  const auto one_at_a_time = [&](rf::index_t l) {
+    calls.push_back(l);
+    std::fill(shared.begin(), shared.end(), std::nanf(""));
+    rf::encoder_layer_weights<float> w = layers[static_cast<std::size_t>(l)];
+    float* cursor = shared.data();
+    rf::for_each_layer_tensor([&](const auto& row) {
+      auto& view = row.field(w);
+      if (row.use != rf::tensor_use::copied || view.empty()) return;
+      std::copy(view.data(), view.data() + view.size(), cursor);
+      view = std::remove_cvref_t<decltype(view)>(cursor, view.shape());
+      cursor += view.size();
+    });
+    return w;
+  };
+  const rf::encoder<float> whole(c, layers), by_layer(c, one_at_a_time);
+  CHECK(calls == std::vector<rf::index_t>{0, 1, 2});
+  const rf::any_encoder<float> any_by_layer(c, one_at_a_time);
+  CHECK(calls == std::vector<rf::index_t>{0, 1, 2, 0, 1, 2});
+  CHECK(by_layer.parameter_bytes() == whole.parameter_bytes());
+
+  const rf::index_t batch = 2, seq = 5, d = c.hidden_size;
+  const std::vector<float> x = random_vector<float>(batch * seq * d, 11);
+  std::vector<float> expected(x.size()), out(x.size()), any_out(x.size());
+  auto ws = whole.make_workspace(batch, seq, 2);
+  whole.forward(rf::view(x, {batch, seq, d}), rf::view(expected, {batch, seq, d}), ws);
+  by_layer.forward(rf::view(x, {batch, seq, d}), rf::view(out, {batch, seq, d}), ws);
+  any_by_layer.forward(rf::view(x, {batch, seq, d}), rf::view(any_out, {batch, seq, d}), ws);
+  CHECK(out == expected);
+  CHECK(any_out == expected);
 }
 
 TEST_CASE("an encoder built for another SIMD architecture packs and multiplies with that one's kernels",

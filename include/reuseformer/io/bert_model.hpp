@@ -21,10 +21,12 @@
 // configuration rules out, or a layer index past num_hidden_layers, is an error.
 // Tensors stored as aligned T are used in place (zero-copy, from the mapped
 // file); others (F16, BF16, the other float type) are converted once, here.
-// The converted Linear weights and biases live only while the encoder is
-// built (its product backend packs its own copies, e.g. bf16_products rounds
-// F32 once and keeps a BF16 checkpoint's values exactly); the model keeps the
-// converted tensors its layers go on reading (converted_parameter_bytes()).
+// The encoder is built one layer at a time: a layer's Linear weights and
+// biases (converted copies, or the file's pages) are let go of once that
+// layer has packed them (its product backend packs its own copies, e.g.
+// bf16_products rounds F32 once and keeps a BF16 checkpoint's values exactly),
+// so the load holds one layer's converted copies at a time; the model keeps
+// the converted tensors its layers go on reading (converted_parameter_bytes()).
 // Every error throws reuseformer::error starting with the safetensors file's
 // path and naming the tensor, with the expected and the found shape or reason.
 
@@ -51,6 +53,10 @@
 #include "reuseformer/layers/product_backend.hpp"
 #include "reuseformer/simd/arch.hpp"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace reuseformer::io {
 
 // A checkpoint bound to an Encoder (encoder<T, Score, Arch, Products> or
@@ -73,11 +79,21 @@ class basic_bert_model {
       Encoder::validate(config_.encoder);
       check_no_stray_layers();
       {
-        std::deque<loaded_tensor<T>> copied;  // the tensors the encoder copies, released once it is built
-        std::vector<encoder_layer_weights<value_type>> layers;
-        for (index_t l = 0; l < config_.encoder.num_hidden_layers; ++l) layers.push_back(bind_layer(l, copied));
-        encoder_.emplace(config_.encoder, layers, root_);
+        // Layer by layer: the tensors a layer copies (converted, or read in
+        // place) are let go of once it is built, before the next layer's are read.
+        std::deque<loaded_tensor<T>> copied;
+        encoder_.emplace(config_.encoder, [&](index_t l) {
+          copied.clear();
+          file_.release_pages();
+          return bind_layer(l, copied);
+        }, root_);
       }
+#if defined(__GLIBC__)
+      // The last layer's converted copies were freed below that layer's packed
+      // weights, a hole the heap keeps resident (a BERT-base layer's, ~30 MB);
+      // glibc gives such pages back only when asked.
+      ::malloc_trim(0);
+#endif
       if (file_.contains(root_ + "embeddings.word_embeddings.weight")) {
         const std::string p = root_ + "embeddings.";
         embeddings_.emplace(embeddings_weights<value_type>{matrix(p + "word_embeddings.weight"),

@@ -17,6 +17,7 @@
 #include <limits>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -52,9 +53,13 @@ class any_encoder {
   // the tensors in `weights`, which the caller keeps alive; the same errors.
   any_encoder(const encoder_config& c, const std::vector<encoder_layer_weights<T>>& weights,
               std::string_view prefix = "")
-      : encoder_((validate(c), visit(c.score, [&]<score_function Score>() {
-                   return compiled(std::in_place_type<encoder<T, Score, Arch, Products>>, c, weights, prefix);
-                 }))) {}
+      : encoder_(build(c, weights, prefix)) {}
+  // As encoder<T, c.score, Arch, Products>(c, weights_of, prefix): one layer at
+  // a time, layer l built from weights_of(l) before the next call.
+  template <class LayerWeights>
+    requires std::is_invocable_r_v<encoder_layer_weights<T>, LayerWeights&, index_t>
+  any_encoder(const encoder_config& c, LayerWeights&& weights_of, std::string_view prefix = "")
+      : encoder_(build(c, weights_of, prefix)) {}
 
   [[nodiscard]] const encoder_config& config() const {
     return std::visit([](const auto& e) -> const encoder_config& { return e.config(); }, encoder_);
@@ -117,6 +122,15 @@ class any_encoder {
  private:
   using compiled =
       decltype(detail::encoder_variant<T, Arch, Products>(std::make_index_sequence<std::size(all_score_functions)>{}));
+
+  // The encoder for c.score, from either form of weights.
+  template <class Weights>
+  static compiled build(const encoder_config& c, Weights& weights, std::string_view prefix) {
+    validate(c);
+    return visit(c.score, [&]<score_function Score>() {
+      return compiled(std::in_place_type<encoder<T, Score, Arch, Products>>, c, weights, prefix);
+    });
+  }
   compiled encoder_;
 };
 

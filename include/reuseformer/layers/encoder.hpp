@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "reuseformer/attention/reuse_state.hpp"
@@ -25,6 +26,17 @@
 #include "reuseformer/layers/forward_interface.hpp"
 
 namespace reuseformer {
+
+namespace detail {
+// weights as a source of layer weights (encoder's layer-by-layer constructor),
+// once its count is checked against c.
+template <class T>
+auto each_layer_of(const encoder_config& c, const std::vector<encoder_layer_weights<T>>& weights) {
+  require(static_cast<index_t>(weights.size()) == c.num_hidden_layers, "num_hidden_layers: expected ",
+          c.num_hidden_layers, " layers of weights, found ", weights.size());
+  return [&weights](index_t l) -> const encoder_layer_weights<T>& { return weights[static_cast<std::size_t>(l)]; };
+}
+}  // namespace detail
 
 // Products: the product backend of its Linears (layers/product_backend.hpp).
 template <class T, score_function Score = score_function::standard, class Arch = simd::default_arch,
@@ -47,17 +59,24 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
   // checkpoint loader passes its root, e.g. "bert.").
   encoder(const encoder_config& c, const std::vector<encoder_layer_weights<T>>& weights,
           std::string_view prefix = "")
+      : encoder(c, (validate(c), detail::each_layer_of(c, weights)), prefix) {}
+
+  // The same, one layer at a time: weights_of(l), for l = 0, 1, ... in order
+  // and once each, gives layer l's tensors, which layer l is built from before
+  // the next call. The tensors a layer copies (its Linears' weights and biases:
+  // tensor_use::copied in layer_tensors.hpp) need live only until that next
+  // call, the others as long as the encoder: a loader that converts tensors
+  // holds one layer's converted copies at a time.
+  template <class LayerWeights>
+    requires std::is_invocable_r_v<encoder_layer_weights<T>, LayerWeights&, index_t>
+  encoder(const encoder_config& c, LayerWeights&& weights_of, std::string_view prefix = "")
       : config_((validate(c), c)),
         reuse_(c.reuse_schedule.empty() ? std::vector<index_t>(static_cast<std::size_t>(c.num_hidden_layers), 0)
                                         : c.reuse_schedule,
                c.num_attention_heads) {
-    detail::require(static_cast<index_t>(weights.size()) == c.num_hidden_layers,
-                    "num_hidden_layers: expected ", c.num_hidden_layers,
-                    " layers of weights, found ", weights.size());
-    layers_.reserve(weights.size());
-    for (std::size_t i = 0; i < weights.size(); ++i)
-      layers_.emplace_back(c, weights[i], static_cast<index_t>(i),
-                           std::string(prefix) + "encoder.layer." + std::to_string(i) + ".");
+    layers_.reserve(static_cast<std::size_t>(c.num_hidden_layers));
+    for (index_t l = 0; l < c.num_hidden_layers; ++l)
+      layers_.emplace_back(c, weights_of(l), l, std::string(prefix) + "encoder.layer." + std::to_string(l) + ".");
   }
 
   [[nodiscard]] const encoder_config& config() const { return config_; }
