@@ -21,14 +21,6 @@ namespace reuseformer::gemm {
 
 namespace detail {
 
-// Brings `count` floats of a row of A into L2 before its strip is packed. A
-// of a deep product is found in no cache (A [1024, 3072] is 12 MiB, read once
-// per column panel and depth block), and packing stalled on these loads for
-// about a fifth of the product's time.
-inline void prefetch_row(const float* row, index_t count) {
-  for (index_t e = 0; e < count; e += 16) __builtin_prefetch(row + e, 0, 2);
-}
-
 // The product on the calling thread; done(row, rows, col, cols) on each block
 // of C once final (with k = 0, once for all of C).
 template <class Arch, class Done>
@@ -58,8 +50,7 @@ void bf16_blocked_product(matrix<const float> a, const bf16_packed_view<Arch>& b
         kernel::pack_strip(a.block(ic, mr, pc, kcur), kpad, strip);
         for (index_t jr = 0, t = 0; jr < ncur; jr += NR, ++t) {
           // The next strip's rows of A, spread over this strip's tiles.
-          for (index_t r = t * next_rows / tiles; r < (t + 1) * next_rows / tiles; ++r)
-            prefetch_row(a.data + (ic + MR + r) * a.ld + pc, kcur);
+          prefetch_strip_share(a, ic + MR, next_rows, pc, kcur, t, tiles);
           kernel::multiply(kpad, strip, panel + jr * kpad, c.data + ic * c.ld + jc + jr, c.ld, mr,
                            std::min(NR, ncur - jr), block_mode);
         }

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/gemm/matrix.hpp"
 
 namespace reuseformer::gemm::detail {
 
@@ -30,6 +31,20 @@ inline constexpr index_t nc_max = 512;
 template <class T>
 [[nodiscard]] index_t depth_block(index_t k) {
   return k == 0 ? 1 : even_block(k, kc_max<T>, 1);
+}
+
+// Brings tile t's share (of `tiles`) of the next strip into L2: of its `rows`
+// rows of A from row `first`, the kcur elements from depth pc. The products
+// call it for each register tile of the current strip, so that the next strip
+// is packed from L2. A of a deep product is found in no cache (A [1024, 3072]
+// is 12 MiB of float, read once per column panel and depth block), and packing
+// it stalled on these loads.
+template <class T>
+void prefetch_strip_share(matrix<const T> a, index_t first, index_t rows, index_t pc, index_t kcur, index_t t,
+                          index_t tiles) {
+  for (index_t r = t * rows / tiles, end = (t + 1) * rows / tiles; r < end; ++r)
+    for (index_t e = 0; e < kcur; e += 64 / static_cast<index_t>(sizeof(T)))
+      __builtin_prefetch(a.data + (first + r) * a.ld + pc + e, 0, 2);
 }
 
 }  // namespace reuseformer::gemm::detail

@@ -169,6 +169,9 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
         else
           pack_a<T, Arch, MR>(a.block(ic, mr, pc, kcur), packed_a);
         for (index_t jr = 0; jr < columns; jr += NR) {
+          if constexpr (!from_b)  // the next strip's rows of A, spread over this strip's tiles
+            prefetch_strip_share(a, ic + mr, std::clamp<index_t>(m - ic - mr, 0, MR), pc, kcur, jr / NR,
+                                 ceil_div(columns, NR));
           T* const tile_c = c.data + ic * c.ld + jc + jr;
           const index_t lower = computed == part::lower ? ic - jc - jr : whole_tile;
           if (columns - jr <= shape::width)  // the diagonal ends within the first vector
