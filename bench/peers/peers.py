@@ -989,13 +989,18 @@ def loaded_blas():
     return info
 
 
-def serve(one_round):
-    """The --serve protocol on stdin/stdout: "ready" once every peer is warmed
-    up, then one timed pass per peer for each line read, answered "done".
-    Anything else this process or its libraries print goes to stderr."""
-    protocol = os.fdopen(os.dup(1), "w")
+def protocol_channel():
+    """For --serve: the original stdout, kept for the protocol; from here on
+    anything else this process or its libraries print goes to stderr."""
     sys.stdout.flush()
+    protocol = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
+    return protocol
+
+
+def serve(protocol, one_round):
+    """The --serve protocol: "ready" once every peer is warmed up, then one
+    timed pass per peer for each line read on stdin, answered "done"."""
     protocol.write("ready\n")
     protocol.flush()
     for _ in sys.stdin:
@@ -1008,6 +1013,7 @@ def serve(one_round):
 def main(argv):
     args = parse_args(argv)
     use_blas(args, argv)
+    protocol = protocol_channel() if args.serve else None
     report = {"threads": args.threads, "batch": None, "seq": None, "hidden_size": None, "layers": None,
               "reference": os.path.abspath(args.reference) if args.reference else None, "peers": {}}
     try:
@@ -1059,7 +1065,7 @@ def main(argv):
                 times[name].append(ms)
 
     if args.serve:
-        serve(one_round)
+        serve(protocol, one_round)
     else:
         for _ in range(args.repeat):
             one_round()

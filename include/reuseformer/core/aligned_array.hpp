@@ -1,6 +1,7 @@
 #pragma once
-// An owning array aligned to workspace_alignment (large ones: see allocate_buffer), for data a layer keeps for
-// its lifetime and the kernels read with aligned vector loads (packed weights).
+// An owning array aligned to workspace_alignment (large ones to a huge page:
+// see allocate_buffer), for data a layer keeps for its lifetime and the
+// kernels read with aligned vector loads (packed weights).
 // Copies copy the elements (the layers holding one keep value semantics).
 
 #include <algorithm>
