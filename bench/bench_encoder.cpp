@@ -111,8 +111,6 @@ void encoder(benchmark::State& state) {
 //   3 output       context W_Oᵀ + b added to the stream, LayerNorm as rows complete
 //   4 ffn          act(x W_1ᵀ + b_1) W_2ᵀ + b_2 added to the stream, LayerNorm
 //   5 layer norm   one separate LayerNorm pass over [B*N, d] (what fusing saves)
-//   6 bf16 attn.   stage 2 with bf16_products' score products (Q·Kᵀ and A·V on
-//                  bfloat16 operands, float sums: attention::bf16_score_products)
 // Softmax and context = stage 2 - stage 1.
 void layer_stage(benchmark::State& state) {
   const rf::index_t stage = state.range(0), batch = state.range(1), seq = state.range(2);
@@ -139,8 +137,7 @@ void layer_stage(benchmark::State& state) {
   const rf::attention::problem p{rf::sequences::dense(batch, seq), heads, dh, false, heads, false};
   const rf::index_t stride = rf::round_to_line<float>(
       std::max({projection.scratch_elements(), up.scratch_elements(), down.scratch_elements(),
-                rf::attention::scratch_elements<float>(p),
-                rf::attention::scratch_elements<float, rf::simd::default_arch, rf::attention::bf16_score_products>(p)}));
+                rf::attention::scratch_elements<float>(p)}));
   rf::workspace ws(static_cast<std::size_t>(stride * threads + rows * (3 * d + d + d_ff + d) + batch * heads * seq * seq) *
                        sizeof(float) + 6 * 64,
                    threads);
@@ -177,11 +174,7 @@ void layer_stage(benchmark::State& state) {
                                        {scratch, stride, threads});
         down.forward({hidden, rows, d_ff, d_ff}, {stream, rows, d, d}, rf::gemm::update::accumulate, {scratch, stride, threads}, normalize);
         break;
-      case 5: norm.forward(stream, stream, rows, threads); break;
-      default:
-        rf::attention::scaled_dot_product<float, rf::simd::default_arch, rf::attention::bf16_score_products>(
-            p, 0.125f, io, v, rf::gemm::matrix<float>{context, rows, d, d}, static_cast<const float*>(nullptr),
-            {scratch, stride, threads});
+      default: norm.forward(stream, stream, rows, threads);
     }
   };
   run();
@@ -191,12 +184,12 @@ void layer_stage(benchmark::State& state) {
   }
   const double multiply_adds[] = {double(rows) * d * 3 * d, double(batch) * seq * seq * d,
                                   2.0 * double(batch) * seq * seq * d, double(rows) * d * d,
-                                  2.0 * double(rows) * d * d_ff, 0, 2.0 * double(batch) * seq * seq * d};
+                                  2.0 * double(rows) * d * d_ff, 0};
   reuseformer_bench::add_rate_counters(state, multiply_adds[stage], threads);
 }
 BENCHMARK(layer_stage)
     ->ArgNames({"stage", "batch", "seq", "threads"})
-    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 8}, {128, 512}, {1, 2}})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {1, 8}, {128, 512}, {1, 2}})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

@@ -1,6 +1,5 @@
 // A bfloat16 encoder: the same model with its Linears' weights stored in
-// bfloat16 and its products (the Linears' and the attention core's Q·Kᵀ and
-// A·V) on bfloat16 operands accumulated in float (bf16_products), next to
+// bfloat16 and their products accumulated in float (bf16_products), next to
 // the float model, on the same input: what it holds, how far its output is
 // from the float one, and how long each takes.
 //

@@ -19,9 +19,9 @@
 // --repeat R times R forward passes after one warm-up; --report writes their
 // times and the model's work and memory as JSON (`tokens`: the real tokens,
 // `padded_tokens`: B * N; `flops` counts the padded batch).
-// --precision bf16 runs the Linears' products and the attention core's
-// (Q·Kᵀ, A·V) on bfloat16 operands with float accumulation (bf16_products;
-// default fp32: every product in float); everything else stays float.
+// --precision bf16 runs the Linears' products on bfloat16 weights and
+// activations with float accumulation (bf16_products; default fp32: every
+// product in float); everything else stays float.
 // Exit status: 0 success, 2 usage error, 1 input or format error (one message on stderr).
 #include <reuseformer/io.hpp>
 

@@ -1,5 +1,4 @@
-// The bfloat16 products (gemm/bf16_gemm.hpp, layers/bf16_products.hpp,
-// attention/score_products.hpp) in
+// The bfloat16 products (gemm/bf16_gemm.hpp, layers/bf16_products.hpp) in
 // whichever SIMD build this file is compiled for: the AVX512-BF16 kernel where
 // the flags enable it, the widening kernel elsewhere.
 #include <atomic>
@@ -9,8 +8,6 @@
 #include <limits>
 #include <vector>
 
-#include <reuseformer/attention/scaled_dot_product.hpp>
-#include <reuseformer/attention/score_products.hpp>
 #include <reuseformer/core/bfloat16.hpp>
 #include <reuseformer/core/workspace.hpp>
 #include <reuseformer/gemm/bf16_gemm.hpp>
@@ -29,17 +26,6 @@ using reuseformer_test::random_vector;
 namespace {
 
 float from_bits(std::uint32_t u) { return std::bit_cast<float>(u); }
-
-// sum_c round(a[c * a_step]) round(b[c * b_step]) over `count` terms, in double:
-// the bf16 products' exact terms, summed without rounding.
-double rounded_dot(const float* a, rf::index_t a_step, const float* b, rf::index_t b_step, rf::index_t count) {
-  double s = 0;
-  for (rf::index_t c = 0; c < count; ++c)
-    s += double(rf::round_to_bfloat16(a[c * a_step])) * double(rf::round_to_bfloat16(b[c * b_step]));
-  return s;
-}
-
-using bf16_scores = rf::attention::bf16_score_products;
 
 }  // namespace
 
@@ -168,106 +154,4 @@ TEST_CASE("bf16_products: a Linear equals the float Linear on bf16-rounded opera
     CHECK(rows_seen == rows);
     CHECK_CLOSE(compare(y, expected, 1e-5, 1e-6));
   }
-}
-
-TEST_CASE("bf16 packing of activations: the packed weights' layout, read either way round", "[bf16][gemm]") {
-  // pack_bf16 of B [n, k] (transpose::yes, an attention head's keys) and of
-  // Bᵀ [k, n] (transpose::no, its values) write what bf16_packed_weights writes
-  // for the weight B: odd depths, two depth blocks (769), a partial last strip.
-  for (const rf::index_t n : {1, 33, 70}) {
-    for (const rf::index_t k : {1, 2, 63, 64, 130, 769}) {
-      CAPTURE(n, k);
-      const rf::index_t ld = k + 3, ld_t = n + 5;
-      const std::vector<float> b = random_vector<float>(n * ld, 8);
-      std::vector<float> bt(static_cast<std::size_t>(k * ld_t));
-      for (rf::index_t j = 0; j < n; ++j)
-        for (rf::index_t p = 0; p < k; ++p) bt[p * ld_t + j] = b[j * ld + p];
-      const rf::gemm::matrix<const float> parts[] = {{b.data(), n, k, ld}};
-      const rf::gemm::bf16_packed_weights<> weight(std::span<const rf::gemm::matrix<const float>>(parts), k);
-      const auto elements = static_cast<std::size_t>(rf::gemm::bf16_packed_elements(n, k));
-      REQUIRE(elements * 2 == weight.bytes());
-      std::vector<rf::bfloat16> keys(elements, rf::bfloat16{0x7fc0}), values = keys;  // NaN: unwritten
-      const auto from_rows = rf::gemm::pack_bf16({b.data(), n, k, ld}, rf::gemm::transpose::yes, keys.data());
-      const auto from_columns = rf::gemm::pack_bf16({bt.data(), k, n, ld_t}, rf::gemm::transpose::no, values.data());
-      CHECK(std::equal(keys.begin(), keys.end(), weight.view().data));
-      CHECK(std::equal(values.begin(), values.end(), weight.view().data));
-      for (const auto& v : {from_rows, from_columns}) {
-        CHECK(v.n == n);
-        CHECK(v.k == k);
-        CHECK(v.kc == weight.view().kc);
-        CHECK(v.strips == weight.view().strips);
-      }
-    }
-  }
-}
-
-TEST_CASE("bf16 score products: logits equal a reference rounding Q and K to bf16", "[bf16][scores]") {
-  // attention::logits with bf16_score_products: per head, blocks of query rows
-  // (72) against keys packed once, strips of 32 keys, a causal mask's shorter
-  // blocks, head widths of odd depth (a padded pair). The reference sums the
-  // exact products of the rounded operands in double; the kernel differs only
-  // by float summation over dh terms (bound as in the products' test above).
-  const rf::index_t seq = GENERATE(1, 5, 33, 75, 150);
-  const rf::index_t dh = GENERATE(7, 64);
-  const bool causal = GENERATE(false, true);
-  const int threads = GENERATE(1, 2);
-  CAPTURE(seq, dh, causal, threads);
-  const rf::index_t batch = 2, heads = 3, width = heads * dh, rows = batch * seq;
-  const std::vector<float> q = random_vector<float>(rows * width, 9), k = random_vector<float>(rows * width, 10);
-  const rf::attention::problem p{rf::sequences::dense(batch, seq), heads, dh, causal, heads, false};
-  rf::attention::head_io<float> io;
-  io.q = {q.data(), rows, width, width};
-  io.k = {k.data(), rows, width, width};
-  const rf::index_t stride = rf::round_to_line<float>(rf::attention::scratch_elements<float, rf::simd::default_arch, bf16_scores>(p));
-  rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
-  float* const scratch = ws.make_arena().take<float>(stride * threads);
-  std::vector<float> out(static_cast<std::size_t>(batch * heads * seq * seq));
-  rf::attention::logits<float, rf::simd::default_arch, bf16_scores>(p, io, out.data(), seq, {scratch, stride, threads});
-  // Under a causal mask only entries up to the diagonal are specified.
-  std::vector<double> actual, expected;
-  for (rf::index_t b = 0; b < batch; ++b)
-    for (rf::index_t h = 0; h < heads; ++h)
-      for (rf::index_t i = 0; i < seq; ++i)
-        for (rf::index_t j = 0; j < (causal ? i + 1 : seq); ++j) {
-          actual.push_back(out[((b * heads + h) * seq + i) * seq + j]);
-          expected.push_back(rounded_dot(q.data() + (b * seq + i) * width + h * dh, 1,
-                                         k.data() + (b * seq + j) * width + h * dh, 1, dh));
-        }
-  CHECK_CLOSE(compare(actual, expected, 1e-5, 1e-6));
-}
-
-TEST_CASE("bf16 score products: A·V equals a reference rounding the probabilities and V to bf16", "[bf16][scores]") {
-  // Every head reused (F = 0), so scaled_dot_product multiplies the given
-  // probabilities A by V exactly as a fresh head's: values packed once per head
-  // (per query block under a causal mask), depths up to two blocks (800 keys:
-  // 400 + 400), rows in blocks of 72. The reference sums the rounded operands'
-  // exact products in double.
-  const rf::index_t seq = GENERATE(1, 5, 75, 130, 800);
-  const bool causal = GENERATE(false, true);
-  const int threads = GENERATE(1, 2);
-  CAPTURE(seq, causal, threads);
-  const rf::index_t batch = 2, heads = 2, dh = 24, width = heads * dh, rows = batch * seq;
-  std::vector<float> a = random_vector<float>(batch * heads * seq * seq, 11);
-  for (float& x : a) x = std::abs(x);
-  if (causal)  // reused causal rows are zero after their diagonal
-    for (rf::index_t m = 0; m < batch * heads; ++m)
-      for (rf::index_t i = 0; i < seq; ++i) std::fill(a.begin() + (m * seq + i) * seq + i + 1, a.begin() + (m * seq + i + 1) * seq, 0.0F);
-  const std::vector<float> v = random_vector<float>(rows * width, 12);
-  const rf::attention::problem p{rf::sequences::dense(batch, seq), heads, dh, causal, 0, false};
-  rf::attention::head_io<float> io;
-  io.reused = {a.data(), heads};
-  const rf::index_t stride = rf::round_to_line<float>(rf::attention::scratch_elements<float, rf::simd::default_arch, bf16_scores>(p));
-  rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
-  float* const scratch = ws.make_arena().take<float>(stride * threads);
-  std::vector<float> context(static_cast<std::size_t>(rows * width), -7.0F);
-  rf::attention::scaled_dot_product<float, rf::simd::default_arch, bf16_scores>(
-      p, 1.0F, io, {v.data(), rows, width, width}, {context.data(), rows, width, width}, nullptr, {scratch, stride, threads});
-  std::vector<double> expected(context.size());
-  for (rf::index_t b = 0; b < batch; ++b)
-    for (rf::index_t h = 0; h < heads; ++h)
-      for (rf::index_t i = 0; i < seq; ++i)
-        for (rf::index_t c = 0; c < dh; ++c)
-          expected[(b * seq + i) * width + h * dh + c] = rounded_dot(
-              a.data() + ((b * heads + h) * seq + i) * seq, 1, v.data() + b * seq * width + h * dh + c, width, seq);
-  CHECK_CLOSE(compare(context, expected, 1e-5, 1e-5));
 }

@@ -462,9 +462,9 @@ errors error_of(const std::vector<A>& actual, const std::vector<double>& expecte
 // errors are 15 to 60 times below it (see the report, `-s`), and the
 // sharper check is PyTorch's own bf16 error: ours may not exceed it by more
 // than 25% (root-mean-square over the outputs; the maximum is reported). Ours
-// is smaller where PyTorch also rounds the products' outputs to bf16, which
-// we keep in float: 0.63 to 0.97 of PyTorch's on the fixtures (0.59 to 0.93
-// with the attention core's products in float). Not on encoder_single_token, whose 16 outputs are too few for the
+// is smaller where PyTorch also rounds the products' outputs and the attention
+// scores to bf16, which we keep in float: 0.59 to 0.93 of PyTorch's on the
+// fixtures. Not on encoder_single_token, whose 16 outputs are too few for the
 // ratio to mean anything: there ours is 1.41x PyTorch's (rms 8.2e-3 against
 // 5.8e-3) and equals, to 1e-6, a float64 model of the same layers on
 // bf16-rounded Linear operands, so no rounding of ours departs from the

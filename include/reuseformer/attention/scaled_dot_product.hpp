@@ -21,9 +21,7 @@
 // values however large B and H are, instead of the B*H*N*N a materialised score
 // tensor would need. Under a causal mask a block only multiplies the keys up to
 // its last row, skipping ~half of QKᵀ and AV (its values are then packed per
-// block: each block reads a different number of them). The products are
-// Products's (attention/score_products.hpp): in T by default, or on bfloat16
-// operands with float sums.
+// block: each block reads a different number of them).
 //
 // When the logits are symmetric by construction (problem::symmetric_logits)
 // the task first computes the lower triangle of L (half the multiply-adds)
@@ -36,7 +34,6 @@
 #include <algorithm>
 
 #include "reuseformer/attention/reuse_state.hpp"
-#include "reuseformer/attention/score_products.hpp"
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/sequences.hpp"
 #include "reuseformer/core/tensor_view.hpp"
@@ -103,22 +100,21 @@ template <class T>
 // One thread's scratch, in elements from its start: the score slice (a block's
 // [rows, N], or a whole head's [N, symmetric_ld(N)] for symmetric logits), one
 // additive row [N] (mask plus relative-position bias), the head's packed keys
-// (fresh heads of non-symmetric logits), its packed values (all of them, or
-// under a causal mask the block's), then scratch for the products.
-template <class T, class Arch, class Products>
+// (fresh heads of non-symmetric logits), its packed values (without a causal
+// mask), then packing space for the products.
+template <class T, class Arch>
 struct scratch_layout {
   index_t additive, keys, values, products, total;
 
   explicit scratch_layout(const problem& p) {
-    using P = typename Products::template products<T, Arch>;
     const index_t n = p.batch.max_length(), dh = p.head_dim, rows = std::min(query_block<T, Arch>, n);
     const bool pack_keys = p.fresh_heads > 0 && !p.symmetric_logits;
     additive = round_to_line<T>(p.symmetric_logits ? n * symmetric_ld<T>(n) : rows * n);
     keys = additive + round_to_line<T>(n);
-    values = keys + (pack_keys ? round_to_line<T>(P::packed_elements(n, dh)) : 0);
-    products = values + round_to_line<T>(P::packed_elements(dh, n));
-    index_t packing = P::scratch_elements(n);
-    if (pack_keys) packing = std::max(packing, P::scratch_elements(dh));
+    values = keys + (pack_keys ? round_to_line<T>(gemm::packed_elements<T, Arch>(n, dh)) : 0);
+    products = values + (p.causal ? 0 : round_to_line<T>(gemm::packed_elements<T, Arch>(dh, n)));
+    index_t packing = p.causal ? gemm::scratch_elements<T, Arch>(rows, dh, n) : gemm::prepacked_scratch_elements<T, Arch>(n);
+    if (pack_keys) packing = std::max(packing, gemm::prepacked_scratch_elements<T, Arch>(dh));
     if (p.fresh_heads > 0 && p.symmetric_logits)
       packing = std::max(packing, gemm::lower_scratch_elements<T, Arch>(n, dh));
     total = products + packing;
@@ -155,22 +151,21 @@ void for_each_task(const problem& p, index_t heads, int threads, Body&& body) {
 }
 
 // Head (s, h)'s keys packed for its logits products, into `dst`.
-template <class T, class Arch, class Products>
-[[nodiscard]] auto packed_keys(const problem& p, const head_io<T>& io, const sequence_at& s, index_t h, T* dst) {
-  return Products::template products<T, Arch>::pack(io.k.block(s.start, s.length, h * p.head_dim, p.head_dim),
-                                                    gemm::transpose::yes, dst);
+template <class T, class Arch>
+[[nodiscard]] gemm::packed_view<T, Arch> packed_keys(const problem& p, const head_io<T>& io, const sequence_at& s,
+                                               index_t h, T* dst) {
+  return gemm::pack<T, Arch>(io.k.block(s.start, s.length, h * p.head_dim, p.head_dim), gemm::transpose::yes, dst);
 }
 
 // Logits Q_sh K_shᵀ of query rows [first, first + scores.rows) against the
 // first scores.cols keys (all N_s, or up to the last row under a causal mask),
 // from the head's packed keys, into `scores`.
-template <class T, class Arch, class Products>
+template <class T, class Arch>
 void block_logits(const problem& p, const head_io<T>& io, const sequence_at& s, index_t h, index_t first,
-                  const typename Products::template products<T, Arch>::packed& keys, gemm::matrix<T> scores,
-                  T* gemm_scratch) {
+                  const gemm::packed_view<T, Arch>& keys, gemm::matrix<T> scores, T* gemm_scratch) {
   const index_t dh = p.head_dim;
-  Products::template products<T, Arch>::multiply(io.q.block(s.start + first, scores.rows, h * dh, dh), keys, scores,
-                                                 gemm_scratch);
+  gemm::multiply_add<T, Arch>(T(1), io.q.block(s.start + first, scores.rows, h * dh, dh), keys, scores, gemm_scratch,
+                        gemm::update::overwrite);
 }
 
 // Symmetric logits of the whole head into `scores` [N_s, N_s]: the lower
@@ -191,9 +186,9 @@ void symmetric_head_logits(const problem& p, const head_io<T>& io, const sequenc
 // Scratch elements one thread needs. Every block's products (fewer rows in the
 // last block, fewer keys under a causal mask) are no larger than the first
 // full block's, and GEMM scratch is monotone in the shape, so that one sizes all.
-template <class T, class Arch = simd::default_arch, class Products = native_score_products>
+template <class T, class Arch = simd::default_arch>
 [[nodiscard]] index_t scratch_elements(const problem& p) {
-  return detail::scratch_layout<T, Arch, Products>(p).total;
+  return detail::scratch_layout<T, Arch>(p).total;
 }
 
 // Raw logits Q_bh K_bhᵀ (before scale, bias and mask) of every fresh head into
@@ -203,10 +198,10 @@ template <class T, class Arch = simd::default_arch, class Products = native_scor
 // Under a causal mask the entries after each query block's last row (symmetric
 // logits: after the diagonal) are unspecified. Requires scratch as for
 // scaled_dot_product().
-template <class T, class Arch = simd::default_arch, class Products = native_score_products>
+template <class T, class Arch = simd::default_arch>
 void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, const thread_scratch<T>& scratch) {
   const index_t rows_per_head = p.batch.max_length();
-  const detail::scratch_layout<T, Arch, Products> layout(p);
+  const detail::scratch_layout<T, Arch> layout(p);
   detail::for_each_task<T, Arch>(p, p.fresh_heads, scratch.threads, [&](const detail::sequence_at& s, index_t h,
                                                                   index_t first, index_t last, int thread) {
     T* const mine = scratch.slice(thread);
@@ -216,12 +211,12 @@ void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, const th
                                     mine + layout.products);
       return;
     }
-    const auto keys = detail::packed_keys<T, Arch, Products>(p, io, s, h, mine + layout.keys);
+    const gemm::packed_view<T, Arch> keys = detail::packed_keys<T, Arch>(p, io, s, h, mine + layout.keys);
     for (index_t block = first; block < last; block += query_block<T, Arch>) {
       const index_t rows = std::min(query_block<T, Arch>, last - block);
-      detail::block_logits<T, Arch, Products>(
-          p, io, s, h, block, keys, gemm::matrix<T>{head + block * ld, rows, p.causal ? block + rows : s.length, ld},
-          mine + layout.products);
+      detail::block_logits(p, io, s, h, block, keys,
+                           gemm::matrix<T>{head + block * ld, rows, p.causal ? block + rows : s.length, ld},
+                           mine + layout.products);
     }
   });
 }
@@ -236,12 +231,11 @@ void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, const th
 // probability row written to a slot or to io.attentions is complete (zeros for
 // hidden keys), so a later layer can reuse it under any mask; the rows of an
 // empty sequence are none, so nothing is computed for it.
-template <class T, class Arch = simd::default_arch, class Products = native_score_products>
+template <class T, class Arch = simd::default_arch>
 void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::matrix<const T> v,
                         gemm::matrix<T> context, const T* additive_mask, const thread_scratch<T>& scratch) {
-  using products = typename Products::template products<T, Arch>;
   const index_t dh = p.head_dim;
-  const detail::scratch_layout<T, Arch, Products> layout(p);
+  const detail::scratch_layout<T, Arch> layout(p);
   const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
 
   detail::for_each_task<T, Arch>(p, p.heads, scratch.threads, [&](const detail::sequence_at& s, index_t h, index_t first,
@@ -260,7 +254,7 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
     T* fresh = nullptr;
     index_t ld = n;
     bool stored = false, per_block = false;
-    typename products::packed keys{};
+    gemm::packed_view<T, Arch> keys{};
     if (h >= p.fresh_heads) {
       const index_t j = h - p.fresh_heads;
       data = io.reused.at(s.squares_before, n * n, io.reused_slots ? io.reused_slots[j] : j);
@@ -274,11 +268,11 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
       if (p.symmetric_logits)
         detail::symmetric_head_logits<T, Arch>(p, io, s, h, gemm::matrix<T>{fresh, n, n, ld}, gemm_scratch);
       else
-        keys = detail::packed_keys<T, Arch, Products>(p, io, s, h, mine + layout.keys);
+        keys = detail::packed_keys<T, Arch>(p, io, s, h, mine + layout.keys);
     }
     const gemm::matrix<const T> head_values = v.block(s.start, n, h * dh, dh);
-    typename products::packed values{};
-    if (!p.causal) values = products::pack(head_values, gemm::transpose::no, mine + layout.values);
+    gemm::packed_view<T, Arch> values{};
+    if (!p.causal) values = gemm::pack<T, Arch>(head_values, gemm::transpose::no, mine + layout.values);
     T* const copy = io.attentions.base ? io.attentions.at(s.squares_before, n * n, h) : nullptr;
 
     // Block by block: logits (fresh heads of non-symmetric logits), softmax
@@ -288,9 +282,8 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
       const index_t block_keys = p.causal ? block + block_rows : n;
       const index_t offset = per_block ? 0 : block * ld;
       if (fresh && !p.symmetric_logits)
-        detail::block_logits<T, Arch, Products>(p, io, s, h, block, keys,
-                                                gemm::matrix<T>{fresh + offset, block_rows, block_keys, ld},
-                                                gemm_scratch);
+        detail::block_logits(p, io, s, h, block, keys, gemm::matrix<T>{fresh + offset, block_rows, block_keys, ld},
+                             gemm_scratch);
       for (index_t i = 0; fresh && i < block_rows; ++i) {
         const index_t query = block + i, active = p.causal ? query + 1 : block_keys;
         const T* row_add = mask;
@@ -316,8 +309,10 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
       }
       const gemm::matrix<T> out = context.block(s.start + block, block_rows, h * dh, dh);
       if (p.causal)
-        values = products::pack(head_values.block(0, block_keys, 0, dh), gemm::transpose::no, mine + layout.values);
-      products::multiply(probabilities, values, out, gemm_scratch);
+        gemm::multiply_add<T, Arch>(T(1), probabilities, head_values.block(0, block_keys, 0, dh), gemm::transpose::no, out,
+                              gemm_scratch, gemm::update::overwrite);
+      else
+        gemm::multiply_add<T, Arch>(T(1), probabilities, values, out, gemm_scratch, gemm::update::overwrite);
     }
   });
 }

@@ -62,25 +62,13 @@ void bf16_blocked_product(matrix<const float> a, const bf16_packed_view<Arch>& b
 
 }  // namespace detail
 
-// Scratch elements (floats) one thread needs for a product of inner size k,
-// or any smaller one, with a bf16 weight, any rows and columns: the kernel's A
-// strip, and on the widening path its float copy of a weight panel. Never
-// decreases when k grows (depth_block does: 768 is one block, 800 two of 400).
+// Scratch elements (floats) one thread needs for a product of inner size k
+// with a bf16 weight, any rows and columns: the kernel's A strip, and on the
+// widening path its float copy of a weight panel.
 template <class Arch = simd::default_arch>
 [[nodiscard]] index_t bf16_scratch_elements(index_t k) {
   if (k == 0) return 0;
-  const index_t deepest = std::min(k, detail::kc_max<bfloat16>);  // the deepest block of any k' <= k
-  return detail::bf16_kernel<Arch>::scratch_elements(detail::round_up(deepest, 2), detail::nc_max);
-}
-
-// C = A op(B) (update::overwrite) or C += A op(B) (update::accumulate) on the
-// calling thread (an attention task's products). Shapes as
-// parallel_multiply_add. Requires: scratch has bf16_scratch_elements<Arch>(k)
-// floats, 64-byte aligned; C does not overlap A.
-template <class Arch = simd::default_arch>
-void multiply_add(matrix<const float> a, const bf16_packed_view<Arch>& b, matrix<float> c, float* scratch,
-                  update mode) {
-  detail::bf16_blocked_product<Arch>(a, b, c, scratch, mode, [](index_t, index_t, index_t, index_t) {});
+  return detail::bf16_kernel<Arch>::scratch_elements(detail::round_up(detail::depth_block<bfloat16>(k), 2), detail::nc_max);
 }
 
 // C = A op(B) (update::overwrite) or C += A op(B) (update::accumulate) split

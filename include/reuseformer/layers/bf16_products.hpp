@@ -4,10 +4,7 @@
 //   reuseformer::encoder<float, score_function::standard, simd::default_arch, bf16_products>
 // Activations are rounded to bfloat16 as they are packed for the kernel; every
 // sum, and everything around the products (bias, activation, residual,
-// LayerNorm, softmax), stays float. The attention core's Q·Kᵀ and A·V are
-// bf16 products too (attention::bf16_score_products): Q, K, the probabilities
-// and V rounded as they are packed. The symmetric triangle (Q·Qᵀ, Q·P·Qᵀ) and
-// incremental decoding stay float.
+// LayerNorm, softmax, the attention scores Q·Kᵀ and A·V), stays float.
 //
 // On CPUs with AVX512-BF16 enabled by the build flags the kernel is
 // vdpbf16ps; elsewhere the same bf16 weights are widened to float inside the
@@ -18,7 +15,6 @@
 #include <span>
 #include <type_traits>
 
-#include "reuseformer/attention/score_products.hpp"
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/gemm/bf16_gemm.hpp"
@@ -29,8 +25,6 @@
 namespace reuseformer {
 
 struct bf16_products {
-  using score_products = attention::bf16_score_products;
-
   template <class T, class Arch>
   class weight {
     static_assert(std::is_same_v<T, float>, "bf16_products: bfloat16 weights accumulate into float layers only");

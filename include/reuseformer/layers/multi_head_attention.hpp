@@ -135,7 +135,7 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
     const index_t factors_scratch =
         has_pairwise_factors(Score) ? attention::pairwise_scratch_elements<T, Arch>(rows, head_dim()) : 0;
     const index_t core_scratch =
-        attention::scratch_elements<T, Arch, score_products_of<Products>>(problem(sequences::dense(shape.batch, shape.max_length)));
+        attention::scratch_elements<T, Arch>(problem(sequences::dense(shape.batch, shape.max_length)));
     b.scratch = detail::take_thread_scratch<T>(a, std::max({linear_scratch, factors_scratch, core_scratch}), threads);
     return b;
   }
@@ -160,8 +160,8 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
     routing.k = p.key;
     routing.relative_bias = relative_position_.data();
     routing.relative_span = relative_position_.extent(1);
-    attention::scaled_dot_product<T, Arch, score_products_of<Products>>(
-        problem(batch), scale(), routing, p.value, gemm::matrix<T>{b.context, rows, d, d}, additive_mask, b.scratch);
+    attention::scaled_dot_product<T, Arch>(problem(batch), scale(), routing, p.value,
+                                           gemm::matrix<T>{b.context, rows, d, d}, additive_mask, b.scratch);
     finish(stream, rows, b, after);
   }
 

@@ -10,9 +10,7 @@
 //                    (layers/bf16_products.hpp).
 // All split a product across the workspace's threads the same way
 // (gemm::detail::parallel_parts) and run the same epilogues; only the kernel
-// on each part differs. A backend may also name the products of the attention
-// core, B::score_products (attention/score_products.hpp); without one they
-// are native_score_products, in T (score_products_of).
+// on each part differs.
 //
 // A backend B provides B::weight<T, Arch> (Arch: the SIMD architecture of the
 // layer that owns it), built once per Linear from the stacked
@@ -30,29 +28,12 @@
 #include <cstddef>
 #include <span>
 
-#include "reuseformer/attention/score_products.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/gemm/gemm.hpp"
 #include "reuseformer/gemm/matrix.hpp"
 #include "reuseformer/gemm/packed_weights.hpp"
 
 namespace reuseformer {
-
-namespace detail {
-template <class B>
-struct score_products_choice {
-  using type = attention::native_score_products;
-};
-template <class B>
-  requires requires { typename B::score_products; }
-struct score_products_choice<B> {
-  using type = typename B::score_products;
-};
-}  // namespace detail
-
-// The products of the attention core under backend B.
-template <class B>
-using score_products_of = typename detail::score_products_choice<B>::type;
 
 template <class B, class T, class Arch>
 concept product_backend = requires(const typename B::template weight<T, Arch>& w, gemm::matrix<const T> x,
