@@ -21,12 +21,16 @@
 // configuration rules out, or a layer index past num_hidden_layers, is an error.
 // Tensors stored as aligned T are used in place (zero-copy, from the mapped
 // file); others (F16, BF16, the other float type) are converted once, here.
+// Except the Linears' weights of a backend that stores bfloat16
+// (bf16_products) when the file stores every one of them as BF16: those are
+// bound as bfloat16 (linear_weights<T, bfloat16>), in place, and packed with
+// their stored values, never widened; otherwise bf16_products rounds them
+// once, to nearest even, as it packs them.
 // The encoder is built one layer at a time: a layer's Linear weights and
 // biases (converted copies, or the file's pages) are let go of once that
-// layer has packed them (its product backend packs its own copies, e.g.
-// bf16_products rounds F32 once and keeps a BF16 checkpoint's values exactly),
-// so the load holds one layer's converted copies at a time; the model keeps
-// the converted tensors its layers go on reading (converted_parameter_bytes()).
+// layer has packed them (its product backend packs its own copies), so the
+// load holds one layer's converted copies at a time; the model keeps the
+// converted tensors its layers go on reading (converted_parameter_bytes()).
 // Every error throws reuseformer::error starting with the safetensors file's
 // path and naming the tensor, with the expected and the found shape or reason.
 
