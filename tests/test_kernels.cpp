@@ -440,6 +440,17 @@ TEST_CASE("gemm: overwrite replaces the destination", "[kernels][gemm]") {
   CHECK(c == std::vector<float>{0, 0, 0, 0});
 }
 
+TEST_CASE("transpose: float moves register tiles in every vector build", "[kernels][transpose]") {
+  // The packing of every product goes through it: element by element costs
+  // about a cycle per value, several percent of a weight product.
+  constexpr rf::index_t tile = simd::transpose_tile<float, simd::default_arch>;
+  if constexpr (!simd::is_vector_arch<simd::default_arch>)
+    CHECK(tile == 0);
+  else
+    CHECK(tile == (XSIMD_WITH_AVX ? 8 : 4));
+  CHECK(simd::transpose_tile<double, simd::default_arch> == 0);
+}
+
 TEMPLATE_TEST_CASE("transpose and mirror: register tiles equal the element loop, bit for bit", "[kernels][transpose]",
                    float, double) {
   using T = TestType;

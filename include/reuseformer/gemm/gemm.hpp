@@ -133,6 +133,10 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
   constexpr index_t MR = shape::mr, NR = shape::nr;
   constexpr bool from_b = Source == a_source::b_panel && shape::reads_a_from_b;
   constexpr index_t strip = from_b ? shape::self_mr : MR;
+  // A last strip of at most two thirds of `strip` rows runs a tile of that
+  // many rows (8 of 12 with AVX-512, still 16 accumulators) rather than
+  // multiply-adding the zero padding rows.
+  constexpr index_t short_strip = strip * 2 / 3;
   const index_t m = c.rows, n = c.cols, k = a.cols;
   if (m == 0 || n == 0) return;
   if (k == 0) {  // an empty sum: the computed part of C is zero
@@ -174,12 +178,16 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
                                  ceil_div(columns, NR));
           T* const tile_c = c.data + ic * c.ld + jc + jr;
           const index_t lower = computed == part::lower ? ic - jc - jr : whole_tile;
+          const auto kernel = [&]<index_t NV, index_t rows>() {
+            micro_kernel<T, Arch, NV, rows, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld, mr,
+                                                 std::min(NV * shape::width, ncur - jr), block_mode, lower);
+          };
           if (columns - jr <= shape::width)  // the diagonal ends within the first vector
-            micro_kernel<T, Arch, 1, strip, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld, mr,
-                                                 std::min(shape::width, ncur - jr), block_mode, lower);
+            kernel.template operator()<1, strip>();
+          else if (mr <= short_strip)  // the last strip of m = 128 (8 rows): no multiplying of padding rows
+            kernel.template operator()<shape::vectors, short_strip>();
           else
-            micro_kernel<T, Arch, shape::vectors, strip, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c,
-                                                              c.ld, mr, std::min(NR, ncur - jr), block_mode, lower);
+            kernel.template operator()<shape::vectors, strip>();
         }
         if (pc + kcur == k) done(ic, mr, jc, columns);
       }

@@ -66,23 +66,6 @@ inline void transpose4x4(const float* src, index_t src_ld, float* dst, index_t d
 }
 #endif
 
-// The register tile `Arch` offers for T: 8 (AVX and up, float), 4 (SSE2, float),
-// or 0 (none: the reference loop).
-template <class T, class Arch>
-constexpr int tile_size() {
-  if constexpr (!std::is_same_v<T, float> || !is_vector_arch<Arch>) {
-    return 0;
-  } else {
-#if XSIMD_WITH_AVX
-    if constexpr (std::is_base_of_v<xsimd::avx, Arch> || std::is_base_of_v<xsimd::avx512f, Arch>) return 8;
-#endif
-#if XSIMD_WITH_SSE2
-    if constexpr (std::is_base_of_v<xsimd::sse2, Arch>) return 4;
-#endif
-    return 0;
-  }
-}
-
 // Whole tiles of `tile` x `tile`, then the ragged right and bottom edges with
 // the next smaller tile (8 -> 4 -> elements): a 12-row block is one band of
 // 8 x 8 tiles and one of 4 x 4, not 4 rows element by element.
@@ -107,13 +90,34 @@ void transpose_tiles(const T* src, index_t src_ld, T* dst, index_t dst_ld, index
   }
 }
 
+template <class T, class Arch>
+  requires std::is_arithmetic_v<T>
+constexpr index_t tile_size() {
+  if constexpr (!std::is_same_v<T, float> || !is_vector_arch<Arch>) {
+    return 0;
+  } else {
+#if XSIMD_WITH_AVX
+    if constexpr (std::is_base_of_v<xsimd::avx, Arch> || std::is_base_of_v<xsimd::avx512f, Arch>) return 8;
+#endif
+#if XSIMD_WITH_SSE2
+    if constexpr (std::is_base_of_v<xsimd::sse2, Arch>) return 4;
+#endif
+    return 0;
+  }
+}
+
 }  // namespace detail
+
+// The side of the register tiles transpose() moves for T on `Arch`: 8 (AVX and
+// up, float), 4 (SSE2, float), or 0 (none: element by element).
+template <class T, class Arch>
+inline constexpr index_t transpose_tile = detail::tile_size<T, Arch>();
 
 // dst[j * dst_ld + i] = src[i * src_ld + j] for i < rows, j < cols.
 // Requires: src and dst do not overlap.
 template <class T, class Arch>
 void transpose(const T* src, index_t src_ld, T* dst, index_t dst_ld, index_t rows, index_t cols) {
-  detail::transpose_tiles<detail::tile_size<Arch, T>()>(src, src_ld, dst, dst_ld, rows, cols);
+  detail::transpose_tiles<transpose_tile<T, Arch>>(src, src_ld, dst, dst_ld, rows, cols);
 }
 
 // C[i, j] = C[j, i] for j > i: completes a symmetric [n, n] block (row stride
