@@ -53,11 +53,11 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
 
   // The layers view the tensors in `weights` (one entry per layer; W, the
   // element type of the Linears' weights: T, or bfloat16 where Products takes
-  // it, see linear_weights); the caller
-  // keeps them alive. Throws reuseformer::error on an invalid config (including
-  // its reuse schedule), a config whose score function is not Score, a layer
-  // count other than c.num_hidden_layers, or a tensor that does not fit the layer's
-  // schedule and score function (named as
+  // it, see linear_weights); the caller keeps them alive. Throws
+  // reuseformer::error on an invalid config (including its reuse schedule), a
+  // config whose score function is not Score, a layer count other than
+  // c.num_hidden_layers, or a tensor that does not fit the layer's schedule and
+  // score function (named as
   // prefix + "encoder.layer.{i}.attention.self.query.weight" and so on; a
   // checkpoint loader passes its root, e.g. "bert.").
   template <class W = T>
@@ -68,11 +68,11 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
 
   // The same, one layer at a time: weights_of(l), for l = 0, 1, ... in order
   // and once each, gives layer l's tensors (an encoder_layer_weights<T, W>),
-  // which layer l is built from before
-  // the next call. The tensors a layer copies (its Linears' weights and biases:
-  // tensor_use::copied in layer_tensors.hpp) need live only until that next
-  // call, the others as long as the encoder: a loader that converts tensors
-  // holds one layer's converted copies at a time.
+  // which layer l is built from before the next call. The tensors a layer
+  // copies (its Linears' weights and biases: tensor_use::copied in
+  // layer_tensors.hpp) need live only until that next call, the others as long
+  // as the encoder: a loader that converts tensors holds one layer's converted
+  // copies at a time.
   template <class LayerWeights>
     requires std::constructible_from<encoder_layer<T, Score, Arch, Products>, const encoder_config&,
                                      std::invoke_result_t<LayerWeights&, index_t>, index_t, std::string>
