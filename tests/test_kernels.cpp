@@ -175,8 +175,10 @@ TEMPLATE_TEST_CASE("bias_activation: every activation, vector equals reference",
 TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kernels][gemm]", float, double) {
   using T = TestType;
   // Sizes straddle the register tile (MR up to 12 rows, NR up to 32 columns),
-  // the column panel (512) and the depth block (384 float, 192 double).
-  for (const rf::index_t m : {1, 3, 17, 70}) {
+  // the column panel (512) and the depth block (384 float, 192 double); the
+  // last strip is full, two thirds full (20 = 12 + 8: its own tile) or less,
+  // and A is read in place (n <= 2 NR) or packed.
+  for (const rf::index_t m : {1, 3, 8, 20, 70}) {
     for (const rf::index_t n : {1, 5, 33, 130, 600}) {
       for (const rf::index_t k : {1, 8, 65, 400}) {
         for (const auto op : {rf::gemm::transpose::no, rf::gemm::transpose::yes}) {

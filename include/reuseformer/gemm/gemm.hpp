@@ -137,6 +137,11 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
   // many rows (8 of 12 with AVX-512, still 16 accumulators) rather than
   // multiply-adding the zero padding rows.
   constexpr index_t short_strip = strip * 2 / 3;
+  // A strip of A is packed when the panel's tiles share the copy. A panel of
+  // at most two tiles (A V with 64-wide heads) would copy its A strip to read
+  // it twice: its kernels read A's rows in place (every row of a strip exists
+  // then; a shorter last strip is still packed).
+  constexpr index_t in_place_columns = 2 * NR;
   const index_t m = c.rows, n = c.cols, k = a.cols;
   if (m == 0 || n == 0) return;
   if (k == 0) {  // an empty sum: the computed part of C is zero
@@ -168,8 +173,11 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
         // in op(B)'s panel, where row ic sits at offset ic % NR of its strip.
         constexpr index_t lda = from_b ? NR : MR;
         const T* strip_a = packed_a;
+        const bool read_in_place = !from_b && ncur <= in_place_columns && (mr == strip || mr == short_strip);
         if constexpr (from_b)
           strip_a = panel + ic / NR * kcur * NR + ic % NR;
+        else if (read_in_place)
+          strip_a = a.data + ic * a.ld + pc;
         else
           pack_a<T, Arch, MR>(a.block(ic, mr, pc, kcur), packed_a);
         for (index_t jr = 0; jr < columns; jr += NR) {
@@ -179,15 +187,20 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
           T* const tile_c = c.data + ic * c.ld + jc + jr;
           const index_t lower = computed == part::lower ? ic - jc - jr : whole_tile;
           const auto kernel = [&]<index_t NV, index_t rows>() {
-            micro_kernel<T, Arch, NV, rows, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld, mr,
-                                                 std::min(NV * shape::width, ncur - jr), block_mode, lower);
+            const index_t cols = std::min(NV * shape::width, ncur - jr);
+            if (read_in_place)
+              micro_kernel<T, Arch, NV, rows, in_place>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld, mr,
+                                                        cols, block_mode, lower, a.ld);
+            else
+              micro_kernel<T, Arch, NV, rows, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld, mr, cols,
+                                                   block_mode, lower);
           };
-          if (columns - jr <= shape::width)  // the diagonal ends within the first vector
-            kernel.template operator()<1, strip>();
-          else if (mr <= short_strip)  // the last strip of m = 128 (8 rows): no multiplying of padding rows
-            kernel.template operator()<shape::vectors, short_strip>();
+          const bool one_vector = columns - jr <= shape::width;  // e.g. the diagonal ends within it
+          if (mr <= short_strip)  // the last strip of m = 128 (8 rows): no multiplying of padding rows
+            one_vector ? kernel.template operator()<1, short_strip>()
+                       : kernel.template operator()<shape::vectors, short_strip>();
           else
-            kernel.template operator()<shape::vectors, strip>();
+            one_vector ? kernel.template operator()<1, strip>() : kernel.template operator()<shape::vectors, strip>();
         }
         if (pc + kcur == k) done(ic, mr, jc, columns);
       }

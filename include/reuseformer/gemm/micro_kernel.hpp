@@ -72,6 +72,10 @@ struct tile {
 // this many steps ahead into L1, so that their loads do not wait on L2.
 inline constexpr index_t prefetch_steps = 8;
 
+// The LDA of a kernel that reads the rows of A in place (row i at a + i * a_ld,
+// its depth steps adjacent) instead of a packed strip.
+inline constexpr index_t in_place = 0;
+
 // No lower-triangle restriction: every element of the tile is stored.
 inline constexpr index_t whole_tile = std::numeric_limits<index_t>::max();
 
@@ -89,8 +93,10 @@ void prefetch_tile(T* c, index_t ldc, index_t rows, index_t cols) {
 
 // C[0:rows, 0:cols] = alpha * A B (update::overwrite) or += (update::accumulate),
 // where A is an MR-row strip stored as a[p * LDA + i] (LDA = MR: packed by
-// pack_a; LDA = NR: rows of B's own packed panel) and B an NR-column strip
-// packed as b[p * NR + j], p < kc; both are zero-padded to the full tile.
+// pack_a; LDA = NR: rows of B's own packed panel) or as a[i * a_ld + p]
+// (LDA = in_place: MR rows of a row-major A, all of them readable), and B an
+// NR-column strip packed as b[p * NR + j], p < kc; a packed A and B are
+// zero-padded to the full tile.
 // `lower` restricts the store to j <= i + lower (the tile's offset from the
 // diagonal of a lower-triangular result), or is whole_tile. NV < vectors uses
 // only the strip's first NV vectors of columns: a tile the diagonal crosses
@@ -99,7 +105,7 @@ void prefetch_tile(T* c, index_t ldc, index_t rows, index_t cols) {
 template <class T, class Arch, index_t NV = tile<T, Arch>::vectors, index_t MR = tile<T, Arch>::mr,
           index_t LDA = MR>
 void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc, index_t rows,
-                  index_t cols, update mode, index_t lower) {
+                  index_t cols, update mode, index_t lower, index_t a_ld = 0) {
   const bool accumulate = mode == update::accumulate;
   using shape = tile<T, Arch>;
   using ops = typename shape::ops;
@@ -115,6 +121,13 @@ void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc
 #pragma GCC unroll 4
     for (index_t v = 0; v < NV; ++v) acc[i][v] = V(T(0));
 
+  // In place, every third row is a base pointer and the two after it are the
+  // base plus one or two strides: three registers' addressing for each.
+  constexpr index_t bases = LDA == in_place ? ceil_div(MR, 3) : 1;
+  const T* row[bases];
+  for (index_t g = 0; g < bases; ++g) row[g] = a + 3 * g * a_ld;
+  const auto element = [&](index_t i, index_t p) { return LDA == in_place ? row[i / 3][i % 3 * a_ld + p] : a[i]; };
+
   for (index_t p = 0; p < kc; ++p, a += LDA, b += NR) {
     V bv[NV];
 #pragma GCC unroll 4
@@ -124,7 +137,7 @@ void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc
     }
 #pragma GCC unroll 16
     for (index_t i = 0; i < MR; ++i) {
-      const V ai(a[i]);
+      const V ai(element(i, p));
 #pragma GCC unroll 4
       for (index_t v = 0; v < NV; ++v) acc[i][v] = ops::fma(ai, bv[v], acc[i][v]);
     }
