@@ -1,5 +1,6 @@
 // A steady-state forward pass allocates nothing: every temporary lives in the
-// caller's workspace. Counted with a replaced global operator new (all C++
+// caller's workspace; a checkpoint's load allocates little beyond what the
+// model keeps. Counted with a replaced global operator new (all C++
 // allocations, ours and the standard library's); the library calls no other
 // allocator.
 #include <atomic>
@@ -7,17 +8,22 @@
 #include <cstdint>
 #include <cstdlib>
 #include <new>
+#include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
 #include "support/allocation_counter.hpp"
 
+#include <reuseformer/io.hpp>
 #include <reuseformer/reuseformer.hpp>
 
 #include "support/catch.hpp"
 #include "support/random.hpp"
+#include "support/temp_dir.hpp"
 
 namespace rf = reuseformer;
+namespace io = reuseformer::io;
 using reuseformer_test::count_allocations;
 
 TEST_CASE("the counters see allocations (so the checks below can fail)", "[allocation]") {
@@ -26,6 +32,8 @@ TEST_CASE("the counters see allocations (so the checks below can fail)", "[alloc
     CHECK(!v.empty());
   });
   CHECK(news >= 1);
+  CHECK(reuseformer_test::measure_allocations([] { CHECK(std::vector<int>(100).size() == 100); }).bytes >=
+        100 * sizeof(int));
 }
 
 // Each case: the scalar type and the product backend.
@@ -163,4 +171,45 @@ TEMPLATE_TEST_CASE("decoding allocates nothing after the decoder is built", "[al
     });
     CHECK(news == 0);
   });
+}
+
+TEST_CASE("a BF16 or F32 checkpoint loads into bf16 products with no float copy of a weight", "[allocation][io][bf16]") {
+  // Beyond what the model keeps (its packed bf16 weights and float biases, the
+  // LayerNorm parameters converted from BF16), the load allocates less than
+  // the float bytes of one [d, d] weight, the smallest: a BF16 file's weights
+  // are packed from its bf16 values, an F32 file's read in place. Widening one
+  // layer's weights to float first allocated (4 d² + 2 d·d_ff) floats per layer.
+  rf::encoder_config c;
+  c.hidden_size = 256;
+  c.num_attention_heads = 4;
+  c.intermediate_size = 512;
+  c.num_hidden_layers = 2;
+  rf::encoder_parameters<float> p(c);
+  p.fill_random(5, 0.1);
+  std::vector<io::tensor_entry> entries = io::encoder_tensors(c, p.layers());
+  std::vector<std::vector<rf::bfloat16>> rounded;
+  const bool bf16 = GENERATE(true, false);
+  CAPTURE(bf16);
+  if (bf16)
+    for (io::tensor_entry& e : entries) {
+      const std::span<const float> values(reinterpret_cast<const float*>(e.bytes.data()), e.bytes.size() / sizeof(float));
+      std::vector<rf::bfloat16>& r = rounded.emplace_back();
+      for (const float v : values) r.push_back(rf::to_bfloat16(v));
+      e = {e.name, io::dtype::BF16, e.shape, std::as_bytes(std::span<const rf::bfloat16>(r))};
+    }
+  const reuseformer_test::temp_dir dir;
+  io::write_safetensors(dir / "model.safetensors", entries);
+  io::model_config m;
+  m.encoder = c;
+
+  using model = io::bert_model<float, rf::score_function::standard, rf::simd::default_arch, rf::bf16_products>;
+  std::optional<model> loaded;
+  const std::size_t allocated = reuseformer_test::measure_allocations([&] {
+    loaded.emplace(m, io::safetensors_reader(dir / "model.safetensors"));
+  }).bytes;
+  const std::size_t kept = loaded->parameter_bytes() - loaded->referenced_parameter_bytes() +
+                           loaded->converted_parameter_bytes();
+  CAPTURE(allocated, kept);
+  REQUIRE(allocated >= kept);
+  CHECK(allocated - kept < static_cast<std::size_t>(c.hidden_size * c.hidden_size) * sizeof(float));
 }

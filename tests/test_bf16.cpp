@@ -5,7 +5,9 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <deque>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include <reuseformer/core/bfloat16.hpp>
@@ -13,6 +15,9 @@
 #include <reuseformer/gemm/bf16_gemm.hpp>
 #include <reuseformer/gemm/bf16_packed_weights.hpp>
 #include <reuseformer/layers/bf16_products.hpp>
+#include <reuseformer/layers/encoder.hpp>
+#include <reuseformer/layers/encoder_parameters.hpp>
+#include <reuseformer/layers/layer_tensors.hpp>
 #include <reuseformer/layers/linear.hpp>
 
 #include "support/catch.hpp"
@@ -154,4 +159,55 @@ TEST_CASE("bf16_products: a Linear equals the float Linear on bf16-rounded opera
     CHECK(rows_seen == rows);
     CHECK_CLOSE(compare(y, expected, 1e-5, 1e-6));
   }
+}
+
+TEST_CASE("bf16_products: an encoder from bfloat16 weights equals the one from those values in float", "[bf16][layers]") {
+  // The Linears' weights given as bfloat16 (as a BF16 checkpoint stores them)
+  // or widened to float (then rounded back, exactly): the same packed weights,
+  // so the same outputs bit for bit. Every score function (symmetric and
+  // pairwise have no key projection), with partial and full reuse (layer 2
+  // has no query).
+  rf::encoder_config c;
+  c.hidden_size = 32;
+  c.num_attention_heads = 4;
+  c.intermediate_size = 48;
+  c.num_hidden_layers = 3;
+  c.reuse_schedule = {0, 2, 4};
+  c.score = GENERATE(from_range(std::begin(rf::all_score_functions), std::end(rf::all_score_functions)));
+  CAPTURE(rf::name_of(c.score));
+  rf::encoder_parameters<float> p(c);
+  p.fill_random(8, 0.1);
+  for (float& v : p.values()) v = rf::round_to_bfloat16(v);
+  const std::vector<rf::encoder_layer_weights<float>> widened = p.layers();
+
+  // The same views, but each Linear weight a bfloat16 copy of its values.
+  std::vector<rf::encoder_layer_weights<float, rf::bfloat16>> narrow(widened.size());
+  std::deque<std::vector<rf::bfloat16>> storage;
+  for (std::size_t l = 0; l < widened.size(); ++l)
+    rf::for_each_layer_tensor([&](const auto& row) {
+      const auto& from = row.field(widened[l]);
+      auto& to = row.field(narrow[l]);
+      if constexpr (std::is_same_v<std::remove_cvref_t<decltype(to)>, std::remove_cvref_t<decltype(from)>>) {
+        to = from;
+      } else if (!from.empty()) {
+        std::vector<rf::bfloat16>& values = storage.emplace_back();
+        for (rf::index_t i = 0; i < from.size(); ++i) values.push_back(rf::to_bfloat16(from.data()[i]));
+        to = {values.data(), from.shape()};
+      }
+    });
+
+  rf::visit(c.score, [&]<rf::score_function Score>() {
+    using model = rf::encoder<float, Score, rf::simd::default_arch, rf::bf16_products>;
+    const model from_float(c, widened), from_bf16(c, narrow);
+    CHECK(from_bf16.parameter_bytes() == from_float.parameter_bytes());
+    const rf::index_t batch = 2, seq = 5, d = c.hidden_size;
+    const std::vector<float> x = random_vector<float>(batch * seq * d, 9);
+    std::vector<float> y_float(x.size()), y_bf16(x.size());
+    rf::workspace ws = from_float.make_workspace(batch, seq, 2);
+    from_float.forward(rf::tensor_view<const float, 3>(x.data(), {batch, seq, d}),
+                       rf::tensor_view<float, 3>(y_float.data(), {batch, seq, d}), ws);
+    from_bf16.forward(rf::tensor_view<const float, 3>(x.data(), {batch, seq, d}),
+                      rf::tensor_view<float, 3>(y_bf16.data(), {batch, seq, d}), ws);
+    CHECK(y_bf16 == y_float);
+  });
 }

@@ -351,22 +351,31 @@ TEST_CASE("binding: a BF16 checkpoint for bf16 products keeps only the packed we
     for (const rf::bfloat16 v : r) w.push_back(rf::to_float(v));
     e.bytes = std::as_bytes(std::span<const float>(w));
   }
-  const temp_dir f32_dir, bf16_dir;
+  // A third file mixes dtypes among the Linear weights (one of them F32, the
+  // others BF16): its weights are all bound as float, then rounded as packed.
+  std::vector<io::tensor_entry> mixed = bf16;
+  for (std::size_t i = 0; i < mixed.size(); ++i)
+    if (mixed[i].name == "encoder.layer.1.output.dense.weight") mixed[i] = f32[i];
+  const temp_dir f32_dir, bf16_dir, mixed_dir;
   io::write_safetensors(f32_dir / "model.safetensors", f32);
   io::write_safetensors(bf16_dir / "model.safetensors", bf16);
+  io::write_safetensors(mixed_dir / "model.safetensors", mixed);
   io::model_config m;
   m.encoder = c;
   using model = io::bert_model<float, rf::score_function::standard, rf::simd::default_arch, rf::bf16_products>;
   const model from_f32(m, io::safetensors_reader(f32_dir / "model.safetensors"));
   const model from_bf16(m, io::safetensors_reader(bf16_dir / "model.safetensors"));
+  const model from_mixed(m, io::safetensors_reader(mixed_dir / "model.safetensors"));
 
   // The same packed bf16 weights: the same outputs, bit for bit, and the same sizes.
-  std::vector<float> x(2 * 3 * 8), y_f32(x.size()), y_bf16(x.size());
+  std::vector<float> x(2 * 3 * 8), y_f32(x.size()), y_bf16(x.size()), y_mixed(x.size());
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) * 0.25f - 0.75f;
   rf::workspace ws = from_f32.make_workspace(2, 3);
   from_f32.forward(rf::view(x, {2, 3, 8}), rf::view(y_f32, {2, 3, 8}), ws);
   from_bf16.forward(rf::view(x, {2, 3, 8}), rf::view(y_bf16, {2, 3, 8}), ws);
+  from_mixed.forward(rf::view(x, {2, 3, 8}), rf::view(y_mixed, {2, 3, 8}), ws);
   CHECK(y_f32 == y_bf16);
+  CHECK(y_mixed == y_bf16);
   CHECK(from_bf16.parameter_bytes() == from_f32.parameter_bytes());
   CHECK(from_bf16.referenced_parameter_bytes() == from_f32.referenced_parameter_bytes());
 

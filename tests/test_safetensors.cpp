@@ -3,6 +3,7 @@
 // written by generate_io_fixtures.py), zero-copy loading, and atomic writes.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <csignal>
@@ -209,6 +210,8 @@ TEST_CASE("missing tensors and dtypes a load cannot convert", "[io][lookup]") {
         "model.safetensors: tensor 'x': expected dtype I64, I32, I16, I8, U32, U16 or U8, found F32");
   CHECK(error_message([&] { (void)reader.load<double>("ids"); }) ==
         "model.safetensors: tensor 'ids': expected dtype F64, F32, F16 or BF16, found I64");
+  CHECK(error_message([&] { (void)reader.load<reuseformer::bfloat16>("x"); }) ==
+        "model.safetensors: tensor 'x': expected dtype BF16, found F32");
   CHECK(error_message([&] { (void)reader.load<float>("x").view<2>(); }) ==
         "model.safetensors: tensor 'x': expected rank 2, found rank 1 ([2])");
 }
@@ -371,6 +374,18 @@ TEST_CASE("misaligned tensors are copied", "[io][zero-copy]") {
   CHECK_FALSE(w.borrows());
   CHECK(w.data()[0] == 1.25f);
   CHECK(w.data()[1] == -3.0f);
+
+  // As bfloat16: 'h' at offset 1, its values copied as they are.
+  std::vector<std::byte> halves = input(R"({"pad":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                                        R"("h":{"dtype":"BF16","shape":[2],"data_offsets":[1,5]}})",
+                                        5);
+  const std::uint16_t bits[2] = {0x3fc0, 0xff81};  // 1.5 and a NaN
+  std::memcpy(halves.data() + halves.size() - 4, bits, 4);
+  const io::safetensors_reader half_reader(halves, "in memory");
+  const io::loaded_tensor<reuseformer::bfloat16> h = half_reader.load<reuseformer::bfloat16>("h");
+  CHECK_FALSE(h.borrows());
+  CHECK(h.data()[0].bits == 0x3fc0);
+  CHECK(h.data()[1].bits == 0xff81);
 }
 
 // ---------------------------------------------------------------- writer
@@ -385,10 +400,11 @@ TEST_CASE("written files read back bit for bit, every tensor aligned", "[io][wri
   const std::vector<std::int32_t> i32{-2, std::numeric_limits<std::int32_t>::max()};
   const std::vector<std::uint8_t> u8{1, 2, 3};  // odd byte count, stored last
   const std::vector<std::uint16_t> f16_bits{0x3c00, 0x0001};
+  const std::vector<reuseformer::bfloat16> bf16{{0x3f80}, {0x8001}, {0x7f80}};
   io::write_safetensors(path,
                         {io::make_entry("f32", f32, {2, 3}), io::make_entry("f64", f64, {2}),
                          io::make_entry("ids", i64, {1, 3}), io::make_entry("i32", i32, {2}),
-                         io::make_entry("u8", u8, {3}),
+                         io::make_entry("u8", u8, {3}), io::make_entry("bf16", bf16, {3}),
                          {"half", io::dtype::F16, {2}, std::as_bytes(std::span(f16_bits))},
                          io::make_entry("empty", std::vector<float>{}, {0, 4})},
                         {{"format", "pt"}, {"note", "round trip"}});
@@ -415,6 +431,11 @@ TEST_CASE("written files read back bit for bit, every tensor aligned", "[io][wri
   CHECK(reader.load_integers("i32") == std::vector<std::int64_t>{i32[0], i32[1]});
   CHECK(reader.load_integers("u8") == std::vector<std::int64_t>{1, 2, 3});
   CHECK(bits_of(reader.load<float>("half")) == std::vector<std::uint32_t>{0x3f800000, 0x33800000});
+  const io::loaded_tensor<reuseformer::bfloat16> bf16_read = reader.load<reuseformer::bfloat16>("bf16");
+  CHECK(reader.find("bf16").type == io::dtype::BF16);
+  CHECK(bf16_read.borrows());
+  CHECK(std::equal(bf16.begin(), bf16.end(), bf16_read.data()));
+  CHECK(bits_of(reader.load<float>("bf16")) == std::vector<std::uint32_t>{0x3f800000, 0x80010000, 0x7f800000});
   CHECK(reader.load<float>("empty").size() == 0);
 
   // Writing again replaces the file.

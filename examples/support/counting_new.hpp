@@ -1,8 +1,9 @@
 #pragma once
 // Replaces the global operator new/delete with malloc-backed versions that count
-// allocations while `counting::enabled` is set. A program includes this in
+// allocations, and the bytes they request, while `counting::enabled` is set. A program includes this in
 // exactly one translation unit (the replacements are ordinary definitions).
-// Used to prove and report that a steady-state forward pass allocates nothing.
+// Used to prove and report that a steady-state forward pass allocates nothing,
+// and that a checkpoint's load allocates little beyond what the model keeps.
 #include <atomic>
 #include <cstddef>
 #include <cstdlib>
@@ -11,6 +12,13 @@
 namespace counting {
 inline std::atomic<bool> enabled{false};
 inline std::atomic<long> allocations{0};
+inline std::atomic<std::size_t> bytes{0};
+
+inline void count(std::size_t size) {
+  if (!enabled.load(std::memory_order_relaxed)) return;
+  allocations.fetch_add(1, std::memory_order_relaxed);
+  bytes.fetch_add(size, std::memory_order_relaxed);
+}
 }  // namespace counting
 
 // These replacements pair malloc with free by design; GCC cannot see that the
@@ -18,12 +26,12 @@ inline std::atomic<long> allocations{0};
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 
 void* operator new(std::size_t size) {
-  if (counting::enabled.load(std::memory_order_relaxed)) counting::allocations.fetch_add(1, std::memory_order_relaxed);
+  counting::count(size);
   if (void* p = std::malloc(size ? size : 1)) return p;
   throw std::bad_alloc();
 }
 void* operator new(std::size_t size, std::align_val_t align) {
-  if (counting::enabled.load(std::memory_order_relaxed)) counting::allocations.fetch_add(1, std::memory_order_relaxed);
+  counting::count(size);
   const std::size_t a = static_cast<std::size_t>(align);
   if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
   throw std::bad_alloc();

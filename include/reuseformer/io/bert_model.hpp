@@ -21,16 +21,21 @@
 // configuration rules out, or a layer index past num_hidden_layers, is an error.
 // Tensors stored as aligned T are used in place (zero-copy, from the mapped
 // file); others (F16, BF16, the other float type) are converted once, here.
+// Except the Linears' weights of a backend that stores bfloat16
+// (bf16_products) when the file stores every one of them as BF16: those are
+// bound as bfloat16 (linear_weights<T, bfloat16>), in place, and packed with
+// their stored values, never widened; otherwise bf16_products rounds them
+// once, to nearest even, as it packs them.
 // The encoder is built one layer at a time: a layer's Linear weights and
 // biases (converted copies, or the file's pages) are let go of once that
-// layer has packed them (its product backend packs its own copies, e.g.
-// bf16_products rounds F32 once and keeps a BF16 checkpoint's values exactly),
-// so the load holds one layer's converted copies at a time; the model keeps
-// the converted tensors its layers go on reading (converted_parameter_bytes()).
+// layer has packed them (its product backend packs its own copies), so the
+// load holds one layer's converted copies at a time; the model keeps the
+// converted tensors its layers go on reading (converted_parameter_bytes()).
 // Every error throws reuseformer::error starting with the safetensors file's
 // path and naming the tensor, with the expected and the found shape or reason.
 
 #include <charconv>
+#include <concepts>
 #include <cstddef>
 #include <deque>
 #include <filesystem>
@@ -43,6 +48,7 @@
 #include <vector>
 
 #include "reuseformer/attention/score_function.hpp"
+#include "reuseformer/core/bfloat16.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/io/config_json.hpp"
 #include "reuseformer/io/safetensors_reader.hpp"
@@ -78,15 +84,13 @@ class basic_bert_model {
     try {
       Encoder::validate(config_.encoder);
       check_no_stray_layers();
-      {
-        // Layer by layer: the tensors a layer copies (converted, or read in
-        // place) are let go of once it is built, before the next layer's are read.
-        std::deque<loaded_tensor<T>> copied;
-        encoder_.emplace(config_.encoder, [&](index_t l) {
-          copied.clear();
-          file_.release_pages();
-          return bind_layer(l, copied);
-        }, root_);
+      if constexpr (takes_bf16_weights) {
+        if (linear_weights_stored_as_bf16())
+          bind_encoder<bfloat16>();
+        else
+          bind_encoder<T>();
+      } else {
+        bind_encoder<T>();
       }
 #if defined(__GLIBC__)
       // The last layer's converted copies were freed below that layer's packed
@@ -211,29 +215,78 @@ class basic_bert_model {
 
   using T = value_type;
 
-  const loaded_tensor<T>& load(const std::string& name) { return load(name, tensors_); }
-  const loaded_tensor<T>& load(const std::string& name, std::deque<loaded_tensor<T>>& into) {
-    detail::require(file_.contains(name), "tensor '", name, "': missing");
-    return into.emplace_back(file_.load<T>(name));
+  // Whether the encoder's Linears take bfloat16 weights (bf16_products).
+  static constexpr bool takes_bf16_weights =
+      std::constructible_from<Encoder, const encoder_config&, encoder_layer_weights<T, bfloat16> (*)(index_t),
+                              std::string_view>;
+
+  // The element type of a table row's view in encoder_layer_weights<T, W>:
+  // W for a Linear's weight, T for every other tensor.
+  template <class Row, class W>
+  using element_of = std::remove_const_t<typename std::remove_cvref_t<decltype(std::declval<const Row&>().field(
+      std::declval<encoder_layer_weights<T, W>&>()))>::element_type>;
+
+  // Whether the file stores every Linear weight of the encoder as BF16: then
+  // a backend that stores bfloat16 packs them from the file's values.
+  [[nodiscard]] bool linear_weights_stored_as_bf16() const {
+    bool bf16 = true;
+    for (index_t l = 0; l < config_.encoder.num_hidden_layers; ++l) {
+      const layer_dims dims = layer_dims::of(config_.encoder, l);
+      const std::string prefix = root_ + layer_tensor_prefix(l);
+      for_each_layer_tensor([&]<class Row>(const Row& row) {
+        const std::string name = prefix + std::string(row.name);
+        if constexpr (std::is_same_v<element_of<Row, bfloat16>, bfloat16>)
+          if (row.present(dims) && file_.contains(name)) bf16 = bf16 && file_.find(name).type == dtype::BF16;
+      });
+    }
+    return bf16;
   }
-  matrix_view<const T> matrix(const std::string& name) { return load(name).template view<2>(); }
-  vector_view<const T> vector(const std::string& name) { return load(name).template view<1>(); }
+
+  // The tensors a layer copies (tensor_use::copied), kept until it is built.
+  struct layer_copies {
+    std::deque<loaded_tensor<T>> values;
+    std::deque<loaded_tensor<bfloat16>> bf16_weights;
+  };
+
+  // The encoder, its Linears' weights bound as W, layer by layer: the tensors
+  // a layer copies (converted, or read in place) are let go of once it is
+  // built, before the next layer's are read.
+  template <class W>
+  void bind_encoder() {
+    layer_copies copied;
+    encoder_.emplace(config_.encoder, [&](index_t l) {
+      copied = {};
+      file_.release_pages();
+      return bind_layer<W>(l, copied);
+    }, root_);
+  }
+
+  template <class E>
+  const loaded_tensor<E>& load(const std::string& name, std::deque<loaded_tensor<E>>& into) {
+    detail::require(file_.contains(name), "tensor '", name, "': missing");
+    return into.emplace_back(file_.template load<E>(name));
+  }
+  matrix_view<const T> matrix(const std::string& name) { return load(name, tensors_).template view<2>(); }
+  vector_view<const T> vector(const std::string& name) { return load(name, tensors_).template view<1>(); }
 
   // Layer l's tensors as the table lists them: each one it has is loaded
   // (shapes are checked when the layer is built; those the layer copies into
   // `copied`, the others kept), each one it has not must be absent from the file.
-  encoder_layer_weights<T> bind_layer(index_t l, std::deque<loaded_tensor<T>>& copied) {
+  template <class W>
+  encoder_layer_weights<T, W> bind_layer(index_t l, layer_copies& copied) {
     const layer_dims dims = layer_dims::of(config_.encoder, l);
     const std::string prefix = root_ + layer_tensor_prefix(l);
-    encoder_layer_weights<T> w;
-    for_each_layer_tensor([&](const auto& row) {
+    encoder_layer_weights<T, W> w;
+    for_each_layer_tensor([&]<class Row>(const Row& row) {
       const std::string name = prefix + std::string(row.name);
       auto& view = row.field(w);
-      if (row.present(dims))
-        view = load(name, row.use == tensor_use::copied ? copied : tensors_)
-                   .template view<std::remove_cvref_t<decltype(view)>::rank>();
-      else
+      constexpr std::size_t rank = std::remove_cvref_t<decltype(view)>::rank;
+      if (!row.present(dims))
         require_absent(name, row.absence_reason(dims));
+      else if constexpr (std::is_same_v<element_of<Row, W>, bfloat16>)
+        view = load(name, copied.bf16_weights).template view<rank>();  // a Linear's weight: packed
+      else
+        view = load(name, row.use == tensor_use::copied ? copied.values : tensors_).template view<rank>();
     });
     return w;
   }

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "reuseformer/core/bfloat16.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 
@@ -83,6 +84,7 @@ template <> inline constexpr dtype dtype_of<float> = dtype::F32;
 template <> inline constexpr dtype dtype_of<std::int64_t> = dtype::I64;
 template <> inline constexpr dtype dtype_of<std::uint64_t> = dtype::U64;
 template <> inline constexpr dtype dtype_of<double> = dtype::F64;
+template <> inline constexpr dtype dtype_of<bfloat16> = dtype::BF16;
 
 // Bytes a tensor of `shape` (every extent >= 0) and `type` occupies, or nullopt
 // when that exceeds 2^64 - 1. Headers are untrusted, so the product is checked;

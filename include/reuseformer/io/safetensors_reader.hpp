@@ -55,6 +55,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "reuseformer/core/bfloat16.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/io/dtype.hpp"
@@ -75,10 +76,10 @@ struct tensor_info {
 };
 
 // A tensor loaded as T: either a view into the reader's input (the stored dtype
-// is T and the data is aligned for T, so no copy is needed) or a converted copy
-// it owns. Copies and moves keep data() valid.
+// is T and the data is aligned for T, so no copy is needed) or a copy it owns
+// (converted, or a misaligned tensor's values). Copies and moves keep data() valid.
 template <class T>
-  requires std::same_as<T, float> || std::same_as<T, double>
+  requires std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, bfloat16>
 class loaded_tensor {
  public:
   [[nodiscard]] const T* data() const { return borrowed_ != nullptr ? borrowed_ : owned_.data(); }
@@ -182,29 +183,36 @@ class safetensors_reader {
   // The "__metadata__" strings (empty when the header has none).
   [[nodiscard]] const std::map<std::string, std::string, std::less<>>& metadata() const { return metadata_; }
 
-  // The tensor as T, from F64, F32, F16 or BF16: a view when stored as aligned
-  // T, otherwise a copy converted with round-to-nearest (F16 and BF16 convert
-  // exactly, special values included). Throws on any other dtype.
+  // The tensor as T, a view when stored as aligned T, otherwise a copy.
+  // float or double: from F64, F32, F16 or BF16, converted with
+  // round-to-nearest (F16 and BF16 convert exactly, special values included).
+  // bfloat16: from BF16 only, the stored values (rounding another dtype is the
+  // caller's choice to make). Throws on any other dtype.
   template <class T>
-    requires std::same_as<T, float> || std::same_as<T, double>
+    requires std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, bfloat16>
   [[nodiscard]] loaded_tensor<T> load(std::string_view tensor) const {
     const tensor_info& info = find(tensor);
     loaded_tensor<T> out(detail::concat(source_, ": tensor '", tensor, "'"), info.shape);
-    const auto to_t = [](auto value) { return static_cast<T>(value); };
-    const auto f16_to_t = [](std::uint16_t bits) { return static_cast<T>(f16_to_float(bits)); };
-    const auto bf16_to_t = [](std::uint16_t bits) { return static_cast<T>(bf16_to_float(bits)); };
     if (info.type == dtype_of<T> && reinterpret_cast<std::uintptr_t>(info.bytes.data()) % alignof(T) == 0) {
       out.borrowed_ = reinterpret_cast<const T*>(info.bytes.data());
-    } else if (info.type == dtype::F64) {
-      out.owned_ = detail::decode<double>(info.bytes, to_t);
-    } else if (info.type == dtype::F32) {
-      out.owned_ = detail::decode<float>(info.bytes, to_t);
-    } else if (info.type == dtype::F16) {
-      out.owned_ = detail::decode<std::uint16_t>(info.bytes, f16_to_t);
-    } else if (info.type == dtype::BF16) {
-      out.owned_ = detail::decode<std::uint16_t>(info.bytes, bf16_to_t);
+    } else if constexpr (std::same_as<T, bfloat16>) {
+      if (info.type != dtype::BF16) fail("tensor '", tensor, "': expected dtype BF16, found ", name(info.type));
+      out.owned_ = detail::decode<bfloat16>(info.bytes, [](bfloat16 value) { return value; });
     } else {
-      fail("tensor '", tensor, "': expected dtype F64, F32, F16 or BF16, found ", name(info.type));
+      const auto to_t = [](auto value) { return static_cast<T>(value); };
+      const auto f16_to_t = [](std::uint16_t bits) { return static_cast<T>(f16_to_float(bits)); };
+      const auto bf16_to_t = [](std::uint16_t bits) { return static_cast<T>(bf16_to_float(bits)); };
+      if (info.type == dtype::F64) {
+        out.owned_ = detail::decode<double>(info.bytes, to_t);
+      } else if (info.type == dtype::F32) {
+        out.owned_ = detail::decode<float>(info.bytes, to_t);
+      } else if (info.type == dtype::F16) {
+        out.owned_ = detail::decode<std::uint16_t>(info.bytes, f16_to_t);
+      } else if (info.type == dtype::BF16) {
+        out.owned_ = detail::decode<std::uint16_t>(info.bytes, bf16_to_t);
+      } else {
+        fail("tensor '", tensor, "': expected dtype F64, F32, F16 or BF16, found ", name(info.type));
+      }
     }
     return out;
   }

@@ -62,7 +62,7 @@ struct tensor_entry {
 };
 
 // An entry over contiguous values of a type dtype_of knows (float, double,
-// int64_t, int32_t, …); the dtype follows from the element type.
+// bfloat16, int64_t, int32_t, …); the dtype follows from the element type.
 template <std::ranges::contiguous_range Values>
 [[nodiscard]] tensor_entry make_entry(std::string name, const Values& values, std::vector<index_t> shape) {
   using T = std::ranges::range_value_t<Values>;

@@ -12,6 +12,7 @@
 // allocates nothing. Use encoder<T, Score, Arch, Products> when the score
 // function is known when compiling.
 
+#include <concepts>
 #include <cstddef>
 #include <iterator>
 #include <limits>
@@ -51,13 +52,16 @@ class any_encoder {
 
   // As encoder<T, c.score, Arch, Products>(c, weights, prefix): the layers view
   // the tensors in `weights`, which the caller keeps alive; the same errors.
-  any_encoder(const encoder_config& c, const std::vector<encoder_layer_weights<T>>& weights,
+  template <class W = T>
+    requires packs_weights_of<Products, T, Arch, W>
+  any_encoder(const encoder_config& c, const std::vector<encoder_layer_weights<T, W>>& weights,
               std::string_view prefix = "")
       : encoder_(build(c, weights, prefix)) {}
   // As encoder<T, c.score, Arch, Products>(c, weights_of, prefix): one layer at
   // a time, layer l built from weights_of(l) before the next call.
   template <class LayerWeights>
-    requires std::is_invocable_r_v<encoder_layer_weights<T>, LayerWeights&, index_t>
+    requires std::constructible_from<encoder<T, score_function::standard, Arch, Products>, const encoder_config&,
+                                     LayerWeights&, std::string_view>
   any_encoder(const encoder_config& c, LayerWeights&& weights_of, std::string_view prefix = "")
       : encoder_(build(c, weights_of, prefix)) {}
 

@@ -9,12 +9,14 @@
 // On CPUs with AVX512-BF16 enabled by the build flags the kernel is
 // vdpbf16ps; elsewhere the same bf16 weights are widened to float inside the
 // kernel (gemm/bf16_micro_kernel.hpp). A weight holds half the bytes of
-// packed_products' (parameter_bytes()). Layers of float only.
+// packed_products' (parameter_bytes()). Layers of float only; their Linear
+// weights may be given as float or as bfloat16 (linear_weights<float, bfloat16>).
 
 #include <cstddef>
 #include <span>
 #include <type_traits>
 
+#include "reuseformer/core/bfloat16.hpp"
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/gemm/bf16_gemm.hpp"
@@ -30,8 +32,11 @@ struct bf16_products {
     static_assert(std::is_same_v<T, float>, "bf16_products: bfloat16 weights accumulate into float layers only");
 
    public:
-    // Rounds the blocks `parts` (each [out_i, in]) to bfloat16, stacked in order.
-    weight(std::span<const gemm::matrix<const T>> parts, index_t in) : packed_(parts, in) {}
+    // The blocks `parts` (each [out_i, in]) stacked in order: float values
+    // rounded to bfloat16 (to nearest even), bfloat16 ones packed as they are.
+    template <class W>
+      requires std::is_same_v<W, float> || std::is_same_v<W, bfloat16>
+    weight(std::span<const gemm::matrix<const W>> parts, index_t in) : packed_(parts, in) {}
 
     [[nodiscard]] index_t in_features() const { return packed_.in_features(); }
     [[nodiscard]] index_t out_features() const { return packed_.out_features(); }

@@ -10,6 +10,7 @@
 //   auto ws = model.make_workspace(offsets, threads);
 //   model.forward(tokens, output, offsets, ws);
 
+#include <concepts>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -30,11 +31,11 @@ namespace reuseformer {
 namespace detail {
 // weights as a source of layer weights (encoder's layer-by-layer constructor),
 // once its count is checked against c.
-template <class T>
-auto each_layer_of(const encoder_config& c, const std::vector<encoder_layer_weights<T>>& weights) {
+template <class T, class W>
+auto each_layer_of(const encoder_config& c, const std::vector<encoder_layer_weights<T, W>>& weights) {
   require(static_cast<index_t>(weights.size()) == c.num_hidden_layers, "num_hidden_layers: expected ",
           c.num_hidden_layers, " layers of weights, found ", weights.size());
-  return [&weights](index_t l) -> const encoder_layer_weights<T>& { return weights[static_cast<std::size_t>(l)]; };
+  return [&weights](index_t l) -> const encoder_layer_weights<T, W>& { return weights[static_cast<std::size_t>(l)]; };
 }
 }  // namespace detail
 
@@ -50,25 +51,31 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
   // Throws reuseformer::error unless `config` is valid and names Score.
   static void validate(const encoder_config& config) { detail::validate_for(config, Score); }
 
-  // The layers view the tensors in `weights` (one entry per layer); the caller
-  // keeps them alive. Throws reuseformer::error on an invalid config (including
-  // its reuse schedule), a config whose score function is not Score, a layer
-  // count other than c.num_hidden_layers, or a tensor that does not fit the layer's
-  // schedule and score function (named as
+  // The layers view the tensors in `weights` (one entry per layer; W, the
+  // element type of the Linears' weights: T, or bfloat16 where Products takes
+  // it, see linear_weights); the caller keeps them alive. Throws
+  // reuseformer::error on an invalid config (including its reuse schedule), a
+  // config whose score function is not Score, a layer count other than
+  // c.num_hidden_layers, or a tensor that does not fit the layer's schedule and
+  // score function (named as
   // prefix + "encoder.layer.{i}.attention.self.query.weight" and so on; a
   // checkpoint loader passes its root, e.g. "bert.").
-  encoder(const encoder_config& c, const std::vector<encoder_layer_weights<T>>& weights,
+  template <class W = T>
+    requires packs_weights_of<Products, T, Arch, W>
+  encoder(const encoder_config& c, const std::vector<encoder_layer_weights<T, W>>& weights,
           std::string_view prefix = "")
       : encoder(c, (validate(c), detail::each_layer_of(c, weights)), prefix) {}
 
   // The same, one layer at a time: weights_of(l), for l = 0, 1, ... in order
-  // and once each, gives layer l's tensors, which layer l is built from before
-  // the next call. The tensors a layer copies (its Linears' weights and biases:
-  // tensor_use::copied in layer_tensors.hpp) need live only until that next
-  // call, the others as long as the encoder: a loader that converts tensors
-  // holds one layer's converted copies at a time.
+  // and once each, gives layer l's tensors (an encoder_layer_weights<T, W>),
+  // which layer l is built from before the next call. The tensors a layer
+  // copies (its Linears' weights and biases: tensor_use::copied in
+  // layer_tensors.hpp) need live only until that next call, the others as long
+  // as the encoder: a loader that converts tensors holds one layer's converted
+  // copies at a time.
   template <class LayerWeights>
-    requires std::is_invocable_r_v<encoder_layer_weights<T>, LayerWeights&, index_t>
+    requires std::constructible_from<encoder_layer<T, Score, Arch, Products>, const encoder_config&,
+                                     std::invoke_result_t<LayerWeights&, index_t>, index_t, std::string>
   encoder(const encoder_config& c, LayerWeights&& weights_of, std::string_view prefix = "")
       : config_((validate(c), c)),
         reuse_(c.reuse_schedule.empty() ? std::vector<index_t>(static_cast<std::size_t>(c.num_hidden_layers), 0)

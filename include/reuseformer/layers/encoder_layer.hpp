@@ -18,13 +18,15 @@
 
 namespace reuseformer {
 
-// Views of one layer's parameters, in Hugging Face BERT's structure.
-template <class T>
+// Views of one layer's parameters, in Hugging Face BERT's structure. W: the
+// element type of the Linears' weights (linear_weights: T, or bfloat16 for
+// bf16_products); every other tensor holds T.
+template <class T, class W = T>
 struct encoder_layer_weights {
-  attention_weights<T> attention;         // attention.self.*, attention.output.dense
-  layer_norm_weights<T> attention_norm;   // attention.output.LayerNorm (LN_1)
-  feed_forward_weights<T> feed_forward;   // intermediate.dense, output.dense
-  layer_norm_weights<T> output_norm;      // output.LayerNorm (LN_2)
+  attention_weights<T, W> attention;        // attention.self.*, attention.output.dense
+  layer_norm_weights<T> attention_norm;     // attention.output.LayerNorm (LN_1)
+  feed_forward_weights<T, W> feed_forward;  // intermediate.dense, output.dense
+  layer_norm_weights<T> output_norm;        // output.LayerNorm (LN_2)
 };
 
 // Products: the product backend of its Linears (layers/product_backend.hpp).
@@ -39,7 +41,9 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
   // a config whose score function is not Score, or a tensor that does not fit
   // (see multi_head_attention); `prefix` (e.g. "encoder.layer.3.") names the
   // tensors in messages.
-  encoder_layer(const encoder_config& config, const encoder_layer_weights<T>& w, index_t index = 0,
+  template <class W = T>
+    requires packs_weights_of<Products, T, Arch, W>
+  encoder_layer(const encoder_config& config, const encoder_layer_weights<T, W>& w, index_t index = 0,
                 std::string_view prefix = "")
       : norm_((detail::validate_for(config, Score),
                detail::require(index >= 0 && index < std::max<index_t>(config.num_hidden_layers, 1),

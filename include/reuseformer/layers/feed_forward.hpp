@@ -15,10 +15,11 @@
 
 namespace reuseformer {
 
-template <class T>
+// W: the element type of the Linears' weights (linear_weights).
+template <class T, class W = T>
 struct feed_forward_weights {
-  linear_weights<T> intermediate;  // [d_ff, d], [d_ff]
-  linear_weights<T> output;        // [d, d_ff], [d]
+  linear_weights<T, W> intermediate;  // [d_ff, d], [d_ff]
+  linear_weights<T, W> output;        // [d, d_ff], [d]
 };
 
 template <class T, class Arch = simd::default_arch, class Products = packed_products>
@@ -26,7 +27,9 @@ class feed_forward {
  public:
   // `prefix` names tensors in error messages (prefix + "intermediate.dense.weight", ...).
   // Throws reuseformer::error on a wrongly shaped tensor.
-  feed_forward(const feed_forward_weights<T>& w, index_t hidden, index_t intermediate,
+  template <class W = T>
+    requires packs_weights_of<Products, T, Arch, W>
+  feed_forward(const feed_forward_weights<T, W>& w, index_t hidden, index_t intermediate,
                activation act, std::string_view prefix = "")
       : act_(act),
         intermediate_(w.intermediate, hidden, intermediate, std::string(prefix) + "intermediate.dense"),

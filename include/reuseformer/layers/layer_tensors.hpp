@@ -70,7 +70,7 @@ enum class tensor_presence { always, fresh_heads, key_projection, pairwise_facto
 enum class tensor_use { copied, referenced };
 
 // One row of the table. Shape: layer_dims -> std::array<index_t, Rank>; Field:
-// a reference to the tensor's view in an encoder_layer_weights<T>, for any T.
+// a reference to the tensor's view in an encoder_layer_weights<T, W>, for any T and W.
 template <class Shape, class Field>
 struct layer_tensor {
   std::string_view name;  // after "encoder.layer.{l}."

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -27,17 +28,20 @@
 namespace reuseformer {
 
 // Views of a Linear's parameters (torch.nn.Linear: weight [out, in], bias [out]).
-template <class T>
+// W, the weight's element type: T, or bfloat16 for a product backend that
+// stores bfloat16 (bf16_products), which then packs the values as they are
+// (a BF16 checkpoint's weights, with no float copy).
+template <class T, class W = T>
 struct linear_weights {
-  matrix_view<const T> weight;
+  matrix_view<const W> weight;
   vector_view<const T> bias;
 };
 
 // One Linear of a stacked layer: its tensors, its output count, and the name
 // that prefixes its tensors in error messages (e.g. "encoder.layer.3.attention.self.query").
-template <class T>
+template <class T, class W = T>
 struct linear_part {
-  const linear_weights<T>& weights;
+  const linear_weights<T, W>& weights;
   index_t out;
   std::string_view name;
 };
@@ -46,16 +50,22 @@ template <class T, class Arch = simd::default_arch, class Products = packed_prod
   requires product_backend<Products, T, Arch>
 class linear {
  public:
-  // A single Linear. Throws reuseformer::error when weight is not [out, in] or
-  // bias not [out] (`name` + ".weight" / ".bias" in the message).
-  linear(const linear_weights<T>& w, index_t in, index_t out, std::string_view name)
-      : linear({linear_part<T>{w, out, name}}, in) {}
+  // A single Linear, its weight of W elements (T, or bfloat16 where Products
+  // takes it: packs_weights_of). Throws reuseformer::error when weight is not
+  // [out, in] or bias not [out] (`name` + ".weight" / ".bias" in the message).
+  template <class W = T>
+    requires packs_weights_of<Products, T, Arch, W>
+  linear(const linear_weights<T, W>& w, index_t in, index_t out, std::string_view name)
+      : linear({linear_part<T, W>{w, out, name}}, in) {}
 
   // Parts stacked along the outputs, in order; each checked as above.
-  linear(std::initializer_list<linear_part<T>> parts, index_t in)
-      : weight_(packed(parts, in), in), bias_(static_cast<std::size_t>(weight_.out_features())) {
+  template <class W = T>
+    requires packs_weights_of<Products, T, Arch, W>
+  linear(std::initializer_list<linear_part<T, W>> parts, index_t in)
+      : weight_(std::span<const gemm::matrix<const W>>(packed(parts, in)), in),
+        bias_(static_cast<std::size_t>(weight_.out_features())) {
     T* bias = bias_.data();
-    for (const linear_part<T>& p : parts) bias = std::copy_n(p.weights.bias.data(), p.out, bias);
+    for (const linear_part<T, W>& p : parts) bias = std::copy_n(p.weights.bias.data(), p.out, bias);
   }
 
   [[nodiscard]] index_t in_features() const { return weight_.in_features(); }
@@ -93,9 +103,10 @@ class linear {
 
  private:
   // The parts' weights, checked, as the blocks to pack.
-  static std::vector<gemm::matrix<const T>> packed(std::initializer_list<linear_part<T>> parts, index_t in) {
-    std::vector<gemm::matrix<const T>> blocks;
-    for (const linear_part<T>& p : parts) {
+  template <class W>
+  static std::vector<gemm::matrix<const W>> packed(std::initializer_list<linear_part<T, W>> parts, index_t in) {
+    std::vector<gemm::matrix<const W>> blocks;
+    for (const linear_part<T, W>& p : parts) {
       detail::require_shape(p.weights.weight, {p.out, in}, std::string(p.name) + ".weight");
       detail::require_shape(p.weights.bias, {p.out}, std::string(p.name) + ".bias");
       blocks.push_back({p.weights.weight.data(), p.out, in, in});

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -32,13 +33,14 @@ namespace reuseformer {
 template <class T, score_function Score, class Arch, class Products>
 class decoder;  // layers/decoder.hpp: decodes with this layer's parts
 
-// Views of the attention parameters, Hugging Face names in comments.
-template <class T>
+// Views of the attention parameters, Hugging Face names in comments; W: the
+// element type of the Linears' weights (linear_weights).
+template <class T, class W = T>
 struct attention_weights {
-  linear_weights<T> query;   // attention.self.query: [(H - K)*dh, d], [(H - K)*dh]; empty when K = H
-  linear_weights<T> key;     // attention.self.key: same shapes as query; empty unless standard scores
-  linear_weights<T> value;   // attention.self.value: [d, d], [d]
-  linear_weights<T> output;  // attention.output.dense: [d, d], [d]
+  linear_weights<T, W> query;   // attention.self.query: [(H - K)*dh, d], [(H - K)*dh]; empty when K = H
+  linear_weights<T, W> key;     // attention.self.key: same shapes as query; empty unless standard scores
+  linear_weights<T, W> value;   // attention.self.value: [d, d], [d]
+  linear_weights<T, W> output;  // attention.output.dense: [d, d], [d]
   // attention.self.relative_position_embeddings: [H - K, 2P - 1], only with
   // relative_position_bias (TF use_relative_pe).
   matrix_view<const T> relative_position{};
@@ -78,12 +80,15 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
   // them and the score function: a wrong shape (query/key rows and factors follow
   // the fresh head count), a key or factors the score function has no use for,
   // or factors that break the constraint of pairwise_diagonal / pairwise_symmetric.
-  multi_head_attention(const attention_weights<T>& w, const attention_options& options,
+  template <class W = T>
+    requires packs_weights_of<Products, T, Arch, W>
+  multi_head_attention(const attention_weights<T, W>& w, const attention_options& options,
                        std::string_view prefix = "attention.")
       : options_(detail::validated(options)),
-        projection_({{w.query, fresh_width(), std::string(prefix) + "self.query"},
-                     {without_unused_key(w.key, prefix), key_width(), std::string(prefix) + "self.key"},
-                     {w.value, options.hidden_size, std::string(prefix) + "self.value"}},
+        projection_(std::initializer_list<linear_part<T, W>>{
+                        {w.query, fresh_width(), std::string(prefix) + "self.query"},
+                        {without_unused_key(w.key, prefix), key_width(), std::string(prefix) + "self.key"},
+                        {w.value, options.hidden_size, std::string(prefix) + "self.value"}},
                     options.hidden_size),
         output_(w.output, options.hidden_size, options.hidden_size, std::string(prefix) + "output.dense"),
         relative_position_(w.relative_position),
@@ -216,7 +221,8 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
 
   // Score functions without a key projection must not be handed one: a
   // checkpoint that has it was trained for another score function.
-  static const linear_weights<T>& without_unused_key(const linear_weights<T>& key, std::string_view prefix) {
+  template <class W>
+  static const linear_weights<T, W>& without_unused_key(const linear_weights<T, W>& key, std::string_view prefix) {
     if constexpr (!has_key_projection(Score)) {
       const auto absent = [&](const auto& view, std::string_view part) {
         detail::require(view.empty(), prefix, "self.key.", part, ": expected no tensor (", name_of(Score),

@@ -15,7 +15,9 @@
 // A backend B provides B::weight<T, Arch> (Arch: the SIMD architecture of the
 // layer that owns it), built once per Linear from the stacked
 // weight blocks, which the Linear keeps for its lifetime:
-//   weight(std::span<const gemm::matrix<const T>> parts, index_t in)   parts [out_i, in]
+//   weight(std::span<const gemm::matrix<const W>> parts, index_t in)   parts [out_i, in]
+//     for W = T, and for W = bfloat16 where the backend stores bfloat16
+//     (bf16_products: a BF16 checkpoint's values, packed as they are)
 //   index_t in_features(), out_features()
 //   std::size_t bytes()              what it holds (reported as parameter bytes)
 //   index_t scratch_elements()       per-thread scratch of multiply(), any rows and threads
@@ -35,12 +37,16 @@
 
 namespace reuseformer {
 
+// Whether B's weight for layers of T is built from blocks of W elements.
+template <class B, class T, class Arch, class W>
+concept packs_weights_of =
+    std::constructible_from<typename B::template weight<T, Arch>, std::span<const gemm::matrix<const W>>, index_t>;
+
 template <class B, class T, class Arch>
 concept product_backend = requires(const typename B::template weight<T, Arch>& w, gemm::matrix<const T> x,
                                    gemm::matrix<T> y, const thread_scratch<T>& scratch) {
   typename B::template weight<T, Arch>;
-  requires std::constructible_from<typename B::template weight<T, Arch>, std::span<const gemm::matrix<const T>>,
-                                   index_t>;
+  requires packs_weights_of<B, T, Arch, T>;
   { w.in_features() } -> std::same_as<index_t>;
   { w.out_features() } -> std::same_as<index_t>;
   { w.bytes() } -> std::same_as<std::size_t>;
