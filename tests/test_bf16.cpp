@@ -58,8 +58,9 @@ TEST_CASE("bfloat16: rounding to nearest, ties to even; NaN, infinity, overflow"
 }
 
 TEST_CASE("bf16 products: every shape against a reference rounding inputs to bf16", "[bf16][gemm]") {
-  // Shapes straddle the register tile (MR 4..12 rows, NR 2..32 columns), the
-  // column panel (512) and the depth block (768 for bf16: 769 makes two blocks, one of odd
+  // Shapes straddle the register tile (MR 4..12 rows, NR 2..32 columns; with
+  // 12-row tiles, m = 8 and 20 end in a strip of 8 rows, which runs its own
+  // tile), the column panel (512) and the depth block (768 for bf16: 769 makes two blocks, one of odd
   // depth). The reference multiplies the bf16-rounded inputs in double: the
   // products are exact in float as in double, so the kernel differs from it
   // only by float summation: k <= 769 terms with sum |a b| ~ k/4 <= 192, each
@@ -67,7 +68,7 @@ TEST_CASE("bf16 products: every shape against a reference rounding inputs to bf1
   // sums| ~ 1e-5 in the worst of these shapes (observed at most 3.6e-6). One
   // operand left unrounded (a bf16 error of 2^-9 per term) would be off by
   // ~sqrt(k)·2^-9/3 ~ 2e-2, and a misplaced pair by O(1).
-  for (const rf::index_t m : {1, 3, 17, 70}) {
+  for (const rf::index_t m : {1, 3, 8, 17, 20, 70}) {
     for (const rf::index_t n : {1, 5, 33, 130, 600}) {
       for (const rf::index_t k : {1, 2, 8, 65, 400, 769}) {
         for (const auto mode : {rf::gemm::update::overwrite, rf::gemm::update::accumulate})

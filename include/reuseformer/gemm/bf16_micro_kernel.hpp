@@ -129,12 +129,26 @@ struct bf16_kernel<Arch, true> {
 
   static const bfloat16* panel(const bfloat16* block, index_t, index_t, float*) { return block; }
 
+  // A strip of at most 8 rows (the last of m = 128) runs an 8-row tile rather
+  // than multiplying its zero padding rows, as the float products do.
   static void multiply(index_t kpad, const bfloat16* a, const bfloat16* b, float* c, index_t ldc, index_t rows,
                        index_t cols, update mode) {
+    constexpr index_t short_rows = mr * 2 / 3;
+    if (rows <= short_rows)
+      multiply_rows<short_rows>(kpad, a, b, c, ldc, rows, cols, mode);
+    else
+      multiply_rows<mr>(kpad, a, b, c, ldc, rows, cols, mode);
+  }
+
+ private:
+  // The tile's first Rows rows of A (rows <= Rows).
+  template <index_t Rows>
+  static void multiply_rows(index_t kpad, const bfloat16* a, const bfloat16* b, float* c, index_t ldc, index_t rows,
+                            index_t cols, update mode) {
     prefetch_tile(c, ldc, rows, cols);
-    __m512 acc[mr][vectors];
+    __m512 acc[Rows][vectors];
 #pragma GCC unroll 16
-    for (index_t i = 0; i < mr; ++i)
+    for (index_t i = 0; i < Rows; ++i)
 #pragma GCC unroll 2
       for (index_t v = 0; v < vectors; ++v) acc[i][v] = _mm512_setzero_ps();
     for (index_t p = 0; p < kpad; p += 2, b += 2 * nr) {
@@ -142,7 +156,7 @@ struct bf16_kernel<Arch, true> {
 #pragma GCC unroll 2
       for (index_t v = 0; v < vectors; ++v) bv[v] = reinterpret_cast<const __m512bh*>(b)[v];
 #pragma GCC unroll 16
-      for (index_t i = 0; i < mr; ++i) {
+      for (index_t i = 0; i < Rows; ++i) {
         std::int32_t pair;
         std::memcpy(&pair, a + i * kpad + p, sizeof pair);
         const __m512i broadcast = _mm512_set1_epi32(pair);
@@ -152,9 +166,9 @@ struct bf16_kernel<Arch, true> {
       }
     }
     const bool accumulate = mode == update::accumulate;
-    if (rows == mr && cols == nr) {
+    if (rows == Rows && cols == nr) {
 #pragma GCC unroll 16
-      for (index_t i = 0; i < mr; ++i)
+      for (index_t i = 0; i < Rows; ++i)
 #pragma GCC unroll 2
         for (index_t v = 0; v < vectors; ++v) {
           float* const out = c + i * ldc + v * width;
@@ -163,9 +177,9 @@ struct bf16_kernel<Arch, true> {
       return;
     }
     // Edge tile: through a buffer, storing only the wanted elements.
-    alignas(64) float buffer[mr * nr];
+    alignas(64) float buffer[Rows * nr];
 #pragma GCC unroll 16
-    for (index_t i = 0; i < mr; ++i)
+    for (index_t i = 0; i < Rows; ++i)
 #pragma GCC unroll 2
       for (index_t v = 0; v < vectors; ++v) _mm512_store_ps(buffer + i * nr + v * width, acc[i][v]);
     for (index_t i = 0; i < rows; ++i)
