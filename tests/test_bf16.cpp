@@ -57,6 +57,19 @@ TEST_CASE("bfloat16: rounding to nearest, ties to even; NaN, infinity, overflow"
   }
 }
 
+TEST_CASE("bf16 products: scratch planned for an inner size serves every smaller one", "[bf16][gemm]") {
+  // Depth blocks are cut evenly (k = 800: two of 400), so the deepest block of
+  // a smaller k (768: one block) can be deeper than k's own.
+  rf::index_t previous = 0;
+  bool never_decreases = true;
+  for (rf::index_t k = 0; k <= 4 * 768 + 1; ++k) {
+    const rf::index_t elements = rf::gemm::bf16_scratch_elements(k);
+    never_decreases = never_decreases && elements >= previous;
+    previous = elements;
+  }
+  CHECK(never_decreases);
+}
+
 TEST_CASE("bf16 products: every shape against a reference rounding inputs to bf16", "[bf16][gemm]") {
   // Shapes straddle the register tile (MR 4..12 rows, NR 2..32 columns; with
   // 12-row tiles, m = 8 and 20 end in a strip of 8 rows, which runs its own

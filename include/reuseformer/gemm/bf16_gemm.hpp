@@ -64,11 +64,14 @@ void bf16_blocked_product(matrix<const float> a, const bf16_packed_view<Arch>& b
 
 // Scratch elements (floats) one thread needs for a product of inner size k
 // with a bf16 weight, any rows and columns: the kernel's A strip, and on the
-// widening path its float copy of a weight panel.
+// widening path its float copy of a weight panel. Never decreases when k
+// grows (k = 800 is two blocks of 400, shallower than k = 768's one), so
+// scratch planned for k serves every smaller inner size.
 template <class Arch = simd::default_arch>
 [[nodiscard]] index_t bf16_scratch_elements(index_t k) {
   if (k == 0) return 0;
-  return detail::bf16_kernel<Arch>::scratch_elements(detail::round_up(detail::depth_block<bfloat16>(k), 2), detail::nc_max);
+  const index_t deepest = std::min(k, detail::kc_max<bfloat16>);  // the deepest block of any k' <= k
+  return detail::bf16_kernel<Arch>::scratch_elements(detail::round_up(deepest, 2), detail::nc_max);
 }
 
 // C = A op(B) (update::overwrite) or C += A op(B) (update::accumulate) split
