@@ -9,11 +9,11 @@
 #include <cstdlib>
 #include <new>
 #include <optional>
-#include <span>
 #include <utility>
 #include <vector>
 
 #include "support/allocation_counter.hpp"
+#include "support/bf16_entries.hpp"
 
 #include <reuseformer/io.hpp>
 #include <reuseformer/reuseformer.hpp>
@@ -191,12 +191,7 @@ TEST_CASE("a BF16 or F32 checkpoint loads into bf16 products with no float copy 
   const bool bf16 = GENERATE(true, false);
   CAPTURE(bf16);
   if (bf16)
-    for (io::tensor_entry& e : entries) {
-      const std::span<const float> values(reinterpret_cast<const float*>(e.bytes.data()), e.bytes.size() / sizeof(float));
-      std::vector<rf::bfloat16>& r = rounded.emplace_back();
-      for (const float v : values) r.push_back(rf::to_bfloat16(v));
-      e = {e.name, io::dtype::BF16, e.shape, std::as_bytes(std::span<const rf::bfloat16>(r))};
-    }
+    for (io::tensor_entry& e : entries) e = reuseformer_test::rounded_to_bf16(e, rounded);
   const reuseformer_test::temp_dir dir;
   io::write_safetensors(dir / "model.safetensors", entries);
   io::model_config m;

@@ -15,6 +15,7 @@
 
 #include <reuseformer/io.hpp>
 
+#include "support/bf16_entries.hpp"
 #include "support/catch.hpp"
 #include "support/compare.hpp"
 #include "support/errors.hpp"
@@ -341,10 +342,8 @@ TEST_CASE("binding: a BF16 checkpoint for bf16 products keeps only the packed we
   std::vector<std::vector<rf::bfloat16>> rounded;
   std::vector<std::vector<float>> widened;
   for (io::tensor_entry& e : f32) {
-    const std::span<const float> values(reinterpret_cast<const float*>(e.bytes.data()), e.bytes.size() / sizeof(float));
-    std::vector<rf::bfloat16>& r = rounded.emplace_back();
-    for (const float v : values) r.push_back(rf::to_bfloat16(v));
-    bf16.push_back({e.name, io::dtype::BF16, e.shape, std::as_bytes(std::span<const rf::bfloat16>(r))});
+    bf16.push_back(reuseformer_test::rounded_to_bf16(e, rounded));
+    const std::vector<rf::bfloat16>& r = rounded.back();
     const bool linear_weight = e.name.ends_with(".weight") && e.shape.size() == 2;
     if (linear_weight) continue;
     std::vector<float>& w = widened.emplace_back();
