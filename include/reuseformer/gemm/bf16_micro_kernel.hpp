@@ -129,11 +129,11 @@ struct bf16_kernel<Arch, true> {
 
   static const bfloat16* panel(const bfloat16* block, index_t, index_t, float*) { return block; }
 
-  // A strip of at most 8 rows (the last of m = 128) runs an 8-row tile rather
-  // than multiplying its zero padding rows, as the float products do.
+  // A short last strip runs a shorter tile, as the float products' do
+  // (short_strip_rows).
   static void multiply(index_t kpad, const bfloat16* a, const bfloat16* b, float* c, index_t ldc, index_t rows,
                        index_t cols, update mode) {
-    constexpr index_t short_rows = mr * 2 / 3;
+    constexpr index_t short_rows = short_strip_rows(mr);
     if (rows <= short_rows)
       multiply_rows<short_rows>(kpad, a, b, c, ldc, rows, cols, mode);
     else

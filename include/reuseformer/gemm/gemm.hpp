@@ -133,10 +133,7 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
   constexpr index_t MR = shape::mr, NR = shape::nr;
   constexpr bool from_b = Source == a_source::b_panel && shape::reads_a_from_b;
   constexpr index_t strip = from_b ? shape::self_mr : MR;
-  // A last strip of at most two thirds of `strip` rows runs a tile of that
-  // many rows (8 of 12 with AVX-512, still 16 accumulators) rather than
-  // multiply-adding the zero padding rows.
-  constexpr index_t short_strip = strip * 2 / 3;
+  constexpr index_t short_strip = short_strip_rows(strip);
   // A strip of A is packed when the panel's tiles share the copy. A panel of
   // at most two tiles (A V with 64-wide heads) would copy its A strip to read
   // it twice: its kernels read A's rows in place (every row of a strip exists
@@ -188,12 +185,13 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
           const index_t lower = computed == part::lower ? ic - jc - jr : whole_tile;
           const auto kernel = [&]<index_t NV, index_t rows>() {
             const index_t cols = std::min(NV * shape::width, ncur - jr);
-            if (read_in_place)
-              micro_kernel<T, Arch, NV, rows, in_place>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld, mr,
-                                                        cols, block_mode, lower, a.ld);
-            else
-              micro_kernel<T, Arch, NV, rows, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld, mr, cols,
-                                                   block_mode, lower);
+            if constexpr (!from_b) {
+              if (read_in_place)
+                return micro_kernel<T, Arch, NV, rows, in_place>(kcur, strip_a, panel + jr * kcur, alpha, tile_c,
+                                                                 c.ld, mr, cols, block_mode, lower, a.ld);
+            }
+            micro_kernel<T, Arch, NV, rows, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld, mr, cols,
+                                                 block_mode, lower);
           };
           const bool one_vector = columns - jr <= shape::width;  // e.g. the diagonal ends within it
           if (mr <= short_strip)  // the last strip of m = 128 (8 rows): no multiplying of padding rows

@@ -76,6 +76,11 @@ inline constexpr index_t prefetch_steps = 8;
 // its depth steps adjacent) instead of a packed strip.
 inline constexpr index_t in_place = 0;
 
+// The rows of the tile a last strip of at most that many rows runs on, for
+// strips of `rows`: two thirds (8 of 12 with AVX-512, still 16 accumulators),
+// rather than multiply-adding zero padding rows (m = 128 is 10 x 12 + 8).
+[[nodiscard]] constexpr index_t short_strip_rows(index_t rows) { return rows * 2 / 3; }
+
 // No lower-triangle restriction: every element of the tile is stored.
 inline constexpr index_t whole_tile = std::numeric_limits<index_t>::max();
 
