@@ -452,22 +452,30 @@ json run_shape(const shape& s, const options& o, double& peak) {
   const stats base = summarise(variants[0].ms);
   std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak %.0f GFLOP/s (FMA kernel on %d thread(s))\n",
               s.batch, s.seq, o.threads, o.repeat, peak, o.threads);
-  std::printf("%-32s %26s %8s %13s %9s %8s %7s %10s %9s %12s %14s %7s\n", "variant", "median ms (min-max)",
-              "speed-up", "saved/model", "GMAC", "GFLOP/s", "% peak", "params MiB", "held MiB", "workspace MiB",
+  std::printf("%-32s %26s %8s %20s %9s %8s %7s %10s %9s %12s %14s %7s\n", "variant", "median ms (min-max)",
+              "speed-up", "saved/model (rounds)", "GMAC", "GFLOP/s", "% peak", "params MiB", "held MiB", "workspace MiB",
               "reuse-state MiB", "allocs");
   json record = {{"batch", s.batch}, {"seq", s.seq}, {"variants", json::array()}};
   for (const variant& v : variants) {
     const stats t = summarise(v.ms);
     const double gflops = 2 * v.cost.multiply_adds / (t.median * 1e6);
-    // The share of vanilla's time saved, against the share of its multiply-adds removed.
+    // The share of vanilla's time saved, against the share of its multiply-adds
+    // removed; then the lowest and highest saving of a single round. A round
+    // times every variant once, so a pass and vanilla's of the same round saw
+    // the same minutes of the machine: that range says which savings the run
+    // resolves from its noise.
     const double saved = 1 - t.median / base.median;
     const double predicted = 1 - v.cost.multiply_adds / variants[0].cost.multiply_adds;
-    const std::string savings =
-        predicted > 0 ? std::to_string(static_cast<int>(std::lround(100 * saved))) + "/" +
-                            std::to_string(static_cast<int>(std::lround(100 * predicted))) + "%"
-                      : "-";
-    std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %13s %9.1f %8.1f %6.1f%% %10s %9s %13s %15s %7ld\n",
-                v.name.c_str(), t.median, t.min, t.max, base.median / t.median, savings.c_str(),
+    std::vector<double> saved_per_round(v.ms.size());
+    for (std::size_t r = 0; r < v.ms.size(); ++r) saved_per_round[r] = 1 - v.ms[r] / variants[0].ms[r];
+    const auto [least, most] = std::minmax_element(saved_per_round.begin(), saved_per_round.end());
+    const auto percent = [](double share) { return static_cast<int>(std::lround(100 * share)); };
+    char savings[64] = "-";
+    if (predicted > 0)
+      std::snprintf(savings, sizeof savings, "%d/%d%% (%d..%d)", percent(saved), percent(predicted),
+                    percent(*least), percent(*most));
+    std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %20s %9.1f %8.1f %6.1f%% %10s %9s %13s %15s %7ld\n",
+                v.name.c_str(), t.median, t.min, t.max, base.median / t.median, savings,
                 v.cost.multiply_adds / 1e9, gflops, 100 * gflops / peak,
                 mib(v.cost.parameter_bytes).c_str(), mib(v.held_bytes()).c_str(), mib(v.cost.workspace_bytes).c_str(),
                 mib(v.cost.reuse_state_bytes).c_str(), v.heap_allocations);
@@ -478,6 +486,7 @@ json run_shape(const shape& s, const options& o, double& peak) {
                                   {"max_ms", t.max},
                                   {"speedup_over_vanilla", base.median / t.median},
                                   {"time_saved_share", saved},
+                                  {"time_saved_share_per_round", saved_per_round},
                                   {"predicted_saved_share", predicted},
                                   {"multiply_adds", v.cost.multiply_adds},
                                   {"gflops", gflops},
