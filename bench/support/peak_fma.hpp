@@ -11,6 +11,7 @@
 #include <reuseformer/simd/arch.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <time.h>  // clock_gettime, CLOCK_THREAD_CPUTIME_ID (POSIX)
 #include <map>
 #include <mutex>
@@ -46,7 +47,11 @@ inline double thread_cpu_seconds() {
 }
 
 // GFLOP/s of `threads` threads running block(iterations, seed) at once, each
-// call doing flops_per_iteration flops per iteration, best of 5 runs of ~10 ms.
+// call doing flops_per_iteration flops per iteration: the best of 20 runs of
+// ~10 ms, in 4 groups 100 ms apart. A virtual machine's cores are sometimes
+// slowed for tens of milliseconds by work outside it; a peak measured in such
+// a window would make every "% of peak" of the run too high. Noise can only
+// lower a rate, so the best of runs spread out in time is the peak.
 // Each thread's rate is its flops over its own CPU time, and the threads'
 // rates add up: on a machine shared with other jobs a thread that waits for a
 // core would otherwise count as slow arithmetic (timed on the wall clock, 2
@@ -64,7 +69,9 @@ double measure_block(int threads, double flops_per_iteration, Block block) {
     sink[static_cast<std::size_t>(t)] = block(iterations, 1e-3f);
     seconds[static_cast<std::size_t>(t)] = thread_cpu_seconds() - start;
   };
-  for (int run = 0; run < 5; ++run) {
+  constexpr int groups = 4, runs_per_group = 5;
+  for (int run = 0; run < groups * runs_per_group; ++run) {
+    if (run > 0 && run % runs_per_group == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     std::vector<std::thread> workers;
     for (int t = 1; t < threads; ++t) workers.emplace_back(run_block, t);
     run_block(0);
