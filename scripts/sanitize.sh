@@ -44,8 +44,9 @@ echo "ASan + UBSan: running ctest"
 # becomes a reuseformer::error; with it, a nothrow operator new returns null
 # under ASan instead of aborting (a throwing one aborts either way).
 failed=()
+# OMP_WAIT_POLICY=passive: as in scripts/test.sh, tests share the cores.
 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --preset debug-sanitize -j "$jobs" -E '^consumer_' || failed+=("ASan + UBSan")
+  OMP_WAIT_POLICY=passive ctest --preset debug-sanitize -j "$jobs" -E '^consumer_' || failed+=("ASan + UBSan")
 echo "ASan + UBSan: done ($((SECONDS - start)) s)"
 
 start=$SECONDS
