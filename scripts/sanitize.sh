@@ -2,11 +2,14 @@
 # The test suite under sanitizers:
 #   1. every test, built with the debug-sanitize preset (AddressSanitizer with
 #      leak detection + UndefinedBehaviorSanitizer, every finding fatal) into
-#      build/debug-sanitize. Two kinds are left to scripts/test.sh: the
+#      build/debug-sanitize. Three kinds are left to scripts/test.sh: the
 #      benchmarks' smoke runs (timing harnesses around the code the tests
-#      cover; the preset does not build them) and the consumer_* tests, which
+#      cover; the preset does not build them), the consumer_* tests, which
 #      install the package and build a downstream project (CMake packaging,
-#      nothing of ours runs instrumented);
+#      nothing of ours runs instrumented), and the example_* runs of the
+#      example programs (short users' programs calling the entry points the
+#      tests exercise; instrumented, they are a tenth of this build's compile
+#      work). The reuseformer-encode tool is built and run here, by tests_tool;
 #   2. the tests that exercise threads and shared readers (ctest names matching
 #      "concurrency|tests_io|tests_checkpoint"), built with ThreadSanitizer into
 #      build/tsan. OpenMP is off there: libgomp is not TSan-instrumented, so its
@@ -21,6 +24,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 "$root/scripts/install-deps.sh"
 jobs=$(nproc)
+asan_skipped='^(consumer|example)_'
 tsan_tests='concurrency|tests_io|tests_checkpoint'
 
 # Runs "$@" with its output in the log $1; prints the log's end and fails if it fails.
@@ -36,9 +40,12 @@ quiet() {
 }
 
 start=$SECONDS
-echo "ASan + UBSan (build/debug-sanitize): building"
+echo "ASan + UBSan (build/debug-sanitize): building the test programs"
 quiet build/logs/sanitize-configure.log cmake --preset debug-sanitize
-quiet build/logs/sanitize-build.log cmake --build --preset debug-sanitize -j "$jobs"
+# One target that depends on every test program: make builds the targets named
+# on its command line one after another, each on all cores only as far as its
+# own sources allow (one unity source for the largest).
+quiet build/logs/sanitize-build.log cmake --build --preset debug-sanitize -j "$jobs" --target reuseformer_test_programs
 echo "ASan + UBSan: running ctest"
 # allocator_may_return_null: tests check that an allocation the system refuses
 # becomes a reuseformer::error; with it, a nothrow operator new returns null
@@ -46,7 +53,7 @@ echo "ASan + UBSan: running ctest"
 failed=()
 # OMP_WAIT_POLICY=passive: as in scripts/test.sh, tests share the cores.
 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  OMP_WAIT_POLICY=passive ctest --preset debug-sanitize -j "$jobs" -E '^consumer_' || failed+=("ASan + UBSan")
+  OMP_WAIT_POLICY=passive ctest --preset debug-sanitize -j "$jobs" -E "$asan_skipped" || failed+=("ASan + UBSan")
 echo "ASan + UBSan: done ($((SECONDS - start)) s)"
 
 start=$SECONDS
