@@ -3,6 +3,9 @@
 //   score_stage/<kind>   the logits of every head alone (attention::logits), batch 1:
 //                        standard Q Kᵀ, symmetric Q Qᵀ (one triangle + mirror), and
 //                        general pairwise (the Q P transform, then a full product);
+//   attention_stage/<kind> the same with softmax and A V (attention::scaled_dot_product):
+//                        the softmax is the same for every kind, which a saving
+//                        counted in multiply-adds leaves out;
 //   encoder_layer/<kind> one whole BERT-base encoder layer per score function,
 //                        with its parameter and workspace bytes.
 // Compare kinds by the ratio of their times in one run; with
@@ -25,8 +28,9 @@ namespace {
 
 constexpr rf::index_t heads = 12, head_dim = 64, width = heads * head_dim;
 
-// Logits of all heads for one [1, N, d] sequence: the score stage and nothing else.
-template <rf::score_function Score>
+// Logits of all heads for one [1, N, d] sequence: the score stage and nothing
+// else, or (WithContext) the whole attention core: softmax and A V as well.
+template <rf::score_function Score, bool WithContext = false>
 void score_stage(benchmark::State& state) {
   const rf::index_t seq = state.range(0);
   const bool causal = state.range(1) != 0;
@@ -37,7 +41,7 @@ void score_stage(benchmark::State& state) {
   std::vector<float> factors(static_cast<std::size_t>(heads * head_dim * head_dim), 0.01f);
   // Logits rows padded by one cache line, as the attention core keeps a head's [N, N].
   const rf::index_t ld = seq + 16;
-  std::vector<float> logits(static_cast<std::size_t>(heads * seq * ld));
+  std::vector<float> logits(static_cast<std::size_t>(heads * seq * ld)), context(q.size());
   const rf::index_t stride = rf::round_to_line<float>(
       std::max(rf::attention::scratch_elements<float>(p), rf::attention::pairwise_scratch_elements<float>(seq, head_dim)));
   rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
@@ -51,15 +55,21 @@ void score_stage(benchmark::State& state) {
                                                    {transformed.data(), seq, width, width}, {scratch, stride, threads});
       io.q = {transformed.data(), seq, width, width};
     }
-    rf::attention::logits<float>(p, io, logits.data(), ld, {scratch, stride, threads});
+    if constexpr (WithContext)  // the queries serve as values: the cost does not depend on them
+      rf::attention::scaled_dot_product<float>(p, 0.125f, io, {q.data(), seq, width, width},
+                                               {context.data(), seq, width, width}, nullptr, {scratch, stride, threads});
+    else
+      rf::attention::logits<float>(p, io, logits.data(), ld, {scratch, stride, threads});
   };
   run();  // warm-up: page faults, thread start
   for (auto _ : state) {
     run();
-    benchmark::DoNotOptimize(logits.data());
+    benchmark::DoNotOptimize(WithContext ? context.data() : logits.data());
     benchmark::ClobberMemory();
   }
-  const double pairs = static_cast<double>(rf::attention::logit_pairs<float>(seq, causal, p.symmetric_logits));
+  // A V multiplies every probability the query blocks compute, as standard logits do.
+  double pairs = static_cast<double>(rf::attention::logit_pairs<float>(seq, causal, p.symmetric_logits));
+  if (WithContext) pairs += static_cast<double>(rf::attention::logit_pairs<float>(seq, causal, false));
   reuseformer_bench::add_rate_counters(state, heads * pairs * head_dim, threads);
 }
 
@@ -115,6 +125,8 @@ using enum rf::score_function;
 BENCHMARK(score_stage<standard>)->Name("score_stage/standard")->Apply(score_shapes);
 BENCHMARK(score_stage<symmetric>)->Name("score_stage/symmetric")->Apply(score_shapes);
 BENCHMARK(score_stage<pairwise>)->Name("score_stage/pairwise")->Apply(score_shapes);
+BENCHMARK(score_stage<standard, true>)->Name("attention_stage/standard")->Apply(score_shapes);
+BENCHMARK(score_stage<symmetric, true>)->Name("attention_stage/symmetric")->Apply(score_shapes);
 BENCHMARK(encoder_layer<standard>)->Name("encoder_layer/standard")->Apply(layer_shapes);
 BENCHMARK(encoder_layer<symmetric>)->Name("encoder_layer/symmetric")->Apply(layer_shapes);
 BENCHMARK(encoder_layer<pairwise>)->Name("encoder_layer/pairwise")->Apply(layer_shapes);
