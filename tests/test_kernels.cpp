@@ -19,11 +19,14 @@
 
 #include "support/catch.hpp"
 #include "support/compare.hpp"
+#include "support/product_reference.hpp"
 #include "support/random.hpp"
 
 namespace rf = reuseformer;
 namespace simd = reuseformer::simd;
 using reuseformer_test::compare;
+using reuseformer_test::compare_within;
+using reuseformer_test::reference_product;
 using reuseformer_test::random_vector;
 
 namespace {
@@ -191,13 +194,16 @@ TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kern
             const rf::index_t b_rows = op == rf::gemm::transpose::yes ? n : k;
             const std::vector<T> a = random_vector<T>(m * lda, 1), b = random_vector<T>(b_rows * ldb, 2);
             std::vector<T> c = random_vector<T>(m * ldc, 3);
-            std::vector<double> expected(c.begin(), c.end());  // the stride padding keeps its values
+            std::vector<double> expected(c.begin(), c.end()), bound(c.size(), 0.0);  // the stride padding keeps its values
             for (rf::index_t i = 0; i < m; ++i)
               for (rf::index_t j = 0; j < n; ++j) {
-                if (overwrite) expected[i * ldc + j] = 0;
-                for (rf::index_t p = 0; p < k; ++p)
-                  expected[i * ldc + j] += 0.5 * double(a[i * lda + p]) *
-                                           double(op == rf::gemm::transpose::yes ? b[j * ldb + p] : b[p * ldb + j]);
+                const auto element = reference_product<T>(k, rf::gemm::detail::depth_block<T>(k), 0.5, c[i * ldc + j],
+                                                          !overwrite, [&](rf::index_t p) {
+                  return static_cast<long double>(a[i * lda + p]) *
+                         (op == rf::gemm::transpose::yes ? b[j * ldb + p] : b[p * ldb + j]);
+                });
+                expected[i * ldc + j] = element.value;
+                bound[i * ldc + j] = element.bound;
               }
             const rf::index_t stride = rf::gemm::scratch_elements<T>(m, n, k);
             const rf::index_t padded = (stride + 15) / 16 * 16;
@@ -206,7 +212,7 @@ TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kern
             rf::gemm::parallel_multiply_add<T>(T(0.5), {a.data(), m, k, lda}, {b.data(), b_rows, op == rf::gemm::transpose::yes ? k : n, ldb},
                                                op, {c.data(), m, n, ldc}, mode,
                                                {arena.take<T>(padded * threads), padded, threads});
-            CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+            CHECK_CLOSE(compare_within(c, expected, bound));
           }
         }
       }
@@ -247,14 +253,17 @@ TEMPLATE_TEST_CASE("gemm: a prepacked weight gives the packing product's result,
             rf::gemm::parallel_multiply_add<T>(T(0.5), {a.data(), m, k, lda}, packed.view(),
                                                {prepacked.data(), m, n, ldc}, mode, {scratch, stride, threads});
             CHECK(prepacked == unpacked);
-            std::vector<double> expected(c0.begin(), c0.end());
+            std::vector<double> expected(c0.begin(), c0.end()), bound(c0.size(), 0.0);
             for (rf::index_t i = 0; i < m; ++i)
               for (rf::index_t j = 0; j < n; ++j) {
-                if (mode == rf::gemm::update::overwrite) expected[i * ldc + j] = 0;
-                for (rf::index_t p = 0; p < k; ++p)
-                  expected[i * ldc + j] += 0.5 * double(a[i * lda + p]) * double(b[j * ldb + p]);
+                const auto element =
+                    reference_product<T>(k, rf::gemm::detail::depth_block<T>(k), 0.5, c0[i * ldc + j],
+                                         mode == rf::gemm::update::accumulate,
+                                         [&](rf::index_t p) { return static_cast<long double>(a[i * lda + p]) * b[j * ldb + p]; });
+                expected[i * ldc + j] = element.value;
+                bound[i * ldc + j] = element.bound;
               }
-            CHECK_CLOSE(compare(prepacked, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+            CHECK_CLOSE(compare_within(prepacked, expected, bound));
           }
       }
     }
@@ -367,9 +376,9 @@ TEMPLATE_TEST_CASE("gemm: lower-triangular and symmetric products against a doub
         const std::vector<T> a = random_vector<T>(n * lda, 4), other = random_vector<T>(n * lda, 5);
         const std::vector<T>& b = self ? a : other;
         const auto product = [&](rf::index_t i, rf::index_t j) {
-          double sum = 0;
-          for (rf::index_t p = 0; p < k; ++p) sum += double(a[i * lda + p]) * double(b[j * lda + p]);
-          return 2 * sum;
+          return reference_product<T>(k, rf::gemm::detail::depth_block<T>(k), 2, 0, false, [&](rf::index_t p) {
+            return static_cast<long double>(a[i * lda + p]) * b[j * lda + p];
+          });
         };
         const rf::index_t elements = rf::gemm::lower_scratch_elements<T>(n, k);
         rf::workspace ws(static_cast<std::size_t>(elements) * sizeof(T), 1);
@@ -379,20 +388,25 @@ TEMPLATE_TEST_CASE("gemm: lower-triangular and symmetric products against a doub
 
         // Lower: the triangle, everything above it (and the stride padding) untouched.
         std::vector<T> c = random_vector<T>(n * ldc, 6);
-        std::vector<double> expected(c.begin(), c.end());
+        std::vector<double> expected(c.begin(), c.end()), bound(c.size(), 0.0);  // untouched: exactly
+        const auto expect = [&](rf::index_t at, reuseformer_test::reference_element element) {
+          expected[at] = element.value;
+          bound[at] = element.bound;
+        };
         for (rf::index_t i = 0; i < n; ++i)
-          for (rf::index_t j = 0; j <= i; ++j) expected[i * ldc + j] = product(i, j);
+          for (rf::index_t j = 0; j <= i; ++j) expect(i * ldc + j, product(i, j));
         rf::gemm::multiply_add_lower<T>(T(2), a_view, b_view, {c.data(), n, n, ldc}, scratch);
-        CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+        CHECK_CLOSE(compare_within(c, expected, bound));
 
         // Symmetric: the lower triangle, mirrored exactly (for A Aᵀ that is the
         // full product); the stride padding untouched.
         c = random_vector<T>(n * ldc, 7);
         expected.assign(c.begin(), c.end());
+        std::fill(bound.begin(), bound.end(), 0.0);
         for (rf::index_t i = 0; i < n; ++i)
-          for (rf::index_t j = 0; j < n; ++j) expected[i * ldc + j] = product(std::max(i, j), std::min(i, j));
+          for (rf::index_t j = 0; j < n; ++j) expect(i * ldc + j, product(std::max(i, j), std::min(i, j)));
         rf::gemm::multiply_symmetric<T>(T(2), a_view, b_view, {c.data(), n, n, ldc}, scratch);
-        CHECK_CLOSE(compare(c, expected, 50 * kernel_tolerance<T>, 50 * kernel_tolerance<T>));
+        CHECK_CLOSE(compare_within(c, expected, bound));
         bool symmetric = true;
         for (rf::index_t i = 0; i < n; ++i)
           for (rf::index_t j = 0; j < i; ++j) symmetric = symmetric && c[i * ldc + j] == c[j * ldc + i];
