@@ -52,6 +52,17 @@ bool same_bits(const outputs& a, const outputs& b) {
   return true;
 }
 
+bool all_finite(const std::vector<float>& v) {
+  return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+}
+
+// Every value written: run() fills the outputs with NaN first, so a reference
+// pass that left any of them unwritten fails here instead of matching a
+// concurrent pass that wrote nothing either.
+bool all_finite(const outputs& o) {
+  return all_finite(o.hidden) && std::all_of(o.stacks.begin(), o.stacks.end(), [](const auto& s) { return all_finite(s); });
+}
+
 // Runs `model` on `r` asking for every layer's probabilities; `out` is
 // overwritten with NaN first, so stale values cannot pass for results.
 template <class Model>
@@ -141,7 +152,7 @@ void check_concurrent_forward(const Model& model, int threads) {
   for (std::size_t w = 0; w < work.requests.size(); ++w) {
     auto ws = model.make_workspace(work.requests[w].batch, work.requests[w].seq, threads);
     run(model, work.requests[w], ws, expected[w]);
-    REQUIRE(std::all_of(expected[w].hidden.begin(), expected[w].hidden.end(), [](float v) { return std::isfinite(v); }));
+    REQUIRE(all_finite(expected[w]));
   }
 
   const auto reports = on_threads(workers, [&](int w, report& mine) {
@@ -281,6 +292,8 @@ TEST_CASE("two models sharing nothing but the process run concurrently", "[concu
     auto wb = symmetric.make_workspace(work.requests[w].batch, work.requests[w].seq);
     run(standard, work.requests[w], wa, expected_a[w]);
     run(symmetric, work.requests[w], wb, expected_b[w]);
+    REQUIRE(all_finite(expected_a[w]));
+    REQUIRE(all_finite(expected_b[w]));
   }
   const auto reports = on_threads(static_cast<int>(work.requests.size()), [&](int w, report& mine) {
     const request& r = work.requests[static_cast<std::size_t>(w)];
@@ -320,8 +333,9 @@ TEST_CASE("one embeddings block serves concurrent calls", "[concurrency]") {
       ids[w].push_back(static_cast<std::int64_t>((i * 7 + static_cast<rf::index_t>(w) * 13) % vocab));
       type_ids[w].push_back(static_cast<std::int64_t>((i / 5 + static_cast<rf::index_t>(w)) % types));
     }
-    expected[w].resize(static_cast<std::size_t>(batch * seq * d));
+    expected[w].assign(static_cast<std::size_t>(batch * seq * d), std::numeric_limits<float>::quiet_NaN());
     embeddings.forward({ids[w].data(), {batch, seq}}, {type_ids[w].data(), {batch, seq}}, {expected[w].data(), {batch, seq, d}});
+    REQUIRE(all_finite(expected[w]));
   }
   const auto reports = on_threads(workers, [&](int w, report& mine) {
     const auto i = static_cast<std::size_t>(w);

@@ -1,5 +1,6 @@
 // The FLOP and byte model (analysis/cost_model.hpp) against hand-computed
 // BERT-base figures and against what built models report.
+#include <algorithm>
 #include <vector>
 
 #include <reuseformer/reuseformer.hpp>
@@ -84,8 +85,16 @@ TEST_CASE("cost model: symmetric and pairwise scores on BERT-base, by hand", "[a
 }
 
 TEST_CASE("cost model: parameter and memory bytes equal the built model's", "[analysis]") {
-  for (const std::vector<rf::index_t>& schedule :
-       {std::vector<rf::index_t>{}, {0, 2, 4}, {0, 4, 4}, {0, 3, 1}}) {
+  // The reuse state's slots, counted by hand: at its fullest it holds the
+  // heads a layer reads plus the fresh heads it keeps for the next layer.
+  struct scheduled {
+    std::vector<rf::index_t> schedule;
+    rf::index_t slots;
+  };
+  for (const auto& [schedule, slots] : {scheduled{{}, 0},
+                                        scheduled{{0, 2, 4}, 4},    // layer 1 reads 2, keeps its 2 fresh for layer 2
+                                        scheduled{{0, 4, 4}, 4},    // the same 4 heads, read twice
+                                        scheduled{{0, 3, 1}, 4}}) {  // layer 1 reads 3, keeps 1 fresh
     for (const bool relative : {false, true}) {
       for (const rf::score_function f : {rf::score_function::standard, rf::score_function::symmetric,
                                          rf::score_function::pairwise, rf::score_function::pairwise_diagonal}) {
@@ -100,6 +109,7 @@ TEST_CASE("cost model: parameter and memory bytes equal the built model's", "[an
         c.pe_max_seq_length = 7;
         c.score = f;
         rf::encoder_parameters<double> p(c);
+        const rf::index_t reuse_slots = slots;
         rf::visit(f, [&]<rf::score_function Score>() {
           const rf::encoder<double, Score> model(c, p.layers());
           const auto measured = rf::analysis::measure(model, 3, 20, 2);
@@ -108,10 +118,16 @@ TEST_CASE("cost model: parameter and memory bytes equal the built model's", "[an
           CHECK(measured.parameter_bytes + test_support::packing_padding_bytes<double>(c) ==
                 model.parameter_bytes());
           CHECK(measured.parameter_bytes == p.values().size() * sizeof(double));
-          CHECK(measured.workspace_bytes == model.workspace_bytes(3, 20, 2));
-          CHECK(measured.reuse_state_bytes == model.reuse_state_bytes(3, 20));
-          CHECK(measured.reuse_state_bytes ==
-                static_cast<std::size_t>(model.reuse_plan().slots() * 3 * 20 * 20) * sizeof(double));
+          // The reuse state: `slots` heads of [N, N] per sequence.
+          CHECK(measured.reuse_state_bytes == static_cast<std::size_t>(reuse_slots * 3 * 20 * 20) * sizeof(double));
+          // The workspace: that state, in whole cache lines, then the largest
+          // layer's own workspace (layers run one at a time and share it).
+          std::size_t largest_layer = 0;
+          for (const auto& layer : model.layers())
+            largest_layer = std::max(largest_layer, layer.workspace_bytes(3, 20, 2));
+          CHECK(measured.workspace_bytes ==
+                static_cast<std::size_t>(rf::round_to_line<double>(reuse_slots * 3 * 20 * 20)) * sizeof(double) +
+                    largest_layer);
         });
       }
     }
@@ -175,11 +191,14 @@ TEST_CASE("cost model: a decoder's cache is the predicted size", "[analysis][dec
       rf::visit(score, [&]<rf::score_function Score>() {
         const rf::encoder<double, Score> model(c, params.layers());
         const rf::decoder state(model, 3, 17, 2);
-        const std::size_t predicted = rf::analysis::decoding_cost<double>(c, 3, 17).cache_bytes(3, 17);
         CAPTURE(rf::name_of(score), schedule);
-        CHECK(state.cache_bytes() == predicted);
-        CHECK(rf::decoder<double, Score>::cache_bytes(model, 3, 17) == predicted);
-        CHECK(predicted == (4 + 4 + 4 + (4 - schedule[1]) + 4 + (4 - schedule[2])) * 4 * 3 * 17 * sizeof(double));
+        // By hand: per layer, keys (or queries) of its fresh heads and values
+        // of all 4 heads, dh = 4, for 3 sequences of 17 tokens.
+        const std::size_t by_hand =
+            (4 + 4 + (4 - schedule[1]) + 4 + (4 - schedule[2]) + 4) * 4 * 3 * 17 * sizeof(double);
+        CHECK(rf::analysis::decoding_cost<double>(c, 3, 17).cache_bytes(3, 17) == by_hand);
+        CHECK(rf::decoder<double, Score>::cache_bytes(model, 3, 17) == by_hand);
+        CHECK(state.cache_bytes() == by_hand);
         CHECK(state.workspace_bytes() == rf::decoder<double, Score>::workspace_bytes(model, 3, 17, 2));
       });
     }

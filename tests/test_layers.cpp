@@ -195,15 +195,35 @@ TEST_CASE("workspace size is exact and grows as the plan says", "[workspace]") {
   const rf::encoder_config c = config_for(shape{1, 1, 64, 4}, 2);
   rf::encoder_parameters<float> p(c);
   const rf::encoder<float> encoder(c, p.layers());
-  // The workspace holds the additive mask [B, N], Q, K, V and the context
-  // [B*N, d] each (post-LN; the FFN's [B*N, d_ff] shares those bytes), and per
-  // thread a score slice of min(64, N) x N plus GEMM packing: it grows with N.
-  const std::size_t small = encoder.workspace_bytes(1, 16), large = encoder.workspace_bytes(1, 256);
-  CHECK(large > small);
-  CHECK(encoder.workspace_bytes(1, 16, 2) > small);
-  // The activations alone for B*N = 256 rows: 4 buffers of 256 x 64 floats.
-  CHECK(large >= 4 * 256 * 64 * sizeof(float) + 64 * 256 * sizeof(float));
-  CHECK(encoder.make_workspace(1, 256).size_bytes() == large);
+  const rf::index_t d = 64, d_ff = c.intermediate_size;
+  // Counted by hand, in whole cache lines of floats: the additive mask [N]; then,
+  // for one post-LN layer at a time (layers share the bytes, and within a layer
+  // the feed-forward's temporaries share the attention's), the larger of
+  //   attention:    Q, K, V [N, 3d] and the context [N, d], plus per thread the
+  //                 largest of its products' packing (k = d) and its core's scratch
+  //   feed-forward: the hidden [N, d_ff], plus per thread the packing of its
+  //                 products (k = d and k = d_ff).
+  const auto line = [](rf::index_t elements) { return rf::round_to_line<float>(elements); };
+  const auto by_hand = [&](rf::index_t n, int threads) {
+    const rf::attention::problem core{rf::sequences::dense(1, n), 4, 16, false, 4};
+    const rf::index_t attention =
+        line(n * 3 * d) + line(n * d) +
+        threads * line(std::max(rf::gemm::prepacked_scratch_elements<float>(d),
+                                rf::attention::scratch_elements<float>(core)));
+    const rf::index_t feed_forward =
+        line(n * d_ff) + threads * line(std::max(rf::gemm::prepacked_scratch_elements<float>(d),
+                                                 rf::gemm::prepacked_scratch_elements<float>(d_ff)));
+    return static_cast<std::size_t>(line(n) + std::max(attention, feed_forward)) * sizeof(float);
+  };
+  for (const rf::index_t n : {16, 256})
+    for (const int threads : {1, 2}) {
+      CAPTURE(n, threads);
+      CHECK(encoder.workspace_bytes(1, n, threads) == by_hand(n, threads));
+      CHECK(encoder.make_workspace(1, n, threads).size_bytes() == by_hand(n, threads));
+    }
+  // The score slice (min(64, N) x N per thread) and the activations grow with N.
+  CHECK(encoder.workspace_bytes(1, 256) > encoder.workspace_bytes(1, 16));
+  CHECK(encoder.workspace_bytes(1, 16, 2) > encoder.workspace_bytes(1, 16));
 }
 
 TEST_CASE("GEMM scratch covers every block shape (last and causal query blocks)", "[attention][workspace]") {
