@@ -20,6 +20,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <reuseformer/analysis/cost_model.hpp>
+#include <reuseformer/io/bert_model.hpp>
 #include <reuseformer/io/safetensors.hpp>
 
 #include "support/catch.hpp"
@@ -217,18 +219,27 @@ TEST_CASE("--repeat and --report time the passes and describe the model's work a
     INFO("report: " << j.dump());
     REQUIRE(j.at("forward_ms").is_array());
     CHECK(j.at("forward_ms").size() == 3);
-    for (const nlohmann::json& ms : j.at("forward_ms")) CHECK(ms.get<double>() > 0);
+    for (const nlohmann::json& ms : j.at("forward_ms")) CHECK(ms.get<double>() > 0);  // times: only their sign is known
     CHECK(j.at("threads").get<int>() == c.threads);
-    CHECK(j.at("flops").get<double>() > 0);
-    CHECK(j.at("parameter_bytes").get<std::int64_t>() > 0);
+
+    // The figures are the model's, as the library reports them for the same
+    // checkpoint and shape in this process (the cost model and the byte counts
+    // are themselves checked by hand in test_cost_model.cpp).
+    const std::vector<index_t> shape = io::safetensors_reader(output).find("last_hidden_state").shape;
+    REQUIRE(shape.size() == 3);
+    const index_t b = shape[0], n = shape[1];
+    CHECK(j.at("batch").get<index_t>() == b);
+    CHECK(j.at("seq").get<index_t>() == n);
+    const io::model<float> loaded = io::load_model<float>(model);
+    const auto cost = reuseformer::analysis::measure(loaded.encoder(), b, n, c.threads);
+    CHECK(j.at("flops").get<double>() == 2 * cost.multiply_adds);
+    CHECK(j.at("parameter_bytes").get<std::size_t>() == loaded.parameter_bytes());
+    CHECK(j.at("referenced_parameter_bytes").get<std::size_t>() == loaded.referenced_parameter_bytes());
     // The fixtures are F32: the tensors the layers read are used in place, none converted.
-    CHECK(j.at("referenced_parameter_bytes").get<std::int64_t>() > 0);
     CHECK(j.at("converted_parameter_bytes").get<std::int64_t>() == 0);
-    CHECK(j.at("workspace_bytes").get<std::int64_t>() > 0);
-    if (c.reuses)
-      CHECK(j.at("reuse_state_bytes").get<std::int64_t>() > 0);
-    else
-      CHECK(j.at("reuse_state_bytes").get<std::int64_t>() == 0);
+    CHECK(j.at("workspace_bytes").get<std::size_t>() == cost.workspace_bytes);
+    CHECK(j.at("reuse_state_bytes").get<std::size_t>() == cost.reuse_state_bytes);
+    CHECK((cost.reuse_state_bytes > 0) == c.reuses);
     // The library's promise: forward passes do not allocate once the workspace exists.
     CHECK(j.at("heap_allocations_during_forward").get<std::int64_t>() == 0);
   }
