@@ -1,6 +1,7 @@
 #pragma once
-// The exact work and memory of an encoder forward pass, per layer and in total,
-// for any reuse schedule: what the library executes, not an asymptotic estimate.
+// The work and memory of an encoder forward pass, per layer and in total, for
+// any reuse schedule, counted exactly over each product's extent (below), not
+// estimated asymptotically.
 //
 // Multiply-adds per layer (rows = B*N, F = H - K_l fresh heads, dh = d/H,
 // pairs = query/key pairs one head multiplies: N^2, or under a causal mask the
@@ -18,6 +19,14 @@
 // row i exponentiates its i+1 visible keys), not multiply-adds, reported apart.
 // Reusing K heads therefore saves 2*rows*d*K*dh + B*K*pairs*dh multiply-adds
 // and B*K*pairs exponentials per layer (docs/semantics.md §Score reuse).
+//
+// What is counted is the extent of each product the layer asks for, which is
+// what the kernels compute except where they round it up to whole register
+// tiles of MR rows and NR columns (12 x 32 for float on AVX-512): a product's
+// last partial tile, and, for symmetric logits, the tiles the diagonal crosses,
+// which the triangular product (gemm/triangular.hpp) computes whole: up to
+// NR + MR - 2 entries per row beyond the N(N+1)/2 counted, at most 2(NR + MR - 2)/(N + 1)
+// more than counted (16% at N = 512 for float on AVX-512). Those are not counted.
 //
 // Decoding (layers/decoder.hpp) is costed per generated token and layer, for a
 // token that attends to n keys (its own included):
