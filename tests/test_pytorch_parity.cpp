@@ -446,46 +446,36 @@ errors error_of(const std::vector<A>& actual, const std::vector<double>& expecte
 // bf16_products against the float64 reference, next to PyTorch's own bf16
 // result (expected_bf16: the float32 modules under CPU autocast to bfloat16).
 //
-// The bound. bfloat16 keeps 8 significant bits: rounding an operand changes it
-// by at most 2^-9 relative, a product of two rounded operands by at most about
-// 2^-8. A dot product y = sum_i a_i w_i is then off by at most
-// 2^-8 sum_i |a_i w_i| <= 2^-8 ||a|| ||w|| (Cauchy-Schwarz; float summation
-// adds ~1e-7, nothing here). The fixtures' weight rows are N(0, 1/fan_in)
-// draws, ||w|| ~ 1, and a Linear's input has ||a|| <= sqrt(d) max|a|, with
-// activations no larger than the outputs' scale max|expected| (LayerNorm
-// outputs and the residual stream): a product is off by at most
-// ~2^-8 sqrt(d) max|expected|. A layer chains four products (softmax
-// probabilities sum to 1 and do not amplify the value product's error), the
-// errors of L layers add, so
-//   max error <= L · 4 · 2^-8 · sqrt(d) · max|expected|
-// (0.85 for two layers at d = 32 with outputs up to 4.7). Observed
-// errors are 15 to 60 times below it (see the report, `-s`), and the
-// sharper check is PyTorch's own bf16 error: ours may not exceed it by more
-// than 25% (root-mean-square over the outputs; the maximum is reported). Ours
-// is smaller where PyTorch also rounds the products' outputs and the attention
-// scores to bf16, which we keep in float. The ratio of two errors this small
-// is itself a random quantity: encoder_single_token holds five one-token
-// sequences (80 outputs) because over one token's 16 outputs the ratio spread
-// from 0.40 to 1.55 across 300 random draws of its weights, above 1.25 in 5%
-// of them (tests/fixtures/bf16_error_spread.py); over 80 it stayed within
-// 0.66 to 1.08 in 100 draws.
+// Both round each product's operands to bfloat16 (8 significant bits), so both
+// errors come from the same source and the sharp check is the ratio of ours to
+// PyTorch's. Ours is usually the smaller: PyTorch also rounds the products'
+// outputs and the attention scores to bf16, which we keep in float. The ratio
+// of two errors this small is itself a random quantity, so the factors come
+// from its spread over random draws of the smallest fixture's weights
+// (tests/fixtures/bf16_error_spread.py, which models our arithmetic in
+// float64; the larger fixtures average over more outputs and spread less):
+//  - rms error at most 1.25x PyTorch's. Over encoder_single_token's 80
+//    outputs (five one-token sequences) the ratio stayed within 0.60 to 1.14
+//    in 300 draws; over one token's 16 it spread from 0.40 to 1.55, above 1.25
+//    in 5% of 300 draws, which is why that fixture holds five.
+//  - largest error at most 2x PyTorch's: over the same 80 outputs the ratio
+//    spread from 0.43 to 1.55 in 300 draws (median 0.83).
+// A rounding to bf16 that truncates instead of rounding to nearest (modelled
+// the same way) gives rms ratios of 2.1 and more (median 2.8) and largest-error
+// ratios of 1.7 to 4.6 (median 2.5) over 60 draws, and 3.3 and 3.6 on the
+// fixture's own draw: both checks fail on it.
 void check_bf16(const std::string& name) {
   const fixture f(name);
   const std::vector<double> expected = f.f64("expected");
   const std::vector<float> torch_bf16 = f.f32("expected_bf16");
-  const double layers = f.meta("kind") == "attention" ? 1.0 : static_cast<double>(meta_index(f, "num_hidden_layers"));
-  const double d = static_cast<double>(meta_index(f, "hidden_size"));
-  double max_expected = 0;
-  for (const double e : expected) max_expected = std::max(max_expected, std::abs(e));
-  const double bound = layers * 4 * 0x1p-8 * std::sqrt(d) * max_expected;
   const errors torch = error_of(torch_bf16, expected);
   for (const int threads : {1, 2}) {
     const errors ours = error_of(run<float, reuseformer::bf16_products>(f, threads), expected);
     INFO("fixture " << name << ", threads " << threads << ": bf16 max error " << ours.max << " rms " << ours.rms
                     << "; PyTorch bf16 max " << torch.max << " rms " << torch.rms << " (ratios " << ours.max / torch.max
-                    << ", " << ours.rms / torch.rms << "); bound " << bound);
+                    << ", " << ours.rms / torch.rms << ")");
     CHECK(ours.rms <= 1.25 * torch.rms);
-    CHECK(ours.max <= bound);
+    CHECK(ours.max <= 2 * torch.max);
   }
 }
 
