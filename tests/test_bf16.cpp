@@ -57,6 +57,16 @@ TEST_CASE("bfloat16: rounding to nearest, ties to even; NaN, infinity, overflow"
   }
 }
 
+TEST_CASE("bf16 products: the vdpbf16ps kernel wherever the build enables AVX512-BF16", "[bf16][gemm]") {
+  // The tests_isa build enables it: without this, a change to the selection
+  // could leave every build on the widening kernel and no test would notice.
+#if defined(__AVX512BF16__) && defined(__AVX512F__)
+  CHECK(rf::simd::has_bf16_dot<rf::simd::default_arch>());
+#else
+  CHECK_FALSE(rf::simd::has_bf16_dot<rf::simd::default_arch>());
+#endif
+}
+
 TEST_CASE("bf16 products: scratch planned for an inner size serves every smaller one", "[bf16][gemm]") {
   // Depth blocks are cut evenly (k = 800: two of 400), so the deepest block of
   // a smaller k (768: one block) can be deeper than k's own.

@@ -8,19 +8,27 @@ namespace reuseformer_test {
 
 isa_report check_isa() {
   const char* name = reuseformer::simd::arch_name<reuseformer::simd::default_arch>();
-#if defined(__x86_64__) && defined(__AVX512BF16__)
-  // The bf16 products' kernel (gemm/bf16_micro_kernel.hpp) uses vdpbf16ps.
+#if defined(__x86_64__) && defined(__AVX512F__)
   __builtin_cpu_init();
-  return {__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-              __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bf16"),
-          name, "AVX-512 F/BW/DQ/VL/CD and BF16"};
-#elif defined(__x86_64__) && defined(__AVX512F__)
-  __builtin_cpu_init();
-  return {__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-              __builtin_cpu_supports("avx512cd"),
-          name, "AVX-512 F/BW/DQ/VL/CD (x86-64-v4)"};
+  bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                   __builtin_cpu_supports("avx512cd");
+  // The extensions a kernel of the library uses when the build enables them:
+  // vdpbf16ps in the bf16 products (gemm/bf16_micro_kernel.hpp), vpdpbusd in
+  // the int8 products.
+#if defined(__AVX512BF16__)
+  supported = supported && __builtin_cpu_supports("avx512bf16");
+#define REUSEFORMER_TEST_BF16 ", BF16"
+#else
+#define REUSEFORMER_TEST_BF16 ""
+#endif
+#if defined(__AVX512VNNI__)
+  supported = supported && __builtin_cpu_supports("avx512vnni");
+#define REUSEFORMER_TEST_VNNI ", VNNI"
+#else
+#define REUSEFORMER_TEST_VNNI ""
+#endif
+  return {supported, name, "AVX-512 F/BW/DQ/VL/CD (x86-64-v4)" REUSEFORMER_TEST_BF16 REUSEFORMER_TEST_VNNI};
 #elif defined(__x86_64__) && defined(__AVX2__)
   __builtin_cpu_init();
   return {__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
