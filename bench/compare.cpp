@@ -28,11 +28,14 @@
 // that noise on a shared machine hits every variant alike. "Eigen products"
 // is vanilla with Eigen's GEMM in place of ours (eigen::products): the gain of
 // our kernel, measured. Every variant but that one also runs as ", bf16":
-// the same model on bfloat16 weights and products (bf16_products), its
-// speed-up still against vanilla in float.
+// the same model on bfloat16 weights and products (bf16_products). Its
+// speed-up is against vanilla in float (what bf16 gains), its time saved
+// against vanilla in bf16 (what the variant gains at that precision), and its
+// % peak of the measured bf16 peak (support/peak_bf16.hpp).
 #include "examples/support/counting_new.hpp"
 #include "examples/support/resident_memory.hpp"
 #include "support/hf_export.hpp"
+#include "support/peak_bf16.hpp"
 #include "support/peak_fma.hpp"
 #include "support/peer_process.hpp"
 
@@ -203,8 +206,36 @@ struct ragged_batch {
 // padding::skip, or packed by the caller.
 enum class ragged_form { padded, skip, packed };
 
+// The arithmetic of a variant's products: what its "% peak" divides by and
+// which vanilla its savings are measured against.
+enum class precision { fp32, bf16 };
+
+// The machine's measured peaks on the run's threads, per precision: the fp32
+// FMA kernel (support/peak_fma.hpp) and vdpbf16ps (support/peak_bf16.hpp; 0
+// where the build lacks AVX512-BF16, whose bf16 products widen to fp32 FMAs
+// and are then held to the FMA peak). Measured again after each shape's
+// passes, keeping the best: a neighbour slowing the machine at one moment must
+// not pass for the machine's peak (it would inflate "% peak").
+struct peaks {
+  explicit peaks(int threads)
+      : fp32(reuseformer_bench::peak_gflops(threads)), bf16(reuseformer_bench::peak_bf16_gflops(threads)) {}
+  void measure_again(int threads) {
+    fp32 = std::max(fp32, reuseformer_bench::detail::measure_peak(threads));
+    bf16 = std::max(bf16, reuseformer_bench::detail::measure_peak_bf16(threads));
+  }
+  struct peak {
+    double gflops;
+    const char* name;  // the kernel measured, printed beside each row's % peak
+  };
+  [[nodiscard]] peak of(precision p) const {
+    if (p == precision::bf16 && bf16 > 0) return {bf16, "bf16 dot"};
+    return {fp32, "fp32 FMA"};
+  }
+  double fp32, bf16;
+};
+
 // One variant: random parameters for its config (any score function), the
-// model built on them (on our products, or Eigen's), and its workspace for one shape.
+// model built on them (on our products, Eigen's or bf16), and its workspace for one shape.
 struct variant {
   enum class products { own, eigen, bf16 };
   using own_model = rf::any_encoder<float>;
@@ -224,6 +255,8 @@ struct variant {
   // `twin`'s model on another backend, viewing twin's parameters.
   variant(const variant& twin, std::string suffix, int threads, products backend)
       : variant(twin.name + suffix, twin.parameters, twin.input_shape, threads, backend) {}
+
+  [[nodiscard]] precision arithmetic() const { return backend == products::bf16 ? precision::bf16 : precision::fp32; }
 
   void forward(const float* x, float* y) {
     const rf::index_t d = parameters->config().hidden_size;
@@ -252,6 +285,7 @@ struct variant {
   }
 
   std::string name;
+  products backend;
   // The model views the parameters it does not pack (LayerNorm parameters,
   // pairwise factors): on the heap, they stay where they are when a variant moves.
   std::shared_ptr<rf::encoder_parameters<float>> parameters;
@@ -265,7 +299,7 @@ struct variant {
  private:
   variant(std::string variant_name, std::shared_ptr<rf::encoder_parameters<float>> shared, const shape& s, int threads,
           products backend)
-      : name(std::move(variant_name)), parameters(std::move(shared)),
+      : name(std::move(variant_name)), backend(backend), parameters(std::move(shared)),
         model(build(parameters->config(), parameters->layers(), backend)), input_shape(s),
         ws(on_model([&](const auto& m) { return m.make_workspace(s.batch, s.seq, threads); })),
         cost(on_model([&](const auto& m) { return rf::analysis::measure(m, s.batch, s.seq, threads); })) {}
@@ -289,6 +323,7 @@ rf::encoder_config with_score(rf::encoder_config c, rf::score_function score) {
   return c;
 }
 
+// Every precision's first variant is its vanilla: the baseline of its savings.
 std::vector<variant> variants_for(const shape& s, const options& o) {
   const rf::index_t L = o.layers, H = 12;
   const auto reuse = [&](rf::index_t k, rf::index_t last) {
@@ -418,11 +453,15 @@ std::unique_ptr<reuseformer_bench::peer_process> start_peers(const options& o, c
       quoted(o.dir / ("peers_" + tag + ".json")) + (which.empty() ? "" : " --peers " + which));
 }
 
-// run: one table per shape; returns the shape's JSON record.
-// `peak` is the best FMA-kernel figure so far: measured again after the
-// shape's passes, as a neighbour slowing the machine at one moment must not
-// pass for the machine's peak (it would inflate "% peak").
-json run_shape(const shape& s, const options& o, double& peak) {
+// The vanilla variant of v's precision (variants_for puts it first).
+const variant& baseline_of(const std::vector<variant>& variants, const variant& v) {
+  return *std::find_if(variants.begin(), variants.end(),
+                       [&](const variant& u) { return u.arithmetic() == v.arithmetic(); });
+}
+
+// run: one table per shape; returns the shape's JSON record. `peak` is measured
+// again after the shape's passes.
+json run_shape(const shape& s, const options& o, peaks& peak) {
   const auto peers = start_peers(o, s.tag());
   std::fprintf(stderr, "%s: building the variants (random weights, packed)\n", s.tag().c_str());
   std::vector<variant> variants = variants_for(s, o);
@@ -448,49 +487,60 @@ json run_shape(const shape& s, const options& o, double& peak) {
   }
   if (peers) peers->finish();
   report.finish();
-  peak = std::max(peak, reuseformer_bench::detail::measure_peak(o.threads));
+  peak.measure_again(o.threads);
   const stats base = summarise(variants[0].ms);
-  std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak %.0f GFLOP/s (FMA kernel on %d thread(s))\n",
-              s.batch, s.seq, o.threads, o.repeat, peak, o.threads);
-  std::printf("%-32s %26s %8s %20s %9s %8s %7s %10s %9s %12s %14s %7s\n", "variant", "median ms (min-max)",
-              "speed-up", "saved/model (rounds)", "GMAC", "GFLOP/s", "% peak", "params MiB", "held MiB", "workspace MiB",
-              "reuse-state MiB", "allocs");
+  std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak on %d thread(s): fp32 FMA %.0f GFLOP/s, bf16 dot %s\n",
+              s.batch, s.seq, o.threads, o.repeat, o.threads, peak.fp32,
+              peak.bf16 > 0 ? (std::to_string(std::lround(peak.bf16)) + " GFLOP/s").c_str()
+                            : "not in this build (bf16 rows: % of the fp32 FMA peak)");
+  std::printf("speed-up: against vanilla in float; saved/model: time saved / multiply-adds removed against vanilla "
+              "of the same precision (lowest..highest saving of one round)\n");
+  std::printf("%-32s %26s %8s %20s %9s %8s %16s %10s %9s %12s %14s %7s\n", "variant", "median ms (min-max)",
+              "speed-up", "saved/model (rounds)", "GMAC", "GFLOP/s", "% peak (of)", "params MiB", "held MiB",
+              "workspace MiB", "reuse-state MiB", "allocs");
   json record = {{"batch", s.batch}, {"seq", s.seq}, {"variants", json::array()}};
   for (const variant& v : variants) {
     const stats t = summarise(v.ms);
     const double gflops = 2 * v.cost.multiply_adds / (t.median * 1e6);
+    const peaks::peak row_peak = peak.of(v.arithmetic());
     // The share of vanilla's time saved, against the share of its multiply-adds
-    // removed; then the lowest and highest saving of a single round. A round
-    // times every variant once, so a pass and vanilla's of the same round saw
-    // the same minutes of the machine: that range says which savings the run
-    // resolves from its noise.
-    const double saved = 1 - t.median / base.median;
-    const double predicted = 1 - v.cost.multiply_adds / variants[0].cost.multiply_adds;
+    // removed, vanilla being the one of v's precision (a bf16 variant against
+    // vanilla in bf16: the bf16 speed-up is not the variant's saving); then the
+    // lowest and highest saving of a single round. A round times every variant
+    // once, so a pass and vanilla's of the same round saw the same minutes of
+    // the machine: that range says which savings the run resolves from its noise.
+    const variant& vanilla = baseline_of(variants, v);
+    const double saved = 1 - t.median / summarise(vanilla.ms).median;
+    const double predicted = 1 - v.cost.multiply_adds / vanilla.cost.multiply_adds;
     std::vector<double> saved_per_round(v.ms.size());
-    for (std::size_t r = 0; r < v.ms.size(); ++r) saved_per_round[r] = 1 - v.ms[r] / variants[0].ms[r];
+    for (std::size_t r = 0; r < v.ms.size(); ++r) saved_per_round[r] = 1 - v.ms[r] / vanilla.ms[r];
     const auto [least, most] = std::minmax_element(saved_per_round.begin(), saved_per_round.end());
     const auto percent = [](double share) { return static_cast<int>(std::lround(100 * share)); };
     char savings[64] = "-";
     if (predicted > 0)
       std::snprintf(savings, sizeof savings, "%d/%d%% (%d..%d)", percent(saved), percent(predicted),
                     percent(*least), percent(*most));
-    std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %20s %9.1f %8.1f %6.1f%% %10s %9s %13s %15s %7ld\n",
+    std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %20s %9.1f %8.1f %6.1f%% %-8s %10s %9s %13s %15s %7ld\n",
                 v.name.c_str(), t.median, t.min, t.max, base.median / t.median, savings,
-                v.cost.multiply_adds / 1e9, gflops, 100 * gflops / peak,
+                v.cost.multiply_adds / 1e9, gflops, 100 * gflops / row_peak.gflops, row_peak.name,
                 mib(v.cost.parameter_bytes).c_str(), mib(v.held_bytes()).c_str(), mib(v.cost.workspace_bytes).c_str(),
                 mib(v.cost.reuse_state_bytes).c_str(), v.heap_allocations);
     record["variants"].push_back({{"name", v.name},
+                                  {"precision", v.arithmetic() == precision::bf16 ? "bf16" : "fp32"},
                                   {"ms", v.ms},
                                   {"median_ms", t.median},
                                   {"min_ms", t.min},
                                   {"max_ms", t.max},
                                   {"speedup_over_vanilla", base.median / t.median},
+                                  {"savings_baseline", vanilla.name},
                                   {"time_saved_share", saved},
                                   {"time_saved_share_per_round", saved_per_round},
                                   {"predicted_saved_share", predicted},
                                   {"multiply_adds", v.cost.multiply_adds},
                                   {"gflops", gflops},
-                                  {"percent_of_peak", 100 * gflops / peak},
+                                  {"peak_kernel", row_peak.name},
+                                  {"peak_gflops", row_peak.gflops},
+                                  {"percent_of_peak", 100 * gflops / row_peak.gflops},
                                   {"parameter_bytes", v.cost.parameter_bytes},
                                   {"held_parameter_bytes", v.held_bytes()},
                                   {"referenced_parameter_bytes", v.referenced_bytes()},
@@ -511,10 +561,10 @@ json run_shape(const shape& s, const options& o, double& peak) {
       }
       const double median = p["median_ms"].get<double>();
       const double gflops = 2 * variants[0].cost.multiply_adds / (median * 1e6);
-      std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %13s %9.1f %8.1f %6.1f%%   its time / vanilla's: %.2f; max |diff| %.2g\n",
+      std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %20s %9.1f %8.1f %6.1f%% %-8s   its time / vanilla's: %.2f; max |diff| %.2g\n",
                   (name + " " + p.value("version", "")).c_str(), median, p["min_ms"].get<double>(),
                   p["max_ms"].get<double>(), base.median / median, "", variants[0].cost.multiply_adds / 1e9, gflops,
-                  100 * gflops / peak, median / base.median,
+                  100 * gflops / peak.fp32, "fp32 FMA", median / base.median,
                   p["max_abs_diff_vs_reference"].is_number() ? p["max_abs_diff_vs_reference"].get<double>() : -1.0);
     }
   } else {
@@ -701,7 +751,7 @@ void write_plot(const json& shapes, rf::index_t layers, const fs::path& dir) {
 }
 
 void run(const options& o) {
-  double peak = reuseformer_bench::peak_gflops(o.threads);
+  peaks peak(o.threads);
   std::printf("reuseformer %s | BERT-base encoder (d=768, H=12, d_ff=3072, L=%td) | SIMD %s | float\n", rf::version,
               o.layers, rf::simd::arch_name<rf::simd::default_arch>());
   json shapes = json::array();
@@ -715,7 +765,8 @@ void run(const options& o) {
                         {"threads", o.threads},
                         {"repeat", o.repeat},
                         {"layers", o.layers},
-                        {"peak_gflops", peak},
+                        {"peak_gflops", peak.fp32},
+                        {"peak_bf16_gflops", peak.bf16},
                         {"peak_threads", o.threads},
                         {"shapes", shapes},
                         {"ragged", ragged}};
