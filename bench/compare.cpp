@@ -5,8 +5,9 @@
 //
 //   reuseformer_compare export DIR [options]   writes DIR/model/{config.json,
 //       model.safetensors} (the vanilla model), and per shape DIR/input_BxN and
-//       DIR/output_BxN .safetensors (the input and this library's output), for
-//       the peers to run and check against.
+//       DIR/output_BxN .safetensors (the input, hidden_states and an
+//       attention_mask, and vanilla's float64 reference output), for the
+//       peers to run and compare with.
 //   reuseformer_compare run DIR [options]      times every variant, merges
 //       DIR/peers_BxN.json where present, prints the table and writes
 //       DIR/results.json and DIR/plot.gp (gnuplot: time against sequence length).
@@ -28,13 +29,23 @@
 // that noise on a shared machine hits every variant alike. "Eigen products"
 // is vanilla with Eigen's GEMM in place of ours (eigen::products): the gain of
 // our kernel, measured. Every variant but that one also runs as ", bf16":
-// the same model on bfloat16 weights and products (bf16_products), its
-// speed-up still against vanilla in float.
+// the same model on bfloat16 weights and products (bf16_products). Its
+// speed-up is against vanilla in float (what bf16 gains), its time saved
+// against vanilla in bf16 (what the variant gains at that precision), and its
+// % peak of the measured bf16 peak (support/peak_bf16.hpp).
+//
+// Every output is checked: each timed output of ours against the float64
+// output of its model (the same parameters widened to double), each peer's
+// against vanilla's, within the tolerance of its precision
+// (support/tolerance.hpp). A non-finite or out-of-tolerance output is marked
+// in the table and named at the end, and run exits 1.
 #include "examples/support/counting_new.hpp"
 #include "examples/support/resident_memory.hpp"
 #include "support/hf_export.hpp"
+#include "support/peak_bf16.hpp"
 #include "support/peak_fma.hpp"
 #include "support/peer_process.hpp"
+#include "support/tolerance.hpp"
 
 #include <reuseformer/eigen.hpp>
 #include <reuseformer/io.hpp>
@@ -63,6 +74,10 @@ namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;  // keys in the order written: readable results.json
 
 namespace {
+
+using reuseformer_bench::precision;
+using reuseformer_bench::tolerance;
+using reuseformer_bench::tolerance_for;
 
 constexpr std::uint64_t seed = 2024;
 
@@ -165,6 +180,18 @@ std::vector<float> input_for(const shape& s, rf::index_t d) {
   return x;
 }
 
+// A dense shape's attention_mask: all ones. Every row of its table, ours and
+// the peers', is given it, so that all do the same work on the same inputs
+// (the peers' graphs take a mask; ours then applies it too).
+struct dense_mask {
+  explicit dense_mask(const shape& s) : s(s), ones(static_cast<std::size_t>(s.batch * s.seq), 1) {}
+  [[nodiscard]] rf::attention_mask view() const {
+    return rf::tensor_view<const std::int64_t, 2>(ones.data(), {s.batch, s.seq});
+  }
+  shape s;
+  std::vector<std::int64_t> ones;
+};
+
 // A ragged batch: its lengths, offsets, the padded input [B, N_max, d] with its
 // mask (zeros at padding) and the same tokens packed [T, d].
 struct ragged_batch {
@@ -188,6 +215,13 @@ struct ragged_batch {
     }
   }
   [[nodiscard]] rf::index_t tokens() const { return offsets.back(); }
+  // The real tokens' rows of the padded batch [B * N_max], in packed order.
+  [[nodiscard]] std::vector<rf::index_t> real_tokens() const {
+    std::vector<rf::index_t> rows;
+    for (rf::index_t b = 0; b < shape_of.batch; ++b)
+      for (rf::index_t j = 0; j < lengths[static_cast<std::size_t>(b)]; ++j) rows.push_back(b * padded_shape.seq + j);
+    return rows;
+  }
   [[nodiscard]] rf::attention_mask mask_view() const {
     return rf::tensor_view<const std::int64_t, 2>(mask.data(), {padded_shape.batch, padded_shape.seq});
   }
@@ -203,8 +237,156 @@ struct ragged_batch {
 // padding::skip, or packed by the caller.
 enum class ragged_form { padded, skip, packed };
 
+// The float64 reference output of `config` (parameters fill_random(seed), the
+// values every variant of it gets, widened exactly to double) on x [B, N, d]
+// with `mask`, padded tokens computed. Built and freed before the timed
+// variants, so that it adds nothing to their peak RSS.
+std::vector<double> float64_output(const rf::encoder_config& config, const std::vector<float>& x, const shape& s,
+                                   const rf::attention_mask& mask, int threads) {
+  rf::encoder_parameters<double> wide(config);
+  {
+    rf::encoder_parameters<float> parameters(config);
+    parameters.fill_random(seed);
+    wide.assign_from(parameters);
+  }
+  const rf::any_encoder<double> model(config, wide.layers());
+  const rf::index_t d = config.hidden_size;
+  const std::vector<double> in(x.begin(), x.end());
+  std::vector<double> out(in.size());
+  rf::workspace ws = model.make_workspace(s.batch, s.seq, threads);
+  model.forward(rf::tensor_view<const double, 3>(in.data(), {s.batch, s.seq, d}),
+                rf::tensor_view<double, 3>(out.data(), {s.batch, s.seq, d}), ws, mask, rf::padding::compute);
+  return out;
+}
+
+// How far an output is from its float64 reference, over the tokens compared.
+struct output_error {
+  double max_abs = 0;         // max |output - reference|
+  double scale = 0;           // max |reference|: the outputs' scale (LayerNorm outputs, O(1))
+  std::size_t nonfinite = 0;  // elements of the output that are NaN or infinite
+  bool compared = false;      // false: nothing was compared (a peer without its difference)
+
+  [[nodiscard]] double relative() const { return scale > 0 ? max_abs / scale : max_abs; }
+  void merge(const output_error& e) {  // the worst of two passes
+    max_abs = std::max(max_abs, e.max_abs);
+    scale = std::max(scale, e.scale);
+    nonfinite = std::max(nonfinite, e.nonfinite);
+    compared = compared || e.compared;
+  }
+};
+
+// y's tokens against the reference [B * N, d]: token i of `tokens` is row
+// tokens[i] of the reference, and row i of y when y is packed (tokens in
+// order), row tokens[i] otherwise.
+output_error error_of(const float* y, bool packed, const std::vector<double>& reference,
+                      const std::vector<rf::index_t>& tokens, rf::index_t d) {
+  output_error e;
+  e.compared = true;
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    const double* want = reference.data() + tokens[i] * d;
+    const float* got = y + (packed ? static_cast<rf::index_t>(i) : tokens[i]) * d;
+    for (rf::index_t j = 0; j < d; ++j) {
+      if (!std::isfinite(got[j])) {
+        ++e.nonfinite;
+        continue;
+      }
+      e.max_abs = std::max(e.max_abs, std::abs(static_cast<double>(got[j]) - want[j]));
+      e.scale = std::max(e.scale, std::abs(want[j]));
+    }
+  }
+  return e;
+}
+
+// The outputs' checks of a run: each row's verdict, and the failures, which
+// the run reports at its end (exit status 1, scripts/bench.sh then fails).
+class output_checks {
+ public:
+  // The table's cell for `e` (error / tolerance, relative to the scale), and a
+  // failure recorded when e is non-finite, missing or above t.
+  std::string check(const std::string& shape_tag, const std::string& row, const output_error& e,
+                    const tolerance& t) {
+    char cell[64];
+    std::string why;
+    if (!e.compared) {
+      why = "no output compared with the float64 reference";
+      std::snprintf(cell, sizeof cell, "FAIL: none");
+    } else if (e.nonfinite > 0) {
+      why = std::to_string(e.nonfinite) + " non-finite output elements";
+      std::snprintf(cell, sizeof cell, "FAIL: %zu NaN/inf", e.nonfinite);
+    } else if (!(e.relative() <= t.relative)) {
+      char text[200];
+      std::snprintf(text, sizeof text, "max |output - float64 reference| = %.3g, %.3g of max|reference| %.3g, above the tolerance %.3g (%s)",
+                    e.max_abs, e.relative(), e.scale, t.relative, t.basis.c_str());
+      why = text;
+      std::snprintf(cell, sizeof cell, "FAIL %.1e>%.1e", e.relative(), t.relative);
+    } else {
+      std::snprintf(cell, sizeof cell, "%.1e<=%.1e", e.relative(), t.relative);
+    }
+    if (!why.empty()) failures_.push_back(shape_tag + ", " + row + ": " + why);
+    return cell;
+  }
+  static json record(const output_error& e, const tolerance& t) {
+    return {{"max_abs_error", e.compared ? json(e.max_abs) : json()},
+            {"error_scale", e.scale},
+            {"relative_error", e.compared ? json(e.relative()) : json()},
+            {"nonfinite_elements", e.nonfinite},
+            {"tolerance", t.relative},
+            {"tolerance_basis", t.basis}};
+  }
+  [[nodiscard]] const std::vector<std::string>& failures() const { return failures_; }
+
+ private:
+  std::vector<std::string> failures_;
+};
+
+// A peer's error as peers.py reports it (its max |output - reference| or its
+// count of non-finite elements); `reference` gives the scale.
+output_error peer_error(const json& p, const std::vector<double>& reference) {
+  output_error e;
+  for (const double r : reference) e.scale = std::max(e.scale, std::abs(r));
+  if (p.contains("nonfinite_elements")) {
+    e.nonfinite = p["nonfinite_elements"].get<std::size_t>();
+    e.compared = true;
+  } else if (p.value("max_abs_diff_vs_reference", json()).is_number()) {
+    e.max_abs = p["max_abs_diff_vs_reference"].get<double>();
+    e.compared = true;
+  }
+  return e;
+}
+
+// Every token of a dense batch.
+std::vector<rf::index_t> all_tokens(const shape& s) {
+  std::vector<rf::index_t> t(static_cast<std::size_t>(s.batch * s.seq));
+  for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<rf::index_t>(i);
+  return t;
+}
+
+// The machine's measured peaks on the run's threads, per precision: the fp32
+// FMA kernel (support/peak_fma.hpp) and vdpbf16ps (support/peak_bf16.hpp; 0
+// where the build lacks AVX512-BF16, whose bf16 products widen to fp32 FMAs
+// and are then held to the FMA peak). Measured again after each shape's
+// passes, keeping the best: a neighbour slowing the machine at one moment must
+// not pass for the machine's peak (it would inflate "% peak").
+struct peaks {
+  explicit peaks(int threads)
+      : fp32(reuseformer_bench::peak_gflops(threads)), bf16(reuseformer_bench::peak_bf16_gflops(threads)) {}
+  void measure_again(int threads) {
+    fp32 = std::max(fp32, reuseformer_bench::detail::measure_peak(threads));
+    bf16 = std::max(bf16, reuseformer_bench::detail::measure_peak_bf16(threads));
+  }
+  struct peak {
+    double gflops;
+    const char* name;  // the kernel measured, printed beside each row's % peak
+  };
+  [[nodiscard]] peak of(precision p) const {
+    if (p == precision::bf16 && bf16 > 0) return {bf16, "bf16 dot"};
+    return {fp32, "fp32 FMA"};
+  }
+  double fp32, bf16;
+};
+
 // One variant: random parameters for its config (any score function), the
-// model built on them (on our products, or Eigen's), and its workspace for one shape.
+// model built on them (on our products, Eigen's or bf16), and its workspace for one shape.
 struct variant {
   enum class products { own, eigen, bf16 };
   using own_model = rf::any_encoder<float>;
@@ -217,19 +399,23 @@ struct variant {
     return std::visit(std::forward<F>(f), model);
   }
 
-  variant(std::string variant_name, const rf::encoder_config& config, const shape& s, int threads,
+  // The model of models[model] (model_spec) on `backend`.
+  variant(std::string variant_name, const rf::encoder_config& config, std::size_t model, const shape& s, int threads,
           products backend = products::own)
-      : variant(std::move(variant_name), random_parameters(config), s, threads, backend) {}
+      : variant(std::move(variant_name), random_parameters(config), model, s, threads, backend) {}
 
   // `twin`'s model on another backend, viewing twin's parameters.
   variant(const variant& twin, std::string suffix, int threads, products backend)
-      : variant(twin.name + suffix, twin.parameters, twin.input_shape, threads, backend) {}
+      : variant(twin.name + suffix, twin.parameters, twin.spec, twin.input_shape, threads, backend) {}
 
-  void forward(const float* x, float* y) {
+  [[nodiscard]] precision arithmetic() const { return backend == products::bf16 ? precision::bf16 : precision::fp32; }
+
+  // x [B, N, d] with its attention mask [B, N] (the peers' inputs).
+  void forward(const float* x, const rf::attention_mask& mask, float* y) {
     const rf::index_t d = parameters->config().hidden_size;
     on_model([&](const auto& m) {
       m.forward(rf::tensor_view<const float, 3>(x, {input_shape.batch, input_shape.seq, d}),
-                rf::tensor_view<float, 3>(y, {input_shape.batch, input_shape.seq, d}), ws);
+                rf::tensor_view<float, 3>(y, {input_shape.batch, input_shape.seq, d}), ws, mask);
     });
   }
   // The ragged batch `r` in form `f` (its padded shape is this variant's).
@@ -252,6 +438,8 @@ struct variant {
   }
 
   std::string name;
+  products backend;
+  std::size_t spec;  // its model_spec: the float64 reference its outputs are checked against
   // The model views the parameters it does not pack (LayerNorm parameters,
   // pairwise factors): on the heap, they stay where they are when a variant moves.
   std::shared_ptr<rf::encoder_parameters<float>> parameters;
@@ -261,11 +449,12 @@ struct variant {
   rf::analysis::encoder_cost cost;
   std::vector<double> ms;
   long heap_allocations = 0;
+  output_error error;  // the worst of its timed outputs
 
  private:
-  variant(std::string variant_name, std::shared_ptr<rf::encoder_parameters<float>> shared, const shape& s, int threads,
-          products backend)
-      : name(std::move(variant_name)), parameters(std::move(shared)),
+  variant(std::string variant_name, std::shared_ptr<rf::encoder_parameters<float>> shared, std::size_t model,
+          const shape& s, int threads, products backend)
+      : name(std::move(variant_name)), backend(backend), spec(model), parameters(std::move(shared)),
         model(build(parameters->config(), parameters->layers(), backend)), input_shape(s),
         ws(on_model([&](const auto& m) { return m.make_workspace(s.batch, s.seq, threads); })),
         cost(on_model([&](const auto& m) { return rf::analysis::measure(m, s.batch, s.seq, threads); })) {}
@@ -289,69 +478,76 @@ rf::encoder_config with_score(rf::encoder_config c, rf::score_function score) {
   return c;
 }
 
-std::vector<variant> variants_for(const shape& s, const options& o) {
-  const rf::index_t L = o.layers, H = 12;
-  const auto reuse = [&](rf::index_t k, rf::index_t last) {
-    rf::encoder_config c = bert_base(L);
-    c.reuse_schedule = rf::reference_reuse_schedule(k, std::min(last, L - 1), H, L);
-    return c;
-  };
-  const rf::index_t last = L - 1;
-  std::vector<variant> v;
+rf::encoder_config with_reuse(rf::encoder_config c, rf::index_t k, rf::index_t last) {
+  const rf::index_t L = c.num_hidden_layers;
+  c.reuse_schedule = rf::reference_reuse_schedule(k, std::min(last, L - 1), c.num_attention_heads, L);
+  return c;
+}
+
+// A model of the table: its name and config; its parameters are
+// fill_random(seed). Every variant is one of them on some product backend.
+struct model_spec {
+  std::string name;
+  rf::encoder_config config;
+};
+
+// The models of the dense shapes, vanilla first.
+std::vector<model_spec> dense_models(const options& o) {
+  const rf::index_t L = o.layers, last = L - 1;
   using enum rf::score_function;
-  v.emplace_back("vanilla", bert_base(L), s, o.threads);
-  v.emplace_back("Eigen products", bert_base(L), s, o.threads, variant::products::eigen);
+  std::vector<model_spec> m{{"vanilla", bert_base(L)}};
   for (const rf::index_t k : {3, 6, 12})
-    v.emplace_back("reuse K=" + std::to_string(k) + ", layers 1-" + std::to_string(last), reuse(k, last), s, o.threads);
-  v.emplace_back("reuse TF default (-1, 6)", reuse(-1, 6), s, o.threads);
-  v.emplace_back("symmetric", with_score(bert_base(L), symmetric), s, o.threads);
-  v.emplace_back("pairwise", with_score(bert_base(L), pairwise), s, o.threads);
-  v.emplace_back("pairwise + reuse K=6", with_score(reuse(6, last), pairwise), s, o.threads);
+    m.push_back({"reuse K=" + std::to_string(k) + ", layers 1-" + std::to_string(last), with_reuse(bert_base(L), k, last)});
+  m.push_back({"reuse TF default (-1, 6)", with_reuse(bert_base(L), -1, 6)});
+  m.push_back({"symmetric", with_score(bert_base(L), symmetric)});
+  m.push_back({"pairwise", with_score(bert_base(L), pairwise)});
+  m.push_back({"pairwise + reuse K=6", with_score(with_reuse(bert_base(L), 6, last), pairwise)});
+  return m;
+}
+
+// Every model on our products, vanilla also on Eigen's, then every model on
+// bf16 products. Every precision's first variant is its vanilla: the baseline
+// of its savings.
+std::vector<variant> variants_for(const std::vector<model_spec>& models, const shape& s, const options& o) {
+  std::vector<variant> v;
+  v.reserve(2 * models.size() + 1);  // the bf16 twins view their fp32 twin's parameters
+  for (std::size_t m = 0; m < models.size(); ++m) {
+    v.emplace_back(models[m].name, models[m].config, m, s, o.threads);
+    if (m == 0) v.emplace_back("Eigen products", models[m].config, m, s, o.threads, variant::products::eigen);
+  }
   const std::size_t fp32_variants = v.size();
-  v.reserve(2 * fp32_variants);  // the bf16 twins view their fp32 twin's parameters
   for (std::size_t i = 0; i < fp32_variants; ++i)
-    if (i != 1) v.emplace_back(v[i], ", bf16", o.threads, variant::products::bf16);
+    if (v[i].backend == variant::products::own) v.emplace_back(v[i], ", bf16", o.threads, variant::products::bf16);
   return v;
 }
 
-// export: the vanilla model in Hugging Face layout, and per shape the input and
-// this library's output.
+// export: the vanilla model in Hugging Face layout, and per shape the input
+// (hidden_states and attention_mask) and vanilla's float64 reference output,
+// which peers.py compares the peers' outputs with.
 void export_model(const options& o) {
   const rf::encoder_config config = bert_base(o.layers);
-  rf::encoder_parameters<float> parameters(config);
-  parameters.fill_random(seed);
-  const std::vector<rf::encoder_layer_weights<float>> layers = parameters.layers();
-  bench_support::export_hf_model(o.dir / "model", config, layers);
-
-  const rf::encoder<float> model(config, layers);
+  {
+    rf::encoder_parameters<float> parameters(config);
+    parameters.fill_random(seed);
+    bench_support::export_hf_model(o.dir / "model", config, parameters.layers());
+  }
   const rf::index_t d = config.hidden_size;
-  for (const shape& s : o.shapes) {
-    const std::vector<float> x = input_for(s, d);
-    std::vector<float> y(x.size());
-    const std::vector<std::int64_t> mask(static_cast<std::size_t>(s.batch * s.seq), 1);
-    rf::workspace ws = model.make_workspace(s.batch, s.seq, o.threads);
-    model.forward(rf::tensor_view<const float, 3>(x.data(), {s.batch, s.seq, d}),
-                  rf::tensor_view<float, 3>(y.data(), {s.batch, s.seq, d}), ws);
-    rf::io::write_safetensors(o.dir / ("input_" + s.tag() + ".safetensors"),
+  const auto write = [&](const std::string& tag, const shape& s, const std::vector<float>& x,
+                         const std::vector<std::int64_t>& mask) {
+    const rf::attention_mask mask_view = rf::tensor_view<const std::int64_t, 2>(mask.data(), {s.batch, s.seq});
+    rf::io::write_safetensors(o.dir / ("input_" + tag + ".safetensors"),
                               {rf::io::make_entry("hidden_states", x, {s.batch, s.seq, d}),
                                rf::io::make_entry("attention_mask", mask, {s.batch, s.seq})});
-    rf::io::write_safetensors(o.dir / ("output_" + s.tag() + ".safetensors"),
-                              {rf::io::make_entry("last_hidden_state", y, {s.batch, s.seq, d})});
-  }
-  for (const ragged_shape& r : o.ragged) {  // padded to the longest, with the mask; the output as PyTorch computes it
+    rf::io::write_safetensors(o.dir / ("output_" + tag + ".safetensors"),
+                              {rf::io::make_entry("last_hidden_state", float64_output(config, x, s, mask_view, o.threads),
+                                                  {s.batch, s.seq, d})});
+  };
+  for (const shape& s : o.shapes) write(s.tag(), s, input_for(s, d), dense_mask(s).ones);
+  for (const ragged_shape& r : o.ragged) {  // padded to the longest, with the mask
     const ragged_batch batch(r, d);
-    const shape& s = batch.padded_shape;
-    std::vector<float> y(batch.padded.size());
-    rf::workspace ws = model.make_workspace(s.batch, s.seq, o.threads);
-    model.forward(rf::tensor_view<const float, 3>(batch.padded.data(), {s.batch, s.seq, d}),
-                  rf::tensor_view<float, 3>(y.data(), {s.batch, s.seq, d}), ws, batch.mask_view());
-    rf::io::write_safetensors(o.dir / ("input_" + r.tag() + ".safetensors"),
-                              {rf::io::make_entry("hidden_states", batch.padded, {s.batch, s.seq, d}),
-                               rf::io::make_entry("attention_mask", batch.mask, {s.batch, s.seq})});
-    rf::io::write_safetensors(o.dir / ("output_" + r.tag() + ".safetensors"),
-                              {rf::io::make_entry("last_hidden_state", y, {s.batch, s.seq, d})});
+    write(r.tag(), batch.padded_shape, batch.padded, batch.mask);
   }
-  std::printf("exported the vanilla model (%td layers) and %zu input/output pairs to %s\n", o.layers,
+  std::printf("exported the vanilla model (%td layers) and %zu input/reference pairs to %s\n", o.layers,
               o.shapes.size() + o.ragged.size(), o.dir.c_str());
 }
 
@@ -418,18 +614,28 @@ std::unique_ptr<reuseformer_bench::peer_process> start_peers(const options& o, c
       quoted(o.dir / ("peers_" + tag + ".json")) + (which.empty() ? "" : " --peers " + which));
 }
 
-// run: one table per shape; returns the shape's JSON record.
-// `peak` is the best FMA-kernel figure so far: measured again after the
-// shape's passes, as a neighbour slowing the machine at one moment must not
-// pass for the machine's peak (it would inflate "% peak").
-json run_shape(const shape& s, const options& o, double& peak) {
+// The vanilla variant of v's precision (variants_for puts it first).
+const variant& baseline_of(const std::vector<variant>& variants, const variant& v) {
+  return *std::find_if(variants.begin(), variants.end(),
+                       [&](const variant& u) { return u.arithmetic() == v.arithmetic(); });
+}
+
+// run: one table per shape; returns the shape's JSON record. `peak` is measured
+// again after the shape's passes.
+json run_shape(const shape& s, const options& o, peaks& peak, output_checks& checks) {
   const auto peers = start_peers(o, s.tag());
-  std::fprintf(stderr, "%s: building the variants (random weights, packed)\n", s.tag().c_str());
-  std::vector<variant> variants = variants_for(s, o);
+  const std::vector<model_spec> models = dense_models(o);
   const std::vector<float> x = input_for(s, 768);
+  const dense_mask mask(s);
+  std::fprintf(stderr, "%s: the float64 reference of each model\n", s.tag().c_str());
+  std::vector<std::vector<double>> references;
+  for (const model_spec& m : models) references.push_back(float64_output(m.config, x, s, mask.view(), o.threads));
+  std::fprintf(stderr, "%s: building the variants (random weights, packed)\n", s.tag().c_str());
+  std::vector<variant> variants = variants_for(models, s, o);
+  const std::vector<rf::index_t> tokens = all_tokens(s);
   std::vector<float> y(x.size());
   progress report(s, o.repeat, static_cast<int>(variants.size()));
-  for (variant& v : variants) v.forward(x.data(), y.data());  // warm-up: first-touch pages, thread pool
+  for (variant& v : variants) v.forward(x.data(), mask.view(), y.data());  // warm-up: first-touch pages, thread pool
   if (peers) peers->ready();
   for (int r = 0; r < o.repeat; ++r) {
     for (std::size_t k = 0; k < variants.size(); ++k) {
@@ -438,68 +644,88 @@ json run_shape(const shape& s, const options& o, double& peak) {
       counting::allocations = 0;
       counting::enabled = true;
       const auto start = std::chrono::steady_clock::now();
-      v.forward(x.data(), y.data());
+      v.forward(x.data(), mask.view(), y.data());
       const auto stop = std::chrono::steady_clock::now();
       counting::enabled = false;
       v.heap_allocations += counting::allocations.load();
       v.ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+      v.error.merge(error_of(y.data(), false, references[v.spec], tokens, 768));
     }
     if (peers) peers->round();
   }
   if (peers) peers->finish();
   report.finish();
-  peak = std::max(peak, reuseformer_bench::detail::measure_peak(o.threads));
+  peak.measure_again(o.threads);
   const stats base = summarise(variants[0].ms);
-  std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak %.0f GFLOP/s (FMA kernel on %d thread(s))\n",
-              s.batch, s.seq, o.threads, o.repeat, peak, o.threads);
-  std::printf("%-32s %26s %8s %20s %9s %8s %7s %10s %9s %12s %14s %7s\n", "variant", "median ms (min-max)",
-              "speed-up", "saved/model (rounds)", "GMAC", "GFLOP/s", "% peak", "params MiB", "held MiB", "workspace MiB",
-              "reuse-state MiB", "allocs");
+  std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak on %d thread(s): fp32 FMA %.0f GFLOP/s, bf16 dot %s\n",
+              s.batch, s.seq, o.threads, o.repeat, o.threads, peak.fp32,
+              peak.bf16 > 0 ? (std::to_string(std::lround(peak.bf16)) + " GFLOP/s").c_str()
+                            : "not in this build (bf16 rows: % of the fp32 FMA peak)");
+  std::printf("inputs: hidden_states [%td, %td, 768] and an all-ones attention_mask [%td, %td], the same for every "
+              "row (ours and the peers')\n",
+              s.batch, s.seq, s.batch, s.seq);
+  std::printf("speed-up: against vanilla in float; saved/model: time saved / multiply-adds removed against vanilla "
+              "of the same precision (lowest..highest saving of one round); error/tol: max |output - float64 "
+              "reference| over max|reference|, worst timed pass, against its tolerance\n");
+  std::printf("%-32s %26s %8s %20s %9s %8s %16s %10s %9s %12s %14s %7s  %s\n", "variant", "median ms (min-max)",
+              "speed-up", "saved/model (rounds)", "GMAC", "GFLOP/s", "% peak (of)", "params MiB", "held MiB",
+              "workspace MiB", "reuse-state MiB", "allocs", "error/tol");
   json record = {{"batch", s.batch}, {"seq", s.seq}, {"variants", json::array()}};
   for (const variant& v : variants) {
     const stats t = summarise(v.ms);
     const double gflops = 2 * v.cost.multiply_adds / (t.median * 1e6);
+    const peaks::peak row_peak = peak.of(v.arithmetic());
     // The share of vanilla's time saved, against the share of its multiply-adds
-    // removed; then the lowest and highest saving of a single round. A round
-    // times every variant once, so a pass and vanilla's of the same round saw
-    // the same minutes of the machine: that range says which savings the run
-    // resolves from its noise.
-    const double saved = 1 - t.median / base.median;
-    const double predicted = 1 - v.cost.multiply_adds / variants[0].cost.multiply_adds;
+    // removed, vanilla being the one of v's precision (a bf16 variant against
+    // vanilla in bf16: the bf16 speed-up is not the variant's saving); then the
+    // lowest and highest saving of a single round. A round times every variant
+    // once, so a pass and vanilla's of the same round saw the same minutes of
+    // the machine: that range says which savings the run resolves from its noise.
+    const variant& vanilla = baseline_of(variants, v);
+    const double saved = 1 - t.median / summarise(vanilla.ms).median;
+    const double predicted = 1 - v.cost.multiply_adds / vanilla.cost.multiply_adds;
     std::vector<double> saved_per_round(v.ms.size());
-    for (std::size_t r = 0; r < v.ms.size(); ++r) saved_per_round[r] = 1 - v.ms[r] / variants[0].ms[r];
+    for (std::size_t r = 0; r < v.ms.size(); ++r) saved_per_round[r] = 1 - v.ms[r] / vanilla.ms[r];
     const auto [least, most] = std::minmax_element(saved_per_round.begin(), saved_per_round.end());
     const auto percent = [](double share) { return static_cast<int>(std::lround(100 * share)); };
     char savings[64] = "-";
     if (predicted > 0)
       std::snprintf(savings, sizeof savings, "%d/%d%% (%d..%d)", percent(saved), percent(predicted),
                     percent(*least), percent(*most));
-    std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %20s %9.1f %8.1f %6.1f%% %10s %9s %13s %15s %7ld\n",
+    const tolerance tol = tolerance_for(v.arithmetic(), models[v.spec].config, s.seq);
+    const std::string verdict = checks.check(s.tag(), v.name, v.error, tol);
+    std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %20s %9.1f %8.1f %6.1f%% %-8s %10s %9s %13s %15s %7ld  %s\n",
                 v.name.c_str(), t.median, t.min, t.max, base.median / t.median, savings,
-                v.cost.multiply_adds / 1e9, gflops, 100 * gflops / peak,
+                v.cost.multiply_adds / 1e9, gflops, 100 * gflops / row_peak.gflops, row_peak.name,
                 mib(v.cost.parameter_bytes).c_str(), mib(v.held_bytes()).c_str(), mib(v.cost.workspace_bytes).c_str(),
-                mib(v.cost.reuse_state_bytes).c_str(), v.heap_allocations);
+                mib(v.cost.reuse_state_bytes).c_str(), v.heap_allocations, verdict.c_str());
     record["variants"].push_back({{"name", v.name},
+                                  {"precision", v.arithmetic() == precision::bf16 ? "bf16" : "fp32"},
                                   {"ms", v.ms},
                                   {"median_ms", t.median},
                                   {"min_ms", t.min},
                                   {"max_ms", t.max},
                                   {"speedup_over_vanilla", base.median / t.median},
+                                  {"savings_baseline", vanilla.name},
                                   {"time_saved_share", saved},
                                   {"time_saved_share_per_round", saved_per_round},
                                   {"predicted_saved_share", predicted},
                                   {"multiply_adds", v.cost.multiply_adds},
                                   {"gflops", gflops},
-                                  {"percent_of_peak", 100 * gflops / peak},
+                                  {"peak_kernel", row_peak.name},
+                                  {"peak_gflops", row_peak.gflops},
+                                  {"percent_of_peak", 100 * gflops / row_peak.gflops},
                                   {"parameter_bytes", v.cost.parameter_bytes},
                                   {"held_parameter_bytes", v.held_bytes()},
                                   {"referenced_parameter_bytes", v.referenced_bytes()},
                                   {"workspace_bytes", v.cost.workspace_bytes},
                                   {"reuse_state_bytes", v.cost.reuse_state_bytes},
-                                  {"heap_allocations_during_forward", v.heap_allocations}});
+                                  {"heap_allocations_during_forward", v.heap_allocations},
+                                  {"output_check", output_checks::record(v.error, tol)}});
   }
 
-  // Peers, from bench/peers/peers.py when scripts/bench.sh ran it for this shape.
+  // Peers, from bench/peers/peers.py when scripts/bench.sh ran it for this shape:
+  // vanilla in float, held to vanilla's fp32 tolerance.
   const fs::path peers_file = o.dir / ("peers_" + s.tag() + ".json");
   if (fs::exists(peers_file)) {
     const json peers = json::parse(std::ifstream(peers_file)).value("peers", json::object());
@@ -511,11 +737,15 @@ json run_shape(const shape& s, const options& o, double& peak) {
       }
       const double median = p["median_ms"].get<double>();
       const double gflops = 2 * variants[0].cost.multiply_adds / (median * 1e6);
-      std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %13s %9.1f %8.1f %6.1f%%   its time / vanilla's: %.2f; max |diff| %.2g\n",
+      const output_error e = peer_error(p, references[0]);
+      const tolerance tol = tolerance_for(precision::fp32, models[0].config, s.seq);
+      const std::string verdict = checks.check(s.tag(), "peer " + name, e, tol);
+      std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %20s %9.1f %8.1f %6.1f%% %-8s %10s %9s %13s %15s %7s  %s"
+                  "   its time / vanilla's: %.2f\n",
                   (name + " " + p.value("version", "")).c_str(), median, p["min_ms"].get<double>(),
                   p["max_ms"].get<double>(), base.median / median, "", variants[0].cost.multiply_adds / 1e9, gflops,
-                  100 * gflops / peak, median / base.median,
-                  p["max_abs_diff_vs_reference"].is_number() ? p["max_abs_diff_vs_reference"].get<double>() : -1.0);
+                  100 * gflops / peak.fp32, "fp32 FMA", "", "", "", "", "", verdict.c_str(), median / base.median);
+      record["peers"][name]["output_check"] = output_checks::record(e, tol);
     }
   } else {
     std::printf("(no %s: run scripts/bench.sh for PyTorch and ONNX Runtime rows)\n", peers_file.c_str());
@@ -525,29 +755,35 @@ json run_shape(const shape& s, const options& o, double& peak) {
   record["peak_rss_bytes"] = resident_memory::peak_bytes();
   std::printf("peak RSS so far %s MiB (%zu models, each: checkpoint tensors + what the model holds)\n",
               mib(resident_memory::peak_bytes()).c_str(), variants.size());
+  std::fflush(stdout);  // the table before the next shape's progress lines (stderr)
   return record;
 }
 
 // run, ragged: one table per ragged batch; returns its JSON record.
-json run_ragged(const ragged_shape& r, const options& o) {
+json run_ragged(const ragged_shape& r, const options& o, output_checks& checks) {
   const ragged_batch batch(r, 768);
   const shape& s = batch.padded_shape;
   // Padded PyTorch and ONNX Runtime, and PyTorch's nested tensors (padding skipped).
   const auto peers = start_peers(o, r.tag(), "pytorch,pytorch-nested,onnxruntime");
-  std::fprintf(stderr, "%s: building the variants (lengths drawn from seed %llu)\n", r.tag().c_str(),
-               static_cast<unsigned long long>(seed));
   struct run {
     std::string name;
     std::size_t model;  // index into models
     ragged_form form;
     std::vector<double> ms;
+    output_error error{};  // at the real tokens, the worst timed pass
   };
+  const std::vector<model_spec> specs{
+      {"vanilla", bert_base(o.layers)},
+      {"reuse TF default (-1, 6)", with_reuse(bert_base(o.layers), -1, 6)},
+      {"symmetric", with_score(bert_base(o.layers), rf::score_function::symmetric)}};
+  std::fprintf(stderr, "%s: the float64 reference of each model\n", r.tag().c_str());
+  std::vector<std::vector<double>> references;
+  for (const model_spec& m : specs)
+    references.push_back(float64_output(m.config, batch.padded, s, batch.mask_view(), o.threads));
+  std::fprintf(stderr, "%s: building the variants (lengths drawn from seed %llu)\n", r.tag().c_str(),
+               static_cast<unsigned long long>(seed));
   std::vector<variant> models;
-  models.emplace_back("vanilla", bert_base(o.layers), s, o.threads);
-  rf::encoder_config tf_default = bert_base(o.layers);
-  tf_default.reuse_schedule = rf::reference_reuse_schedule(-1, std::min<rf::index_t>(6, o.layers - 1), 12, o.layers);
-  models.emplace_back("reuse TF default (-1, 6)", tf_default, s, o.threads);
-  models.emplace_back("symmetric", with_score(bert_base(o.layers), rf::score_function::symmetric), s, o.threads);
+  for (std::size_t m = 0; m < specs.size(); ++m) models.emplace_back(specs[m].name, specs[m].config, m, s, o.threads);
   std::vector<run> runs{{"vanilla, padded", 0, ragged_form::padded, {}},
                         {"vanilla, padding::skip", 0, ragged_form::skip, {}},
                         {"vanilla, packed", 0, ragged_form::packed, {}},
@@ -555,6 +791,7 @@ json run_ragged(const ragged_shape& r, const options& o) {
                         {"reuse TF default, packed", 1, ragged_form::packed, {}},
                         {"symmetric, padded", 2, ragged_form::padded, {}},
                         {"symmetric, packed", 2, ragged_form::packed, {}}};
+  const std::vector<rf::index_t> real_tokens = batch.real_tokens();
   std::vector<float> y(batch.padded.size());
   progress report({s.batch, s.seq}, o.repeat, static_cast<int>(runs.size()));
   long allocations = 0;
@@ -572,6 +809,7 @@ json run_ragged(const ragged_shape& r, const options& o) {
       counting::enabled = false;
       allocations += counting::allocations.load();
       v.ms.push_back(std::chrono::duration<double, std::milli>(stop - start).count());
+      v.error.merge(error_of(y.data(), v.form == ragged_form::packed, references[v.model], real_tokens, 768));
     }
     if (peers) peers->round();
   }
@@ -583,22 +821,28 @@ json run_ragged(const ragged_shape& r, const options& o) {
   std::printf(" (seed %llu); %td real tokens of %td padded (%.0f%% padding); %d thread(s), %d rounds, %ld allocations\n",
               static_cast<unsigned long long>(seed), batch.tokens(), s.batch * s.seq,
               100.0 * (1 - double(batch.tokens()) / double(s.batch * s.seq)), o.threads, o.repeat, allocations);
-  std::printf("%-28s %26s %14s %16s\n", "variant", "median ms (min-max)", "/ padded", "us / real token");
+  std::printf("error/tol: max |output - float64 reference| at the real tokens over max|reference| (peers: at every "
+              "position, pytorch-nested at the real tokens), against its tolerance\n");
+  std::printf("%-28s %26s %14s %16s  %s\n", "variant", "median ms (min-max)", "/ padded", "us / real token",
+              "error/tol");
   json record = {{"ragged", r.tag()},      {"batch", s.batch},          {"seq", s.seq},
                  {"lengths", batch.lengths}, {"tokens", batch.tokens()}, {"padded_tokens", s.batch * s.seq},
                  {"heap_allocations_during_forward", allocations}, {"variants", json::array()}};
   for (const run& v : runs) {
     const stats t = summarise(v.ms);
     const double padded = summarise(runs[v.model == 0 ? 0 : v.model == 1 ? 3 : 5].ms).median;
-    std::printf("%-28s %9.1f (%7.1f-%7.1f) %13.2fx %16.1f\n", v.name.c_str(), t.median, t.min, t.max,
-                t.median / padded, 1e3 * t.median / double(batch.tokens()));
+    const tolerance tol = tolerance_for(precision::fp32, specs[v.model].config, s.seq);
+    const std::string verdict = checks.check(r.tag(), v.name, v.error, tol);
+    std::printf("%-28s %9.1f (%7.1f-%7.1f) %13.2fx %16.1f  %s\n", v.name.c_str(), t.median, t.min, t.max,
+                t.median / padded, 1e3 * t.median / double(batch.tokens()), verdict.c_str());
     record["variants"].push_back({{"name", v.name},
                                   {"ms", v.ms},
                                   {"median_ms", t.median},
                                   {"min_ms", t.min},
                                   {"max_ms", t.max},
                                   {"time_over_padded", t.median / padded},
-                                  {"us_per_real_token", 1e3 * t.median / double(batch.tokens())}});
+                                  {"us_per_real_token", 1e3 * t.median / double(batch.tokens())},
+                                  {"output_check", output_checks::record(v.error, tol)}});
   }
   const fs::path peers_file = o.dir / ("peers_" + r.tag() + ".json");
   if (fs::exists(peers_file)) {
@@ -611,14 +855,19 @@ json run_ragged(const ragged_shape& r, const options& o) {
         continue;
       }
       const double median = p["median_ms"].get<double>();
-      std::printf("%-28s %9.1f (%7.1f-%7.1f)   vanilla packed / it: %.2f; %s; max |diff| %.2g\n",
+      const output_error e = peer_error(p, references[0]);
+      const tolerance tol = tolerance_for(precision::fp32, specs[0].config, s.seq);
+      const std::string verdict = checks.check(r.tag(), "peer " + name, e, tol);
+      std::printf("%-28s %9.1f (%7.1f-%7.1f) %14s %16s  %s   vanilla packed / it: %.2f; %s\n",
                   (name + " " + p.value("version", "")).c_str(), median, p["min_ms"].get<double>(),
-                  p["max_ms"].get<double>(), packed / median, p.value("path", std::string("")).c_str(),
-                  p["max_abs_diff_vs_reference"].is_number() ? p["max_abs_diff_vs_reference"].get<double>() : -1.0);
+                  p["max_ms"].get<double>(), "", "", verdict.c_str(), packed / median,
+                  p.value("path", std::string("")).c_str());
+      record["peers"][name]["output_check"] = output_checks::record(e, tol);
     }
   } else {
     std::printf("(no %s: run scripts/bench.sh for PyTorch and ONNX Runtime rows)\n", peers_file.c_str());
   }
+  std::fflush(stdout);
   return record;
 }
 
@@ -700,14 +949,16 @@ void write_plot(const json& shapes, rf::index_t layers, const fs::path& dir) {
         "'' using 4 title 'reuse state'\n";
 }
 
-void run(const options& o) {
-  double peak = reuseformer_bench::peak_gflops(o.threads);
+// Returns the exit status: 1 when an output, ours or a peer's, failed its check.
+int run(const options& o) {
+  peaks peak(o.threads);
+  output_checks checks;
   std::printf("reuseformer %s | BERT-base encoder (d=768, H=12, d_ff=3072, L=%td) | SIMD %s | float\n", rf::version,
               o.layers, rf::simd::arch_name<rf::simd::default_arch>());
   json shapes = json::array();
-  for (const shape& s : o.shapes) shapes.push_back(run_shape(s, o, peak));
+  for (const shape& s : o.shapes) shapes.push_back(run_shape(s, o, peak, checks));
   json ragged = json::array();
-  for (const ragged_shape& r : o.ragged) ragged.push_back(run_ragged(r, o));
+  for (const ragged_shape& r : o.ragged) ragged.push_back(run_ragged(r, o, checks));
   per_token_summary(shapes, ragged);
   fs::create_directories(o.dir);
   const json results = {{"library", std::string("reuseformer ") + rf::version},
@@ -715,24 +966,32 @@ void run(const options& o) {
                         {"threads", o.threads},
                         {"repeat", o.repeat},
                         {"layers", o.layers},
-                        {"peak_gflops", peak},
+                        {"peak_gflops", peak.fp32},
+                        {"peak_bf16_gflops", peak.bf16},
                         {"peak_threads", o.threads},
                         {"shapes", shapes},
                         {"ragged", ragged}};
   std::ofstream(o.dir / "results.json") << results.dump(2) << "\n";
   write_plot(shapes, o.layers, o.dir);
   std::printf("\nwrote %s and %s\n", (o.dir / "results.json").c_str(), (o.dir / "plot.gp").c_str());
+  for (const std::string& failure : checks.failures()) std::fprintf(stderr, "output check failed: %s\n", failure.c_str());
+  if (!checks.failures().empty()) {
+    std::fprintf(stderr, "error: %zu output(s) out of tolerance or not finite (see above); the times of such rows mean "
+                 "nothing\n", checks.failures().size());
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) try {
   const options o = parse(argc, argv);
-  if (o.mode == "export")
+  if (o.mode == "export") {
     export_model(o);
-  else
-    run(o);
-  return 0;
+    return 0;
+  }
+  return run(o);
 } catch (const std::exception& e) {  // reuseformer::error, and JSON/filesystem errors on the peers' files
   std::fprintf(stderr, "error: %s\n", e.what());
   return 1;

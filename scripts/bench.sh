@@ -9,7 +9,10 @@
 # A ragged batch (BxLO-HI: B lengths drawn from a fixed seed, uniform in
 # [LO, HI]) is timed padded, padding::skip and packed; its peers are PyTorch
 # padded and with nested tensors (padding skipped) and ONNX Runtime padded.
-# Peers and our variants are timed in alternation, round by round.
+# Peers and our variants are timed in alternation, round by round. Every
+# output, ours and the peers', is checked against its model's float64 output
+# (bench/support/tolerance.hpp): one that is out of tolerance or not finite
+# makes the comparison, and so this script, exit 1 after the tables.
 # As root it installs what is missing (Debian: gnuplot, python3-torch; npm:
 # onnxruntime-node); otherwise it prints the command to run. Without the peers
 # (or with --no-peers) it still prints the table of our variants.

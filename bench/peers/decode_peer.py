@@ -2,27 +2,33 @@
 """The PyTorch peer of reuseformer_decode (bench/decode.cpp): incremental
 causal decoding of a vanilla BERT-style stack, a straightforward key/value-cache
 loop around torch.nn.functional.scaled_dot_product_attention (PyTorch >= 2.0;
-on older versions, the same attention written as matmul, softmax, matmul).
+on older versions, the same attention written as matmul, softmax, matmul),
+run by reuseformer_decode in turns with its own steps.
 
-    /usr/bin/python3 bench/peers/decode_peer.py --model DIR --batch B
-        [--prompt 512] [--steps 128] [--threads 2] [--blas DIR|system] --out FILE.json
+    /usr/bin/python3 bench/peers/decode_peer.py --serve --model DIR --input IN.safetensors
+        [--threads 2] [--blas DIR|system] --out FILE.json --outputs FILE.f32
 
-DIR is what `reuseformer_decode --export DIR` writes (config.json with
-causal = true, model.safetensors: the weights of reuseformer_decode's vanilla
-variant). Per layer the cache holds K and V [B, H, L, dh], preallocated for
-L = prompt + steps tokens. The prompt is prefilled (untimed) with a causal
-mask; then each step projects one token per sequence, writes its key and
-value into the cache, attends to the cached prefix, and runs the output
-projection, LayerNorms and feed-forward block (post-LN, or pre-LN with
-norm_first), under torch.inference_mode() with T intra-op threads and 1
-inter-op thread. Debian's torch runs its products through libblas.so.3: like
-peers.py, the script re-executes itself with --blas (default
-build/peers/openblas-openmp from install.sh) first on LD_LIBRARY_PATH.
+DIR is what reuseformer_decode exports (config.json with causal = true,
+model.safetensors: the weights of its vanilla variant); IN holds "prompt"
+[B, P, d] and "tokens" [S, B, d], the very inputs reuseformer_decode feeds its
+variants. Per layer the cache holds K and V [B, H, L, dh], preallocated for
+L = P + S tokens. The prompt is prefilled (untimed) with a causal mask, then
+one untimed step decodes tokens[0] as a warm-up and the cache is rewound;
+then each step projects one token per sequence, writes its key and value into
+the cache, attends to the cached prefix, and runs the output projection,
+LayerNorms and feed-forward block (post-LN, or pre-LN with norm_first), under
+torch.inference_mode() with T intra-op threads and 1 inter-op thread.
+Debian's torch runs its products through libblas.so.3: like peers.py, the
+script re-executes itself with --blas (default build/peers/openblas-openmp
+from install.sh) first on LD_LIBRARY_PATH.
 
-Output JSON: {"batch", "prompt", "steps", "threads", "torch", "attention"
-("scaled_dot_product_attention" or "matmul-softmax-matmul"), "blas",
-"ms_per_step": [...], "median_ms_per_step", "min_ms_per_step",
-"max_ms_per_step"}.
+Protocol (peers.py's --serve): "ready" on stdout once the prompt is prefilled,
+then one timed step for each line read on stdin, answered "done" (at most S);
+at the end of stdin the step outputs go to --outputs (little-endian float32
+[steps run, B, d]) and the JSON to --out: {"batch", "prompt", "steps",
+"threads", "torch", "attention" ("scaled_dot_product_attention" or
+"matmul-softmax-matmul"), "blas", "ms_per_step": [...], "median_ms_per_step",
+"min_ms_per_step", "max_ms_per_step", "outputs": FILE, "outputs_shape"}.
 """
 
 import argparse
@@ -54,24 +60,33 @@ def use_blas(directory, argv):
 
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--serve", action="store_true", required=True,
+                   help="take the steps from stdin, one per line (the only mode)")
     p.add_argument("--model", required=True)
-    p.add_argument("--batch", type=int, required=True)
-    p.add_argument("--prompt", type=int, default=512)
-    p.add_argument("--steps", type=int, default=128)
+    p.add_argument("--input", required=True, help="safetensors with prompt [B, P, d] and tokens [S, B, d]")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--blas", default=os.path.join(ROOT, "build", "peers", "openblas-openmp"))
     p.add_argument("--out", required=True)
+    p.add_argument("--outputs", required=True)
     args = p.parse_args(argv)
     use_blas(args.blas, argv)
+    protocol = peers.protocol_channel()
 
     torch = peers.import_torch(args.threads)
+    import numpy as np
     import torch.nn.functional as F
 
     model = peers.Model(args.model)
     if not model.causal:
         raise peers.PeerError(f"{args.model}: expected a causal model (config.json causal = true)")
-    B, H, d = args.batch, model.heads, model.d
-    dh, L = d // H, args.prompt + args.steps
+    tensors, _ = peers.read_safetensors(args.input)
+    prompt, tokens = (torch.from_numpy(np.require(tensors[k], np.float32, ["C"])) for k in ("prompt", "tokens"))
+    if prompt.dim() != 3 or tokens.dim() != 3 or prompt.shape[2] != model.d or tokens.shape[1:] != prompt.shape[::2]:
+        raise peers.PeerError(f"{args.input}: expected prompt [B, P, {model.d}] and tokens [S, B, {model.d}], "
+                              f"found {list(prompt.shape)} and {list(tokens.shape)}")
+    B, H, d = prompt.shape[0], model.heads, model.d
+    P, S = prompt.shape[1], tokens.shape[0]
+    dh, L = d // H, P + S
     act = peers.torch_activation(model)
     act = F.gelu if act == "gelu" else F.relu if act == "relu" else act
     sdpa = getattr(F, "scaled_dot_product_attention", None)
@@ -122,21 +137,31 @@ def main(argv):
                 x = F.layer_norm(x + f, (d,), *c["ln2"], model.eps)
         return x
 
-    g = torch.Generator().manual_seed(0)
-    ms = []
-    with torch.inference_mode():
-        forward(torch.rand(B, args.prompt, d, generator=g) * 2 - 1, 0)
-        for step in range(args.steps):
-            token = torch.rand(B, 1, d, generator=g) * 2 - 1
-            start = time.perf_counter()
-            forward(token, args.prompt + step)
-            ms.append((time.perf_counter() - start) * 1e3)
+    ms, outputs = [], []
 
-    report = {"batch": B, "prompt": args.prompt, "steps": args.steps, "threads": args.threads,
+    def step():
+        if len(outputs) == S:
+            raise peers.PeerError(f"asked for step {S + 1}; {args.input} holds {S} tokens")
+        k = len(outputs)
+        with torch.inference_mode():
+            start = time.perf_counter()
+            y = forward(tokens[k].view(B, 1, d), P + k)
+            ms.append((time.perf_counter() - start) * 1e3)
+        outputs.append(y.reshape(B, d).numpy().copy())
+
+    with torch.inference_mode():
+        forward(prompt, 0)
+        forward(tokens[0].view(B, 1, d), P)  # warm-up; the first timed step overwrites its cache entries
+    peers.serve(protocol, step)
+
+    np.asarray(outputs, dtype="<f4").reshape(len(outputs), B, d).tofile(args.outputs)
+    report = {"batch": B, "prompt": P, "steps": len(ms), "threads": args.threads,
               "torch": torch.__version__,
               "attention": "scaled_dot_product_attention" if sdpa else "matmul-softmax-matmul",
-              **peers.loaded_blas(), "ms_per_step": ms, "median_ms_per_step": statistics.median(ms),
-              "min_ms_per_step": min(ms), "max_ms_per_step": max(ms)}
+              **peers.loaded_blas(), "ms_per_step": ms,
+              "median_ms_per_step": statistics.median(ms) if ms else None,
+              "min_ms_per_step": min(ms) if ms else None, "max_ms_per_step": max(ms) if ms else None,
+              "outputs": os.path.abspath(args.outputs), "outputs_shape": [len(outputs), B, d]}
     import json
     with open(args.out, "w") as f:
         json.dump(report, f, indent=2)

@@ -79,7 +79,8 @@ max |peer - reference| over the B*N*d elements (padded positions included,
 except for pytorch-nested, which writes 0 there: its difference counts real tokens),
 null without a reference, or null plus "nonfinite_elements": count when the
 difference is not finite (PyTorch gives NaN and the ONNX graphs mean values,
-not zeros, for a sequence with no token at all).
+not zeros, for a sequence with no token at all). peers.py judges nothing:
+reuseformer_compare holds these against its tolerance (bench/support/tolerance.hpp).
 
 Exit status: 0 when the JSON was written (a peer that is unavailable or fails
 gets {"error": ...} instead of its results), 2 for a usage error (bad or missing

@@ -30,23 +30,28 @@ namespace detail {
   return _mm512_reduce_add_ps(sum);
 }
 #endif
+
+// One measurement (the best of measure_block's runs), not cached: callers that
+// re-measure after a long run (bench/compare.cpp) use it directly.
+inline double measure_peak_bf16(int threads) {
+#if defined(__AVX512BF16__)
+  return measure_block(threads, 4.0 * 16 * 16, bf16_dot_block);
+#else
+  (void)threads;
+  return 0;
+#endif
+}
 }  // namespace detail
 
 // Peak bf16 GFLOP/s of `threads` cores busy at once (4 flops per vdpbf16ps
 // lane), measured on first use for each thread count; 0 without AVX512-BF16.
 inline double peak_bf16_gflops(int threads) {
-#if defined(__AVX512BF16__)
   static std::mutex mutex;
   static std::map<int, double> measured;
   const std::lock_guard<std::mutex> lock(mutex);
   auto it = measured.find(threads);
-  if (it == measured.end())
-    it = measured.emplace(threads, detail::measure_block(threads, 4.0 * 16 * 16, detail::bf16_dot_block)).first;
+  if (it == measured.end()) it = measured.emplace(threads, detail::measure_peak_bf16(threads)).first;
   return it->second;
-#else
-  (void)threads;
-  return 0;
-#endif
 }
 
 }  // namespace reuseformer_bench

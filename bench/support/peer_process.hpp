@@ -82,7 +82,7 @@ class peer_process {
   void expect(const std::string& word) {
     char line[256] = {};
     if (std::fgets(line, sizeof line, out_) == nullptr || line != word + "\n")
-      fail("expected '" + word + "', found " + (line[0] ? "'" + std::string(line) + "'" : "the end of its output"));
+      fail("expected '" + word + "', found " + (line[0] ? std::string(1, '\'').append(line).append("'") : "the end of its output"));
   }
 
   [[noreturn]] void fail(const std::string& why) const {
