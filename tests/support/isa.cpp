@@ -6,6 +6,15 @@
 
 namespace reuseformer_test {
 
+#if defined(__x86_64__) && defined(__AVX512VNNI__)
+// The int8 products' kernel (gemm/int8_micro_kernel.hpp) uses vpdpbusd.
+#define REUSEFORMER_TEST_VNNI __builtin_cpu_supports("avx512vnni")
+#define REUSEFORMER_TEST_VNNI_NAME " and VNNI"
+#else
+#define REUSEFORMER_TEST_VNNI true
+#define REUSEFORMER_TEST_VNNI_NAME ""
+#endif
+
 isa_report check_isa() {
   const char* name = reuseformer::simd::arch_name<reuseformer::simd::default_arch>();
 #if defined(__x86_64__) && defined(__AVX512BF16__)
@@ -13,14 +22,14 @@ isa_report check_isa() {
   __builtin_cpu_init();
   return {__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-              __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bf16"),
-          name, "AVX-512 F/BW/DQ/VL/CD and BF16"};
+              __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512bf16") && REUSEFORMER_TEST_VNNI,
+          name, "AVX-512 F/BW/DQ/VL/CD and BF16" REUSEFORMER_TEST_VNNI_NAME};
 #elif defined(__x86_64__) && defined(__AVX512F__)
   __builtin_cpu_init();
   return {__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
               __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
-              __builtin_cpu_supports("avx512cd"),
-          name, "AVX-512 F/BW/DQ/VL/CD (x86-64-v4)"};
+              __builtin_cpu_supports("avx512cd") && REUSEFORMER_TEST_VNNI,
+          name, "AVX-512 F/BW/DQ/VL/CD (x86-64-v4)" REUSEFORMER_TEST_VNNI_NAME};
 #elif defined(__x86_64__) && defined(__AVX2__)
   __builtin_cpu_init();
   return {__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
