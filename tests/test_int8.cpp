@@ -14,11 +14,15 @@
 #include <reuseformer/gemm/int8_gemm.hpp>
 #include <reuseformer/gemm/int8_packed_weights.hpp>
 #include <reuseformer/gemm/int8_quantization.hpp>
+#include <reuseformer/layers/decoder.hpp>
+#include <reuseformer/layers/encoder.hpp>
+#include <reuseformer/layers/encoder_parameters.hpp>
 #include <reuseformer/layers/int8_products.hpp>
 #include <reuseformer/layers/linear.hpp>
 #include <reuseformer/simd/activation.hpp>
 
 #include "support/catch.hpp"
+#include "support/compare.hpp"
 #include "support/random.hpp"
 
 namespace rf = reuseformer;
@@ -190,4 +194,53 @@ TEST_CASE("int8_products: a Linear's epilogues run on the dequantized product", 
     CHECK(rows_seen == rows);
     CHECK(y == expected);
   }
+}
+
+TEST_CASE("int8_products: decoding equals the int8 encoder's causal forward pass", "[int8][decoder]") {
+  // A token's products see only its own row (its quantization included), so
+  // prefill and steps give the rows of one causal forward pass over the whole
+  // sequence, up to the float attention's summation order (a difference of
+  // ~1e-7 could move a value across a quantization step; none does here).
+  // Every score function, with partial and chained reuse.
+  rf::encoder_config c;
+  c.hidden_size = 32;
+  c.num_attention_heads = 4;
+  c.intermediate_size = 40;
+  c.num_hidden_layers = 3;
+  c.reuse_schedule = {0, 2, 4};
+  c.causal = true;
+  c.score = GENERATE(from_range(std::begin(rf::all_score_functions), std::end(rf::all_score_functions)));
+  CAPTURE(rf::name_of(c.score));
+  rf::encoder_parameters<float> p(c);
+  p.fill_random(7, 0.3);
+  const rf::index_t batch = 2, prompt = 4, steps = 3, total = prompt + steps, d = c.hidden_size;
+  const std::vector<float> x = random_vector<float>(batch * total * d, 11);
+  rf::visit(c.score, [&]<rf::score_function Score>() {
+    using model = rf::encoder<float, Score, rf::simd::default_arch, rf::int8_products>;
+    const model m(c, p.layers());
+    std::vector<float> expected(x.size());
+    rf::workspace ws = m.make_workspace(batch, total, 2);
+    m.forward(rf::tensor_view<const float, 3>(x.data(), {batch, total, d}),
+              rf::tensor_view<float, 3>(expected.data(), {batch, total, d}), ws);
+    rf::decoder<float, Score, rf::simd::default_arch, rf::int8_products> state(m, batch, total, 2);
+    std::vector<float> head(static_cast<std::size_t>(batch * prompt * d)), out(head.size());
+    for (rf::index_t b = 0; b < batch; ++b)
+      std::copy_n(x.begin() + b * total * d, prompt * d, head.begin() + b * prompt * d);
+    state.prefill(rf::tensor_view<const float, 3>(head.data(), {batch, prompt, d}),
+                  rf::tensor_view<float, 3>(out.data(), {batch, prompt, d}));
+    for (rf::index_t b = 0; b < batch; ++b)
+      CHECK_CLOSE(reuseformer_test::compare(out.data() + b * prompt * d, expected.data() + b * total * d,
+                                            static_cast<std::size_t>(prompt * d), 1e-5, 1e-5));
+    std::vector<float> token(static_cast<std::size_t>(batch * d)), token_out(token.size());
+    for (rf::index_t k = prompt; k < total; ++k) {
+      for (rf::index_t b = 0; b < batch; ++b) std::copy_n(x.begin() + (b * total + k) * d, d, token.begin() + b * d);
+      state.step(rf::tensor_view<const float, 3>(token.data(), {batch, 1, d}),
+                 rf::tensor_view<float, 3>(token_out.data(), {batch, 1, d}));
+      for (rf::index_t b = 0; b < batch; ++b) {
+        CAPTURE(k, b);
+        CHECK_CLOSE(reuseformer_test::compare(token_out.data() + b * d, expected.data() + (b * total + k) * d,
+                                              static_cast<std::size_t>(d), 1e-5, 1e-5));
+      }
+    }
+  });
 }
