@@ -244,3 +244,19 @@ TEST_CASE("int8_products: decoding equals the int8 encoder's causal forward pass
     }
   });
 }
+
+TEST_CASE("int8_products: a BERT-base layer's parameters take at most 0.27x the float bytes", "[int8][layers]") {
+  // One layer of BERT-base's shape (d = 768, d_ff = 3072); the 12 layers of
+  // BERT-base are 12 of them. The int8 Linears keep 1 byte per weight and 8 per
+  // output column (its scale and sum); biases and LayerNorms stay float.
+  rf::encoder_config c;  // the defaults are BERT-base
+  c.num_hidden_layers = 1;
+  rf::encoder_parameters<float> p(c);
+  p.fill_random(3, 0.05);
+  const rf::encoder<float> fp32(c, p.layers());
+  const rf::encoder<float, rf::score_function::standard, rf::simd::default_arch, rf::int8_products> int8(c, p.layers());
+  const double ratio = static_cast<double>(int8.parameter_bytes()) / static_cast<double>(fp32.parameter_bytes());
+  INFO("int8 " << int8.parameter_bytes() << " bytes, float " << fp32.parameter_bytes() << " bytes, ratio " << ratio);
+  CHECK(ratio <= 0.27);
+  CHECK(ratio >= 0.25);  // a weight cannot take less than its byte
+}
