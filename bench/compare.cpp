@@ -28,8 +28,9 @@
 // that noise on a shared machine hits every variant alike. "Eigen products"
 // is vanilla with Eigen's GEMM in place of ours (eigen::products): the gain of
 // our kernel, measured. Every variant but that one also runs as ", bf16":
-// the same model on bfloat16 weights and products (bf16_products), its
-// speed-up still against vanilla in float.
+// the same model on bfloat16 weights and products (bf16_products), and as
+// ", int8": on int8 weights and per-token quantized activations
+// (int8_products); their speed-ups still against vanilla in float.
 #include "examples/support/counting_new.hpp"
 #include "examples/support/resident_memory.hpp"
 #include "support/hf_export.hpp"
@@ -206,11 +207,12 @@ enum class ragged_form { padded, skip, packed };
 // One variant: random parameters for its config (any score function), the
 // model built on them (on our products, or Eigen's), and its workspace for one shape.
 struct variant {
-  enum class products { own, eigen, bf16 };
+  enum class products { own, eigen, bf16, int8 };
   using own_model = rf::any_encoder<float>;
   using eigen_model = rf::any_encoder<float, rf::simd::default_arch, rf::eigen::products>;
   using bf16_model = rf::any_encoder<float, rf::simd::default_arch, rf::bf16_products>;
-  using any_model = std::variant<own_model, eigen_model, bf16_model>;
+  using int8_model = rf::any_encoder<float, rf::simd::default_arch, rf::int8_products>;
+  using any_model = std::variant<own_model, eigen_model, bf16_model, int8_model>;
 
   template <class F>
   decltype(auto) on_model(F&& f) const {
@@ -280,6 +282,7 @@ struct variant {
                          products backend) {
     if (backend == products::eigen) return any_model(std::in_place_index<1>, config, layers);
     if (backend == products::bf16) return any_model(std::in_place_index<2>, config, layers);
+    if (backend == products::int8) return any_model(std::in_place_index<3>, config, layers);
     return any_model(std::in_place_index<0>, config, layers);
   }
 };
@@ -308,9 +311,11 @@ std::vector<variant> variants_for(const shape& s, const options& o) {
   v.emplace_back("pairwise", with_score(bert_base(L), pairwise), s, o.threads);
   v.emplace_back("pairwise + reuse K=6", with_score(reuse(6, last), pairwise), s, o.threads);
   const std::size_t fp32_variants = v.size();
-  v.reserve(2 * fp32_variants);  // the bf16 twins view their fp32 twin's parameters
+  v.reserve(3 * fp32_variants);  // the bf16 and int8 twins view their fp32 twin's parameters
   for (std::size_t i = 0; i < fp32_variants; ++i)
     if (i != 1) v.emplace_back(v[i], ", bf16", o.threads, variant::products::bf16);
+  for (std::size_t i = 0; i < fp32_variants; ++i)
+    if (i != 1) v.emplace_back(v[i], ", int8", o.threads, variant::products::int8);
   return v;
 }
 
