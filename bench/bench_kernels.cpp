@@ -12,6 +12,8 @@
 //                   baseline for the rows above
 //   bf16_linear*/   the same products on bfloat16 weights (bf16_products),
 //                   %peak against the measured vdpbf16ps peak (peak_bf16.hpp)
+//   int8_linear*/   the same products on int8 weights (int8_products), in
+//                   GOP/s, %peak against the measured vpdpbusd peak (peak_int8.hpp)
 #include "support/counters.hpp"
 
 #include <reuseformer/reuseformer.hpp>
@@ -146,8 +148,11 @@ void weight_product(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
-  reuseformer_bench::add_rate_counters(state, static_cast<double>(m * n * k), threads,
-                                       std::is_same_v<Products, rf::bf16_products>);
+  if constexpr (std::is_same_v<Products, rf::int8_products>)
+    reuseformer_bench::add_int8_rate_counters(state, static_cast<double>(m * n * k), threads);
+  else
+    reuseformer_bench::add_rate_counters(state, static_cast<double>(m * n * k), threads,
+                                         std::is_same_v<Products, rf::bf16_products>);
 }
 // Rows: 128 and 512 tokens (batch 1), 1024 (8 x 128); columns: the fused
 // query|key|value projection (2304), the output projection (768), the FFN
@@ -172,6 +177,8 @@ BENCHMARK(weight_product<rf::simd::identity, rf::eigen::products>)->Name("eigen_
 BENCHMARK(weight_product<rf::simd::gelu_erf, rf::eigen::products>)->Name("eigen_linear_gelu")->Apply(gelu_shapes);
 BENCHMARK(weight_product<rf::simd::identity, rf::bf16_products>)->Name("bf16_linear")->Apply(weight_shapes);
 BENCHMARK(weight_product<rf::simd::gelu_erf, rf::bf16_products>)->Name("bf16_linear_gelu")->Apply(gelu_shapes);
+BENCHMARK(weight_product<rf::simd::identity, rf::int8_products>)->Name("int8_linear")->Apply(weight_shapes);
+BENCHMARK(weight_product<rf::simd::gelu_erf, rf::int8_products>)->Name("int8_linear_gelu")->Apply(gelu_shapes);
 
 }  // namespace
 

@@ -39,6 +39,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "support/hf_export.hpp"
@@ -131,13 +132,17 @@ struct variant {
   std::size_t cache_bytes = 0;
   std::vector<double> ms;
 
-  variant(std::string variant_name, const rf::encoder_config& c, rf::index_t batch, const options& o)
+  // Products: the Linears' product backend (int8_products: int8 weights).
+  template <class Products = rf::packed_products>
+  variant(std::string variant_name, const rf::encoder_config& c, rf::index_t batch, const options& o,
+          std::type_identity<Products> = {})
       : name(std::move(variant_name)), config(c), parameters(std::make_unique<rf::encoder_parameters<float>>(c)) {
     parameters->fill_random(seed);
     const rf::index_t d = c.hidden_size, length = o.prompt + o.steps;
     rf::visit(c.score, [&]<rf::score_function Score>() {
-      auto m = std::make_shared<const rf::encoder<float, Score>>(c, parameters->layers());
-      auto s = std::make_shared<rf::decoder<float, Score>>(*m, batch, length, o.threads);
+      using model_type = rf::encoder<float, Score, rf::simd::default_arch, Products>;
+      auto m = std::make_shared<const model_type>(c, parameters->layers());
+      auto s = std::make_shared<rf::decoder<float, Score, rf::simd::default_arch, Products>>(*m, batch, length, o.threads);
       const std::vector<float> prompt = values(static_cast<std::size_t>(batch * o.prompt * d), 0);
       std::vector<float> out(prompt.size());
       s->prefill(rf::tensor_view<const float, 3>(prompt.data(), {batch, o.prompt, d}),
@@ -226,6 +231,9 @@ json run_batch(rf::index_t batch, const options& o, std::vector<std::string>& fa
   v.emplace_back("reuse TF default (-1, 6)", reuse(-1, 6), batch, o);
   v.emplace_back("symmetric", scored(rf::score_function::symmetric), batch, o);
   v.emplace_back("pairwise", scored(rf::score_function::pairwise), batch, o);
+  // The same vanilla weights quantized to int8 (a quarter of the weight bytes
+  // each step reads); its "saved" is against vanilla's float weights.
+  v.emplace_back("vanilla, int8 weights", causal_bert_base(L), batch, o, std::type_identity<rf::int8_products>{});
 
   std::vector<float> out(token_size), vanilla_out(tokens.size());  // vanilla's: [steps, B, d]
   if (peer) peer->ready();

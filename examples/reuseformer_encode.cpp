@@ -2,7 +2,7 @@
 //
 //   reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors
 //                      [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]
-//                      [--packed] [--precision fp32|bf16]
+//                      [--packed] [--precision fp32|bf16|int8]
 //
 // DIR holds config.json and model.safetensors (any variant the library supports:
 // score reuse, symmetric / pairwise scores, relative positions, embeddings).
@@ -20,8 +20,10 @@
 // times and the model's work and memory as JSON (`tokens`: the real tokens,
 // `padded_tokens`: B * N; `flops` counts the padded batch).
 // --precision bf16 runs the Linears' products on bfloat16 weights and
-// activations with float accumulation (bf16_products; default fp32: every
-// product in float); everything else stays float.
+// activations with float accumulation (bf16_products); int8 on int8 weights
+// (per output column) and activations quantized per token, with exact integer
+// sums (int8_products); default fp32: every product in float. Everything else
+// stays float.
 // Exit status: 0 success, 2 usage error, 1 input or format error (one message on stderr).
 #include <reuseformer/io.hpp>
 
@@ -52,13 +54,14 @@ struct usage_error {
 struct options {
   std::filesystem::path model, input, output, report;
   int threads = rf::max_threads(), repeat = 0;
-  bool attentions = false, packed = false, bf16 = false;
+  bool attentions = false, packed = false;
+  std::string precision = "fp32";
 };
 
 constexpr const char* usage_text =
     "usage: reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors\n"
     "                          [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]\n"
-    "                          [--packed] [--precision fp32|bf16]";
+    "                          [--packed] [--precision fp32|bf16|int8]";
 
 int positive(std::string_view flag, const char* text, int minimum) {
   char* end = nullptr;
@@ -68,11 +71,11 @@ int positive(std::string_view flag, const char* text, int minimum) {
   return static_cast<int>(value);
 }
 
-// --precision: true for bf16.
-bool precision(std::string_view value) {
-  if (value != "fp32" && value != "bf16")
-    throw usage_error{"--precision: expected fp32 or bf16, found '" + std::string(value) + "'"};
-  return value == "bf16";
+// --precision: fp32, bf16 or int8.
+std::string precision(std::string_view value) {
+  if (value != "fp32" && value != "bf16" && value != "int8")
+    throw usage_error{"--precision: expected fp32, bf16 or int8, found '" + std::string(value) + "'"};
+  return std::string(value);
 }
 
 options parse(int argc, char** argv) {
@@ -93,7 +96,7 @@ options parse(int argc, char** argv) {
     else if (flag == "--output") o.output = value;
     else if (flag == "--report") o.report = value;
     else if (flag == "--threads") o.threads = positive(flag, value, 1);
-    else if (flag == "--precision") o.bf16 = precision(value);
+    else if (flag == "--precision") o.precision = precision(value);
     else o.repeat = positive(flag, value, 0);
   }
   if (o.model.empty() || o.input.empty() || o.output.empty())
@@ -169,7 +172,7 @@ void encode(const options& o) {
                                    {"padded_tokens", b * n},
                                    {"packed", o.packed},
                                    {"score_function", rf::name_of(config.score)},
-                                   {"precision", o.bf16 ? "bf16" : "fp32"},
+                                   {"precision", o.precision},
                                    {"flops", 2 * cost.multiply_adds},
                                    {"parameter_bytes", model.parameter_bytes()},
                                    {"referenced_parameter_bytes", model.referenced_parameter_bytes()},
@@ -190,8 +193,10 @@ void encode(const options& o) {
 int main(int argc, char** argv) {
   try {
     const options o = parse(argc, argv);
-    if (o.bf16)
+    if (o.precision == "bf16")
       encode<rf::bf16_products>(o);
+    else if (o.precision == "int8")
+      encode<rf::int8_products>(o);
     else
       encode<rf::packed_products>(o);
     return 0;

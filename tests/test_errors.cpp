@@ -498,4 +498,14 @@ TEST_CASE("packed weights the system cannot hold are refused, naming their bytes
         "packed weights: cannot allocate 8796093022208 bytes");
   CHECK(error_message([&] { const rf::gemm::bf16_packed_weights<> w(std::span<const rf::gemm::matrix<const float>>(parts), 2); }) ==
         "bf16 packed weights: cannot allocate 4398046511104 bytes");
+  // int8: 1 byte per weight (depth 2 padded to 4) and 8 per column.
+  CHECK(error_message([&] { const rf::gemm::int8_packed_weights<> w(std::span<const rf::gemm::matrix<const float>>(parts), 2); }) ==
+        "int8 packed weights: cannot allocate 13194139533312 bytes");
+}
+
+TEST_CASE("int8 weights deeper than 32-bit sums allow are refused, naming the limit", "[errors]") {
+  // Checked before any value is read.
+  const rf::gemm::matrix<const float> parts[] = {{nullptr, 1, 65537, 65537}};
+  CHECK(error_message([&] { const rf::gemm::int8_packed_weights<> w(std::span<const rf::gemm::matrix<const float>>(parts), 65537); }) ==
+        "int8 packed weights: inner size 65537 exceeds 65536, the deepest whose 32-bit sums cannot overflow");
 }

@@ -283,7 +283,7 @@ TEST_CASE("usage errors exit 2 with one message and the usage text", "[tool][err
   const std::string usage =
       "usage: reuseformer-encode --model DIR --input IN.safetensors --output OUT.safetensors\n"
       "                          [--threads N] [--repeat R] [--report REPORT.json] [--output-attentions]\n"
-      "                          [--packed] [--precision fp32|bf16]\n";
+      "                          [--packed] [--precision fp32|bf16|int8]\n";
   // Usage is checked before any file is opened, so the paths need not exist.
   const auto rejects = [&](const std::vector<std::string>& args, const std::string& message) {
     const tool_result r = run_tool(scratch, args);
@@ -307,7 +307,7 @@ TEST_CASE("usage errors exit 2 with one message and the usage text", "[tool][err
   rejects(with({"--repeat", "-1"}), "--repeat: expected an integer >= 0, found '-1'");
   rejects(with({"--threads"}), "--threads: expected a value");
   rejects({"--model"}, "--model: expected a value");
-  rejects(with({"--precision", "fp16"}), "--precision: expected fp32 or bf16, found 'fp16'");
+  rejects(with({"--precision", "fp16"}), "--precision: expected fp32, bf16 or int8, found 'fp16'");
   rejects(with({"--precision"}), "--precision: expected a value");
   rejects(with({"--packed", "--output-attentions"}), "--packed: expected without --output-attentions, found both");
 }
@@ -496,29 +496,39 @@ TEST_CASE("the output file is replaced atomically", "[tool][atomic]") {
   }
 }
 
-TEST_CASE("--precision bf16 runs the bf16 products: PyTorch bf16's accuracy, half the weight bytes", "[tool][bf16]") {
-  // The library's bf16 parity (tests/test_pytorch_parity.cpp) through the tool:
-  // the output's rms error against the float64 reference at most 1.25x that of
-  // PyTorch's own bf16 result, and fewer parameter bytes than at fp32.
+// The tool run on a fixture checkpoint at one --precision: its report's
+// parameter bytes and its output.
+struct precision_run {
+  std::int64_t parameter_bytes = 0;
+  std::vector<float> output;
+};
+precision_run run_at_precision(const scratch_dir& scratch, const fs::path& model, const std::string& name,
+                               const std::string& precision) {
+  const fs::path output = scratch / ("out_" + precision + ".safetensors"),
+                 report = scratch / ("report_" + precision + ".json");
+  const tool_result r = run_tool(scratch, {"--model", model.string(), "--input", fixture_file(name).string(), "--output",
+                                           output.string(), "--precision", precision, "--report", report.string()});
+  INFO("stderr: " << r.err);
+  REQUIRE(r.status == 0);
+  const nlohmann::json j = read_json(report);
+  CHECK(j.at("precision").get<std::string>() == precision);
+  const io::safetensors_reader reference(fixture_file(name));
+  return {j.at("parameter_bytes").get<std::int64_t>(),
+          read_output(io::safetensors_reader(output), "last_hidden_state", reference.find("expected").shape)};
+}
+
+TEST_CASE("--precision bf16 and int8 run the narrow products: their accuracy, fewer weight bytes", "[tool][bf16][int8]") {
+  // The library's bf16 and int8 parity (tests/test_pytorch_parity.cpp) through
+  // the tool: bf16's rms error against the float64 reference at most 1.25x
+  // that of PyTorch's own bf16 result; int8's that of an ONNX Runtime-style
+  // quantization of this fixture, measured there (1.29e-2; ours 1.17e-2); and
+  // fewer parameter bytes than at fp32.
   const std::string name = "encoder_post_ln_gelu";
   const scratch_dir scratch;
   const fs::path model = make_model_dir(scratch, name);
-  std::int64_t parameter_bytes[2] = {};
-  std::vector<float> outputs[2];
-  for (const int bf16 : {0, 1}) {
-    const fs::path output = scratch / ("out" + std::to_string(bf16) + ".safetensors"),
-                   report = scratch / ("report" + std::to_string(bf16) + ".json");
-    const tool_result r = run_tool(scratch, {"--model", model.string(), "--input", fixture_file(name).string(), "--output",
-                                             output.string(), "--precision", bf16 ? "bf16" : "fp32", "--report",
-                                             report.string()});
-    INFO("stderr: " << r.err);
-    REQUIRE(r.status == 0);
-    const nlohmann::json j = read_json(report);
-    CHECK(j.at("precision").get<std::string>() == (bf16 ? "bf16" : "fp32"));
-    parameter_bytes[bf16] = j.at("parameter_bytes").get<std::int64_t>();
-    const io::safetensors_reader reference(fixture_file(name));
-    outputs[bf16] = read_output(io::safetensors_reader(output), "last_hidden_state", reference.find("expected").shape);
-  }
+  const precision_run fp32 = run_at_precision(scratch, model, name, "fp32"),
+                      bf16 = run_at_precision(scratch, model, name, "bf16"),
+                      int8 = run_at_precision(scratch, model, name, "int8");
   const io::safetensors_reader reference(fixture_file(name));
   const std::vector<double> expected = read_reference(reference, "expected");
   const io::loaded_tensor<float> torch_bf16 = reference.load<float>("expected_bf16");
@@ -527,11 +537,15 @@ TEST_CASE("--precision bf16 runs the bf16 products: PyTorch bf16's accuracy, hal
     for (std::size_t i = 0; i < expected.size(); ++i) sum += (actual[i] - expected[i]) * (actual[i] - expected[i]);
     return std::sqrt(sum / static_cast<double>(expected.size()));
   };
-  REQUIRE(outputs[1].size() == expected.size());
-  INFO("rms error: fp32 " << rms(outputs[0].data()) << ", bf16 " << rms(outputs[1].data()) << ", PyTorch bf16 "
-                         << rms(torch_bf16.data()));
-  CHECK(rms(outputs[0].data()) < 1e-5);  // fp32 is the float path: exact to float rounding
-  CHECK(rms(outputs[1].data()) > 1e-4);  // bf16 rounds: the flag took effect
-  CHECK(rms(outputs[1].data()) <= 1.25 * rms(torch_bf16.data()));
-  CHECK(parameter_bytes[1] < parameter_bytes[0]);
+  REQUIRE(bf16.output.size() == expected.size());
+  REQUIRE(int8.output.size() == expected.size());
+  INFO("rms error: fp32 " << rms(fp32.output.data()) << ", bf16 " << rms(bf16.output.data()) << ", PyTorch bf16 "
+                         << rms(torch_bf16.data()) << ", int8 " << rms(int8.output.data()));
+  CHECK(rms(fp32.output.data()) < 1e-5);  // fp32 is the float path: exact to float rounding
+  CHECK(rms(bf16.output.data()) > 1e-4);  // bf16 rounds: the flag took effect
+  CHECK(rms(bf16.output.data()) <= 1.25 * rms(torch_bf16.data()));
+  CHECK(rms(int8.output.data()) > rms(bf16.output.data()));  // int8 quantizes: the flag took effect
+  CHECK(rms(int8.output.data()) <= 1.29e-2);
+  CHECK(bf16.parameter_bytes < fp32.parameter_bytes);
+  CHECK(int8.parameter_bytes < bf16.parameter_bytes);
 }

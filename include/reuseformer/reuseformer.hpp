@@ -22,6 +22,7 @@
 #include "reuseformer/gemm/triangular.hpp"
 #include "reuseformer/layers/any_encoder.hpp"
 #include "reuseformer/layers/bf16_products.hpp"
+#include "reuseformer/layers/int8_products.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/decoder.hpp"
 #include "reuseformer/layers/embeddings.hpp"

@@ -54,6 +54,7 @@ template <class Arch>
 struct bf16_kernel<Arch, false> {
   using shape = tile<float, Arch>;
   static constexpr index_t mr = shape::mr, nr = shape::nr;
+  static constexpr index_t depth_step = 2;
   using a_type = float;
   using b_type = float;
 
@@ -82,6 +83,7 @@ struct bf16_kernel<Arch, false> {
           buffer[s * strip + p * nr + j] = to_float(block[s * strip + bf16_strip_index<nr>(p, j)]);
     return buffer;
   }
+  [[nodiscard]] static const float* tile_b(const float* panel, index_t t, index_t kpad) { return panel + t * nr * kpad; }
 
   // C[0:rows, 0:cols] = A B or += A B; a from pack_strip, b a strip of panel().
   static void multiply(index_t kpad, const float* a, const float* b, float* c, index_t ldc, index_t rows,
@@ -95,6 +97,7 @@ struct bf16_kernel<Arch, false> {
 template <class Arch>
 struct bf16_kernel<Arch, true> {
   static constexpr index_t mr = 12, vectors = 2, width = 16, nr = vectors * width;
+  static constexpr index_t depth_step = 2;
   using a_type = bfloat16;
   using b_type = bfloat16;
 
@@ -128,6 +131,9 @@ struct bf16_kernel<Arch, true> {
   }
 
   static const bfloat16* panel(const bfloat16* block, index_t, index_t, float*) { return block; }
+  [[nodiscard]] static const bfloat16* tile_b(const bfloat16* panel, index_t t, index_t kpad) {
+    return panel + t * nr * kpad;
+  }
 
   // A short last strip runs a shorter tile, as the float products' do
   // (short_strip_rows).

@@ -7,7 +7,9 @@
 //   eigen::products  Eigen's sequential product kernel (eigen/products.hpp),
 //                    the baseline the benchmarks measure ours against;
 //   bf16_products    bfloat16 weights and products, float sums
-//                    (layers/bf16_products.hpp).
+//                    (layers/bf16_products.hpp);
+//   int8_products    int8 weights, activations quantized per row, exact
+//                    integer sums (layers/int8_products.hpp).
 // All split a product across the workspace's threads the same way
 // (gemm::detail::parallel_parts) and run the same epilogues; only the kernel
 // on each part differs.

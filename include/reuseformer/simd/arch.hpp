@@ -59,6 +59,21 @@ template <class Arch>
   return false;
 }
 
+// Whether products on 8-bit operands (gemm/int8_micro_kernel.hpp) run on the
+// AVX512-VNNI dot-product instruction (vpdpbusd) under Arch: the compiler
+// flags enable it (-march=icelake-server, znver4 and later, or -mavx512vnni)
+// and Arch is a 512-bit architecture. Elsewhere the same 8-bit operands are
+// multiplied and summed in 32-bit integers by portable code, to the same
+// exact sums.
+template <class Arch>
+[[nodiscard]] consteval bool has_int8_dot() {
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+  if constexpr (is_vector_arch<Arch>)
+    return sizeof(xsimd::batch<float, Arch>) == 64;
+#endif
+  return false;
+}
+
 // Human-readable name of an architecture tag, for benchmark and test output.
 template <class Arch>
 [[nodiscard]] constexpr const char* arch_name() {

@@ -1,0 +1,51 @@
+#pragma once
+// The machine's int8 dot-product throughput (vpdpbusd, AVX512-VNNI), measured
+// as peak_fma.hpp measures the fp32 FMA peak: 16 independent accumulators in
+// registers, nothing but dot products on them, on all the benchmark's threads
+// at once. Each vpdpbusd lane does four multiply-adds: 8 operations. 0 where
+// the build does not enable AVX512-VNNI (the int8 products then run portable
+// integer code, measured against the fp32 FMA peak, peak_gflops()).
+#include "peak_fma.hpp"
+
+#if defined(__AVX512VNNI__)
+#include <immintrin.h>
+#endif
+
+namespace reuseformer_bench {
+
+namespace detail {
+#if defined(__AVX512VNNI__)
+[[gnu::noinline]] inline float int8_dot_block(long iterations, float seed) {
+  constexpr int chains = 16;
+  __m512i acc[chains];
+  for (int i = 0; i < chains; ++i) acc[i] = _mm512_set1_epi32(static_cast<int>(seed * 1000.0f) + i);
+  const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+  for (long it = 0; it < iterations; ++it) {
+#pragma GCC unroll 16
+    for (int i = 0; i < chains; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+  }
+  __m512i sum = acc[0];
+  for (int i = 1; i < chains; ++i) sum = _mm512_add_epi32(sum, acc[i]);
+  return static_cast<float>(_mm512_reduce_add_epi32(sum));
+}
+#endif
+}  // namespace detail
+
+// Peak int8 GOP/s of `threads` cores busy at once (8 operations per vpdpbusd
+// lane), measured on first use for each thread count; 0 without AVX512-VNNI.
+inline double peak_int8_gops(int threads) {
+#if defined(__AVX512VNNI__)
+  static std::mutex mutex;
+  static std::map<int, double> measured;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = measured.find(threads);
+  if (it == measured.end())
+    it = measured.emplace(threads, detail::measure_block(threads, 8.0 * 16 * 16, detail::int8_dot_block)).first;
+  return it->second;
+#else
+  (void)threads;
+  return 0;
+#endif
+}
+
+}  // namespace reuseformer_bench
