@@ -340,3 +340,59 @@ TEST_CASE("planned checkpoint: errors leave no output directory", "[planner][io]
   std::sort(entries.begin(), entries.end());
   CHECK(entries == std::vector<std::string>{"bad", "exists", "model", "planned"});
 }
+
+namespace {
+
+const fs::path trained = fs::path(REUSEFORMER_FIXTURE_DIR) / "trained_mlm";
+
+// The trained model's embeddings of the first `count` calibration sequences, and their mask.
+struct calibration_batch {
+  rf::index_t b = 0, n = 0, d = 0;
+  std::vector<float> hidden;
+  std::vector<std::int64_t> mask;
+};
+calibration_batch embedded(const io::model<float>& model, const fs::path& file, rf::index_t count) {
+  const io::safetensors_reader in(file);
+  const io::model_input x = io::read_model_input(in, model.config().encoder.hidden_size, true);
+  calibration_batch c{std::min(count, x.batch), x.seq, model.config().encoder.hidden_size, {}, {}};
+  c.hidden.resize(static_cast<std::size_t>(c.b * c.n * c.d));
+  model.embeddings()->forward(rf::tensor_view<const std::int64_t, 2>(x.ids.data(), {c.b, c.n}), {},
+                              rf::tensor_view<float, 3>(c.hidden.data(), {c.b, c.n, c.d}));
+  c.mask = in.load_integers("attention_mask");
+  c.mask.resize(static_cast<std::size_t>(c.b * c.n));
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("trained fixture: a planned checkpoint equals the training script's reuse modules", "[planner][trained]") {
+  // planned_reference.safetensors: tools/train/train_mlm.py --reference on the
+  // checkpoint reuseformer-plan wrote for --reuse-heads 2 with this calibration
+  // (float64), and the plan's orders.
+  const io::safetensors_reader reference(trained / "planned_reference.safetensors");
+  const io::model<float> model = io::load_model<float>(trained);
+  const calibration_batch c = embedded(model, trained / "calibration.safetensors", 64);
+  const an::similarity_report s = an::attention_similarity(
+      model.encoder(), rf::tensor_view<const float, 3>(c.hidden.data(), {c.b, c.n, c.d}),
+      rf::tensor_view<const std::int64_t, 2>(c.mask.data(), {c.b, c.n}));
+  const rf::index_t layers = model.config().encoder.num_hidden_layers;
+  std::vector<rf::index_t> schedule(static_cast<std::size_t>(layers), 2);
+  schedule[0] = 0;
+  const an::reuse_plan plan = an::plan_reuse(s, schedule);
+  CHECK(nlohmann::json(plan.order).dump() == reference.metadata().at("orders"));
+
+  temp_dir dir;
+  io::write_planned_checkpoint(trained, plan, dir / "planned");
+  const io::model<float> planned = io::load_model<float>(dir / "planned");
+  const io::model_input x = io::read_model_input(reference, c.d, true);
+  std::vector<float> hidden(static_cast<std::size_t>(x.batch * x.seq * c.d)), out(hidden.size());
+  const rf::tensor_view<float, 3> h(hidden.data(), {x.batch, x.seq, c.d});
+  planned.embeddings()->forward(rf::tensor_view<const std::int64_t, 2>(x.ids.data(), {x.batch, x.seq}), {}, h);
+  rf::workspace ws = planned.make_workspace(x.batch, x.seq);
+  planned.forward(h, rf::tensor_view<float, 3>(out.data(), {x.batch, x.seq, c.d}), ws, x.mask());
+  const io::loaded_tensor<double> expected = reference.load<double>("expected");
+  double worst = 0;
+  for (std::size_t i = 0; i < out.size(); ++i)
+    worst = std::max(worst, std::abs(out[i] - expected.data()[i]) / (1e-4 + 1e-4 * std::abs(expected.data()[i])));
+  CHECK(worst <= 1);  // |a - e| <= 1e-4 + 1e-4 |e|: float against float64 through 4 post-LN layers
+}
