@@ -40,8 +40,8 @@ def evaluate(args, model_dir, tag):
                            "--library-output", out]))
 
 
-def plan(args, k, naive):
-    tag = f"k{k}_{'naive' if naive else 'planned'}"
+def plan(args, k, naive, prefix=""):
+    tag = f"{prefix}k{k}_{'naive' if naive else 'planned'}"
     out = os.path.join(args.work, tag)
     cmd = [args.plan, "--model", args.model, "--calibration", args.calibration, "--heldout", args.heldout,
            "--reuse-heads", str(k), "--out", out, "--threads", "1", "--repeat", str(args.repeat)]
@@ -105,19 +105,26 @@ def main():
     run([sys.executable, TRAIN, "--minutes", "0", "--out", init])
     _, _, init_report = plan(argparse.Namespace(**{**vars(args), "model": init,
                                                    "calibration": os.path.join(init, "calibration.safetensors"),
-                                                   "heldout": os.path.join(init, "heldout.safetensors")}), 1, False)
-    _, _, trained_report = plan(args, 1, True)
+                                                   "heldout": os.path.join(init, "heldout.safetensors")}), 1, False, "init_")
+    trained_report = json.load(open(os.path.join(args.work, "k1_planned", "plan.json")))
     similarity = {"trained": mean_best_match(trained_report), "initialised": mean_best_match(init_report)}
 
     with open(os.path.join(args.work, "table.json"), "w") as f:
         json.dump({"rows": rows, "mean_best_match_similarity": similarity}, f, indent=2)
-    print("| variant | MLM loss (library) | accuracy (library) | MLM loss (torch modules) | predicted MAC saving | measured time saving | mean S of reused pairs |")
-    print("|---|---|---|---|---|---|---|")
+    print_table(rows, similarity)
+
+
+def print_table(rows, similarity):
+    print("| variant | MLM loss (library) | accuracy (library) | MLM loss (torch modules) | predicted MAC saving "
+          "| measured time saving | mean S of reused pairs | cosine to original |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         pred = f"{100 * r['predicted_saving']:.1f}%" if "predicted_saving" in r else ""
         meas = f"{100 * r['measured_saving']:.1f}%" if "measured_saving" in r else ""
         sim = f"{r['reused_similarity']:.3f}" if "reused_similarity" in r else ""
-        print(f"| {r['variant']} | {r['library_loss']:.4f} | {r['library_accuracy']:.4f} | {r['torch_loss']:.4f} | {pred} | {meas} | {sim} |")
+        cos = f"{r['cosine']:.5f}" if "cosine" in r else ""
+        print(f"| {r['variant']} | {r['library_loss']:.4f} | {r['library_accuracy']:.4f} | {r['torch_loss']:.4f} "
+              f"| {pred} | {meas} | {sim} | {cos} |")
     print(f"\nmean best-match similarity (layers 1..L-1): trained {similarity['trained']:.4f}, "
           f"initialised {similarity['initialised']:.4f}")
 
