@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a build needs, if any is missing.
 #   scripts/install-deps.sh            library, tests, examples and benchmarks
-#   scripts/install-deps.sh --fixtures also PyTorch, to regenerate test fixtures
+#   scripts/install-deps.sh --fixtures also PyTorch, to regenerate test fixtures (and fortunes, the
+#                                      corpus of tools/train/train_mlm.py)
 #   scripts/install-deps.sh --fuzz     also clang and libFuzzer (scripts/fuzz.sh)
 #   scripts/install-deps.sh --bench    also PyTorch (a peer, and the ONNX export) and gnuplot (scripts/bench.sh)
 # As root it runs apt-get; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 
-packages=(g++ cmake make libxsimd-dev nlohmann-json3-dev libeigen3-dev catch2 libbenchmark-dev)
-if [[ "${1:-}" == "--fixtures" ]]; then packages+=(python3-torch python3-numpy); fi
+packages=(g++ cmake make libxsimd-dev nlohmann-json3-dev libeigen3-dev catch2 libbenchmark-dev libstb-dev)
+if [[ "${1:-}" == "--fixtures" ]]; then packages+=(python3-torch python3-numpy python3-matplotlib fortunes); fi
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 if [[ "${1:-}" == "--bench" ]]; then packages+=(python3-torch gnuplot-nox); fi
 

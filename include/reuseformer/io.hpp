@@ -10,4 +10,5 @@
 #include "reuseformer/io/config_json.hpp"
 #include "reuseformer/io/encoder_tensors.hpp"
 #include "reuseformer/io/model_input.hpp"
+#include "reuseformer/io/planned_checkpoint.hpp"
 #include "reuseformer/io/safetensors.hpp"

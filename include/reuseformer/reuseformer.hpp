@@ -4,7 +4,9 @@
 // and OpenMP when enabled). Loading checkpoints from files is
 // reuseformer/io.hpp, which adds nlohmann_json and POSIX file mapping.
 
+#include "reuseformer/analysis/attention_similarity.hpp"
 #include "reuseformer/analysis/cost_model.hpp"
+#include "reuseformer/analysis/reuse_planner.hpp"
 #include "reuseformer/attention/attention_mask.hpp"
 #include "reuseformer/attention/decode_attention.hpp"
 #include "reuseformer/attention/kv_cache.hpp"

@@ -65,6 +65,14 @@
 
 namespace reuseformer::io {
 
+// The prefix of the checkpoint's encoder and embeddings tensors: "bert." when
+// they carry it (task checkpoints do), else "".
+[[nodiscard]] inline std::string checkpoint_root(const safetensors_reader& file) {
+  for (const std::string& name : file.names())
+    if (name.starts_with("bert.encoder.") || name.starts_with("bert.embeddings.")) return "bert.";
+  return "";
+}
+
 // A checkpoint bound to an Encoder (encoder<T, Score, Arch, Products> or
 // any_encoder<T, Arch, Products>) and, when the file has them, Embeddings. Use
 // the aliases below.
@@ -80,7 +88,7 @@ class basic_bert_model {
   // Binds `file` to `c` (which Encoder must accept: a compile-time encoder
   // requires its own score function).
   basic_bert_model(const model_config& c, safetensors_reader file)
-      : config_(c), file_(std::move(file)), root_(root_of(file_)) {
+      : config_(c), file_(std::move(file)), root_(checkpoint_root(file_)) {
     try {
       Encoder::validate(config_.encoder);
       check_no_stray_layers();
@@ -182,12 +190,6 @@ class basic_bert_model {
   // which a single constructor's unordered arguments would not guarantee).
   basic_bert_model(const model_config& c, const std::filesystem::path& dir)
       : basic_bert_model(c, safetensors_reader(dir / "model.safetensors")) {}
-
-  static std::string root_of(const safetensors_reader& file) {
-    for (const std::string& name : file.names())
-      if (name.starts_with("bert.encoder.") || name.starts_with("bert.embeddings.")) return "bert.";
-    return "";
-  }
 
   void check_no_stray_layers() const {
     const std::string layers = root_ + "encoder.layer.";
