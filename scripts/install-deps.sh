@@ -5,6 +5,8 @@
 #                                      corpus of tools/train/train_mlm.py)
 #   scripts/install-deps.sh --fuzz     also clang and libFuzzer (scripts/fuzz.sh)
 #   scripts/install-deps.sh --bench    also PyTorch (a peer, and the ONNX export) and gnuplot (scripts/bench.sh)
+#   scripts/install-deps.sh --arm64    also the aarch64 cross compiler (its libstdc++ and libgomp) and
+#                                      qemu-aarch64 to run its programs (cmake --preset arm64)
 # As root it runs apt-get; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 
@@ -12,6 +14,7 @@ packages=(g++ cmake make libxsimd-dev nlohmann-json3-dev libeigen3-dev catch2 li
 if [[ "${1:-}" == "--fixtures" ]]; then packages+=(python3-torch python3-numpy python3-matplotlib fortunes); fi
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 if [[ "${1:-}" == "--bench" ]]; then packages+=(python3-torch gnuplot-nox); fi
+if [[ "${1:-}" == "--arm64" ]]; then packages+=(g++-aarch64-linux-gnu qemu-user); fi
 
 missing=()
 for p in "${packages[@]}"; do

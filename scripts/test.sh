@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs every test (all SIMD builds, examples, README example,
-# downstream-consumer builds). Usage: scripts/test.sh
+# downstream-consumer builds), then, where the aarch64 cross compiler and qemu
+# are installed (scripts/install-deps.sh --arm64), the aarch64 suite under
+# emulation (scripts/test-arm64.sh). Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -11,3 +13,8 @@ cmake --build build/test -j "$jobs"
 # threads: OpenMP threads that spin at barriers would then compete for cores
 # with the other tests'.
 OMP_WAIT_POLICY=passive ctest --test-dir build/test --output-on-failure -j "$jobs"
+if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null; then
+  scripts/test-arm64.sh
+else
+  echo "aarch64 suite not run: scripts/install-deps.sh --arm64 installs its cross compiler and qemu"
+fi

@@ -1,10 +1,10 @@
 # Attention similarity, the reuse planner and the planned-checkpoint rewrite
 # (native build only: they add no kernel of their own).
-reuseformer_test(tests_planner SOURCES test_planner.cpp FLAGS -march=native)
+reuseformer_test(tests_planner SOURCES test_planner.cpp FLAGS ${FLAGS_native})
 
 # reuseformer-plan run as a program (built with the examples and tools).
 if(TARGET reuseformer-plan)
-  reuseformer_test(tests_plan_tool SOURCES test_plan_tool.cpp FLAGS -march=native)
+  reuseformer_test(tests_plan_tool SOURCES test_plan_tool.cpp FLAGS ${FLAGS_native})
   target_compile_definitions(tests_plan_tool PRIVATE REUSEFORMER_PLAN="$<TARGET_FILE:reuseformer-plan>")
   add_dependencies(tests_plan_tool reuseformer-plan)
 endif()

@@ -31,6 +31,11 @@
 #ifndef REUSEFORMER_ENCODE
 #error "REUSEFORMER_ENCODE must be defined (a string literal: the path of the reuseformer-encode program)"
 #endif
+// The command that runs a program built for another architecture (an
+// emulator, tests/tool.cmake), or nothing.
+#ifndef REUSEFORMER_ENCODE_LAUNCHER
+#define REUSEFORMER_ENCODE_LAUNCHER ""
+#endif
 
 namespace fs = std::filesystem;
 namespace io = reuseformer::io;
@@ -82,7 +87,9 @@ std::string quoted(const std::string& arg) {
 // Runs the tool with `args` through the shell, its stderr captured in
 // scratch/stderr.txt (outside any directory whose content a test checks).
 tool_result run_tool(const scratch_dir& scratch, const std::vector<std::string>& args) {
-  std::string command = quoted(REUSEFORMER_ENCODE);
+  std::string command = REUSEFORMER_ENCODE_LAUNCHER;
+  if (!command.empty()) command.append(" ");
+  command.append(quoted(REUSEFORMER_ENCODE));
   // Appended piece by piece: `" " + quoted(arg)` trips a false -Wrestrict in GCC 12.
   for (const std::string& arg : args) command.append(" ").append(quoted(arg));
   const fs::path err = scratch / "stderr.txt";

@@ -34,6 +34,8 @@ isa_report check_isa() {
   return {__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
               __builtin_cpu_supports("bmi2"),
           name, "AVX2, FMA, BMI2 (x86-64-v3)"};
+#elif defined(__aarch64__)
+  return {true, name, "the AArch64 base instruction set (armv8-a, NEON included)"};
 #else
   return {true, name, "the baseline instruction set"};
 #endif

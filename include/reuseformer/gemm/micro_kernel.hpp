@@ -7,7 +7,17 @@
 // of A and does MR * NR/width fused multiply-adds, so loads stay below the
 // FMA count and the accumulators hide the FMA latency. The tile is as large as
 // the architecture's register file allows: 12 x 2 vectors with 32 registers
-// (AVX-512), 6 x 2 with 16 (SSE, AVX), 4 x 2 scalars for the scalar path.
+// (AVX-512), 10 x 2 with 32 on AArch64 NEON, 6 x 2 with 16 (SSE, AVX), 4 x 2
+// scalars for the scalar path.
+// NEON multiplies by a vector's element (fmla v.4s, v.4s, v.s[0]), and GCC
+// loads each of a step's MR values of A into a register of its own instead of
+// broadcasting them one at a time: a step holds MR * 2 accumulators, 2 B
+// vectors and MR A values. 10 x 2 fills the 32 registers exactly (20 + 2 +
+// 10); GCC 12's loop for 12 x 2 spills accumulators to the stack (10 stack
+// accesses a step), and 8 x 2 leaves 4 registers idle. Its 20 independent FMA
+// chains cover the 4-cycle FMA latency of up to 4 FMA pipes (Neoverse V1/V2:
+// 16 in flight), and a step is 20 FMAs against 7 loads (one pair of B
+// vectors, A's 10 values in pairs).
 
 #include <algorithm>
 #include <cstdint>
@@ -26,7 +36,8 @@ template <class T, class Arch>
 struct lanes {
   using vector = xsimd::batch<T, Arch>;
   static constexpr index_t width = vector::size;
-  static constexpr index_t registers = sizeof(vector) == 64 ? 32 : 16;
+  // zmm0-31 with AVX-512, v0-v31 on AArch64; 16 with SSE and AVX.
+  static constexpr index_t registers = sizeof(vector) == 64 || std::is_base_of_v<xsimd::neon64, Arch> ? 32 : 16;
   static vector load_aligned(const T* p) { return vector::load_aligned(p); }
   static vector load(const T* p) { return vector::load_unaligned(p); }
   static void store(T* p, vector v) { v.store_unaligned(p); }
@@ -52,8 +63,11 @@ struct tile {
   static constexpr index_t vectors = 2;
   static constexpr index_t width = ops::width;
   static constexpr index_t nr = vectors * width;
-  static constexpr index_t mr = ops::registers == 32 ? 12 : (simd::is_vector_arch<Arch> ? 6 : 4);
-  static_assert(mr * vectors + vectors + 1 <= ops::registers);
+  // A's values in registers at once: one broadcast at a time, or (NEON) all MR.
+  static constexpr bool a_by_element = std::is_base_of_v<xsimd::neon64, Arch>;
+  static constexpr index_t mr =
+      a_by_element ? 10 : ops::registers == 32 ? 12 : (simd::is_vector_arch<Arch> ? 6 : 4);
+  static_assert(mr * vectors + vectors + (a_by_element ? mr : 1) <= ops::registers);
   // Rows of the tile when A is B's own packed panel (a product A Aᵀ): the
   // largest divisor of NR up to MR, so that a strip of rows never straddles two
   // of the panel's strips. Used only where that tile keeps 16 accumulators (two

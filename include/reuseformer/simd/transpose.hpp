@@ -5,10 +5,12 @@
 //
 // Element by element a transpose costs about one cycle per value (a strided
 // load and a store each), a sizeable fraction of the products it serves.
-// Transposing 8 x 8 (AVX) or 4 x 4 (SSE) tiles in registers moves whole vectors
-// instead.
-// xsimd 8 has no transpose (and its AVX zip_lo/zip_hi are per 128-bit lane), so
-// the tiles use the intrinsics the architecture tag guarantees.
+// Transposing 8 x 8 (AVX) or 4 x 4 (SSE, NEON) tiles in registers moves whole
+// vectors instead.
+// xsimd 8 has no transpose. The 4 x 4 tile is two rounds of its zip_lo/zip_hi
+// on 128-bit vectors, for every architecture that has them; its AVX zip_lo and
+// zip_hi work per 128-bit lane, so the 8 x 8 tile uses the AVX intrinsics the
+// architecture tag guarantees (x86 only, behind XSIMD_WITH_AVX).
 
 #include <algorithm>
 #include <type_traits>
@@ -54,15 +56,28 @@ inline void transpose8x8(const float* src, index_t src_ld, float* dst, index_t d
 }
 #endif
 
+// The build's architecture of 128-bit float vectors, if any: SSE2 on x86-64
+// (also under AVX, for the 4 x 4 edges of 8 x 8 tiles), NEON on AArch64.
 #if XSIMD_WITH_SSE2
+using arch128 = xsimd::sse2;
+#elif XSIMD_WITH_NEON64
+using arch128 = xsimd::neon64;
+#endif
+inline constexpr bool has_arch128 = XSIMD_WITH_SSE2 || XSIMD_WITH_NEON64;
+
+#if XSIMD_WITH_SSE2 || XSIMD_WITH_NEON64
+// One 4 x 4 float tile: interleaving rows 0/2 and 1/3 gives the columns'
+// halves, interleaving those the columns.
 inline void transpose4x4(const float* src, index_t src_ld, float* dst, index_t dst_ld) {
-  __m128 r0 = _mm_loadu_ps(src), r1 = _mm_loadu_ps(src + src_ld), r2 = _mm_loadu_ps(src + 2 * src_ld),
-         r3 = _mm_loadu_ps(src + 3 * src_ld);
-  _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
-  _mm_storeu_ps(dst, r0);
-  _mm_storeu_ps(dst + dst_ld, r1);
-  _mm_storeu_ps(dst + 2 * dst_ld, r2);
-  _mm_storeu_ps(dst + 3 * dst_ld, r3);
+  using V = xsimd::batch<float, arch128>;
+  const V r0 = V::load_unaligned(src), r1 = V::load_unaligned(src + src_ld),
+          r2 = V::load_unaligned(src + 2 * src_ld), r3 = V::load_unaligned(src + 3 * src_ld);
+  const V t0 = xsimd::zip_lo(r0, r2), t1 = xsimd::zip_hi(r0, r2);  // a0 c0 a1 c1 | a2 c2 a3 c3
+  const V t2 = xsimd::zip_lo(r1, r3), t3 = xsimd::zip_hi(r1, r3);  // b0 d0 b1 d1 | b2 d2 b3 d3
+  xsimd::zip_lo(t0, t2).store_unaligned(dst);
+  xsimd::zip_hi(t0, t2).store_unaligned(dst + dst_ld);
+  xsimd::zip_lo(t1, t3).store_unaligned(dst + 2 * dst_ld);
+  xsimd::zip_hi(t1, t3).store_unaligned(dst + 3 * dst_ld);
 }
 #endif
 
@@ -80,11 +95,11 @@ void transpose_tiles(const T* src, index_t src_ld, T* dst, index_t dst_ld, index
 #if XSIMD_WITH_AVX
         if constexpr (tile == 8) detail::transpose8x8(src + i * src_ld + j, src_ld, dst + j * dst_ld + i, dst_ld);
 #endif
-#if XSIMD_WITH_SSE2
+#if XSIMD_WITH_SSE2 || XSIMD_WITH_NEON64
         if constexpr (tile == 4) detail::transpose4x4(src + i * src_ld + j, src_ld, dst + j * dst_ld + i, dst_ld);
 #endif
       }
-    constexpr index_t smaller = tile == 8 && XSIMD_WITH_SSE2 ? 4 : 0;
+    constexpr index_t smaller = tile == 8 && has_arch128 ? 4 : 0;
     transpose_tiles<smaller>(src + full_cols, src_ld, dst + full_cols * dst_ld, dst_ld, rows, cols - full_cols);
     transpose_tiles<smaller>(src + full_rows * src_ld, src_ld, dst + full_rows, dst_ld, rows - full_rows, full_cols);
   }
@@ -99,9 +114,7 @@ constexpr index_t tile_size() {
 #if XSIMD_WITH_AVX
     if constexpr (std::is_base_of_v<xsimd::avx, Arch> || std::is_base_of_v<xsimd::avx512f, Arch>) return 8;
 #endif
-#if XSIMD_WITH_SSE2
-    if constexpr (std::is_base_of_v<xsimd::sse2, Arch>) return 4;
-#endif
+    if constexpr (std::is_base_of_v<xsimd::sse2, Arch> || std::is_base_of_v<xsimd::neon64, Arch>) return 4;
     return 0;
   }
 }
@@ -109,7 +122,7 @@ constexpr index_t tile_size() {
 }  // namespace detail
 
 // The side of the register tiles transpose() moves for T on `Arch`: 8 (AVX and
-// up, float), 4 (SSE2, float), or 0 (none: element by element).
+// up, float), 4 (SSE2 and NEON, float), or 0 (none: element by element).
 template <class T, class Arch>
 inline constexpr index_t transpose_tile = detail::tile_size<T, Arch>();
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Cross-builds the aarch64 (NEON) suite (cmake --preset arm64: the library's
+# tests in the neon and nosimd builds, the examples and reuseformer-encode, with
+# warnings as errors) and runs it under qemu-aarch64.
+#   scripts/test-arm64.sh            every test (scripts/test.sh runs this when
+#                                    the cross compiler is installed)
+#   scripts/test-arm64.sh --ci       the subset .ci/run runs (see SUBSET below)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh --arm64
+jobs=$(nproc)
+cmake --preset arm64 >/dev/null
+ctest_args=()
+if [[ "${1:-}" == "--ci" ]]; then
+  # SUBSET: the NEON build's every numerical test (tests_neon: the kernels
+  # against their scalar references, the layers against the double reference
+  # and the PyTorch fixtures), the error messages (tests_errors) and the
+  # tool's PyTorch parity and errors (tests_tool): the code that differs by
+  # target. Left to scripts/test.sh, to keep CI within its time: tests_nosimd
+  # (the scalar path, the same C++ on every target, which CI runs on x86-64)
+  # and the programs that do not depend on the instruction set (file formats,
+  # fuzz regressions, concurrency, long sequences, cost model, allocation
+  # counts, examples, packaging), which the x86-64 suite runs in full.
+  targets=(tests_neon tests_errors tests_tool)
+  cmake --build build/arm64 -j "$jobs" --target "${targets[@]}"
+  ctest_args=(-R "^($(IFS='|'; echo "${targets[*]}"))\$")
+else
+  cmake --build build/arm64 -j "$jobs"
+fi
+OMP_WAIT_POLICY=passive ctest --test-dir build/arm64 --output-on-failure -j "$jobs" "${ctest_args[@]}"
