@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <limits>
 #include <numeric>
+#include <utility>
 #include <vector>
 
 #include <reuseformer/core/workspace.hpp>
@@ -199,8 +200,8 @@ TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kern
               for (rf::index_t j = 0; j < n; ++j) {
                 const auto element = reference_product<T>(k, rf::gemm::detail::depth_block<T>(k), 0.5, c[i * ldc + j],
                                                           !overwrite, [&](rf::index_t p) {
-                  return static_cast<long double>(a[i * lda + p]) *
-                         (op == rf::gemm::transpose::yes ? b[j * ldb + p] : b[p * ldb + j]);
+                  return std::pair<double, double>(a[i * lda + p],
+                                                   op == rf::gemm::transpose::yes ? b[j * ldb + p] : b[p * ldb + j]);
                 });
                 expected[i * ldc + j] = element.value;
                 bound[i * ldc + j] = element.bound;
@@ -259,7 +260,7 @@ TEMPLATE_TEST_CASE("gemm: a prepacked weight gives the packing product's result,
                 const auto element =
                     reference_product<T>(k, rf::gemm::detail::depth_block<T>(k), 0.5, c0[i * ldc + j],
                                          mode == rf::gemm::update::accumulate,
-                                         [&](rf::index_t p) { return static_cast<long double>(a[i * lda + p]) * b[j * ldb + p]; });
+                                         [&](rf::index_t p) { return std::pair<double, double>(a[i * lda + p], b[j * ldb + p]); });
                 expected[i * ldc + j] = element.value;
                 bound[i * ldc + j] = element.bound;
               }
@@ -377,7 +378,7 @@ TEMPLATE_TEST_CASE("gemm: lower-triangular and symmetric products against a doub
         const std::vector<T>& b = self ? a : other;
         const auto product = [&](rf::index_t i, rf::index_t j) {
           return reference_product<T>(k, rf::gemm::detail::depth_block<T>(k), 2, 0, false, [&](rf::index_t p) {
-            return static_cast<long double>(a[i * lda + p]) * b[j * lda + p];
+            return std::pair<double, double>(a[i * lda + p], b[j * lda + p]);
           });
         };
         const rf::index_t elements = rf::gemm::lower_scratch_elements<T>(n, k);
