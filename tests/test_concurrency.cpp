@@ -21,9 +21,11 @@
 #include <reuseformer/reuseformer.hpp>
 
 #include "support/catch.hpp"
+#include "support/finite.hpp"
 #include "support/random.hpp"
 
 namespace rf = reuseformer;
+using reuseformer_test::all_finite;
 using reuseformer_test::random_vector;
 
 namespace {
@@ -52,15 +54,12 @@ bool same_bits(const outputs& a, const outputs& b) {
   return true;
 }
 
-bool all_finite(const std::vector<float>& v) {
-  return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
-}
-
 // Every value written: run() fills the outputs with NaN first, so a reference
 // pass that left any of them unwritten fails here instead of matching a
 // concurrent pass that wrote nothing either.
 bool all_finite(const outputs& o) {
-  return all_finite(o.hidden) && std::all_of(o.stacks.begin(), o.stacks.end(), [](const auto& s) { return all_finite(s); });
+  return reuseformer_test::all_finite(o.hidden) &&
+         std::all_of(o.stacks.begin(), o.stacks.end(), [](const auto& s) { return reuseformer_test::all_finite(s); });
 }
 
 // Runs `model` on `r` asking for every layer's probabilities; `out` is

@@ -25,22 +25,17 @@
 
 #include "support/catch.hpp"
 #include "support/compare.hpp"
+#include "support/finite.hpp"
 #include "support/random.hpp"
 #include "support/reference.hpp"
 
 namespace rf = reuseformer;
+using reuseformer_test::all_finite;
 using reuseformer_test::compare;
 using reuseformer_test::random_vector;
 using reuseformer_test::reference::tolerance;
 
 namespace {
-
-template <class T>
-bool all_finite(const std::vector<T>& v) {
-  for (const T x : v)
-    if (!std::isfinite(x)) return false;
-  return true;
-}
 
 // Row `row` of a [rows, width] matrix has a non-finite element.
 template <class T>
