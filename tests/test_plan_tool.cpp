@@ -2,13 +2,9 @@
 // tools/reuseformer_plan.cpp): a planned checkpoint that loads, its plan.json
 // and heatmap, each planning target, and every error path with its exact
 // message (exit 1 or 2, nothing written).
-#include <sys/wait.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
@@ -16,6 +12,7 @@
 #include <reuseformer/io.hpp>
 
 #include "support/catch.hpp"
+#include "support/program.hpp"
 #include "support/temp_dir.hpp"
 
 #ifndef REUSEFORMER_PLAN
@@ -31,33 +28,13 @@ namespace {
 
 const fs::path fixture_dir = REUSEFORMER_FIXTURE_DIR;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-std::string quoted(const std::string& arg) {
-  std::string out = "'";
-  for (const char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-struct tool_result {
-  int status = -1;
-  std::string out, err;
-};
+using reuseformer_test::listing;
+using reuseformer_test::read_text;
+using tool_result = reuseformer_test::program_result;
 
 // Runs the tool; stdout and stderr are captured in scratch/ (outside the directories a test lists).
 tool_result run_tool(const temp_dir& scratch, const std::vector<std::string>& args) {
-  std::string command = quoted(REUSEFORMER_PLAN);
-  for (const std::string& arg : args) command.append(" ").append(quoted(arg));
-  command.append(" > ").append(quoted((scratch / "stdout.txt").string()));
-  command.append(" 2> ").append(quoted((scratch / "stderr.txt").string()));
-  const int raw = std::system(command.c_str());
-  INFO(command);
-  REQUIRE(raw != -1);
-  REQUIRE(WIFEXITED(raw));
-  return {WEXITSTATUS(raw), read_text(scratch / "stdout.txt"), read_text(scratch / "stderr.txt")};
+  return reuseformer_test::run_program(REUSEFORMER_PLAN, args, scratch.path);
 }
 
 // scratch/<name>: the fixture's config.json and weights as a checkpoint directory.
@@ -67,13 +44,6 @@ fs::path model_dir(const temp_dir& scratch, const std::string& fixture, const st
   fs::copy_file(fixture_dir / (fixture + ".config.json"), dir / "config.json");
   fs::copy_file(fixture_dir / (fixture + ".safetensors"), dir / "model.safetensors");
   return dir;
-}
-
-std::vector<std::string> listing(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
-  std::ranges::sort(names);
-  return names;
 }
 
 }  // namespace

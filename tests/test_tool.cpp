@@ -3,17 +3,12 @@
 // the tool on every fixture that has a config.json, the --repeat / --report JSON,
 // usage errors (exit 2), input and format errors (exit 1, one exact message, no
 // output) and the atomic replacement of the output file.
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <limits>
 #include <string>
 #include <system_error>
@@ -26,15 +21,11 @@
 
 #include "support/catch.hpp"
 #include "support/compare.hpp"
+#include "support/program.hpp"
 #include "support/temp_dir.hpp"
 
 #ifndef REUSEFORMER_ENCODE
 #error "REUSEFORMER_ENCODE must be defined (a string literal: the path of the reuseformer-encode program)"
-#endif
-// The command that runs a program built for another architecture (an
-// emulator, tests/tool.cmake), or nothing.
-#ifndef REUSEFORMER_ENCODE_LAUNCHER
-#define REUSEFORMER_ENCODE_LAUNCHER ""
 #endif
 
 namespace fs = std::filesystem;
@@ -52,53 +43,13 @@ fs::path fixture_file(const std::string& name) { return fixture_dir / (name + ".
 
 using scratch_dir = reuseformer_test::temp_dir;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using reuseformer_test::listing;
+using reuseformer_test::read_text;
+using reuseformer_test::write_text;
+using tool_result = reuseformer_test::program_result;
 
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary);
-  out << text;
-  REQUIRE(out.good());
-}
-
-// The names in `dir`, hidden ones included (a leftover ".<name>.tmp-…" file
-// must show), sorted.
-std::vector<std::string> listing(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const fs::directory_entry& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
-  std::ranges::sort(names);
-  return names;
-}
-
-struct tool_result {
-  int status = -1;
-  std::string err;  // everything the tool wrote to stderr
-};
-
-// `arg` quoted for /bin/sh: inside single quotes, with ' written as '\''.
-std::string quoted(const std::string& arg) {
-  std::string out = "'";
-  for (const char c : arg) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// Runs the tool with `args` through the shell, its stderr captured in
-// scratch/stderr.txt (outside any directory whose content a test checks).
 tool_result run_tool(const scratch_dir& scratch, const std::vector<std::string>& args) {
-  std::string command = REUSEFORMER_ENCODE_LAUNCHER;
-  if (!command.empty()) command.append(" ");
-  command.append(quoted(REUSEFORMER_ENCODE));
-  // Appended piece by piece: `" " + quoted(arg)` trips a false -Wrestrict in GCC 12.
-  for (const std::string& arg : args) command.append(" ").append(quoted(arg));
-  const fs::path err = scratch / "stderr.txt";
-  command.append(" 2> ").append(quoted(err.string()));
-  const int raw = std::system(command.c_str());
-  INFO(command);
-  REQUIRE(raw != -1);
-  REQUIRE(WIFEXITED(raw));
-  return {WEXITSTATUS(raw), read_text(err)};
+  return reuseformer_test::run_program(REUSEFORMER_ENCODE, args, scratch.path);
 }
 
 // scratch/model holding the fixture's config.json and weights, as a Hugging

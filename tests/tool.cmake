@@ -7,12 +7,6 @@ if(TARGET reuseformer-encode)
   # scratch sizes follow the SIMD build.
   reuseformer_test(tests_tool SOURCES test_tool.cpp)
   target_compile_definitions(tests_tool PRIVATE REUSEFORMER_ENCODE="$<TARGET_FILE:reuseformer-encode>")
-  # Cross-compiling, the tool (a program for the target) runs under the
-  # emulator that runs the test: its words, as the shell splits them.
-  if(CMAKE_CROSSCOMPILING_EMULATOR)
-    list(JOIN CMAKE_CROSSCOMPILING_EMULATOR " " launcher)
-    target_compile_definitions(tests_tool PRIVATE REUSEFORMER_ENCODE_LAUNCHER="${launcher}")
-  endif()
   # Building the test builds the tool it runs.
   add_dependencies(tests_tool reuseformer-encode)
 endif()
