@@ -9,7 +9,7 @@
 #include "reuseformer/analysis/reuse_planner.hpp"
 #include "reuseformer/attention/attention_mask.hpp"
 #include "reuseformer/attention/decode_attention.hpp"
-#include "reuseformer/attention/kv_cache.hpp"
+#include "reuseformer/attention/layer_cache.hpp"
 #include "reuseformer/attention/pairwise_factors.hpp"
 #include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/attention/scaled_dot_product.hpp"

@@ -35,14 +35,14 @@
 //                  (output) + 2 * d * d_ff (feed-forward)
 //   bytes read     the layer's parameters once per step, shared by the batch's
 //                  B tokens, plus its cache: (F + H) * dh * n values
-//   cache          (F + H) * dh values per token (attention/kv_cache.hpp)
+//   cache          (F + H) * dh values per token (layers/kv_cache.hpp)
 // so reusing K heads saves K*dh cache values per token and K*dh*n per step's
 // read, besides p * d * K*dh + K*n*dh multiply-adds.
 
 #include <cstddef>
 #include <vector>
 
-#include "reuseformer/attention/kv_cache.hpp"
+#include "reuseformer/layers/kv_cache.hpp"
 #include "reuseformer/attention/scaled_dot_product.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/layer_tensors.hpp"
@@ -161,7 +161,7 @@ template <class T>
     c.multiply_adds = projections * d * f * dh + f * transform + 2 * d * d + f * n * dh + h * n * dh + 2 * d * d_ff;
     c.softmax_exponentials = f * n;
     c.weight_bytes = static_cast<double>(layer_parameter_count(config, l) * sizeof(T)) / static_cast<double>(batch);
-    c.cache_bytes_per_token = static_cast<std::size_t>(attention::cache_elements_per_token(config, l)) * sizeof(T);
+    c.cache_bytes_per_token = static_cast<std::size_t>(detail::cache_elements_per_token(config, l)) * sizeof(T);
     c.cache_bytes_read = static_cast<double>(c.cache_bytes_per_token) * n;
     total.multiply_adds += c.multiply_adds;
     total.bytes_read += c.bytes_read();

@@ -1,6 +1,6 @@
 #pragma once
 // The attention core for one new token per sequence, against the cache
-// (attention/kv_cache.hpp): scaled_dot_product's formulas for a single query
+// (attention/layer_cache.hpp): scaled_dot_product's formulas for a single query
 // row (docs/semantics.md §Incremental decoding). Per sequence b, whose new token
 // is at position t = positions[b] (its key and value already stored, so the
 // cache holds tokens 0 .. t), and head h:
@@ -12,7 +12,7 @@
 
 #include <algorithm>
 
-#include "reuseformer/attention/kv_cache.hpp"
+#include "reuseformer/attention/layer_cache.hpp"
 #include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/workspace.hpp"

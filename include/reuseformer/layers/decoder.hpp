@@ -2,7 +2,7 @@
 // Incremental causal decoding with a causal encoder's layers (docs/semantics.md
 // §Incremental decoding): a prompt is prefilled once, then each step feeds one
 // new token per sequence and returns its output, reading earlier tokens from a
-// key/value cache (attention/kv_cache.hpp) instead of recomputing them.
+// key/value cache (layers/kv_cache.hpp) instead of recomputing them.
 //
 //   reuseformer::encoder<float> model(config, layer_weights);   // config.causal = true
 //   reuseformer::decoder state(model, batch, max_length, threads);  // caches and workspace, once
@@ -23,13 +23,13 @@
 #include <vector>
 
 #include "reuseformer/attention/decode_attention.hpp"
-#include "reuseformer/attention/kv_cache.hpp"
 #include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/layers/encoder.hpp"
 #include "reuseformer/layers/forward_interface.hpp"
+#include "reuseformer/layers/kv_cache.hpp"
 
 namespace reuseformer {
 
@@ -40,10 +40,10 @@ class decoder {
   using model_type = encoder<T, Score, Arch, Products>;
 
   // Exact bytes of the cache for `batch` sequences of up to `max_length` tokens
-  // (attention/kv_cache.hpp), and of the workspace for prompts of up to
+  // (layers/kv_cache.hpp), and of the workspace for prompts of up to
   // max_length tokens and for steps on `threads` threads.
   [[nodiscard]] static std::size_t cache_bytes(const model_type& model, index_t batch, index_t max_length) {
-    return attention::kv_cache<T>::bytes(model.config(), batch, max_length);
+    return detail::kv_cache<T>::bytes(model.config(), batch, max_length);
   }
   [[nodiscard]] static std::size_t workspace_bytes(const model_type& model, index_t batch, index_t max_length,
                                                    int threads) {
@@ -233,7 +233,7 @@ class decoder {
 
   const model_type& model_;
   index_t batch_, max_length_;
-  attention::kv_cache<T> cache_;
+  detail::kv_cache<T> cache_;
   std::vector<index_t> lengths_;
   workspace workspace_;
 };
