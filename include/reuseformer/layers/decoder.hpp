@@ -118,7 +118,7 @@ class decoder {
       access::execute(layer, stream, batch_ * seq, lb, [&](const T* x, T* out, auto after) {
         access::execute(layer.attention(), x, out, sequences::dense(batch_, seq), static_cast<const T*>(nullptr), lb.attention,
                         routing, after);
-        const auto projected = layer.attention().operands(lb.attention, batch_ * seq);
+        const auto projected = access::operands(layer.attention(), lb.attention, batch_ * seq);
         const attention::layer_cache<T>& cache = cache_.layer(l);
         for (index_t b = 0; b < batch_; ++b)
           for (index_t j = 0; j < length(b); ++j)
@@ -150,20 +150,19 @@ class decoder {
       const auto& layer = model_.layers()[static_cast<std::size_t>(l)];
       const auto& attention = layer.attention();
       attention::head_io<T> routing = layer_heads(buffers.pool, l);
-      routing.relative_bias = attention.relative_position_.data();
-      routing.relative_span = attention.relative_position_.extent(1);
+      access::route_relative_bias(attention, routing);
       arena layer_arena = buffers.layers;
       const auto lb = access::plan(layer, layer_arena, batch_shape::dense(batch_, 1), threads());
       access::execute(layer, stream, batch_, lb, [&](const T* x, T* out, auto after) {
-        const auto projected = attention.project(x, batch_, lb.attention);
+        const auto projected = access::project(attention, x, batch_, lb.attention);
         const attention::layer_cache<T>& cache = cache_.layer(l);
         for (index_t b = 0; b < batch_; ++b)
           cache.store(b, length(b), projected.key.data + b * projected.key.ld,
                       projected.value.data + b * projected.value.ld);
         routing.q = projected.query;
-        attention::decode_attention<T, Arch>(cache, lengths_.data(), attention.scale(), routing,
+        attention::decode_attention<T, Arch>(cache, lengths_.data(), access::scale(attention), routing,
                                              gemm::matrix<T>{lb.attention.context, batch_, d, d}, buffers.scratch);
-        attention.finish(out, batch_, lb.attention, after);
+        access::finish(attention, out, batch_, lb.attention, after);
       });
     }
     for (index_t& length : lengths_) ++length;

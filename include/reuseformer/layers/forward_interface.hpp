@@ -24,7 +24,8 @@
 // This base derives the public interface from them, so that the byte count
 // reported by workspace_bytes() is the plan forward() carves, by construction.
 // A module built from others (an encoder layer, the encoder) plans and runs its
-// parts through module_access.
+// parts through module_access; the decoder also runs an attention module's
+// stages through it.
 
 #include <algorithm>
 #include <cstddef>
@@ -92,6 +93,31 @@ struct module_access {
   template <class Module, class... Args>
   static void execute(const Module& m, Args&&... args) {
     m.execute(std::forward<Args>(args)...);
+  }
+
+  // An attention module's stages, for a caller that runs its own attention
+  // core between them (the decoder, against its key/value cache): the
+  // projections, the routing of its relative-position bias, the logits'
+  // scale, and the output projection.
+  template <class Attention, class... Args>
+  static auto project(const Attention& m, Args&&... args) {
+    return m.project(std::forward<Args>(args)...);
+  }
+  template <class Attention, class... Args>
+  static auto operands(const Attention& m, Args&&... args) {
+    return m.operands(std::forward<Args>(args)...);
+  }
+  template <class Attention, class Routing>
+  static void route_relative_bias(const Attention& m, Routing& routing) {
+    m.route_relative_bias(routing);
+  }
+  template <class Attention>
+  static auto scale(const Attention& m) {
+    return m.scale();
+  }
+  template <class Attention, class... Args>
+  static void finish(const Attention& m, Args&&... args) {
+    m.finish(std::forward<Args>(args)...);
   }
 };
 

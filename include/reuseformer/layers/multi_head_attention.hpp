@@ -30,9 +30,6 @@
 
 namespace reuseformer {
 
-template <class T, score_function Score, class Arch, class Products>
-class decoder;  // layers/decoder.hpp: decodes with this layer's parts
-
 // Views of the attention parameters, Hugging Face names in comments; W: the
 // element type of the Linears' weights (linear_weights).
 template <class T, class W = T>
@@ -122,8 +119,6 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
  private:
   friend class detail::forward_interface<multi_head_attention, T>;
   friend struct detail::module_access;
-  template <class, score_function, class, class>
-  friend class decoder;
 
   struct buffers {
     T* projected;     // [T, projection width]: Q, then K (standard scores), then V
@@ -163,8 +158,7 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
     const projections p = project(x, rows, b);
     routing.q = p.query;
     routing.k = p.key;
-    routing.relative_bias = relative_position_.data();
-    routing.relative_span = relative_position_.extent(1);
+    route_relative_bias(routing);
     attention::scaled_dot_product<T, Arch>(problem(batch), scale(), routing, p.value,
                                            gemm::matrix<T>{b.context, rows, d, d}, additive_mask, b.scratch);
     finish(stream, rows, b, after);
@@ -211,7 +205,12 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
 
   [[nodiscard]] T scale() const { return T(1) / std::sqrt(static_cast<T>(head_dim())); }
 
- private:
+  // The fresh heads' relative-position bias rows, for the attention core.
+  void route_relative_bias(attention::head_io<T>& routing) const {
+    routing.relative_bias = relative_position_.data();
+    routing.relative_span = relative_position_.extent(1);
+  }
+
   [[nodiscard]] index_t head_dim() const { return hidden_size() / heads(); }
   [[nodiscard]] index_t fresh_width() const { return fresh_heads() * head_dim(); }
   [[nodiscard]] index_t key_width() const { return has_key_projection(Score) ? fresh_width() : 0; }
