@@ -19,25 +19,11 @@
 #   scripts/sanitize.sh
 # Needs the packages of scripts/install-deps.sh (it is run first).
 set -euo pipefail
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
-"$root/scripts/install-deps.sh"
-jobs=$(nproc)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+scripts/install-deps.sh
 asan_skipped='^(consumer|example)_'
 tsan_tests='concurrency|tests_io|tests_checkpoint'
-
-# Runs "$@" with its output in the log $1; prints the log's end and fails if it fails.
-mkdir -p build/logs
-quiet() {
-  local log=$1
-  shift
-  if ! "$@" >"$log" 2>&1; then
-    echo "scripts/sanitize.sh: failed: $*" >&2
-    tail -n 60 "$log" >&2
-    exit 1
-  fi
-}
 
 start=$SECONDS
 echo "ASan + UBSan (build/debug-sanitize): building the test programs"
@@ -51,9 +37,8 @@ echo "ASan + UBSan: running ctest"
 # becomes a reuseformer::error; with it, a nothrow operator new returns null
 # under ASan instead of aborting (a throwing one aborts either way).
 failed=()
-# OMP_WAIT_POLICY=passive: as in scripts/test.sh, tests share the cores.
 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  OMP_WAIT_POLICY=passive ctest --preset debug-sanitize -j "$jobs" -E "$asan_skipped" || failed+=("ASan + UBSan")
+  run_ctest --preset debug-sanitize -E "$asan_skipped" || failed+=("ASan + UBSan")
 echo "ASan + UBSan: done ($((SECONDS - start)) s)"
 
 start=$SECONDS
@@ -70,8 +55,7 @@ if [[ ${#selected[@]} -eq 0 ]]; then
 fi
 quiet build/logs/tsan-build.log cmake --build build/tsan -j "$jobs" --target "${selected[@]}"
 echo "TSan: running ${selected[*]}"
-TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan -R "$tsan_tests" -j "$jobs" --output-on-failure ||
-  failed+=("TSan")
+TSAN_OPTIONS=halt_on_error=1 run_ctest --test-dir build/tsan -R "$tsan_tests" || failed+=("TSan")
 echo "TSan: done ($((SECONDS - start)) s)"
 
 if [[ ${#failed[@]} -gt 0 ]]; then

@@ -4,15 +4,12 @@
 # are installed (scripts/install-deps.sh --arm64), the aarch64 suite under
 # emulation (scripts/test-arm64.sh). Usage: scripts/test.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 scripts/install-deps.sh
-jobs=$(nproc)
 cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Release -DREUSEFORMER_WERROR=ON
 cmake --build build/test -j "$jobs"
-# ctest runs one test per core, and many tests run forward passes on 2
-# threads: OpenMP threads that spin at barriers would then compete for cores
-# with the other tests'.
-OMP_WAIT_POLICY=passive ctest --test-dir build/test --output-on-failure -j "$jobs"
+run_ctest --test-dir build/test
 if command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null; then
   scripts/test-arm64.sh
 else
