@@ -11,9 +11,10 @@
 #      tests exercise; instrumented, they are a tenth of this build's compile
 #      work). The reuseformer-encode tool is built and run here, by tests_tool;
 #   2. the tests that exercise threads and shared readers (ctest names matching
-#      "concurrency|tests_io|tests_checkpoint"), built with ThreadSanitizer into
-#      build/tsan. OpenMP is off there: libgomp is not TSan-instrumented, so its
-#      barriers would be reported as races; the tests' own threads remain.
+#      "concurrency|tests_io|tests_checkpoint"), built with the tsan preset
+#      (ThreadSanitizer) into build/tsan. OpenMP is off there: libgomp is not
+#      TSan-instrumented, so its barriers would be reported as races; the
+#      tests' own threads remain.
 # Both parts run even if the first has failing tests; the exit status is
 # non-zero if a build failed (at once) or any test failed.
 #   scripts/sanitize.sh
@@ -43,19 +44,16 @@ echo "ASan + UBSan: done ($((SECONDS - start)) s)"
 
 start=$SECONDS
 echo "TSan (build/tsan): building the tests matching '$tsan_tests'"
-quiet build/logs/tsan-configure.log cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug \
-  "-DCMAKE_CXX_FLAGS=-march=native -O1 -fsanitize=thread -fno-omit-frame-pointer" \
-  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DREUSEFORMER_OPENMP=OFF \
-  -DREUSEFORMER_BUILD_EXAMPLES=OFF -DREUSEFORMER_BUILD_BENCHMARKS=OFF
+quiet build/logs/tsan-configure.log cmake --preset tsan
 # Only the programs behind the selected tests (a test's name is its program's).
-mapfile -t selected < <(ctest --test-dir build/tsan -N -R "$tsan_tests" | sed -n 's/^ *Test *#[0-9]*: *//p')
+mapfile -t selected < <(ctest --preset tsan -N -R "$tsan_tests" | sed -n 's/^ *Test *#[0-9]*: *//p')
 if [[ ${#selected[@]} -eq 0 ]]; then
   echo "scripts/sanitize.sh: no test matches '$tsan_tests'" >&2
   exit 1
 fi
-quiet build/logs/tsan-build.log cmake --build build/tsan -j "$jobs" --target "${selected[@]}"
+quiet build/logs/tsan-build.log cmake --build --preset tsan -j "$jobs" --target "${selected[@]}"
 echo "TSan: running ${selected[*]}"
-TSAN_OPTIONS=halt_on_error=1 run_ctest --test-dir build/tsan -R "$tsan_tests" || failed+=("TSan")
+TSAN_OPTIONS=halt_on_error=1 run_ctest --preset tsan -R "$tsan_tests" || failed+=("TSan")
 echo "TSan: done ($((SECONDS - start)) s)"
 
 if [[ ${#failed[@]} -gt 0 ]]; then
