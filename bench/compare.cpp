@@ -39,8 +39,8 @@
 // against vanilla's, within the tolerance of its precision
 // (support/tolerance.hpp). A non-finite or out-of-tolerance output is marked
 // in the table and named at the end, and run exits 1.
-#include "examples/support/counting_new.hpp"
-#include "examples/support/resident_memory.hpp"
+#include "support/counting_new.hpp"
+#include "support/resident_memory.hpp"
 #include "support/hf_export.hpp"
 #include "support/peak_bf16.hpp"
 #include "support/peak_fma.hpp"

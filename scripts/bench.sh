@@ -17,11 +17,12 @@
 # onnxruntime-node); otherwise it prints the command to run. Without the peers
 # (or with --no-peers) it still prints the table of our variants.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 shapes=1x128,8x128,1x512,8x512
 ragged=8x32-512,8x16-128
-threads=$(nproc)
+threads=$jobs
 repeat=5
 layers=12
 peers=yes
@@ -46,7 +47,7 @@ if [[ $peers == yes ]] && ! { scripts/install-deps.sh --bench && bench/peers/ins
   peers=no
 fi
 cmake --preset release -DREUSEFORMER_BUILD_TESTS=OFF >/dev/null
-cmake --build build/release -j "$(nproc)" --target reuseformer_compare
+cmake --build build/release -j "$jobs" --target reuseformer_compare
 compare=build/release/bench/reuseformer_compare
 options=(--shapes "$shapes" --ragged "$ragged" --threads "$threads" --repeat "$repeat" --layers "$layers")
 

@@ -9,7 +9,8 @@
 # __AVX*, __FMA__, __F16C__, __AMX*, XSIMD_WITH_SSE*/AVX*/FMA*), has no `!`, and
 # joins with `||` only x86 macros. Comments are not code.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 if [[ $# -gt 0 ]]; then
   files=("$@")
 else

@@ -9,6 +9,8 @@
 # Needs clang and libclang-rt-14-dev (libFuzzer): as root it apt-gets what is
 # missing; otherwise it prints the command and exits 1.
 set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 seconds=${1:-60}
 if [[ $# -gt 1 || ! "$seconds" =~ ^[1-9][0-9]*$ ]]; then
@@ -16,26 +18,14 @@ if [[ $# -gt 1 || ! "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   exit 2
 fi
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$root/build/fuzz
 targets=(fuzz_safetensors fuzz_config_json fuzz_model_input fuzz_bert_model)
 
 "$root/scripts/install-deps.sh" --fuzz
 cxx=$(command -v clang++-14 || command -v clang++)
 
-mkdir -p "$build/logs"
-# Runs "$@" with its output in the log $1; prints the log's end and fails if it fails.
-quiet() {
-  local log=$1
-  shift
-  if ! "$@" >"$log" 2>&1; then
-    echo "scripts/fuzz.sh: failed: $*" >&2
-    tail -n 40 "$log" >&2
-    exit 1
-  fi
-}
 quiet "$build/logs/configure.log" cmake -S "$root/fuzz" -B "$build" -DCMAKE_CXX_COMPILER="$cxx"
-quiet "$build/logs/build.log" cmake --build "$build" -j "$(nproc)"
+quiet "$build/logs/build.log" cmake --build "$build" -j "$jobs"
 
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 failed=0

@@ -11,33 +11,20 @@
 #      tests exercise; instrumented, they are a tenth of this build's compile
 #      work). The reuseformer-encode tool is built and run here, by tests_tool;
 #   2. the tests that exercise threads and shared readers (ctest names matching
-#      "concurrency|tests_io|tests_checkpoint"), built with ThreadSanitizer into
-#      build/tsan. OpenMP is off there: libgomp is not TSan-instrumented, so its
-#      barriers would be reported as races; the tests' own threads remain.
+#      "concurrency|tests_io|tests_checkpoint"), built with the tsan preset
+#      (ThreadSanitizer) into build/tsan. OpenMP is off there: libgomp is not
+#      TSan-instrumented, so its barriers would be reported as races; the
+#      tests' own threads remain.
 # Both parts run even if the first has failing tests; the exit status is
 # non-zero if a build failed (at once) or any test failed.
 #   scripts/sanitize.sh
 # Needs the packages of scripts/install-deps.sh (it is run first).
 set -euo pipefail
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
-"$root/scripts/install-deps.sh"
-jobs=$(nproc)
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
+scripts/install-deps.sh
 asan_skipped='^(consumer|example)_'
 tsan_tests='concurrency|tests_io|tests_checkpoint'
-
-# Runs "$@" with its output in the log $1; prints the log's end and fails if it fails.
-mkdir -p build/logs
-quiet() {
-  local log=$1
-  shift
-  if ! "$@" >"$log" 2>&1; then
-    echo "scripts/sanitize.sh: failed: $*" >&2
-    tail -n 60 "$log" >&2
-    exit 1
-  fi
-}
 
 start=$SECONDS
 echo "ASan + UBSan (build/debug-sanitize): building the test programs"
@@ -51,27 +38,22 @@ echo "ASan + UBSan: running ctest"
 # becomes a reuseformer::error; with it, a nothrow operator new returns null
 # under ASan instead of aborting (a throwing one aborts either way).
 failed=()
-# OMP_WAIT_POLICY=passive: as in scripts/test.sh, tests share the cores.
 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  OMP_WAIT_POLICY=passive ctest --preset debug-sanitize -j "$jobs" -E "$asan_skipped" || failed+=("ASan + UBSan")
+  run_ctest --preset debug-sanitize -E "$asan_skipped" || failed+=("ASan + UBSan")
 echo "ASan + UBSan: done ($((SECONDS - start)) s)"
 
 start=$SECONDS
 echo "TSan (build/tsan): building the tests matching '$tsan_tests'"
-quiet build/logs/tsan-configure.log cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug \
-  "-DCMAKE_CXX_FLAGS=-march=native -O1 -fsanitize=thread -fno-omit-frame-pointer" \
-  -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=thread -DREUSEFORMER_OPENMP=OFF \
-  -DREUSEFORMER_BUILD_EXAMPLES=OFF -DREUSEFORMER_BUILD_BENCHMARKS=OFF
+quiet build/logs/tsan-configure.log cmake --preset tsan
 # Only the programs behind the selected tests (a test's name is its program's).
-mapfile -t selected < <(ctest --test-dir build/tsan -N -R "$tsan_tests" | sed -n 's/^ *Test *#[0-9]*: *//p')
+mapfile -t selected < <(ctest --preset tsan -N -R "$tsan_tests" | sed -n 's/^ *Test *#[0-9]*: *//p')
 if [[ ${#selected[@]} -eq 0 ]]; then
   echo "scripts/sanitize.sh: no test matches '$tsan_tests'" >&2
   exit 1
 fi
-quiet build/logs/tsan-build.log cmake --build build/tsan -j "$jobs" --target "${selected[@]}"
+quiet build/logs/tsan-build.log cmake --build --preset tsan -j "$jobs" --target "${selected[@]}"
 echo "TSan: running ${selected[*]}"
-TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build/tsan -R "$tsan_tests" -j "$jobs" --output-on-failure ||
-  failed+=("TSan")
+TSAN_OPTIONS=halt_on_error=1 run_ctest --preset tsan -R "$tsan_tests" || failed+=("TSan")
 echo "TSan: done ($((SECONDS - start)) s)"
 
 if [[ ${#failed[@]} -gt 0 ]]; then

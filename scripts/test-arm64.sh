@@ -6,9 +6,9 @@
 #                                    the cross compiler is installed)
 #   scripts/test-arm64.sh --ci       the subset .ci/run runs (see SUBSET below)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 scripts/install-deps.sh --arm64
-jobs=$(nproc)
 cmake --preset arm64 >/dev/null
 ctest_args=()
 if [[ "${1:-}" == "--ci" ]]; then
@@ -27,4 +27,4 @@ if [[ "${1:-}" == "--ci" ]]; then
 else
   cmake --build build/arm64 -j "$jobs"
 fi
-OMP_WAIT_POLICY=passive ctest --test-dir build/arm64 --output-on-failure -j "$jobs" "${ctest_args[@]}"
+run_ctest --test-dir build/arm64 "${ctest_args[@]}"

@@ -7,21 +7,18 @@
 #   scripts/test.sh --no-arm64   the native suite only (.ci/run, which runs
 #                                the aarch64 subset as a stage of its own)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 arm64=yes
 case "${1:-}" in
   "") ;;
   --no-arm64) arm64=no ;;
-  *) echo "usage: scripts/test.sh [--no-arm64]" >&2; exit 2 ;;
+  *) echo "usage: $script [--no-arm64]" >&2; exit 2 ;;
 esac
 scripts/install-deps.sh
-jobs=$(nproc)
 cmake -S . -B build/test -DCMAKE_BUILD_TYPE=Release -DREUSEFORMER_WERROR=ON
 cmake --build build/test -j "$jobs"
-# ctest runs one test per core, and many tests run forward passes on 2
-# threads: OpenMP threads that spin at barriers would then compete for cores
-# with the other tests'.
-OMP_WAIT_POLICY=passive ctest --test-dir build/test --output-on-failure -j "$jobs"
+run_ctest --test-dir build/test
 if [[ $arm64 == no ]]; then
   echo "aarch64 suite not run (--no-arm64)"
 elif command -v aarch64-linux-gnu-g++ >/dev/null && command -v qemu-aarch64 >/dev/null; then

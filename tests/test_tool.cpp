@@ -1,5 +1,5 @@
 // reuseformer-encode run as a program, as a user would run it (its contract is
-// the header comment of examples/reuseformer_encode.cpp): PyTorch parity through
+// the header comment of tools/reuseformer_encode.cpp): PyTorch parity through
 // the tool on every fixture that has a config.json, the --repeat / --report JSON,
 // usage errors (exit 2), input and format errors (exit 1, one exact message, no
 // output) and the atomic replacement of the output file.

@@ -1,6 +1,6 @@
-# The reuseformer-encode tool, run as a program by tests_tool. The tool is an
-# example, so it exists only when the examples are built
-# (REUSEFORMER_BUILD_EXAMPLES); without it there is nothing to test.
+# The reuseformer-encode tool, run as a program by tests_tool. The tools are
+# built with the examples (REUSEFORMER_BUILD_EXAMPLES); without them there is
+# nothing to test.
 if(TARGET reuseformer-encode)
   # Compiled with the tool's own flags (no -march of its own): the test checks
   # the tool's report against the library's figures for the same model, and

@@ -4,7 +4,7 @@
 // unit of a test program.
 #include <cstddef>
 
-#include "examples/support/counting_new.hpp"
+#include "support/counting_new.hpp"
 
 namespace reuseformer_test {
 

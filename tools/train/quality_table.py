@@ -72,7 +72,7 @@ def main():
     ap.add_argument("--finetune-ks", default="4")
     args = ap.parse_args()
     args.plan = os.path.join(args.build, "tools", "reuseformer-plan")
-    args.encode = os.path.join(args.build, "examples", "reuseformer-encode")
+    args.encode = os.path.join(args.build, "tools", "reuseformer-encode")
     args.calibration = os.path.join(args.model, "calibration.safetensors")
     args.heldout = os.path.join(args.model, "heldout.safetensors")
     shutil.rmtree(args.work, ignore_errors=True)

@@ -1,7 +1,8 @@
 #pragma once
 // The process's resident set now and at its peak (Linux: /proc/self/statm
 // pages, getrusage KiB): a loaded model's real footprint, mapped files included.
-// Shared by reuseformer-encode's report and the comparison harness.
+// Shared by the tools' reports (reuseformer-encode, reuseformer-plan) and the
+// comparison harness.
 #include <cstddef>
 #include <fstream>
 
