@@ -1,6 +1,8 @@
 # Attention similarity, the reuse planner and the planned-checkpoint rewrite
 # (native build only: they add no kernel of their own).
-reuseformer_test(tests_planner SOURCES test_planner.cpp FLAGS ${FLAGS_native})
+# With them, the trained masked LM's held-out loss under each product backend
+# (test_trained_mlm.cpp), which shares the fixture.
+reuseformer_test(tests_planner SOURCES test_planner.cpp test_trained_mlm.cpp FLAGS ${FLAGS_native})
 
 # reuseformer-plan run as a program (built with the examples and tools).
 if(TARGET reuseformer-plan)
