@@ -16,6 +16,7 @@
 //                   GOP/s, %peak against the measured vpdpbusd peak (peak_int8.hpp)
 #include "support/counters.hpp"
 
+#include <reuseformer/eigen.hpp>
 #include <reuseformer/reuseformer.hpp>
 
 #include <benchmark/benchmark.h>

@@ -1,6 +1,7 @@
 // Running the library on data held in Eigen, without copying it: a reuse
 // encoder reads activations from an Eigen::Matrix and writes its result into
 // another, and a layout that cannot be viewed in place is refused.
+#include <reuseformer/eigen.hpp>
 #include <reuseformer/reuseformer.hpp>
 
 #include <cstdio>

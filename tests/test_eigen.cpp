@@ -14,6 +14,7 @@
 
 #include "support/allocation_counter.hpp"
 
+#include <reuseformer/eigen.hpp>
 #include <reuseformer/reuseformer.hpp>
 
 #include "support/catch.hpp"

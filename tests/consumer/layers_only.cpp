@@ -1,6 +1,11 @@
 // Builds against reuseformer::reuseformer (the layers alone) like a downstream
 // project and runs one tiny encoder.
 #include <reuseformer/reuseformer.hpp>
+// The umbrella header is the layers alone: Eigen only when asked for.
+#ifdef EIGEN_WORLD_VERSION
+#error "reuseformer/reuseformer.hpp brought in Eigen"
+#endif
+#include <reuseformer/eigen.hpp>
 
 #include <cstdio>
 #include <vector>
