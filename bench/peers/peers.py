@@ -1,11 +1,12 @@
 #!/usr/bin/python3
-"""Runs a Hugging Face BERT-style encoder in PyTorch and in ONNX Runtime (two
-graphs), with the same weights and input as reuseformer-encode, times each and
-compares their outputs with ours.
+"""Runs a Hugging Face BERT-style encoder in PyTorch and in ONNX Runtime (three
+graphs, one quantized to int8), with the same weights and input as
+reuseformer-encode, times each and compares their outputs with ours.
 
     /usr/bin/python3 bench/peers/peers.py --model DIR --input IN.safetensors
         [--reference OUT.safetensors] [--threads T] [--repeat R | --serve]
-        [--peers pytorch,pytorch-nested,onnxruntime,onnxruntime-fused] [--node-modules DIR]
+        [--peers pytorch,pytorch-nested,onnxruntime,onnxruntime-fused,onnxruntime-int8]
+        [--node-modules DIR]
         [--work-dir DIR] [--opset K] [--onnx-graph bert|torch-encoder]
         [--ort-spinning on|off] [--blas DIR|system] [--node NODE] --out peers.json
 
@@ -58,6 +59,14 @@ Peers:
                projection bias), MatMul, BiasGelu (FastGelu for the tanh GELUs, Add +
                Relu for relu), MatMul, SkipLayerNormalization; see make_fused_graph.
                Run by ort_run.mjs with the same session options as onnxruntime.
+  onnxruntime-int8
+               the onnxruntime-fused graph as ONNX Runtime's dynamic quantizer
+               (quantize_dynamic, s8 weights per column) and optimiser make it:
+               per layer DynamicQuantizeLinear of the layer input feeding
+               com.microsoft QAttention, and com.microsoft DynamicQuantizeMatMul
+               for the three other products; SkipLayerNormalization and BiasGelu
+               as above (one file per model, "fused-int8-*.onnx"); see
+               make_fused_graph(quantized=True). Same session options.
 
 Each peer is built and runs 1 untimed warm-up pass; then come R rounds, each
 one timed forward pass of every peer in turn. With --serve the caller paces
@@ -71,16 +80,20 @@ Output JSON:
   {"threads": T, "batch": B, "seq": N, "hidden_size": d, "layers": L,
    "reference": path or null, "reference_error": message (only if unreadable),
    "peers": {NAME: {"version": "...", "path": "...", "ms": [...], "median_ms": x,
-                    "min_ms": x, "max_ms": x, "max_abs_diff_vs_reference": x or null}
+                    "min_ms": x, "max_ms": x, "max_abs_diff_vs_reference": x or null,
+                    "rms_diff_vs_reference": x (with a finite difference)}
                    or {"error": "message"}}}
 The pytorch entry also has "blas" (the BLAS library loaded) and, on the
-reference BLAS, "blas_warning". max_abs_diff_vs_reference is
+reference BLAS, "blas_warning"; the ONNX Runtime entries have "precision"
+("fp32", or "int8" for onnxruntime-int8). max_abs_diff_vs_reference is
 max |peer - reference| over the B*N*d elements (padded positions included,
 except for pytorch-nested, which writes 0 there: its difference counts real tokens),
+and rms_diff_vs_reference the root mean square of peer - reference over them;
 null without a reference, or null plus "nonfinite_elements": count when the
 difference is not finite (PyTorch gives NaN and the ONNX graphs mean values,
 not zeros, for a sequence with no token at all). peers.py judges nothing:
-reuseformer_compare holds these against its tolerance (bench/support/tolerance.hpp).
+reuseformer_compare holds these against the tolerance of each peer's precision
+(bench/support/tolerance.hpp).
 
 Exit status: 0 when the JSON was written (a peer that is unavailable or fails
 gets {"error": ...} instead of its results), 2 for a usage error (bad or missing
@@ -104,8 +117,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-PEERS = ("pytorch", "pytorch-nested", "onnxruntime", "onnxruntime-fused")
-DEFAULT_PEERS = ("pytorch", "onnxruntime", "onnxruntime-fused")  # pytorch-nested matters for ragged batches only
+PEERS = ("pytorch", "pytorch-nested", "onnxruntime", "onnxruntime-fused", "onnxruntime-int8")
+DEFAULT_PEERS = ("pytorch", "onnxruntime", "onnxruntime-fused", "onnxruntime-int8")  # pytorch-nested: ragged batches
 OUTPUT_NAME = "last_hidden_state"  # reuseformer-encode's output tensor
 
 
@@ -480,8 +493,9 @@ def import_onnx():
     return onnx, helper, numpy_helper
 
 
-def make_fused_graph(model):
-    """The encoder as the ONNX graph ONNX Runtime's transformer optimizer produces for BERT.
+def make_fused_graph(model, quantized=False):
+    """The encoder as the ONNX graph ONNX Runtime's transformer optimizer produces for BERT,
+    or (quantized) that graph as onnxruntime.quantization.quantize_dynamic then rewrites it.
 
     Written directly with onnx.helper from the contrib operators (domain com.microsoft)
     of onnxruntime/python/tools/transformers (fusion_attention.py, fusion_skiplayernorm.py,
@@ -504,6 +518,26 @@ def make_fused_graph(model):
     [out, in] matrices transposed to [in, out]; Wqkv = [Wq^T | Wk^T | Wv^T].
     Inputs hidden_states [B, N, d] float and attention_mask [B, N] int64 (B and N
     symbolic); output last_hidden_state.
+
+    quantized: what quantize_dynamic(weight_type=QInt8, per_channel=True,
+    reduce_range=False) makes of it, with the DynamicQuantizeMatMul that ONNX
+    Runtime's optimiser fuses its MatMulInteger subgraphs into written directly
+    (onnxruntime/python/tools/quantization: operators/attention.py, matmul.py,
+    quant_utils.py):
+
+        x_q, x_scale, x_zp = DynamicQuantizeLinear(x)      u8, per tensor, range widened to hold 0
+        a = QAttention(x_q, Wqkv_q, bqkv, x_scale, Wqkv_scale, mask_index, x_zp, Wqkv_zp)
+        each MatMul(y, W)  ->  DynamicQuantizeMatMul(y, W_q, W_scale, W_zp)
+                                                           (y quantized inside, u8 per tensor)
+
+    W_q: s8, symmetric per output column: scale = max |column| / 127 (1 for a
+    column of zeros), W_q = round-half-even(W / scale) in [-127, 127], zero
+    points int8 zeros, one per column. Both CPU kernels take per-column scales
+    and zero points (attention_quant.cc: weight_scale "scalar for per tensor
+    quantization, (3 * hidden_size) for per column quantization";
+    dynamic_quantize_matmul.cc: MLAS_QUANTIZATION_GRANULARITY::PerColumn).
+    Biases, SkipLayerNormalization, BiasGelu and the attention core (scores,
+    softmax, A·V inside QAttention) stay float.
     """
     import numpy as np
 
@@ -511,13 +545,28 @@ def make_fused_graph(model):
     d = model.d
     nodes, inits = [], []
 
-    def init(name, array):
-        inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), name))
+    def init(name, array, dtype=np.float32):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=dtype), name))
         return name
 
     def node(op, inputs, outputs, domain="", **attrs):
         nodes.append(helper.make_node(op, inputs, outputs, name=f"{op}_{len(nodes)}", domain=domain, **attrs))
         return outputs[0]
+
+    def quantized_weight(name, w):
+        """w [in, out] as s8 per output column: the names of W_q, W_scale, W_zp."""
+        scale = np.abs(w).max(axis=0) / 127.0
+        scale[scale == 0] = 1.0
+        q = np.clip(np.round(w / scale), -127, 127)
+        return (init(f"{name}_quantized", q, np.int8), init(f"{name}_scale", scale),
+                init(f"{name}_zero_point", np.zeros(w.shape[1]), np.int8))
+
+    def product(x, name, w):
+        """x [.., in] times the weight w [in, out]: MatMul, or DynamicQuantizeMatMul."""
+        if not quantized:
+            return node("MatMul", [x, init(name, w)], [f"{name}.out"])
+        return node("DynamicQuantizeMatMul", [x, *quantized_weight(name, w)], [f"{name}.out"],
+                    domain="com.microsoft")
 
     def skip_ln(l, inp, skip, which, bias, out, sum_out=None):
         # SkipLayerNormalization inputs: input, skip, gamma, beta, bias; outputs: output,
@@ -531,8 +580,7 @@ def make_fused_graph(model):
 
     def ffn(l, x):
         w = model.weights[l]
-        up = node("MatMul", [x, init(f"layer{l}.intermediate.dense.weight_t", w["intermediate.dense.weight"].T)],
-                  [f"layer{l}.ffn_up"])
+        up = product(x, f"layer{l}.intermediate.dense.weight_t", w["intermediate.dense.weight"].T)
         bias = init(f"layer{l}.intermediate.dense.bias", w["intermediate.dense.bias"])
         if model.act == "gelu":
             act = node("BiasGelu", [up, bias], [f"layer{l}.ffn_act"], domain="com.microsoft")
@@ -540,19 +588,24 @@ def make_fused_graph(model):
             act = node("Relu", [node("Add", [up, bias], [f"layer{l}.ffn_up_bias"])], [f"layer{l}.ffn_act"])
         else:  # gelu_new, gelu_pytorch_tanh: the tanh approximation
             act = node("FastGelu", [up, bias], [f"layer{l}.ffn_act"], domain="com.microsoft")
-        return node("MatMul", [act, init(f"layer{l}.output.dense.weight_t", w["output.dense.weight"].T)],
-                    [f"layer{l}.ffn_down"])
+        return product(act, f"layer{l}.output.dense.weight_t", w["output.dense.weight"].T)
 
     def attention(l, x):
         w = model.weights[l]
         qkv_w = np.concatenate([w[f"attention.self.{p}.weight"].T for p in ("query", "key", "value")], axis=1)
         qkv_b = np.concatenate([w[f"attention.self.{p}.bias"] for p in ("query", "key", "value")])
-        a = node("Attention", [x, init(f"layer{l}.attention.qkv.weight", qkv_w),
-                               init(f"layer{l}.attention.qkv.bias", qkv_b), "mask_index"],
-                 [f"layer{l}.attention"], domain="com.microsoft", num_heads=model.heads,
-                 unidirectional=int(model.causal))
-        return node("MatMul", [a, init(f"layer{l}.attention.output.dense.weight_t",
-                                       w["attention.output.dense.weight"].T)], [f"layer{l}.attention_proj"])
+        name, bias = f"layer{l}.attention.qkv.weight", init(f"layer{l}.attention.qkv.bias", qkv_b)
+        if quantized:
+            xq = [f"layer{l}.attention.input_{part}" for part in ("quantized", "scale", "zero_point")]
+            node("DynamicQuantizeLinear", [x], xq)
+            w_q, w_scale, w_zp = quantized_weight(name, qkv_w)
+            a = node("QAttention", [xq[0], w_q, bias, xq[1], w_scale, "mask_index", xq[2], w_zp],
+                     [f"layer{l}.attention"], domain="com.microsoft", num_heads=model.heads,
+                     unidirectional=int(model.causal))
+        else:
+            a = node("Attention", [x, init(name, qkv_w), bias, "mask_index"], [f"layer{l}.attention"],
+                     domain="com.microsoft", num_heads=model.heads, unidirectional=int(model.causal))
+        return product(a, f"layer{l}.attention.output.dense.weight_t", w["attention.output.dense.weight"].T)
 
     node("Cast", ["attention_mask"], ["mask_index"], to=onnx.TensorProto.INT32)
     x = "hidden_states"
@@ -591,7 +644,7 @@ def make_fused_graph(model):
                 node("Add", [node("Add", [down, bias], [f"layer{l}.ffn_out"]), x1], [OUTPUT_NAME])
 
     graph = helper.make_graph(
-        nodes, "reuseformer_bert_fused",
+        nodes, "reuseformer_bert_fused_int8" if quantized else "reuseformer_bert_fused",
         [helper.make_tensor_value_info("hidden_states", onnx.TensorProto.FLOAT, ["batch", "sequence", d]),
          helper.make_tensor_value_info("attention_mask", onnx.TensorProto.INT64, ["batch", "sequence"])],
         [helper.make_tensor_value_info(OUTPUT_NAME, onnx.TensorProto.FLOAT, ["batch", "sequence", d])],
@@ -612,8 +665,9 @@ def stats(ms):
 
 
 def compare(np, out, reference, tokens=None):
-    """max |out - reference|, or None without a reference; non-finite outputs are
-    reported. tokens: a [B, N] mask of the positions to compare (None: all)."""
+    """max |out - reference| and the root mean square of out - reference, or None
+    without a reference; non-finite outputs are reported. tokens: a [B, N] mask of
+    the positions to compare (None: all)."""
     if reference is None:
         return {"max_abs_diff_vs_reference": None}
     if out.shape != reference.shape:
@@ -623,7 +677,8 @@ def compare(np, out, reference, tokens=None):
         diff = diff[tokens != 0]
     if not np.all(np.isfinite(diff)):
         return {"max_abs_diff_vs_reference": None, "nonfinite_elements": int(np.sum(~np.isfinite(diff)))}
-    return {"max_abs_diff_vs_reference": float(diff.max()) if diff.size else 0.0}
+    return {"max_abs_diff_vs_reference": float(diff.max()) if diff.size else 0.0,
+            "rms_diff_vs_reference": float(np.sqrt(np.mean(diff * diff))) if diff.size else 0.0}
 
 
 _torch = None
@@ -780,16 +835,18 @@ def export_onnx(args, model, x, mask):
     return cached_onnx(args, f"{args.onnx_graph}-b{b}-n{n}-{key}.onnx", ".export-", write, describe)
 
 
-def fused_onnx(args, model):
-    """Writes (once per model and graph version) the fused graph and returns the .onnx path.
+def fused_onnx(args, model, quantized=False):
+    """Writes (once per model, graph version and precision) the fused graph and returns the .onnx path.
 
     Its batch and sequence dimensions are symbolic: one file serves every shape.
     """
     onnx, _, _ = import_onnx()
-    key = hashlib.sha256(f"{model.fingerprint}|fused|{FUSED_GRAPH_VERSION}|onnx {onnx.__version__}"
+    kind = "fused-int8" if quantized else "fused"
+    key = hashlib.sha256(f"{model.fingerprint}|{kind}|{FUSED_GRAPH_VERSION}|onnx {onnx.__version__}"
                          .encode()).hexdigest()[:24]
-    return cached_onnx(args, f"fused-{key}.onnx", ".fused-", lambda tmp: onnx.save(make_fused_graph(model), tmp),
-                       lambda: "writing the fused ONNX graph failed")
+    return cached_onnx(args, f"{kind}-{key}.onnx", f".{kind}-",
+                       lambda tmp: onnx.save(make_fused_graph(model, quantized), tmp),
+                       lambda: f"writing the {kind} ONNX graph failed")
 
 
 def check_node(args):
@@ -807,9 +864,9 @@ class OrtPeer:
     that no process start or file transfer is timed.
     """
 
-    def __init__(self, args, onnx_path, x, mask, reference, graph):
+    def __init__(self, args, onnx_path, x, mask, reference, graph, precision="fp32"):
         check_node(args)
-        self.reference, self.graph, self.args = reference, graph, args
+        self.reference, self.graph, self.args, self.precision = reference, graph, args, precision
         self.work = tempfile.mkdtemp(prefix="reuseformer-peers-")
         x.tofile(os.path.join(self.work, "hidden_states.bin"))
         mask.astype("<i8").tofile(os.path.join(self.work, "attention_mask.bin"))
@@ -858,7 +915,7 @@ class OrtPeer:
             out = np.fromfile(os.path.join(self.work, "output.bin"), dtype="<f4").reshape(result["output_dims"])
         finally:
             shutil.rmtree(self.work, ignore_errors=True)
-        return {"version": result["version"],
+        return {"version": result["version"], "precision": self.precision,
                 "path": (f"CPU execution provider, graph optimisation 'all', intra-op spinning "
                          f"{self.args.ort_spinning}, {self.graph}"),
                 **compare(np, out, self.reference)}
@@ -869,11 +926,13 @@ def onnxruntime_peer(args, model, x, mask, reference):
                    f"ONNX from torch.onnx.export (graph '{args.onnx_graph}', opset {args.opset})")
 
 
-def onnxruntime_fused_peer(args, model, x, mask, reference):
+def onnxruntime_fused_peer(args, model, x, mask, reference, quantized=False):
     gelu = {"gelu": "BiasGelu", "relu": "Add + Relu"}.get(model.act, "FastGelu")
-    return OrtPeer(args, fused_onnx(args, model), x, mask, reference,
-                   f"fused graph written with onnx.helper (com.microsoft Attention, SkipLayerNormalization, "
-                   f"{gelu}; MatMul)")
+    products = ("DynamicQuantizeLinear + QAttention (s8 weights per column); DynamicQuantizeMatMul"
+                if quantized else "Attention; MatMul")
+    return OrtPeer(args, fused_onnx(args, model, quantized), x, mask, reference,
+                   f"{'int8 ' if quantized else ''}fused graph written with onnx.helper (com.microsoft {products}, "
+                   f"SkipLayerNormalization, {gelu})", "int8" if quantized else "fp32")
 
 
 # --------------------------------------------------------------------------
@@ -1037,7 +1096,8 @@ def main(argv):
             report["reference_error"] = str(e)
 
     makers = {"pytorch": TorchPeer, "pytorch-nested": lambda *a: TorchPeer(*a, nested=True),
-              "onnxruntime": onnxruntime_peer, "onnxruntime-fused": onnxruntime_fused_peer}
+              "onnxruntime": onnxruntime_peer, "onnxruntime-fused": onnxruntime_fused_peer,
+              "onnxruntime-int8": lambda *a: onnxruntime_fused_peer(*a, quantized=True)}
     live, times = {}, {}
 
     def attempt(name, step):
