@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The main job: the comparison table. Builds the library for this machine
 # (-march=native), times a BERT-base encoder (12 layers) in every variant
-# (vanilla, score reuse, symmetric, pairwise), runs PyTorch and ONNX Runtime on
-# the same weights and input (bench/peers), prints one table per shape and
+# (vanilla, score reuse, symmetric, pairwise), each on float, bf16 and int8
+# products, runs PyTorch and ONNX Runtime (float, and its int8 quantized graph)
+# on the same weights and input (bench/peers), prints one table per shape and
 # writes build/compare/results.json, speedup.png and memory.png.
 #   scripts/bench.sh [--shapes 1x128,8x128,1x512,8x512] [--ragged 8x32-512,8x16-128|none]
 #                    [--threads T] [--repeat R] [--layers L] [--no-peers]

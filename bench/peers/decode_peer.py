@@ -39,23 +39,14 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import peers  # noqa: E402  (Model, import_torch, loaded_blas)
+from peerlib import PeerError  # noqa: E402
+from peerlib.graphs import torch_activation  # noqa: E402
+from peerlib.model import Model  # noqa: E402
+from peerlib.process import loaded_blas, protocol_channel, serve, use_blas  # noqa: E402
+from peerlib.runners import import_torch  # noqa: E402
+from peerlib.safetensors_file import read_safetensors  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BLAS_ENV = "REUSEFORMER_DECODE_PEER_BLAS"
-
-
-def use_blas(directory, argv):
-    """Re-executes this script with directory first on LD_LIBRARY_PATH (see peers.use_blas)."""
-    if directory == "system":
-        return
-    lib = os.path.abspath(directory)
-    if not os.path.isfile(os.path.join(lib, "libblas.so.3")) or os.environ.get(BLAS_ENV) == lib:
-        return
-    env = dict(os.environ)
-    env[BLAS_ENV] = lib
-    env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
-    os.execve(sys.executable, [sys.executable, os.path.abspath(__file__)] + list(argv), env)
 
 
 def main(argv):
@@ -69,25 +60,25 @@ def main(argv):
     p.add_argument("--out", required=True)
     p.add_argument("--outputs", required=True)
     args = p.parse_args(argv)
-    use_blas(args.blas, argv)
-    protocol = peers.protocol_channel()
+    use_blas(args.blas, __file__, argv)
+    protocol = protocol_channel()
 
-    torch = peers.import_torch(args.threads)
+    torch = import_torch(args.threads)
     import numpy as np
     import torch.nn.functional as F
 
-    model = peers.Model(args.model)
+    model = Model(args.model)
     if not model.causal:
-        raise peers.PeerError(f"{args.model}: expected a causal model (config.json causal = true)")
-    tensors, _ = peers.read_safetensors(args.input)
+        raise PeerError(f"{args.model}: expected a causal model (config.json causal = true)")
+    tensors, _ = read_safetensors(args.input)
     prompt, tokens = (torch.from_numpy(np.require(tensors[k], np.float32, ["C"])) for k in ("prompt", "tokens"))
     if prompt.dim() != 3 or tokens.dim() != 3 or prompt.shape[2] != model.d or tokens.shape[1:] != prompt.shape[::2]:
-        raise peers.PeerError(f"{args.input}: expected prompt [B, P, {model.d}] and tokens [S, B, {model.d}], "
+        raise PeerError(f"{args.input}: expected prompt [B, P, {model.d}] and tokens [S, B, {model.d}], "
                               f"found {list(prompt.shape)} and {list(tokens.shape)}")
     B, H, d = prompt.shape[0], model.heads, model.d
     P, S = prompt.shape[1], tokens.shape[0]
     dh, L = d // H, P + S
-    act = peers.torch_activation(model)
+    act = torch_activation(model)
     act = F.gelu if act == "gelu" else F.relu if act == "relu" else act
     sdpa = getattr(F, "scaled_dot_product_attention", None)
 
@@ -141,7 +132,7 @@ def main(argv):
 
     def step():
         if len(outputs) == S:
-            raise peers.PeerError(f"asked for step {S + 1}; {args.input} holds {S} tokens")
+            raise PeerError(f"asked for step {S + 1}; {args.input} holds {S} tokens")
         k = len(outputs)
         with torch.inference_mode():
             start = time.perf_counter()
@@ -152,13 +143,13 @@ def main(argv):
     with torch.inference_mode():
         forward(prompt, 0)
         forward(tokens[0].view(B, 1, d), P)  # warm-up; the first timed step overwrites its cache entries
-    peers.serve(protocol, step)
+    serve(protocol, step)
 
     np.asarray(outputs, dtype="<f4").reshape(len(outputs), B, d).tofile(args.outputs)
     report = {"batch": B, "prompt": P, "steps": len(ms), "threads": args.threads,
               "torch": torch.__version__,
               "attention": "scaled_dot_product_attention" if sdpa else "matmul-softmax-matmul",
-              **peers.loaded_blas(), "ms_per_step": ms,
+              **loaded_blas(), "ms_per_step": ms,
               "median_ms_per_step": statistics.median(ms) if ms else None,
               "min_ms_per_step": min(ms) if ms else None, "max_ms_per_step": max(ms) if ms else None,
               "outputs": os.path.abspath(args.outputs), "outputs_shape": [len(outputs), B, d]}

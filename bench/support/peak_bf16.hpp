@@ -45,13 +45,6 @@ inline double measure_peak_bf16(int threads) {
 
 // Peak bf16 GFLOP/s of `threads` cores busy at once (4 flops per vdpbf16ps
 // lane), measured on first use for each thread count; 0 without AVX512-BF16.
-inline double peak_bf16_gflops(int threads) {
-  static std::mutex mutex;
-  static std::map<int, double> measured;
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto it = measured.find(threads);
-  if (it == measured.end()) it = measured.emplace(threads, detail::measure_peak_bf16(threads)).first;
-  return it->second;
-}
+inline double peak_bf16_gflops(int threads) { return detail::measured_once<detail::measure_peak_bf16>(threads); }
 
 }  // namespace reuseformer_bench

@@ -89,17 +89,22 @@ inline double measure_peak(int threads) {
   using Arch = xsimd::default_arch;
   return measure_block(threads, 2.0 * 16 * xsimd::batch<float, Arch>::size, fma_block<Arch>);
 }
-}  // namespace detail
 
-// Peak fp32 GFLOP/s of `threads` cores busy at once (2 flops per FMA lane),
-// measured on first use for each thread count.
-inline double peak_gflops(int threads) {
+// Measure(threads), measured on first use for each thread count (one cache per
+// Measure): the peaks of a process are measured once, not by every benchmark.
+template <double (*Measure)(int)>
+double measured_once(int threads) {
   static std::mutex mutex;
   static std::map<int, double> measured;
   const std::lock_guard<std::mutex> lock(mutex);
   auto it = measured.find(threads);
-  if (it == measured.end()) it = measured.emplace(threads, detail::measure_peak(threads)).first;
+  if (it == measured.end()) it = measured.emplace(threads, Measure(threads)).first;
   return it->second;
 }
+}  // namespace detail
+
+// Peak fp32 GFLOP/s of `threads` cores busy at once (2 flops per FMA lane),
+// measured on first use for each thread count.
+inline double peak_gflops(int threads) { return detail::measured_once<detail::measure_peak>(threads); }
 
 }  // namespace reuseformer_bench

@@ -4,7 +4,8 @@
 // registers, nothing but dot products on them, on all the benchmark's threads
 // at once. Each vpdpbusd lane does four multiply-adds: 8 operations. 0 where
 // the build does not enable AVX512-VNNI (the int8 products then run portable
-// integer code, measured against the fp32 FMA peak, peak_gflops()).
+// integer code: bench_kernels holds it to the fp32 FMA peak, peak_gflops();
+// reuseformer_compare shows no % peak for it).
 #include "peak_fma.hpp"
 
 #if defined(__AVX512VNNI__)
@@ -29,23 +30,21 @@ namespace detail {
   return static_cast<float>(_mm512_reduce_add_epi32(sum));
 }
 #endif
-}  // namespace detail
 
-// Peak int8 GOP/s of `threads` cores busy at once (8 operations per vpdpbusd
-// lane), measured on first use for each thread count; 0 without AVX512-VNNI.
-inline double peak_int8_gops(int threads) {
+// One measurement (the best of measure_block's runs), not cached: callers that
+// re-measure after a long run (bench/compare.cpp) use it directly.
+inline double measure_peak_int8(int threads) {
 #if defined(__AVX512VNNI__)
-  static std::mutex mutex;
-  static std::map<int, double> measured;
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto it = measured.find(threads);
-  if (it == measured.end())
-    it = measured.emplace(threads, detail::measure_block(threads, 8.0 * 16 * 16, detail::int8_dot_block)).first;
-  return it->second;
+  return measure_block(threads, 8.0 * 16 * 16, int8_dot_block);
 #else
   (void)threads;
   return 0;
 #endif
 }
+}  // namespace detail
+
+// Peak int8 GOP/s of `threads` cores busy at once (8 operations per vpdpbusd
+// lane), measured on first use for each thread count; 0 without AVX512-VNNI.
+inline double peak_int8_gops(int threads) { return detail::measured_once<detail::measure_peak_int8>(threads); }
 
 }  // namespace reuseformer_bench
