@@ -116,7 +116,7 @@ void gemm(benchmark::State& state, rf::index_t m, rf::index_t n, rf::index_t k, 
                                                    : rf::gemm::matrix<const float>{b.data(), k, n, n};
   const rf::gemm::matrix<float> c_view{c.data(), m, n, n};
   for (auto _ : state) {
-    rf::gemm::multiply_add(1.0f, a_view, b_view, op_b, c_view, scratch);
+    rf::gemm::multiply_add(1.0f, a_view, b_view, op_b, c_view, rf::gemm::update::accumulate, scratch);
     benchmark::DoNotOptimize(c.data());
     benchmark::ClobberMemory();
   }

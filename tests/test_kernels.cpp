@@ -299,10 +299,10 @@ TEMPLATE_TEST_CASE("gemm: an operand packed once serves products on fewer column
           T* const scratch = arena.take<T>(stride);
           std::vector<T> packing(static_cast<std::size_t>(m * ldc), T(-1)), prepacked = packing;
           const rf::gemm::matrix<const T> used_b = transposed ? b_view.block(0, used, 0, k) : b_view.block(0, k, 0, used);
-          rf::gemm::multiply_add<T>(T(1), {a.data(), m, k, lda}, used_b, op, {packing.data(), m, used, ldc}, scratch,
-                                    rf::gemm::update::overwrite);
-          rf::gemm::multiply_add<T>(T(1), {a.data(), m, k, lda}, view, {prepacked.data(), m, used, ldc}, scratch,
-                                    rf::gemm::update::overwrite);
+          rf::gemm::multiply_add<T>(T(1), {a.data(), m, k, lda}, used_b, op, {packing.data(), m, used, ldc},
+                                    rf::gemm::update::overwrite, scratch);
+          rf::gemm::multiply_add<T>(T(1), {a.data(), m, k, lda}, view, {prepacked.data(), m, used, ldc},
+                                    rf::gemm::update::overwrite, scratch);
           CHECK(prepacked == packing);
         }
       }
@@ -396,7 +396,7 @@ TEMPLATE_TEST_CASE("gemm: lower-triangular and symmetric products against a doub
         };
         for (rf::index_t i = 0; i < n; ++i)
           for (rf::index_t j = 0; j <= i; ++j) expect(i * ldc + j, product(i, j));
-        rf::gemm::multiply_add_lower<T>(T(2), a_view, b_view, {c.data(), n, n, ldc}, scratch);
+        rf::gemm::multiply_lower<T>(T(2), a_view, b_view, {c.data(), n, n, ldc}, scratch);
         CHECK_CLOSE(compare_within(c, expected, bound));
 
         // Symmetric: the lower triangle, mirrored exactly (for A Aᵀ that is the
@@ -446,14 +446,14 @@ TEST_CASE("gemm: overwrite replaces the destination", "[kernels][gemm]") {
   rf::workspace ws(static_cast<std::size_t>(elements) * sizeof(float), 1);
   rf::arena arena = ws.make_arena();
   rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 2, 2}, {b.data(), 2, 2, 2}, rf::gemm::transpose::no, {c.data(), 2, 2, 2},
-                                arena.take<float>(elements), rf::gemm::update::overwrite);
+                                rf::gemm::update::overwrite, arena.take<float>(elements));
   CHECK(c == std::vector<float>{19, 22, 43, 50});
   // An empty inner dimension: overwrite gives zeros, accumulate leaves C as it was.
   rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 0, 2}, {b.data(), 0, 2, 2}, rf::gemm::transpose::no,
-                                {c.data(), 2, 2, 2}, nullptr, rf::gemm::update::accumulate);
+                                {c.data(), 2, 2, 2}, rf::gemm::update::accumulate, nullptr);
   CHECK(c == std::vector<float>{19, 22, 43, 50});
   rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 0, 2}, {b.data(), 0, 2, 2}, rf::gemm::transpose::no,
-                                {c.data(), 2, 2, 2}, nullptr, rf::gemm::update::overwrite);
+                                {c.data(), 2, 2, 2}, rf::gemm::update::overwrite, nullptr);
   CHECK(c == std::vector<float>{0, 0, 0, 0});
 }
 

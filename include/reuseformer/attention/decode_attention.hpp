@@ -10,11 +10,11 @@
 // A task is one (b, h); it holds one row of logits and one of bias, so the
 // scratch is two rows of max_length values per thread.
 
-#include <algorithm>
 
 #include "reuseformer/attention/layer_cache.hpp"
 #include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/core/parallel.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/gemm/matrix.hpp"
 #include "reuseformer/simd/softmax.hpp"
@@ -41,25 +41,21 @@ template <class T, class Arch = simd::default_arch>
 void decode_attention(const layer_cache<T>& cache, const index_t* positions, T scale, const head_io<T>& io,
                       gemm::matrix<T> context, const thread_scratch<T>& scratch) {
   const index_t heads = cache.heads, fresh_heads = cache.fresh_heads, dh = cache.head_dim, n = cache.max_length;
-  const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
   parallel_for(context.rows * heads, scratch.threads, [&](index_t task, int thread) {
     const index_t b = task / heads, h = task % heads, query = positions[b], keys = query + 1;
     T* const mine = scratch.slice(thread);
     const T* row = nullptr;
     if (h >= fresh_heads) {
       const index_t j = h - fresh_heads;
-      row = io.reused.at(b * n, n, io.reused_slots ? io.reused_slots[j] : j);
+      row = io.reused.at(b * n, n, io.reused_slot(j));
     } else {
-      const index_t slot = io.kept_slots ? io.kept_slots[h] : reuse_state_plan::no_slot;
+      const index_t slot = io.kept_slot(h);
       T* const logits = slot == reuse_state_plan::no_slot ? mine : io.kept.at(b * n, n, slot);
       simd::vector_matrix<T, Arch>(io.q.data + b * io.q.ld + h * dh, dh, cache.head_keys(b, h), keys, n, logits);
       const T* additive = nullptr;
       if (io.relative_bias) {
-        // R[t, j] = E[h, clamp(j - t + P - 1, 0, 2P - 2)], added after scaling.
         T* const bias = mine + round_to_line<T>(n);
-        const T* table = io.relative_bias + h * io.relative_span;
-        for (index_t j = 0; j < keys; ++j)
-          bias[j] = table[std::clamp(j - query + bias_center, index_t(0), io.relative_span - 1)];
+        io.relative_bias_row(h, query, keys, nullptr, bias);
         additive = bias;
       }
       simd::softmax<T, Arch>(logits, keys, keys, scale, additive);

@@ -10,6 +10,7 @@
 
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/gemm/gemm.hpp"
 #include "reuseformer/simd/arch.hpp"
 
@@ -44,7 +45,7 @@ void apply_pairwise_factors(gemm::matrix<const T> q, const T* factors, index_t h
     const gemm::matrix<T> out_h = out.block(first, rows, h * dh, dh);
     if (!diagonal) {
       gemm::multiply_add<T, Arch>(T(1), q_h, gemm::matrix<const T>{p, dh, dh, dh}, gemm::transpose::no, out_h,
-                                  scratch.slice(thread), gemm::update::overwrite);
+                                  gemm::update::overwrite, scratch.slice(thread));
       return;
     }
     for (index_t i = 0; i < rows; ++i)

@@ -132,6 +132,22 @@ struct head_io {
   const index_t* kept_slots = nullptr;
   // Optional copy of every head's probabilities, H heads per sequence (null base: none).
   probability_store<T> attentions{};
+
+  // The slot reused head F + j reads.
+  [[nodiscard]] index_t reused_slot(index_t j) const { return reused_slots ? reused_slots[j] : j; }
+  // The slot fresh head h is kept in, or reuse_state_plan::no_slot.
+  [[nodiscard]] index_t kept_slot(index_t h) const { return kept_slots ? kept_slots[h] : reuse_state_plan::no_slot; }
+
+  // Fresh head h's additive row for query `query` over keys [0, keys):
+  // out[j] = R[query, j] + (mask ? mask[j] : 0), where the relative-position
+  // bias is R[i, j] = E[h, clamp(j - i + P - 1, 0, 2P - 2)] (added after
+  // scaling). Requires relative_bias.
+  void relative_bias_row(index_t h, index_t query, index_t keys, const T* mask, T* out) const {
+    const T* const table = relative_bias + h * relative_span;
+    const index_t center = (relative_span - 1) / 2;  // P - 1
+    for (index_t j = 0; j < keys; ++j)
+      out[j] = table[std::clamp(j - query + center, index_t(0), relative_span - 1)] + (mask ? mask[j] : T(0));
+  }
 };
 
 // The head_io of layer `layer` of an encoder whose reuse state is `pool`, laid

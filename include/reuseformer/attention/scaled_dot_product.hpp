@@ -37,6 +37,7 @@
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/sequences.hpp"
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/gemm/gemm.hpp"
 #include "reuseformer/gemm/triangular.hpp"
@@ -164,8 +165,8 @@ template <class T, class Arch>
 void block_logits(const problem& p, const head_io<T>& io, const sequence_at& s, index_t h, index_t first,
                   const gemm::packed_view<T, Arch>& keys, gemm::matrix<T> scores, T* gemm_scratch) {
   const index_t dh = p.head_dim;
-  gemm::multiply_add<T, Arch>(T(1), io.q.block(s.start + first, scores.rows, h * dh, dh), keys, scores, gemm_scratch,
-                        gemm::update::overwrite);
+  gemm::multiply_add<T, Arch>(T(1), io.q.block(s.start + first, scores.rows, h * dh, dh), keys, scores,
+                              gemm::update::overwrite, gemm_scratch);
 }
 
 // Symmetric logits of the whole head into `scores` [N_s, N_s]: the lower
@@ -177,7 +178,7 @@ void symmetric_head_logits(const problem& p, const head_io<T>& io, const sequenc
   const gemm::matrix<const T> q = io.q.block(s.start, s.length, h * dh, dh);
   const gemm::matrix<const T> k = io.k.block(s.start, s.length, h * dh, dh);
   if (p.causal)
-    gemm::multiply_add_lower<T, Arch>(T(1), q, k, scores, gemm_scratch);
+    gemm::multiply_lower<T, Arch>(T(1), q, k, scores, gemm_scratch);
   else
     gemm::multiply_symmetric<T, Arch>(T(1), q, k, scores, gemm_scratch);
 }
@@ -236,7 +237,6 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
                         gemm::matrix<T> context, const T* additive_mask, const thread_scratch<T>& scratch) {
   const index_t dh = p.head_dim;
   const detail::scratch_layout<T, Arch> layout(p);
-  const index_t bias_center = (io.relative_span - 1) / 2;  // P - 1
 
   detail::for_each_task<T, Arch>(p, p.heads, scratch.threads, [&](const detail::sequence_at& s, index_t h, index_t first,
                                                             index_t last, int thread) {
@@ -257,9 +257,9 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
     gemm::packed_view<T, Arch> keys{};
     if (h >= p.fresh_heads) {
       const index_t j = h - p.fresh_heads;
-      data = io.reused.at(s.squares_before, n * n, io.reused_slots ? io.reused_slots[j] : j);
+      data = io.reused.at(s.squares_before, n * n, io.reused_slot(j));
     } else {
-      const index_t slot = io.kept_slots ? io.kept_slots[h] : reuse_state_plan::no_slot;
+      const index_t slot = io.kept_slot(h);
       stored = slot != reuse_state_plan::no_slot;
       per_block = !stored && !p.symmetric_logits;
       if (!stored && p.symmetric_logits) ld = detail::symmetric_ld<T>(n);
@@ -288,12 +288,7 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
         const index_t query = block + i, active = p.causal ? query + 1 : block_keys;
         const T* row_add = mask;
         if (io.relative_bias) {
-          // R[i, j] = E[h, clamp(j - i + P - 1, 0, 2P - 2)], added after scaling.
-          const T* table = io.relative_bias + h * io.relative_span;
-          for (index_t j = 0; j < active; ++j) {
-            const index_t at = std::clamp(j - query + bias_center, index_t(0), io.relative_span - 1);
-            additive[j] = table[at] + (mask ? mask[j] : T(0));
-          }
+          io.relative_bias_row(h, query, active, mask, additive);
           row_add = additive;
         }
         T* row = fresh + offset + i * ld;
@@ -310,9 +305,9 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
       const gemm::matrix<T> out = context.block(s.start + block, block_rows, h * dh, dh);
       if (p.causal)
         gemm::multiply_add<T, Arch>(T(1), probabilities, head_values.block(0, block_keys, 0, dh), gemm::transpose::no, out,
-                              gemm_scratch, gemm::update::overwrite);
+                                    gemm::update::overwrite, gemm_scratch);
       else
-        gemm::multiply_add<T, Arch>(T(1), probabilities, values, out, gemm_scratch, gemm::update::overwrite);
+        gemm::multiply_add<T, Arch>(T(1), probabilities, values, out, gemm::update::overwrite, gemm_scratch);
     }
   });
 }

@@ -27,20 +27,6 @@ namespace reuseformer {
 #endif
 }
 
-// Per-thread scratch memory of a parallel kernel and the threads it serves:
-// `threads` slices of `stride` elements from `data`; thread t works in
-// slice(t) only, so no two threads share a byte. Kernels that state a scratch
-// size per thread require stride >= that size (and 64-byte aligned slices where
-// they say so).
-template <class T>
-struct thread_scratch {
-  T* data = nullptr;
-  index_t stride = 0;
-  int threads = 1;
-
-  [[nodiscard]] T* slice(int thread) const { return data + thread * stride; }
-};
-
 // Calls body(task, thread) for task in [0, tasks), thread in [0, threads).
 // Tasks are handed out dynamically; each thread index is used by one thread at a
 // time, so it can select per-thread scratch. `body` must not throw.

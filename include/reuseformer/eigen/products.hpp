@@ -26,6 +26,7 @@
 #include <span>
 
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/gemm/gemm.hpp"
 #include "reuseformer/gemm/matrix.hpp"

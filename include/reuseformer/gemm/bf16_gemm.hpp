@@ -8,6 +8,7 @@
 
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/gemm/bf16_micro_kernel.hpp"
 #include "reuseformer/gemm/bf16_packed_weights.hpp"
 #include "reuseformer/gemm/blocking.hpp"

@@ -23,6 +23,7 @@
 
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/gemm/blocking.hpp"
 #include "reuseformer/gemm/matrix.hpp"
@@ -303,7 +304,8 @@ template <class T, class Arch = simd::default_arch>
 }
 
 // C = alpha * A * op(B) (update::overwrite) or C += alpha * A * op(B)
-// (update::accumulate, the default) on the calling thread.
+// (update::accumulate) on the calling thread. Every product entry point takes
+// its arguments in this order: alpha, A, B (and op), C, mode, scratch.
 // Shapes: A [m, k]; op(B) [k, n] (B is [k, n] for transpose::no, [n, k] for
 // transpose::yes, the PyTorch Linear weight layout); C [m, n].
 // Requires: scratch has scratch_elements<T>(m', n', k') elements for some
@@ -311,8 +313,8 @@ template <class T, class Arch = simd::default_arch>
 // C does not overlap A or B. Shapes are the caller's responsibility: this is
 // the innermost loop.
 template <class T, class Arch = simd::default_arch>
-void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, T* scratch,
-                  update mode = update::accumulate) {
+void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, update mode,
+                  T* scratch) {
   detail::blocked_product<T, Arch>(alpha, a, detail::unpacked_b<T, Arch>{b, op_b}, c, scratch, mode,
                                    detail::part::all);
 }
@@ -322,8 +324,8 @@ void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b,
 // prepacked_scratch_elements<T>(k') elements, 64-byte aligned. Bit for bit the
 // product of the unpacked op(B).
 template <class T, class Arch = simd::default_arch>
-void multiply_add(T alpha, matrix<const T> a, const packed_view<T, Arch>& b, matrix<T> c, T* scratch,
-                  update mode = update::accumulate) {
+void multiply_add(T alpha, matrix<const T> a, const packed_view<T, Arch>& b, matrix<T> c, update mode,
+                  T* scratch) {
   detail::blocked_product<T, Arch>(alpha, a, b, c, scratch, mode, detail::part::all);
 }
 

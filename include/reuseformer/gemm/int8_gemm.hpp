@@ -11,6 +11,7 @@
 
 #include "reuseformer/core/parallel.hpp"
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/gemm/blocking.hpp"
 #include "reuseformer/gemm/gemm.hpp"
 #include "reuseformer/gemm/int8_micro_kernel.hpp"

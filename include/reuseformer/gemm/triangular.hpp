@@ -1,9 +1,10 @@
 #pragma once
 // Products with a triangular or symmetric result, for half the multiply-adds
 // of a full product (SYRK-like):
-//   multiply_add_lower:  C_lower = alpha * A Bᵀ     (a causal mask needs only this)
+//   multiply_lower:      C_lower = alpha * A Bᵀ  (a causal mask needs only this)
 //   multiply_symmetric:  C = alpha * A Bᵀ, known to be symmetric (Q Qᵀ, Q P Qᵀ
 //                        with symmetric P): the lower triangle, mirrored
+// Both overwrite C (scores are never accumulated), so they take no update mode.
 //
 // The blocked product of gemm.hpp does the work in one column panel (op(B) is
 // packed once, whole), skipping the register tiles right of the diagonal; a
@@ -49,7 +50,7 @@ void lower_product(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T
 }
 }  // namespace detail
 
-// Scratch elements for multiply_add_lower and multiply_symmetric on an [n, n]
+// Scratch elements for multiply_lower and multiply_symmetric on an [n, n]
 // result with inner size k. Never decreases when n or k grows.
 template <class T, class Arch = simd::default_arch>
 [[nodiscard]] index_t lower_scratch_elements(index_t n, index_t k) {
@@ -62,14 +63,14 @@ template <class T, class Arch = simd::default_arch>
 // Shapes: A, B [n, k]; C [n, n]. Requires: scratch has lower_scratch_elements<T>(n', k')
 // elements for some n' >= n, k' >= k, 64-byte aligned; C overlaps neither A nor B.
 template <class T, class Arch = simd::default_arch>
-void multiply_add_lower(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch) {
+void multiply_lower(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch) {
   detail::lower_product<T, Arch>(alpha, a, b, c, scratch, detail::part::lower, no_epilogue{});
 }
 
 // C = alpha * A Bᵀ where the caller knows A Bᵀ is symmetric: C[i, j] as in
-// multiply_add_lower for j <= i, and C[j, i] = C[i, j] exactly. (Were A Bᵀ not
+// multiply_lower for j <= i, and C[j, i] = C[i, j] exactly. (Were A Bᵀ not
 // symmetric, the upper triangle would still be the lower one's mirror.)
-// Shapes and requirements as multiply_add_lower.
+// Shapes and requirements as multiply_lower.
 template <class T, class Arch = simd::default_arch>
 void multiply_symmetric(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch) {
   // 48 rows: whole cache lines of float and double, and a multiple of every

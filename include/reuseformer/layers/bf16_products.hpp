@@ -17,7 +17,7 @@
 #include <type_traits>
 
 #include "reuseformer/core/bfloat16.hpp"
-#include "reuseformer/core/parallel.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/gemm/bf16_gemm.hpp"
 #include "reuseformer/gemm/bf16_packed_weights.hpp"

@@ -26,6 +26,7 @@
 #include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/layers/encoder.hpp"
 #include "reuseformer/layers/forward_interface.hpp"
@@ -188,7 +189,7 @@ class decoder {
   static prefill_buffers plan_prefill(const model_type& model, arena& a, index_t batch, index_t seq, int threads) {
     T* const pool = a.take<T>(model.reuse_plan().slots() * batch * seq * seq);
     prefill_buffers b{{pool, model.reuse_plan().slots()}, a};
-    plan_layers(model, a, batch, seq, threads);
+    access::plan_largest(model.layers(), a, batch_shape::dense(batch, seq), threads);
     return b;
   }
 
@@ -196,17 +197,8 @@ class decoder {
     T* const pool = a.take<T>(model.reuse_plan().slots() * batch * max_length);
     const auto scratch = detail::take_thread_scratch<T>(a, attention::decode_scratch_elements<T>(max_length), threads);
     step_buffers b{{pool, model.reuse_plan().slots()}, scratch, a};
-    plan_layers(model, a, batch, 1, threads);
+    access::plan_largest(model.layers(), a, batch_shape::dense(batch, 1), threads);
     return b;
-  }
-
-  // Sizes `a` for the largest layer's temporaries (layers differ under reuse).
-  static void plan_layers(const model_type& model, arena& a, index_t batch, index_t seq, int threads) {
-    for (const auto& layer : model.layers()) {
-      const std::size_t start = a.mark();
-      static_cast<void>(access::plan(layer, a, batch_shape::dense(batch, seq), threads));
-      a.release(start);
-    }
   }
 
   static void validate(const model_type& model, index_t batch, index_t max_length, int threads) {

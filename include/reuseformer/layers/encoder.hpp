@@ -135,11 +135,7 @@ class encoder : public detail::forward_interface<encoder<T, Score, Arch, Product
 
   [[nodiscard]] buffers plan(arena& a, const batch_shape& shape, int threads) const {
     buffers b{a.take<T>(reuse_.slots() * shape.squares), a, threads};
-    for (const auto& layer : layers_) {  // layers differ (reuse), so the largest plan sets the size
-      const std::size_t start = a.mark();
-      static_cast<void>(access::plan(layer, a, shape, threads));
-      a.release(start);
-    }
+    access::plan_largest(layers_, a, shape, threads);
     return b;
   }
 

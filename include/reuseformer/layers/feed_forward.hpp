@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/linear.hpp"

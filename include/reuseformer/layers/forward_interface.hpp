@@ -37,7 +37,7 @@
 #include "reuseformer/attention/attention_mask.hpp"
 #include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/core/error.hpp"
-#include "reuseformer/core/parallel.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/core/sequences.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/core/workspace.hpp"
@@ -85,6 +85,16 @@ struct module_access {
   template <class Module, class... Args>
   static auto plan(const Module& m, Args&&... args) {
     return m.plan(std::forward<Args>(args)...);
+  }
+  // Sizes `a` for the largest plan of `modules`, which run one at a time, each
+  // from where the first starts (an encoder's layers, which differ under reuse).
+  template <class Modules>
+  static void plan_largest(const Modules& modules, arena& a, const batch_shape& shape, int threads) {
+    for (const auto& m : modules) {
+      const std::size_t start = a.mark();
+      static_cast<void>(m.plan(a, shape, threads));
+      a.release(start);
+    }
   }
   template <class Module, class... Args>
   static void run(const Module& m, Args&&... args) {
@@ -356,13 +366,5 @@ class forward_interface {
     module_access::run(self(), Derived::residual ? out : in, out, batch, additive_mask, buffers, io);
   }
 };
-
-// Per-thread scratch from the arena: `threads` slices of `elements`, each
-// rounded up to a cache line so every slice starts aligned.
-template <class T>
-[[nodiscard]] thread_scratch<T> take_thread_scratch(arena& a, index_t elements, int threads) {
-  const index_t stride = round_to_line<T>(elements);
-  return {a.take<T>(stride * threads), stride, threads};
-}
 
 }  // namespace reuseformer::detail

@@ -19,7 +19,7 @@
 #include <span>
 #include <type_traits>
 
-#include "reuseformer/core/parallel.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/core/tensor_view.hpp"
 #include "reuseformer/gemm/int8_gemm.hpp"
 #include "reuseformer/gemm/int8_packed_weights.hpp"

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/gemm/gemm.hpp"
 #include "reuseformer/layers/product_backend.hpp"
 #include "reuseformer/simd/activation.hpp"

@@ -22,6 +22,7 @@
 #include "reuseformer/attention/scaled_dot_product.hpp"
 #include "reuseformer/core/error.hpp"
 #include "reuseformer/core/sequences.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/core/workspace.hpp"
 #include "reuseformer/layers/config.hpp"
 #include "reuseformer/layers/linear.hpp"

@@ -33,6 +33,7 @@
 #include <span>
 
 #include "reuseformer/core/tensor_view.hpp"
+#include "reuseformer/core/thread_scratch.hpp"
 #include "reuseformer/gemm/gemm.hpp"
 #include "reuseformer/gemm/matrix.hpp"
 #include "reuseformer/gemm/packed_weights.hpp"
