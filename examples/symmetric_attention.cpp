@@ -52,7 +52,7 @@ int main() try {
   const auto &vanilla = costs[0], &symmetric = costs[1], &pairwise = costs[2];
   if (vanilla.parameter_bytes - symmetric.parameter_bytes != bytes(layers * (d * d + d)) ||
       pairwise.parameter_bytes - symmetric.parameter_bytes != bytes(layers * heads * dh * dh) ||
-      symmetric.layers[0].scores != double(heads * seq * (seq + 1) / 2 * dh) ||
+      symmetric.layers[0].scores != double(heads * seq * (seq + 1) * dh) / 2 ||
       vanilla.layers[0].scores != double(heads * seq * seq * dh))
     throw rf::error("the parameter or logit counts differ from the ones stated above");
   return 0;
