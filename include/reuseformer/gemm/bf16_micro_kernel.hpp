@@ -95,7 +95,7 @@ struct bf16_kernel<Arch, false> {
 #if defined(__AVX512BF16__)
 // AVX512-BF16: vdpbf16ps on the packed pairs, B read in place.
 template <class Arch>
-struct bf16_kernel<Arch, true> {
+struct bf16_kernel<Arch, true> : short_strip_dispatch<bf16_kernel<Arch, true>> {
   static constexpr index_t mr = 12, vectors = 2, width = 16, nr = vectors * width;
   static constexpr index_t depth_step = 2;
   using a_type = bfloat16;
@@ -135,19 +135,8 @@ struct bf16_kernel<Arch, true> {
     return panel + t * nr * kpad;
   }
 
-  // A short last strip runs a shorter tile, as the float products' do
-  // (short_strip_rows).
-  static void multiply(index_t kpad, const bfloat16* a, const bfloat16* b, float* c, index_t ldc, index_t rows,
-                       index_t cols, update mode) {
-    constexpr index_t short_rows = short_strip_rows(mr);
-    if (rows <= short_rows)
-      multiply_rows<short_rows>(kpad, a, b, c, ldc, rows, cols, mode);
-    else
-      multiply_rows<mr>(kpad, a, b, c, ldc, rows, cols, mode);
-  }
-
- private:
-  // The tile's first Rows rows of A (rows <= Rows).
+  // The tile's first Rows rows of A (rows <= Rows); short_strip_dispatch
+  // picks Rows.
   template <index_t Rows>
   static void multiply_rows(index_t kpad, const bfloat16* a, const bfloat16* b, float* c, index_t ldc, index_t rows,
                             index_t cols, update mode) {

@@ -131,21 +131,11 @@ struct int8_kernel<Arch, false> : int8_strips<tile<float, Arch>::mr, tile<float,
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 // AVX512-VNNI: vpdpbusd on the packed groups of four, B read in place.
 template <class Arch>
-struct int8_kernel<Arch, true> : int8_strips<12, 32> {
+struct int8_kernel<Arch, true> : int8_strips<12, 32>, short_strip_dispatch<int8_kernel<Arch, true>> {
   static constexpr index_t vectors = 2, width = 16;
 
-  // A short last strip runs a shorter tile, as the float products' do.
-  static void multiply(index_t kpad, const std::uint8_t* a, const std::int8_t* b, float* c, index_t ldc,
-                       index_t rows, index_t cols, update mode) {
-    constexpr index_t short_rows = short_strip_rows(mr);
-    if (rows <= short_rows)
-      multiply_rows<short_rows>(kpad, a, b, c, ldc, rows, cols, mode);
-    else
-      multiply_rows<mr>(kpad, a, b, c, ldc, rows, cols, mode);
-  }
-
- private:
-  // The tile's first Rows rows of A (rows <= Rows).
+  // The tile's first Rows rows of A (rows <= Rows); short_strip_dispatch
+  // picks Rows.
   template <index_t Rows>
   static void multiply_rows(index_t kpad, const std::uint8_t* a, const std::int8_t* b, float* c, index_t ldc,
                             index_t rows, index_t cols, update mode) {

@@ -95,6 +95,23 @@ inline constexpr index_t in_place = 0;
 // rather than multiply-adding zero padding rows (m = 128 is 10 x 12 + 8).
 [[nodiscard]] constexpr index_t short_strip_rows(index_t rows) { return rows * 2 / 3; }
 
+// The narrow-weight kernels' entry (bf16_micro_kernel.hpp,
+// int8_micro_kernel.hpp): a short last strip runs the shorter tile, as the
+// float products' do. Kernel provides mr and multiply_rows<Rows>(kpad, a, b,
+// c, ldc, rows, cols, mode) for the tile's first Rows rows of A (rows <= Rows).
+template <class Kernel>
+struct short_strip_dispatch {
+  template <class A, class B>
+  static void multiply(index_t kpad, const A* a, const B* b, float* c, index_t ldc, index_t rows, index_t cols,
+                       update mode) {
+    constexpr index_t short_rows = short_strip_rows(Kernel::mr);
+    if (rows <= short_rows)
+      Kernel::template multiply_rows<short_rows>(kpad, a, b, c, ldc, rows, cols, mode);
+    else
+      Kernel::template multiply_rows<Kernel::mr>(kpad, a, b, c, ldc, rows, cols, mode);
+  }
+};
+
 // No lower-triangle restriction: every element of the tile is stored.
 inline constexpr index_t whole_tile = std::numeric_limits<index_t>::max();
 
