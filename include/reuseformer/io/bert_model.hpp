@@ -281,6 +281,8 @@ class basic_bert_model {
     std::deque<std::vector<T>> dequantized;
   };
 
+  // bind_encoder<W>, compiled only for an encoder that takes W weights (the
+  // choice between them is made at run time, from the file's dtypes).
   template <class W>
   void bind_encoder_if() {
     if constexpr (takes_weights_of<W>) bind_encoder<W>();
@@ -305,6 +307,7 @@ class basic_bert_model {
     return into.emplace_back(file_.template load<E>(name));
   }
   matrix_view<const T> matrix(const std::string& name) { return load(name, tensors_).template view<2>(); }
+  vector_view<const T> vector(const std::string& name) { return load(name, tensors_).template view<1>(); }
 
   // The scales of the I8 weight `weight`, X.weight_scale, as stored (dtype F32;
   // their shape and values are checked with the weight's).
@@ -328,7 +331,6 @@ class basic_bert_model {
         w[static_cast<std::size_t>(r * q.extent(1) + p)] = static_cast<T>(q(r, p)) * static_cast<T>(scale(r));
     return {w.data(), q.shape()};
   }
-  vector_view<const T> vector(const std::string& name) { return load(name, tensors_).template view<1>(); }
 
   // Layer l's tensors as the table lists them: each one it has is loaded
   // (shapes are checked when the layer is built; those the layer copies into
