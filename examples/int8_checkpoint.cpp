@@ -24,11 +24,10 @@ namespace fs = std::filesystem;
 namespace rf = reuseformer;
 
 int main() try {
-  rf::encoder_config config;
-  config.hidden_size = 64;
-  config.num_attention_heads = 8;
-  config.intermediate_size = 128;
-  config.num_hidden_layers = 2;
+  // The model's config.json, as a checkpoint directory would hold it.
+  const rf::io::model_config m = rf::io::parse_config_json(
+      R"({"hidden_size": 64, "num_attention_heads": 8, "intermediate_size": 128, "num_hidden_layers": 2})");
+  const rf::encoder_config& config = m.encoder;
   rf::encoder_parameters<float> weights(config);
   weights.fill_random(1, 0.2);
 
@@ -58,8 +57,6 @@ int main() try {
   const fs::path file = fs::temp_directory_path() / ("int8_checkpoint_example-" + std::to_string(::getpid()));
   rf::io::write_safetensors(file, tensors);
 
-  rf::io::model_config m;
-  m.encoder = config;
   const rf::io::model<float, rf::simd::default_arch, rf::int8_products> int8(m, rf::io::safetensors_reader(file));
   const rf::io::model<float> dequantized(m, rf::io::safetensors_reader(file));
   fs::remove(file);
