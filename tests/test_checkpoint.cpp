@@ -5,6 +5,13 @@
 // pre-/post-LN, causal masks, embeddings from input_ids, a "bert." prefix and F16
 // weights.
 #include <algorithm>
+#include <cmath>
+#include <deque>
+#include <limits>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <utility>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -131,13 +138,55 @@ fs::path write_checkpoint(const fs::path& dir, const rf::encoder_config& config,
   return path;
 }
 
-// The message building `Score`'s model from `config` and `file` throws.
-template <rf::score_function Score = rf::score_function::standard>
+// The message building `Score`'s model (product backend Products) from `config` and `file` throws.
+template <rf::score_function Score = rf::score_function::standard, class Products = rf::packed_products>
 std::string bind_error(const rf::encoder_config& config, const fs::path& file) {
   io::model_config m;
   m.encoder = config;
-  return error_message([&] { io::bert_model<float, Score> model(m, io::safetensors_reader(file)); });
+  return error_message(
+      [&] { io::bert_model<float, Score, rf::simd::default_arch, Products> model(m, io::safetensors_reader(file)); });
 }
+
+// A checkpoint's tensors with int8 Linear weights, from the F32 entries `f32`:
+// each Linear's `X.weight` [out, in] becomes I8 values q with `X.weight_scale`
+// F32 [out] (`int8`), and the same checkpoint with F32 weights q · s is
+// `dequantized`. The scales are dyadic with 7 significant bits, so q · s is
+// exact in float, and every row holds ±127, so quantizing q · s per row as
+// int8_products does (max |w| / 127) gives back s and q exactly (checked
+// below): the two files describe the same int8 weights. (Not so for every
+// float scale: fl(fl(127 · s) / 127) differs from s for about one float in 130.)
+struct int8_checkpoint {
+  std::deque<std::vector<std::int8_t>> q;
+  std::deque<std::vector<float>> scales, weights;
+  std::vector<io::tensor_entry> int8, dequantized;
+
+  explicit int8_checkpoint(const std::vector<io::tensor_entry>& f32) {
+    std::mt19937 bits(29);
+    for (const io::tensor_entry& e : f32) {
+      if (!(e.name.ends_with(".weight") && e.shape.size() == 2)) {
+        int8.push_back(e);
+        dequantized.push_back(e);
+        continue;
+      }
+      const rf::index_t out = e.shape[0], in = e.shape[1];
+      std::vector<std::int8_t>& values = q.emplace_back(static_cast<std::size_t>(out * in));
+      std::vector<float>& scale = scales.emplace_back(static_cast<std::size_t>(out));
+      std::vector<float>& w = weights.emplace_back(values.size());
+      for (rf::index_t r = 0; r < out; ++r) {
+        scale[r] = std::ldexp(static_cast<float>(64 + bits() % 64), -15);
+        REQUIRE(rf::gemm::column_scale(127 * scale[r]) == scale[r]);
+        for (rf::index_t p = 0; p < in; ++p) {
+          const std::int8_t v = p == r % in ? (r % 2 ? 127 : -127) : static_cast<std::int8_t>(int(bits() % 255) - 127);
+          values[r * in + p] = v;
+          w[r * in + p] = static_cast<float>(v) * scale[r];
+        }
+      }
+      int8.push_back(io::make_entry(e.name, values, e.shape));
+      int8.push_back(io::make_entry(e.name + "_scale", scale, {out}));
+      dequantized.push_back(io::make_entry(e.name, w, e.shape));
+    }
+  }
+};
 
 }  // namespace
 
@@ -385,6 +434,113 @@ TEST_CASE("binding: a BF16 checkpoint for bf16 products keeps only the packed we
   CHECK(from_f32.referenced_parameter_bytes() == referenced);
   CHECK(from_f32.converted_parameter_bytes() == 0);
   CHECK(from_bf16.converted_parameter_bytes() == referenced);
+}
+
+// The outputs of `model` on a fixed input [2, 3, 8].
+template <class Model>
+std::vector<float> outputs(const Model& model) {
+  std::vector<float> x(2 * 3 * 8), y(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) * 0.25f - 0.75f;
+  rf::workspace ws = model.make_workspace(2, 3);
+  model.forward(rf::view(x, {2, 3, 8}), rf::view(y, {2, 3, 8}), ws);
+  return y;
+}
+
+TEST_CASE("binding: int8 weights with their scales are packed as they are, or dequantized", "[io][checkpoint][int8]") {
+  const rf::encoder_config c = tiny_config();
+  rf::encoder_parameters<float> p(c);
+  p.fill_random(17, 0.1);
+  const int8_checkpoint tensors(io::encoder_tensors(c, p.layers()));
+  // A file mixing I8 and F32 Linear weights: every I8 one is dequantized.
+  std::vector<io::tensor_entry> mixed = tensors.int8;
+  std::erase_if(mixed, [](const io::tensor_entry& e) { return e.name.starts_with("encoder.layer.1.output.dense.weight"); });
+  for (const io::tensor_entry& e : tensors.dequantized)
+    if (e.name == "encoder.layer.1.output.dense.weight") mixed.push_back(e);
+  const temp_dir int8_dir, f32_dir, mixed_dir;
+  io::write_safetensors(int8_dir / "model.safetensors", tensors.int8);
+  io::write_safetensors(f32_dir / "model.safetensors", tensors.dequantized);
+  io::write_safetensors(mixed_dir / "model.safetensors", mixed);
+  io::model_config m;
+  m.encoder = c;
+  const auto run = [&]<class Products>(Products, const temp_dir& dir) {
+    const io::model<float, rf::simd::default_arch, Products> model(m, io::safetensors_reader(dir / "model.safetensors"));
+    return std::pair{outputs(model), model.parameter_bytes()};
+  };
+  // int8_products: the I8 file's values and scales as they are, the F32 file's
+  // quantized back to them, the mixed file's both ways: the same packed
+  // weights, the same outputs bit for bit.
+  const auto int8 = run(rf::int8_products{}, int8_dir);
+  CHECK(int8 == run(rf::int8_products{}, f32_dir));
+  CHECK(int8 == run(rf::int8_products{}, mixed_dir));
+  // The other backends take the I8 file's weights dequantized, q · s (here
+  // exact), as the F32 file's.
+  CHECK(run(rf::packed_products{}, int8_dir) == run(rf::packed_products{}, f32_dir));
+  CHECK(run(rf::bf16_products{}, int8_dir) == run(rf::bf16_products{}, f32_dir));
+}
+
+TEST_CASE("binding: int8 weights' scales: missing, of the wrong dtype, shape or value, or scaling no I8 weight",
+          "[io][checkpoint][int8][errors]") {
+  const rf::encoder_config c = tiny_config();
+  rf::encoder_parameters<float> p(c);
+  p.fill_random(17, 0.1);
+  const std::vector<io::tensor_entry> f32 = io::encoder_tensors(c, p.layers());
+  const int8_checkpoint tensors(f32);
+  const temp_dir dir;
+  const fs::path path = dir.path / "model.safetensors";
+  const std::string file = path.string(), weight = "encoder.layer.0.attention.self.query.weight",
+                    scale = weight + "_scale";
+  // The int8 file with `scale` replaced by `with` (none when empty).
+  const auto write = [&](std::optional<io::tensor_entry> with) {
+    std::vector<io::tensor_entry> t = tensors.int8;
+    std::erase_if(t, [&](const io::tensor_entry& e) { return e.name == scale; });
+    if (with) t.push_back(*with);
+    io::write_safetensors(path, t);
+  };
+  // Both ways of binding check the scales: packed as they are, or dequantized.
+  const auto both = [&](const std::string& expected) {
+    CHECK(bind_error<rf::score_function::standard, rf::int8_products>(c, path) == expected);
+    CHECK(bind_error<rf::score_function::standard, rf::packed_products>(c, path) == expected);
+  };
+  SECTION("missing") {
+    write(std::nullopt);
+    both(file + ": tensor '" + scale + "': missing ('" + weight +
+         "' is I8, which needs its scale per output row, F32 [out])");
+  }
+  SECTION("of another dtype") {
+    const std::vector<double> doubles(8, 0.01);
+    write(io::make_entry(scale, doubles, {8}));
+    both(file + ": tensor '" + scale + "': expected dtype F32, found F64");
+  }
+  SECTION("of the wrong shape") {
+    const std::vector<float> three(3, 0.01f);
+    write(io::make_entry(scale, three, {3}));
+    both(file + ": " + scale + ": expected shape [8], found [3]");
+  }
+  SECTION("zero, negative or not finite") {
+    for (const float bad : {0.0f, -0.5f, std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+      std::vector<float> values(8, 0.01f);
+      values[5] = bad;
+      write(io::make_entry(scale, values, {8}));
+      std::ostringstream found;
+      found << bad;
+      both(file + ": " + scale + ": expected finite scales > 0, found " + found.str() + " at row 5");
+    }
+  }
+  SECTION("beside a weight that is not I8, or no weight") {
+    std::vector<io::tensor_entry> t = f32;
+    const std::vector<float> values(8, 0.01f);
+    t.push_back(io::make_entry(scale, values, {8}));
+    io::write_safetensors(path, t);
+    both(file + ": tensor '" + scale + "': unexpected (it scales an I8 weight; '" + weight + "' is F32)");
+    t.back() = io::make_entry("encoder.layer.0.attention.output.LayerNorm.weight_scale", values, {8});
+    io::write_safetensors(path, t);
+    both(file + ": tensor 'encoder.layer.0.attention.output.LayerNorm.weight_scale': unexpected (it scales an I8 "
+                "weight; 'encoder.layer.0.attention.output.LayerNorm.weight' is F32)");
+    t.back() = io::make_entry("encoder.layer.0.attention.self.gate.weight_scale", values, {8});
+    io::write_safetensors(path, t);
+    both(file + ": tensor 'encoder.layer.0.attention.self.gate.weight_scale': unexpected (no tensor "
+                "'encoder.layer.0.attention.self.gate.weight' for it to scale)");
+  }
 }
 
 TEST_CASE("binding: missing, unexpected and wrongly shaped tensors name the file and the tensor", "[io][checkpoint][errors]") {

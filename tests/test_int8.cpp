@@ -23,9 +23,11 @@
 
 #include "support/catch.hpp"
 #include "support/compare.hpp"
+#include "support/errors.hpp"
 #include "support/random.hpp"
 
 namespace rf = reuseformer;
+using reuseformer_test::error_message;
 using reuseformer_test::random_vector;
 
 namespace {
@@ -39,24 +41,25 @@ struct int8_reference {
   std::vector<std::int8_t> qb;
   std::vector<float> col_scales;
 
+  // Weights b [n, k] (stride ldb) quantized here.
   int8_reference(const float* a, rf::index_t m, rf::index_t lda, const float* b, rf::index_t n, rf::index_t ldb,
                  rf::index_t k)
-      : qa(static_cast<std::size_t>(m * k)), rows(static_cast<std::size_t>(m)), qb(static_cast<std::size_t>(n * k)),
-        col_scales(static_cast<std::size_t>(n)) {
-    for (rf::index_t i = 0; i < m; ++i) {
-      float lo = 0, hi = 0;
-      for (rf::index_t p = 0; p < k; ++p) {
-        lo = std::min(lo, a[i * lda + p]);
-        hi = std::max(hi, a[i * lda + p]);
-      }
-      rows[i] = rf::gemm::row_quantization_of(lo, hi);
-      for (rf::index_t p = 0; p < k; ++p) qa[i * k + p] = rf::gemm::quantize(a[i * lda + p], rows[i]);
-    }
+      : int8_reference(a, m, lda, n, k) {
     for (rf::index_t j = 0; j < n; ++j) {
       float max_abs = 0;
       for (rf::index_t p = 0; p < k; ++p) max_abs = std::max(max_abs, std::abs(b[j * ldb + p]));
       col_scales[j] = rf::gemm::column_scale(max_abs);
       for (rf::index_t p = 0; p < k; ++p) qb[j * k + p] = rf::gemm::quantize_weight(b[j * ldb + p], col_scales[j]);
+    }
+  }
+
+  // Weights given quantized: values q [n, k] (stride ldb) with their scales.
+  int8_reference(const float* a, rf::index_t m, rf::index_t lda, const std::int8_t* q, const float* scales,
+                 rf::index_t n, rf::index_t ldb, rf::index_t k)
+      : int8_reference(a, m, lda, n, k) {
+    for (rf::index_t j = 0; j < n; ++j) {
+      col_scales[j] = scales[j];
+      for (rf::index_t p = 0; p < k; ++p) qb[j * k + p] = q[j * ldb + p];
     }
   }
 
@@ -68,7 +71,44 @@ struct int8_reference {
     const float exact = static_cast<float>(sum), scale = rows[i].scale * col_scales[j];
     return accumulate ? std::fma(exact, scale, before) : exact * scale;
   }
+
+ private:
+  // The activations a [m, k] (stride lda) quantized; room for n weight columns.
+  int8_reference(const float* a, rf::index_t m, rf::index_t lda, rf::index_t n, rf::index_t k)
+      : qa(static_cast<std::size_t>(m * k)), rows(static_cast<std::size_t>(m)), qb(static_cast<std::size_t>(n * k)),
+        col_scales(static_cast<std::size_t>(n)) {
+    for (rf::index_t i = 0; i < m; ++i) {
+      float lo = 0, hi = 0;
+      for (rf::index_t p = 0; p < k; ++p) {
+        lo = std::min(lo, a[i * lda + p]);
+        hi = std::max(hi, a[i * lda + p]);
+      }
+      rows[i] = rf::gemm::row_quantization_of(lo, hi);
+      for (rf::index_t p = 0; p < k; ++p) qa[i * k + p] = rf::gemm::quantize(a[i * lda + p], rows[i]);
+    }
+  }
 };
+
+// y = x Wᵀ through `packed` (overwrite, 2 threads), x [m, k] (stride lda), y [m, n].
+std::vector<float> int8_product(const std::vector<float>& x, rf::index_t m, rf::index_t lda,
+                                const rf::gemm::int8_packed_weights<>& packed) {
+  const rf::index_t n = packed.out_features(), k = packed.in_features(), threads = 2;
+  const rf::index_t stride = rf::round_to_line<float>(rf::gemm::int8_scratch_elements(k));
+  rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
+  rf::arena arena = ws.make_arena();
+  std::vector<float> y(static_cast<std::size_t>(m * n));
+  rf::gemm::parallel_multiply_add({x.data(), m, k, lda}, packed.view(), {y.data(), m, n, n}, rf::gemm::update::overwrite,
+                                  {arena.take<float>(stride * threads), stride, static_cast<int>(threads)});
+  return y;
+}
+
+// The reference's y = x Wᵀ, [m, n].
+std::vector<float> reference_product(const int8_reference& reference, rf::index_t m, rf::index_t n, rf::index_t k) {
+  std::vector<float> y(static_cast<std::size_t>(m * n));
+  for (rf::index_t i = 0; i < m; ++i)
+    for (rf::index_t j = 0; j < n; ++j) y[i * n + j] = reference.value(i, j, k, false, 0);
+  return y;
+}
 
 }  // namespace
 
@@ -146,6 +186,71 @@ TEST_CASE("int8 products: every shape bit for bit against an exact integer refer
       }
     }
   }
+}
+
+TEST_CASE("int8 packed weights from int8 values: as they are, any int8 and any scale", "[int8][gemm]") {
+  // A checkpoint's int8 weights: values over the whole int8 range, -128
+  // included, and scales that are not max |w| / 127 (a calibrated quantizer's
+  // clipped ones, say), which quantizing the dequantized floats again would
+  // not give back. Strided, in two stacked parts cut mid-strip.
+  for (const rf::index_t m : {1, 17}) {
+    for (const rf::index_t n : {5, 130}) {
+      for (const rf::index_t k : {8, 65, 769}) {
+        CAPTURE(m, n, k);
+        const rf::index_t lda = k + 3, ldb = k + 2, cut = n / 3;
+        const std::vector<float> x = random_vector<float>(m * lda, 8, -1.0, 3.0),
+                                 scales = random_vector<float>(n, 9, 0.001, 0.1);
+        std::vector<std::int8_t> q(static_cast<std::size_t>(n * ldb));
+        for (std::size_t i = 0; i < q.size(); ++i) q[i] = static_cast<std::int8_t>(int((i * 7919) % 256) - 128);
+        const std::vector<rf::gemm::int8_matrix> parts = {
+            {{q.data(), cut, k, ldb}, scales.data()}, {{q.data() + cut * ldb, n - cut, k, ldb}, scales.data() + cut}};
+        const rf::gemm::int8_packed_weights<> packed(std::span<const rf::gemm::int8_matrix>(parts), k);
+        CHECK(packed.out_features() == n);
+        CHECK(packed.in_features() == k);
+        const int8_reference reference(x.data(), m, lda, q.data(), scales.data(), n, ldb, k);
+        CHECK(int8_product(x, m, lda, packed) == reference_product(reference, m, n, k));
+      }
+    }
+  }
+  // The largest sum there can be: -128 against 255 over the deepest product
+  // the 32-bit sums allow, 2^31 - 2^23, exact.
+  const rf::index_t k = rf::gemm::detail::int8_max_depth;
+  const std::vector<float> ones(static_cast<std::size_t>(k), 1.0F), scale = {0.5F};
+  const std::vector<std::int8_t> q(static_cast<std::size_t>(k), -128);
+  const rf::gemm::int8_matrix part[] = {{{q.data(), 1, k, k}, scale.data()}};
+  const rf::gemm::int8_packed_weights<> packed(std::span<const rf::gemm::int8_matrix>(part), k);
+  const int8_reference reference(ones.data(), 1, k, q.data(), scale.data(), 1, k, k);
+  CHECK(reference.value(0, 0, k, false, 0) == -65536.0F * 128 * 0.5F);
+  CHECK(int8_product(ones, 1, k, packed) == reference_product(reference, 1, 1, k));
+}
+
+TEST_CASE("int8_products: a Linear of int8 weights packs them with their scales, which it checks", "[int8][layers]") {
+  const rf::index_t rows = 9, in = 40, out = 20;
+  const std::vector<float> x = random_vector<float>(rows * in, 10), bias(static_cast<std::size_t>(out), 0.0F);
+  std::vector<float> scales = random_vector<float>(out, 11, 0.001, 0.1);
+  std::vector<std::int8_t> q(static_cast<std::size_t>(out * in));
+  for (std::size_t i = 0; i < q.size(); ++i) q[i] = static_cast<std::int8_t>(int((i * 104729) % 256) - 128);
+  using int8_linear = rf::linear<float, rf::simd::default_arch, rf::int8_products>;
+  const auto weights = [&](rf::vector_view<const float> scale) {
+    return rf::linear_weights<float, std::int8_t>{{{q.data(), {out, in}}, scale}, {bias.data(), {out}}};
+  };
+  const int8_linear linear(weights({scales.data(), {out}}), in, out, "int8");
+  const rf::index_t stride = rf::round_to_line<float>(linear.scratch_elements());
+  rf::workspace ws(static_cast<std::size_t>(stride) * sizeof(float), 1);
+  rf::arena arena = ws.make_arena();
+  std::vector<float> y(static_cast<std::size_t>(rows * out));
+  linear.forward({x.data(), rows, in, in}, {y.data(), rows, out, out}, rf::gemm::update::overwrite,
+                 {arena.take<float>(stride), stride, 1});
+  const int8_reference reference(x.data(), rows, in, q.data(), scales.data(), out, in, in);
+  CHECK(y == reference_product(reference, rows, out, in));
+
+  CHECK(error_message([&] { int8_linear(weights({}), in, out, "int8"); }) ==
+        "int8.weight_scale: expected shape [20], found [0]");
+  CHECK(error_message([&] { int8_linear(weights({scales.data(), {out - 1}}), in, out, "int8"); }) ==
+        "int8.weight_scale: expected shape [20], found [19]");
+  scales[3] = -0.25F;
+  CHECK(error_message([&] { int8_linear(weights({scales.data(), {out}}), in, out, "int8"); }) ==
+        "int8.weight_scale: expected finite scales > 0, found -0.25 at row 3");
 }
 
 TEST_CASE("int8 packed weights: a quarter of the float bytes, scales and sums per column", "[int8][gemm]") {

@@ -212,6 +212,8 @@ TEST_CASE("missing tensors and dtypes a load cannot convert", "[io][lookup]") {
         "model.safetensors: tensor 'ids': expected dtype F64, F32, F16 or BF16, found I64");
   CHECK(error_message([&] { (void)reader.load<reuseformer::bfloat16>("x"); }) ==
         "model.safetensors: tensor 'x': expected dtype BF16, found F32");
+  CHECK(error_message([&] { (void)reader.load<std::int8_t>("x"); }) ==
+        "model.safetensors: tensor 'x': expected dtype I8, found F32");
   CHECK(error_message([&] { (void)reader.load<float>("x").view<2>(); }) ==
         "model.safetensors: tensor 'x': expected rank 2, found rank 1 ([2])");
 }

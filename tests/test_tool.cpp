@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <limits>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 #include <reuseformer/analysis/cost_model.hpp>
+#include <reuseformer/gemm/int8_quantization.hpp>
 #include <reuseformer/io/bert_model.hpp>
 #include <reuseformer/io/safetensors.hpp>
 
@@ -506,4 +508,59 @@ TEST_CASE("--precision bf16 and int8 run the narrow products: their accuracy, fe
   CHECK(rms(int8.output.data()) <= 1.29e-2);
   CHECK(bf16.parameter_bytes < fp32.parameter_bytes);
   CHECK(int8.parameter_bytes < bf16.parameter_bytes);
+}
+
+TEST_CASE("--precision int8 on a checkpoint of int8 weights: its float source's output, bit for bit", "[tool][int8]") {
+  // The fixture's Linear weights quantized as int8_products quantizes them
+  // (per output row, scale max |w| / 127) and written as I8 with their
+  // scales (docs/checkpoints.md §Int8 weights): the tool packs those as they
+  // are, the same packed weights as from the float file, so the same output.
+  // At fp32 the same file runs on the dequantized weights, q · scale.
+  const std::string name = "encoder_post_ln_gelu";
+  const scratch_dir f32_scratch, i8_scratch;
+  const fs::path f32_model = make_model_dir(f32_scratch, name), i8_model = make_model_dir(i8_scratch, name);
+  {
+    const io::safetensors_reader source(f32_model / "model.safetensors");
+    std::deque<std::vector<std::int8_t>> values;
+    std::deque<std::vector<float>> scales;
+    std::vector<io::tensor_entry> quantized;
+    for (const io::tensor_entry& e : entries_of(source)) {
+      if (!(e.name.starts_with("encoder.layer.") && e.name.ends_with(".weight") && e.shape.size() == 2)) {
+        quantized.push_back(e);
+        continue;
+      }
+      const io::loaded_tensor<float> w = source.load<float>(e.name);
+      const index_t out = e.shape[0], in = e.shape[1];
+      std::vector<std::int8_t>& q = values.emplace_back(static_cast<std::size_t>(out * in));
+      std::vector<float>& scale = scales.emplace_back(static_cast<std::size_t>(out));
+      for (index_t r = 0; r < out; ++r) {
+        float max_abs = 0;
+        for (index_t p = 0; p < in; ++p) max_abs = std::max(max_abs, std::abs(w.data()[r * in + p]));
+        scale[r] = reuseformer::gemm::column_scale(max_abs);
+        for (index_t p = 0; p < in; ++p) q[r * in + p] = reuseformer::gemm::quantize_weight(w.data()[r * in + p], scale[r]);
+      }
+      quantized.push_back(io::make_entry(e.name, q, e.shape));
+      quantized.push_back(io::make_entry(e.name + "_scale", scale, {out}));
+    }
+    io::write_safetensors(i8_model / "model.safetensors", quantized);
+  }
+  const precision_run from_f32 = run_at_precision(f32_scratch, f32_model, name, "int8"),
+                      from_i8 = run_at_precision(i8_scratch, i8_model, name, "int8");
+  CHECK(from_i8.output == from_f32.output);
+  CHECK(from_i8.parameter_bytes == from_f32.parameter_bytes);
+
+  const std::vector<double> expected = read_reference(io::safetensors_reader(fixture_file(name)), "expected");
+  const auto rms = [&](const std::vector<float>& actual) {
+    double sum = 0;
+    for (std::size_t i = 0; i < expected.size(); ++i) sum += (actual[i] - expected[i]) * (actual[i] - expected[i]);
+    return std::sqrt(sum / static_cast<double>(expected.size()));
+  };
+  const precision_run fp32 = run_at_precision(f32_scratch, f32_model, name, "fp32"),
+                      dequantized = run_at_precision(i8_scratch, i8_model, name, "fp32");
+  REQUIRE(dequantized.output.size() == expected.size());
+  INFO("rms error: fp32 " << rms(fp32.output) << ", fp32 on the int8 weights " << rms(dequantized.output)
+                          << ", int8 " << rms(from_i8.output));
+  CHECK(rms(dequantized.output) > 10 * rms(fp32.output));  // the int8 weights, not the float ones
+  CHECK(rms(dequantized.output) <= 1.29e-2);
+  CHECK(dequantized.parameter_bytes == fp32.parameter_bytes);
 }

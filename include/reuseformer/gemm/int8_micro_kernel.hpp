@@ -5,8 +5,9 @@
 // integers and dequantized as the tile is stored:
 //   C[i, j] = float(Σ_p a[i, p] b[p, j] - zero_point_i · colsum_j) · (scale_i · scale_j)
 //   (update::accumulate: fma of the same two factors onto C[i, j]).
-// The sums are exact (|Σ| <= 255 · 127 · kpad < 2^31 for kpad <= 65536,
-// int8_max_depth), so every kernel gives the same values bit for bit.
+// The sums are exact (|Σ| <= 255 · 128 · kpad < 2^31 for kpad <= 65536,
+// int8_max_depth, whatever int8 weights a checkpoint holds), so every kernel
+// gives the same values bit for bit.
 //
 // B strips (packed once, int8_packed_weights.hpp) hold their NR column scales
 // (float) and NR column sums (int32), then the values with groups of four

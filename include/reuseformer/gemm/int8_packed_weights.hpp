@@ -7,7 +7,8 @@
 // float layout's bytes (plus 8 bytes per column).
 //
 // Built from float weights (quantized symmetrically per output column:
-// int8_quantization.hpp).
+// int8_quantization.hpp), or from int8 values with their column scales (a
+// checkpoint's int8 weights, packed as they are).
 
 #include <algorithm>
 #include <cmath>
@@ -15,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <vector>
 
 #include "reuseformer/core/aligned_array.hpp"
 #include "reuseformer/core/error.hpp"
@@ -63,32 +65,34 @@ class int8_packed_weights {
   // Quantizes and packs the blocks `parts` (each [out_i, in], row-major with
   // row stride ld), stacked in order. Throws reuseformer::error when in
   // exceeds detail::int8_max_depth or the memory cannot be had.
-  int8_packed_weights(std::span<const matrix<const float>> parts, index_t in) : k_(in) {
-    reuseformer::detail::require(in <= detail::int8_max_depth, "int8 packed weights: inner size ", in, " exceeds ",
-                                 detail::int8_max_depth, ", the deepest whose 32-bit sums cannot overflow");
-    for (const matrix<const float>& p : parts) n_ += p.rows;
-    strips_ = ceil_div(n_, nr);
-    const index_t kpad = detail::round_up(k_, kernel::depth_step), strip = kernel::strip_bytes(kpad);
-    data_ = reuseformer::detail::aligned_array<std::int8_t>(strips_ * strip, "int8 packed weights");
-    for (index_t s = 0; s < strips_; ++s) {
-      std::int8_t* const out = data_.data() + s * strip;
-      float scales[nr] = {};
-      std::int32_t sums[nr] = {};
-      std::int8_t* const values = out + kernel::header_bytes;
-      for (index_t j = 0; j < nr; ++j) {
-        const float* w = detail::stacked_row(parts, s * nr + j);
-        float max_abs = 0;
-        for (index_t p = 0; w && p < k_; ++p) max_abs = std::max(max_abs, std::abs(w[p]));
-        scales[j] = column_scale(max_abs);
-        for (index_t p = 0; p < kpad; ++p) {
-          const std::int8_t q = w && p < k_ ? quantize_weight(w[p], scales[j]) : std::int8_t{0};
-          values[detail::int8_strip_index<nr>(p, j)] = q;
-          sums[j] += q;
+  int8_packed_weights(std::span<const matrix<const float>> parts, index_t in) {
+    pack(parts, in, [&](index_t row, std::int8_t* q) {
+      const float* w = detail::stacked_row(parts, row);
+      float max_abs = 0;
+      for (index_t p = 0; w && p < k_; ++p) max_abs = std::max(max_abs, std::abs(w[p]));
+      const float scale = column_scale(max_abs);
+      for (index_t p = 0; p < k_; ++p) q[p] = w ? quantize_weight(w[p], scale) : std::int8_t{0};
+      return scale;
+    });
+  }
+
+  // Packs the int8 blocks `parts` (each values [out_i, in] with out_i scales),
+  // stacked in order, as they are: the same values and scales. Any int8 value
+  // is exact: the 32-bit sums stay below 2^31 with -128 too (255 · 128 ·
+  // int8_max_depth = 2^31 - 2^23). Scales should be finite (checked where
+  // they are read: linear, the checkpoint loader). Throws as above.
+  int8_packed_weights(std::span<const int8_matrix> parts, index_t in) {
+    pack(parts, in, [&](index_t row, std::int8_t* q) {
+      for (const int8_matrix& part : parts) {
+        if (row < part.values.rows) {
+          std::copy_n(part.values.data + row * part.values.ld, k_, q);
+          return part.scales[row];
         }
+        row -= part.values.rows;
       }
-      std::memcpy(out, scales, sizeof scales);
-      std::memcpy(out + sizeof scales, sums, sizeof sums);
-    }
+      std::fill_n(q, k_, std::int8_t{0});
+      return 0.0F;
+    });
   }
 
   [[nodiscard]] index_t out_features() const { return n_; }
@@ -99,6 +103,38 @@ class int8_packed_weights {
   [[nodiscard]] int8_packed_view<Arch> view() const { return {data_.data(), strips_, 0, n_, k_, std::max<index_t>(k_, 1)}; }
 
  private:
+  // Lays out the stacked rows of `parts` (the columns of op(B)): column(row, q)
+  // writes that row's k int8 values to q and returns its scale (rows past the
+  // last block: zeros).
+  template <class Part, class Column>
+  void pack(std::span<const Part> parts, index_t in, const Column& column) {
+    reuseformer::detail::require(in <= detail::int8_max_depth, "int8 packed weights: inner size ", in, " exceeds ",
+                                 detail::int8_max_depth, ", the deepest whose 32-bit sums cannot overflow");
+    k_ = in;
+    for (const Part& p : parts) n_ += rows_of(p);
+    strips_ = ceil_div(n_, nr);
+    const index_t kpad = detail::round_up(k_, kernel::depth_step), strip = kernel::strip_bytes(kpad);
+    data_ = reuseformer::detail::aligned_array<std::int8_t>(strips_ * strip, "int8 packed weights");
+    std::vector<std::int8_t> q(static_cast<std::size_t>(kpad), 0);  // the depth padding stays 0
+    for (index_t s = 0; s < strips_; ++s) {
+      std::int8_t* const out = data_.data() + s * strip;
+      float scales[nr] = {};
+      std::int32_t sums[nr] = {};
+      std::int8_t* const values = out + kernel::header_bytes;
+      for (index_t j = 0; j < nr; ++j) {
+        scales[j] = column(s * nr + j, q.data());
+        for (index_t p = 0; p < kpad; ++p) {
+          values[detail::int8_strip_index<nr>(p, j)] = q[static_cast<std::size_t>(p)];
+          sums[j] += q[static_cast<std::size_t>(p)];
+        }
+      }
+      std::memcpy(out, scales, sizeof scales);
+      std::memcpy(out + sizeof scales, sums, sizeof sums);
+    }
+  }
+  static index_t rows_of(const matrix<const float>& p) { return p.rows; }
+  static index_t rows_of(const int8_matrix& p) { return p.values.rows; }
+
   index_t n_ = 0, k_ = 0, strips_ = 0;
   reuseformer::detail::aligned_array<std::int8_t> data_;
 };

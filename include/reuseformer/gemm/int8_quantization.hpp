@@ -6,8 +6,8 @@
 //
 // Weights: symmetric int8 per output column, w ≈ q · scale with
 // scale = max |w| / 127 and q = round(w / scale) in [-127, 127] (-128 is never
-// produced: the sum of two -128 · 255 pairs is where vpmaddubsw, the AVX2
-// alternative, would saturate).
+// produced: the grid is symmetric about 0; the kernels take it all the same,
+// as a checkpoint's int8 weights may hold it: int8_micro_kernel.hpp).
 //
 // Activations: unsigned 8 bits with a zero point, per row (token):
 // x ≈ (q - zero_point) · scale, scale = (max - min) / 255 over the row with

@@ -2,6 +2,7 @@
 // The operand types of the matrix products: a strided row-major matrix view and
 // the product's options.
 
+#include <cstdint>
 #include <type_traits>
 
 #include "reuseformer/core/tensor_view.hpp"
@@ -27,6 +28,15 @@ struct matrix {
   {
     return {data, rows, cols, ld};
   }
+};
+
+// A block of int8 weights as a checkpoint stores them (packed by
+// int8_packed_weights.hpp): values [rows, cols]
+// (row-major, stride ld) with a scale per row, w[r, p] ≈ values[r, p] · scales[r]
+// (a row of a [out, in] Linear weight is a column of op(B)).
+struct int8_matrix {
+  matrix<const std::int8_t> values;
+  const float* scales;  // [rows]
 };
 
 enum class transpose { no, yes };

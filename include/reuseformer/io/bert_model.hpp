@@ -26,6 +26,12 @@
 // bound as bfloat16 (linear_weights<T, bfloat16>), in place, and packed with
 // their stored values, never widened; otherwise bf16_products rounds them
 // once, to nearest even, as it packs them.
+// A Linear's weight may be stored as int8: X.weight I8 [out, in] with
+// X.weight_scale F32 [out], w ≈ q · scale per output row (docs/checkpoints.md).
+// A backend that stores int8 (int8_products) packs them as they are when every
+// Linear weight is I8; otherwise each I8 weight is dequantized once, here, to
+// T (q · scale rounded to T), and packed as any T weight. A weight_scale
+// beside anything but an I8 weight is an error, never ignored.
 // The encoder is built one layer at a time: a layer's Linear weights and
 // biases (converted copies, or the file's pages) are let go of once that
 // layer has packed them (its product backend packs its own copies), so the
@@ -37,6 +43,7 @@
 #include <charconv>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <optional>
@@ -92,14 +99,13 @@ class basic_bert_model {
     try {
       Encoder::validate(config_.encoder);
       check_no_stray_layers();
-      if constexpr (takes_bf16_weights) {
-        if (linear_weights_stored_as_bf16())
-          bind_encoder<bfloat16>();
-        else
-          bind_encoder<T>();
-      } else {
+      check_scales_have_int8_weights();
+      if (takes_weights_of<bfloat16> && linear_weights_stored_as(dtype::BF16))
+        bind_encoder_if<bfloat16>();
+      else if (takes_weights_of<std::int8_t> && linear_weights_stored_as(dtype::I8))
+        bind_encoder_if<std::int8_t>();
+      else
         bind_encoder<T>();
-      }
 #if defined(__GLIBC__)
       // The last layer's converted copies were freed below that layer's packed
       // weights, a hole the heap keeps resident (a BERT-base layer's, ~30 MB);
@@ -217,10 +223,27 @@ class basic_bert_model {
 
   using T = value_type;
 
-  // Whether the encoder's Linears take bfloat16 weights (bf16_products).
-  static constexpr bool takes_bf16_weights =
-      std::constructible_from<Encoder, const encoder_config&, encoder_layer_weights<T, bfloat16> (*)(index_t),
+  // Whether the encoder's Linears take W weights (bf16_products: bfloat16,
+  // int8_products: std::int8_t).
+  template <class W>
+  static constexpr bool takes_weights_of =
+      std::constructible_from<Encoder, const encoder_config&, encoder_layer_weights<T, W> (*)(index_t),
                               std::string_view>;
+
+  // A weight_scale only means something beside an I8 weight; anywhere else
+  // it would be ignored, and the checkpoint read as something it is not.
+  void check_scales_have_int8_weights() const {
+    constexpr std::string_view suffix = "_scale";
+    for (const std::string& name : file_.names()) {
+      if (!name.ends_with(".weight_scale")) continue;
+      const std::string weight = name.substr(0, name.size() - suffix.size());
+      detail::require(file_.contains(weight), "tensor '", name, "': unexpected (no tensor '", weight,
+                      "' for it to scale)");
+      const dtype type = file_.find(weight).type;
+      detail::require(type == dtype::I8, "tensor '", name, "': unexpected (it scales an I8 weight; '", weight,
+                      "' is ", io::name(type), ")");
+    }
+  }
 
   // The element type of a table row's view in encoder_layer_weights<T, W>:
   // W for a Linear's weight, T for every other tensor.
@@ -228,27 +251,42 @@ class basic_bert_model {
   using element_of = std::remove_const_t<typename std::remove_cvref_t<decltype(std::declval<const Row&>().field(
       std::declval<encoder_layer_weights<T, W>&>()))>::element_type>;
 
-  // Whether the file stores every Linear weight of the encoder as BF16: then
-  // a backend that stores bfloat16 packs them from the file's values.
-  [[nodiscard]] bool linear_weights_stored_as_bf16() const {
-    bool bf16 = true;
+  // Whether a row of the table is a Linear's weight: the tensors whose
+  // element type the backend chooses.
+  template <class Row>
+  static constexpr bool is_linear_weight = std::is_same_v<element_of<Row, std::int8_t>, std::int8_t>;
+
+  // Whether the file stores every Linear weight of the encoder as `type`:
+  // then a backend that stores such values packs them from the file's values.
+  [[nodiscard]] bool linear_weights_stored_as(dtype type) const {
+    bool all = true;
     for (index_t l = 0; l < config_.encoder.num_hidden_layers; ++l) {
       const layer_dims dims = layer_dims::of(config_.encoder, l);
       const std::string prefix = root_ + layer_tensor_prefix(l);
       for_each_layer_tensor([&]<class Row>(const Row& row) {
         const std::string name = prefix + std::string(row.name);
-        if constexpr (std::is_same_v<element_of<Row, bfloat16>, bfloat16>)
-          if (row.present(dims) && file_.contains(name)) bf16 = bf16 && file_.find(name).type == dtype::BF16;
+        if constexpr (is_linear_weight<Row>)
+          if (row.present(dims) && file_.contains(name)) all = all && file_.find(name).type == type;
       });
     }
-    return bf16;
+    return all;
   }
 
   // The tensors a layer copies (tensor_use::copied), kept until it is built.
   struct layer_copies {
     std::deque<loaded_tensor<T>> values;
     std::deque<loaded_tensor<bfloat16>> bf16_weights;
+    std::deque<loaded_tensor<std::int8_t>> int8_weights;
+    std::deque<loaded_tensor<float>> int8_scales;
+    std::deque<std::vector<T>> dequantized;
   };
+
+  // bind_encoder<W>, compiled only for an encoder that takes W weights (the
+  // choice between them is made at run time, from the file's dtypes).
+  template <class W>
+  void bind_encoder_if() {
+    if constexpr (takes_weights_of<W>) bind_encoder<W>();
+  }
 
   // The encoder, its Linears' weights bound as W, layer by layer: the tensors
   // a layer copies (converted, or read in place) are let go of once it is
@@ -271,6 +309,29 @@ class basic_bert_model {
   matrix_view<const T> matrix(const std::string& name) { return load(name, tensors_).template view<2>(); }
   vector_view<const T> vector(const std::string& name) { return load(name, tensors_).template view<1>(); }
 
+  // The scales of the I8 weight `weight`, X.weight_scale, as stored (dtype F32;
+  // their shape and values are checked with the weight's).
+  vector_view<const float> int8_scales(const std::string& weight, std::deque<loaded_tensor<float>>& into) {
+    const std::string name = weight + "_scale";
+    detail::require(file_.contains(name), "tensor '", name, "': missing ('", weight,
+                    "' is I8, which needs its scale per output row, F32 [out])");
+    const dtype type = file_.find(name).type;
+    detail::require(type == dtype::F32, "tensor '", name, "': expected dtype F32, found ", io::name(type));
+    return load(name, into).template view<1>();
+  }
+
+  // The I8 weight `name` as T: q · scale per row, rounded to T once.
+  matrix_view<const T> dequantized(const std::string& name, layer_copies& copied) {
+    const matrix_view<const std::int8_t> q = load(name, copied.int8_weights).template view<2>();
+    const vector_view<const float> scale = int8_scales(name, copied.int8_scales);
+    detail::require_int8_scales(scale, q.extent(0), name + "_scale");
+    std::vector<T>& w = copied.dequantized.emplace_back(static_cast<std::size_t>(q.size()));
+    for (index_t r = 0; r < q.extent(0); ++r)
+      for (index_t p = 0; p < q.extent(1); ++p)
+        w[static_cast<std::size_t>(r * q.extent(1) + p)] = static_cast<T>(q(r, p)) * static_cast<T>(scale(r));
+    return {w.data(), q.shape()};
+  }
+
   // Layer l's tensors as the table lists them: each one it has is loaded
   // (shapes are checked when the layer is built; those the layer copies into
   // `copied`, the others kept), each one it has not must be absent from the file.
@@ -287,7 +348,15 @@ class basic_bert_model {
         require_absent(name, row.absence_reason(dims));
       else if constexpr (std::is_same_v<element_of<Row, W>, bfloat16>)
         view = load(name, copied.bf16_weights).template view<rank>();  // a Linear's weight: packed
-      else
+      else if constexpr (std::is_same_v<element_of<Row, W>, std::int8_t>) {
+        static_cast<matrix_view<const std::int8_t>&>(view) = load(name, copied.int8_weights).template view<rank>();
+        view.scale = int8_scales(name, copied.int8_scales);
+      } else if constexpr (is_linear_weight<Row>) {
+        if (file_.contains(name) && file_.find(name).type == dtype::I8)
+          view = dequantized(name, copied);  // a Linear's int8 weight, for a backend of T weights
+        else
+          view = load(name, copied.values).template view<rank>();
+      } else
         view = load(name, row.use == tensor_use::copied ? copied.values : tensors_).template view<rank>();
     });
     return w;

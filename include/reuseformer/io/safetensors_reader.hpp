@@ -79,7 +79,8 @@ struct tensor_info {
 // is T and the data is aligned for T, so no copy is needed) or a copy it owns
 // (converted, or a misaligned tensor's values). Copies and moves keep data() valid.
 template <class T>
-  requires std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, bfloat16>
+  requires std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, bfloat16> ||
+           std::same_as<T, std::int8_t>
 class loaded_tensor {
  public:
   [[nodiscard]] const T* data() const { return borrowed_ != nullptr ? borrowed_ : owned_.data(); }
@@ -187,17 +188,20 @@ class safetensors_reader {
   // float or double: from F64, F32, F16 or BF16, converted with
   // round-to-nearest (F16 and BF16 convert exactly, special values included).
   // bfloat16: from BF16 only, the stored values (rounding another dtype is the
-  // caller's choice to make). Throws on any other dtype.
+  // caller's choice to make); std::int8_t: from I8 only (int8 values mean
+  // nothing without the scales the caller finds). Throws on any other dtype.
   template <class T>
-    requires std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, bfloat16>
+    requires std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, bfloat16> ||
+           std::same_as<T, std::int8_t>
   [[nodiscard]] loaded_tensor<T> load(std::string_view tensor) const {
     const tensor_info& info = find(tensor);
     loaded_tensor<T> out(detail::concat(source_, ": tensor '", tensor, "'"), info.shape);
     if (info.type == dtype_of<T> && reinterpret_cast<std::uintptr_t>(info.bytes.data()) % alignof(T) == 0) {
       out.borrowed_ = reinterpret_cast<const T*>(info.bytes.data());
-    } else if constexpr (std::same_as<T, bfloat16>) {
-      if (info.type != dtype::BF16) fail("tensor '", tensor, "': expected dtype BF16, found ", name(info.type));
-      out.owned_ = detail::decode<bfloat16>(info.bytes, [](bfloat16 value) { return value; });
+    } else if constexpr (std::same_as<T, bfloat16> || std::same_as<T, std::int8_t>) {
+      if (info.type != dtype_of<T>)
+        fail("tensor '", tensor, "': expected dtype ", name(dtype_of<T>), ", found ", name(info.type));
+      out.owned_ = detail::decode<T>(info.bytes, [](T value) { return value; });
     } else {
       const auto to_t = [](auto value) { return static_cast<T>(value); };
       const auto f16_to_t = [](std::uint16_t bits) { return static_cast<T>(f16_to_float(bits)); };

@@ -13,7 +13,9 @@
 // On CPUs with AVX512-VNNI enabled by the build flags the kernel is vpdpbusd;
 // elsewhere portable 32-bit integer code computes the same sums
 // (gemm/int8_micro_kernel.hpp). A weight holds about a quarter of
-// packed_products' bytes (parameter_bytes()). Layers of float only.
+// packed_products' bytes (parameter_bytes()). Layers of float only. Its
+// Linears take float weights or int8 ones with their scales
+// (linear_weights<float, std::int8_t>: a checkpoint's int8 weights).
 
 #include <cstddef>
 #include <span>
@@ -34,8 +36,12 @@ struct int8_products {
     static_assert(std::is_same_v<T, float>, "int8_products: int8 weights accumulate into float layers only");
 
    public:
-    // The blocks `parts` (each [out_i, in]) stacked in order, quantized per column.
-    weight(std::span<const gemm::matrix<const float>> parts, index_t in) : packed_(parts, in) {}
+    // The blocks `parts` (each [out_i, in]) stacked in order: float values
+    // quantized per column, int8 ones (a checkpoint's, with their scales)
+    // packed as they are.
+    template <class Block>
+      requires std::is_same_v<Block, gemm::matrix<const float>> || std::is_same_v<Block, gemm::int8_matrix>
+    weight(std::span<const Block> parts, index_t in) : packed_(parts, in) {}
 
     [[nodiscard]] index_t in_features() const { return packed_.in_features(); }
     [[nodiscard]] index_t out_features() const { return packed_.out_features(); }

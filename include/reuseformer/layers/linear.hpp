@@ -11,7 +11,9 @@
 // cache.
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <span>
 #include <string>
@@ -28,13 +30,43 @@
 
 namespace reuseformer {
 
+// A Linear's weight stored as int8 (a checkpoint's `X.weight` I8 with
+// `X.weight_scale` F32, docs/checkpoints.md): values q [out, in] and a scale
+// per output row, w[r, p] ≈ q[r, p] · scale[r].
+struct int8_weight_view : matrix_view<const std::int8_t> {
+  vector_view<const float> scale;  // [out], each finite and > 0
+};
+
+namespace detail {
+template <class W>
+struct weight_view_of {
+  using type = matrix_view<const W>;
+};
+template <>
+struct weight_view_of<std::int8_t> {
+  using type = int8_weight_view;
+};
+
+// Requires `scale` ([rows] of `name`, e.g. "encoder.layer.0.output.dense.weight_scale")
+// to hold finite scales > 0: a zero, negative or non-finite scale dequantizes
+// its row into nothing meaningful.
+inline void require_int8_scales(vector_view<const float> scale, index_t rows, const std::string& name) {
+  require_shape(scale, {rows}, name);
+  for (index_t r = 0; r < rows; ++r)
+    require(std::isfinite(scale(r)) && scale(r) > 0, name, ": expected finite scales > 0, found ", scale(r),
+            " at row ", r);
+}
+}  // namespace detail
+
 // Views of a Linear's parameters (torch.nn.Linear: weight [out, in], bias [out]).
-// W, the weight's element type: T, or bfloat16 for a product backend that
+// W, the weight's element type: T; bfloat16 for a product backend that
 // stores bfloat16 (bf16_products), which then packs the values as they are
-// (a BF16 checkpoint's weights, with no float copy).
+// (a BF16 checkpoint's weights, with no float copy); std::int8_t for one that
+// stores int8 (int8_products): then weight is an int8_weight_view, packed as
+// it is.
 template <class T, class W = T>
 struct linear_weights {
-  matrix_view<const W> weight;
+  typename detail::weight_view_of<W>::type weight;
   vector_view<const T> bias;
 };
 
@@ -51,9 +83,11 @@ template <class T, class Arch = simd::default_arch, class Products = packed_prod
   requires product_backend<Products, T, Arch>
 class linear {
  public:
-  // A single Linear, its weight of W elements (T, or bfloat16 where Products
-  // takes it: packs_weights_of). Throws reuseformer::error when weight is not
-  // [out, in] or bias not [out] (`name` + ".weight" / ".bias" in the message).
+  // A single Linear, its weight of W elements (T, or bfloat16 or std::int8_t
+  // where Products takes it: packs_weights_of). Throws reuseformer::error when
+  // weight is not [out, in], bias not [out], or an int8 weight's scales not
+  // [out] finite and > 0 (`name` + ".weight" / ".bias" / ".weight_scale" in
+  // the message).
   template <class W = T>
     requires packs_weights_of<Products, T, Arch, W>
   linear(const linear_weights<T, W>& w, index_t in, index_t out, std::string_view name)
@@ -63,7 +97,7 @@ class linear {
   template <class W = T>
     requires packs_weights_of<Products, T, Arch, W>
   linear(std::initializer_list<linear_part<T, W>> parts, index_t in)
-      : weight_(std::span<const gemm::matrix<const W>>(packed(parts, in)), in),
+      : weight_(std::span<const weight_block<W>>(packed(parts, in)), in),
         bias_(static_cast<std::size_t>(weight_.out_features())) {
     T* bias = bias_.data();
     for (const linear_part<T, W>& p : parts) bias = std::copy_n(p.weights.bias.data(), p.out, bias);
@@ -105,12 +139,18 @@ class linear {
  private:
   // The parts' weights, checked, as the blocks to pack.
   template <class W>
-  static std::vector<gemm::matrix<const W>> packed(std::initializer_list<linear_part<T, W>> parts, index_t in) {
-    std::vector<gemm::matrix<const W>> blocks;
+  static std::vector<weight_block<W>> packed(std::initializer_list<linear_part<T, W>> parts, index_t in) {
+    std::vector<weight_block<W>> blocks;
     for (const linear_part<T, W>& p : parts) {
       detail::require_shape(p.weights.weight, {p.out, in}, std::string(p.name) + ".weight");
       detail::require_shape(p.weights.bias, {p.out}, std::string(p.name) + ".bias");
-      blocks.push_back({p.weights.weight.data(), p.out, in, in});
+      const gemm::matrix<const W> values{p.weights.weight.data(), p.out, in, in};
+      if constexpr (std::is_same_v<W, std::int8_t>) {
+        detail::require_int8_scales(p.weights.weight.scale, p.out, std::string(p.name) + ".weight_scale");
+        blocks.push_back({values, p.weights.weight.scale.data()});
+      } else {
+        blocks.push_back(values);
+      }
     }
     return blocks;
   }

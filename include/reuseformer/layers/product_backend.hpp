@@ -17,9 +17,11 @@
 // A backend B provides B::weight<T, Arch> (Arch: the SIMD architecture of the
 // layer that owns it), built once per Linear from the stacked
 // weight blocks, which the Linear keeps for its lifetime:
-//   weight(std::span<const gemm::matrix<const W>> parts, index_t in)   parts [out_i, in]
-//     for W = T, and for W = bfloat16 where the backend stores bfloat16
-//     (bf16_products: a BF16 checkpoint's values, packed as they are)
+//   weight(std::span<const weight_block<W>> parts, index_t in)   parts [out_i, in]
+//     for W = T, for W = bfloat16 where the backend stores bfloat16
+//     (bf16_products: a BF16 checkpoint's values, packed as they are), and
+//     for W = std::int8_t where it stores int8 (int8_products: a checkpoint's
+//     int8 values with their per-row scales, packed as they are)
 //   index_t in_features(), out_features()
 //   std::size_t bytes()              what it holds (reported as parameter bytes)
 //   index_t scratch_elements()       per-thread scratch of multiply(), any rows and threads
@@ -30,6 +32,7 @@
 
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 
 #include "reuseformer/core/tensor_view.hpp"
@@ -40,10 +43,25 @@
 
 namespace reuseformer {
 
+namespace detail {
+template <class W>
+struct weight_block_of {
+  using type = gemm::matrix<const W>;
+};
+template <>
+struct weight_block_of<std::int8_t> {
+  using type = gemm::int8_matrix;  // int8 values mean nothing without their scales
+};
+}  // namespace detail
+
+// A block of a Linear's weight of W elements, as a backend packs it.
+template <class W>
+using weight_block = typename detail::weight_block_of<W>::type;
+
 // Whether B's weight for layers of T is built from blocks of W elements.
 template <class B, class T, class Arch, class W>
 concept packs_weights_of =
-    std::constructible_from<typename B::template weight<T, Arch>, std::span<const gemm::matrix<const W>>, index_t>;
+    std::constructible_from<typename B::template weight<T, Arch>, std::span<const weight_block<W>>, index_t>;
 
 template <class B, class T, class Arch>
 concept product_backend = requires(const typename B::template weight<T, Arch>& w, gemm::matrix<const T> x,
