@@ -44,8 +44,7 @@ void run_forward(benchmark::State& state, const Model& model, double multiply_ad
   const rf::index_t batch = state.range(0), seq = state.range(1), d = model.hidden_size();
   const int threads = static_cast<int>(state.range(2));
   std::vector<float> input(static_cast<std::size_t>(batch * seq * d)), output(input.size());
-  for (std::size_t i = 0; i < input.size(); ++i)
-    input[i] = static_cast<float>((i * 7919 % 1000) / 500.0 - 1.0);
+  for (std::size_t i = 0; i < input.size(); ++i) input[i] = static_cast<float>((i * 7919 % 1000) / 500.0 - 1.0);
   rf::workspace ws = model.make_workspace(batch, seq, threads);
   const auto forward = [&] {
     model.forward(rf::tensor_view<const float, 3>(input.data(), {batch, seq, d}),
@@ -59,8 +58,7 @@ void run_forward(benchmark::State& state, const Model& model, double multiply_ad
   }
   reuseformer_bench::add_rate_counters(state, multiply_adds, threads);
   const auto bytes = [](std::size_t count) {
-    return benchmark::Counter(static_cast<double>(count), benchmark::Counter::kDefaults,
-                              benchmark::Counter::kIs1024);
+    return benchmark::Counter(static_cast<double>(count), benchmark::Counter::kDefaults, benchmark::Counter::kIs1024);
   };
   state.counters["workspace_bytes"] = bytes(ws.size_bytes());
   state.counters["parameter_bytes"] = bytes(model.parameter_bytes());
@@ -94,8 +92,8 @@ void multi_head_attention(benchmark::State& state) {
 // The 12-layer encoder, K heads reused by layers 1-11 (the reference schedule).
 void encoder(benchmark::State& state) {
   rf::encoder_config config;  // BERT-base
-  config.reuse_schedule = rf::reference_reuse_schedule(state.range(3), 11, config.num_attention_heads,
-                                                       config.num_hidden_layers);
+  config.reuse_schedule =
+      rf::reference_reuse_schedule(state.range(3), 11, config.num_attention_heads, config.num_hidden_layers);
   rf::encoder_parameters<float> parameters(config);
   parameters.fill_random(2024);
   const rf::encoder<float> model(config, parameters.layers());
@@ -125,22 +123,24 @@ void layer_stage(benchmark::State& state) {
   };
   static const pieces layer = [&] {
     const rf::encoder_layer_weights<float> w = bert_base_layer_parameters().layers().front();
-    return pieces{rf::linear<float>({{w.attention.query, d, "query"}, {w.attention.key, d, "key"},
-                                     {w.attention.value, d, "value"}},
-                                    d),
-                  rf::linear<float>(w.attention.output, d, d, "output"),
-                  rf::linear<float>(w.feed_forward.intermediate, d, d_ff, "intermediate"),
-                  rf::linear<float>(w.feed_forward.output, d_ff, d, "output"),
-                  rf::layer_norm<float>(w.attention_norm, d, config.layer_norm_eps, "norm")};
+    return pieces{
+        rf::linear<float>(
+            {{w.attention.query, d, "query"}, {w.attention.key, d, "key"}, {w.attention.value, d, "value"}}, d),
+        rf::linear<float>(w.attention.output, d, d, "output"),
+        rf::linear<float>(w.feed_forward.intermediate, d, d_ff, "intermediate"),
+        rf::linear<float>(w.feed_forward.output, d_ff, d, "output"),
+        rf::layer_norm<float>(w.attention_norm, d, config.layer_norm_eps, "norm")};
   }();
   const auto& [projection, output, up, down, norm] = layer;
   const rf::attention::problem p{rf::sequences::dense(batch, seq), heads, dh, false, heads, false};
-  const rf::index_t stride = rf::round_to_line<float>(
-      std::max({projection.scratch_elements(), up.scratch_elements(), down.scratch_elements(),
-                rf::attention::scratch_elements<float>(p)}));
-  rf::workspace ws(static_cast<std::size_t>(stride * threads + rows * (3 * d + d + d_ff + d) + batch * heads * seq * seq) *
-                       sizeof(float) + 6 * 64,
-                   threads);
+  const rf::index_t stride =
+      rf::round_to_line<float>(std::max({projection.scratch_elements(), up.scratch_elements(), down.scratch_elements(),
+                                         rf::attention::scratch_elements<float>(p)}));
+  rf::workspace ws(
+      static_cast<std::size_t>(stride * threads + rows * (3 * d + d + d_ff + d) + batch * heads * seq * seq) *
+              sizeof(float) +
+          6 * 64,
+      threads);
   rf::arena a = ws.make_arena();
   float* const scratch = a.take<float>(stride * threads);
   float* const qkv = a.take<float>(rows * 3 * d);
@@ -149,7 +149,8 @@ void layer_stage(benchmark::State& state) {
   float* const hidden = a.take<float>(rows * d_ff);
   float* const logits = a.take<float>(batch * heads * seq * seq);
   for (rf::index_t i = 0; i < rows * 3 * d; ++i) qkv[i] = static_cast<float>((i * 7919 % 1000) / 5000.0 - 0.1);
-  for (rf::index_t i = 0; i < rows * d; ++i) stream[i] = context[i] = static_cast<float>((i * 7907 % 1000) / 500.0 - 1.0);
+  for (rf::index_t i = 0; i < rows * d; ++i)
+    stream[i] = context[i] = static_cast<float>((i * 7907 % 1000) / 500.0 - 1.0);
   rf::attention::head_io<float> io;
   io.q = {qkv, rows, d, 3 * d};
   io.k = {qkv + d, rows, d, 3 * d};
@@ -158,23 +159,28 @@ void layer_stage(benchmark::State& state) {
   const auto run = [&] {
     switch (stage) {
       case 0:
-        projection.forward({stream, rows, d, d}, {qkv, rows, 3 * d, 3 * d}, rf::gemm::update::overwrite, {scratch, stride, threads});
+        projection.forward({stream, rows, d, d}, {qkv, rows, 3 * d, 3 * d}, rf::gemm::update::overwrite,
+                           {scratch, stride, threads});
         break;
-      case 1: rf::attention::logits<float>(p, io, logits, seq, {scratch, stride, threads}); break;
+      case 1:
+        rf::attention::logits<float>(p, io, logits, seq, {scratch, stride, threads});
+        break;
       case 2:
-        rf::attention::scaled_dot_product<float>(p, 0.125f, io, v,
-                                                                  rf::gemm::matrix<float>{context, rows, d, d},
-                                                                  static_cast<const float*>(nullptr), {scratch, stride, threads});
+        rf::attention::scaled_dot_product<float>(p, 0.125f, io, v, rf::gemm::matrix<float>{context, rows, d, d},
+                                                 static_cast<const float*>(nullptr), {scratch, stride, threads});
         break;
       case 3:
-        output.forward({context, rows, d, d}, {stream, rows, d, d}, rf::gemm::update::accumulate, {scratch, stride, threads}, normalize);
+        output.forward({context, rows, d, d}, {stream, rows, d, d}, rf::gemm::update::accumulate,
+                       {scratch, stride, threads}, normalize);
         break;
       case 4:
         up.forward<rf::simd::gelu_erf>({stream, rows, d, d}, {hidden, rows, d_ff, d_ff}, rf::gemm::update::overwrite,
                                        {scratch, stride, threads});
-        down.forward({hidden, rows, d_ff, d_ff}, {stream, rows, d, d}, rf::gemm::update::accumulate, {scratch, stride, threads}, normalize);
+        down.forward({hidden, rows, d_ff, d_ff}, {stream, rows, d, d}, rf::gemm::update::accumulate,
+                     {scratch, stride, threads}, normalize);
         break;
-      default: norm.forward(stream, stream, rows, threads);
+      default:
+        norm.forward(stream, stream, rows, threads);
     }
   };
   run();
@@ -182,9 +188,9 @@ void layer_stage(benchmark::State& state) {
     run();
     benchmark::ClobberMemory();
   }
-  const double multiply_adds[] = {double(rows) * d * 3 * d, double(batch) * seq * seq * d,
-                                  2.0 * double(batch) * seq * seq * d, double(rows) * d * d,
-                                  2.0 * double(rows) * d * d_ff, 0};
+  const double multiply_adds[] = {
+      double(rows) * d * 3 * d, double(batch) * seq * seq * d, 2.0 * double(batch) * seq * seq * d,
+      double(rows) * d * d,     2.0 * double(rows) * d * d_ff, 0};
   reuseformer_bench::add_rate_counters(state, multiply_adds[stage], threads);
 }
 BENCHMARK(layer_stage)

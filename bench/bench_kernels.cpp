@@ -56,8 +56,7 @@ void softmax_rows(benchmark::State& state) {
   std::fill(mask.end() - keys / 8, mask.end(), -std::numeric_limits<float>::infinity());
   const float scale = 0.125f;  // 1/sqrt(dh), dh = 64
   for (auto _ : state) {
-    for (rf::index_t i = 0; i < rows; ++i)
-      rf::simd::softmax(scores.data() + i * keys, keys, keys, scale, mask.data());
+    for (rf::index_t i = 0; i < rows; ++i) rf::simd::softmax(scores.data() + i * keys, keys, keys, scale, mask.data());
     benchmark::DoNotOptimize(scores.data());
     benchmark::ClobberMemory();
   }
@@ -145,7 +144,8 @@ void weight_product(benchmark::State& state) {
   rf::arena arena = ws.make_arena();
   float* const scratch = arena.take<float>(stride * threads);
   for (auto _ : state) {
-    layer.template forward<Act>({x.data(), m, k, k}, {y.data(), m, n, n}, rf::gemm::update::overwrite, {scratch, stride, threads});
+    layer.template forward<Act>({x.data(), m, k, k}, {y.data(), m, n, n}, rf::gemm::update::overwrite,
+                                {scratch, stride, threads});
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }

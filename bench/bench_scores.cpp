@@ -35,15 +35,16 @@ void score_stage(benchmark::State& state) {
   const rf::index_t seq = state.range(0);
   const bool causal = state.range(1) != 0;
   const int threads = static_cast<int>(state.range(2));
-  const rf::attention::problem p{rf::sequences::dense(1, seq), heads, head_dim, causal, heads, rf::has_symmetric_logits(Score)};
+  const rf::attention::problem p{rf::sequences::dense(1, seq),   heads, head_dim, causal, heads,
+                                 rf::has_symmetric_logits(Score)};
   std::vector<float> q(static_cast<std::size_t>(seq * width)), transformed(q.size());
   for (std::size_t i = 0; i < q.size(); ++i) q[i] = static_cast<float>((i * 7919 % 1000) / 500.0 - 1.0);
   std::vector<float> factors(static_cast<std::size_t>(heads * head_dim * head_dim), 0.01f);
   // Logits rows padded by one cache line, as the attention core keeps a head's [N, N].
   const rf::index_t ld = seq + 16;
   std::vector<float> logits(static_cast<std::size_t>(heads * seq * ld)), context(q.size());
-  const rf::index_t stride = rf::round_to_line<float>(
-      std::max(rf::attention::scratch_elements<float>(p), rf::attention::pairwise_scratch_elements<float>(seq, head_dim)));
+  const rf::index_t stride = rf::round_to_line<float>(std::max(
+      rf::attention::scratch_elements<float>(p), rf::attention::pairwise_scratch_elements<float>(seq, head_dim)));
   rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
   float* scratch = ws.make_arena().take<float>(stride * threads);
 
@@ -57,7 +58,8 @@ void score_stage(benchmark::State& state) {
     }
     if constexpr (WithContext)  // the queries serve as values: the cost does not depend on them
       rf::attention::scaled_dot_product<float>(p, 0.125f, io, {q.data(), seq, width, width},
-                                               {context.data(), seq, width, width}, nullptr, {scratch, stride, threads});
+                                               {context.data(), seq, width, width}, nullptr,
+                                               {scratch, stride, threads});
     else
       rf::attention::logits<float>(p, io, logits.data(), ld, {scratch, stride, threads});
   };

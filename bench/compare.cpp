@@ -183,7 +183,8 @@ rf::encoder_config bert_base(rf::index_t layers) {
 // peer then does the same work on every token).
 std::vector<float> input_for(const shape& s, rf::index_t d) {
   std::vector<float> x(static_cast<std::size_t>(s.batch * s.seq * d));
-  for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(static_cast<double>(i * 7919 % 1000) / 500.0 - 1.0);
+  for (std::size_t i = 0; i < x.size(); ++i)
+    x[i] = static_cast<float>(static_cast<double>(i * 7919 % 1000) / 500.0 - 1.0);
   return x;
 }
 
@@ -316,8 +317,7 @@ class output_checks {
  public:
   // The table's cell for `e` (error / tolerance, relative to the scale), and a
   // failure recorded when e is non-finite, missing or above t.
-  std::string check(const std::string& shape_tag, const std::string& row, const output_error& e,
-                    const tolerance& t) {
+  std::string check(const std::string& shape_tag, const std::string& row, const output_error& e, const tolerance& t) {
     char cell[64];
     std::string why;
     if (!e.compared) {
@@ -328,8 +328,10 @@ class output_checks {
       std::snprintf(cell, sizeof cell, "FAIL: %zu NaN/inf", e.nonfinite);
     } else if (!(e.relative() <= t.relative)) {
       char text[200];
-      std::snprintf(text, sizeof text, "max |output - float64 reference| = %.3g, %.3g of max|reference| %.3g, above the tolerance %.3g (%s)",
-                    e.max_abs, e.relative(), e.scale, t.relative, t.basis.c_str());
+      std::snprintf(
+          text, sizeof text,
+          "max |output - float64 reference| = %.3g, %.3g of max|reference| %.3g, above the tolerance %.3g (%s)",
+          e.max_abs, e.relative(), e.scale, t.relative, t.basis.c_str());
       why = text;
       std::snprintf(cell, sizeof cell, "FAIL %.1e>%.1e", e.relative(), t.relative);
     } else {
@@ -387,7 +389,8 @@ std::vector<rf::index_t> all_tokens(const shape& s) {
 // inflate "% peak").
 struct peaks {
   explicit peaks(int threads)
-      : fp32(reuseformer_bench::peak_gflops(threads)), bf16(reuseformer_bench::peak_bf16_gflops(threads)),
+      : fp32(reuseformer_bench::peak_gflops(threads)),
+        bf16(reuseformer_bench::peak_bf16_gflops(threads)),
         int8(reuseformer_bench::peak_int8_gops(threads)) {}
   void measure_again(int threads) {
     fp32 = std::max(fp32, reuseformer_bench::detail::measure_peak(threads));
@@ -465,7 +468,9 @@ struct variant {
       m.forward(in, out, ws, r.mask_view(), f == ragged_form::skip ? rf::padding::skip : rf::padding::compute);
     });
   }
-  [[nodiscard]] std::size_t held_bytes() const { return on_model([](const auto& m) { return m.parameter_bytes(); }); }
+  [[nodiscard]] std::size_t held_bytes() const {
+    return on_model([](const auto& m) { return m.parameter_bytes(); });
+  }
   [[nodiscard]] std::size_t referenced_bytes() const {
     return on_model([](const auto& m) { return m.referenced_parameter_bytes(); });
   }
@@ -487,8 +492,12 @@ struct variant {
  private:
   variant(std::string variant_name, std::shared_ptr<rf::encoder_parameters<float>> shared, std::size_t model,
           const shape& s, int threads, products backend)
-      : name(std::move(variant_name)), backend(backend), spec(model), parameters(std::move(shared)),
-        model(build(parameters->config(), parameters->layers(), backend)), input_shape(s),
+      : name(std::move(variant_name)),
+        backend(backend),
+        spec(model),
+        parameters(std::move(shared)),
+        model(build(parameters->config(), parameters->layers(), backend)),
+        input_shape(s),
         ws(on_model([&](const auto& m) { return m.make_workspace(s.batch, s.seq, threads); })),
         cost(on_model([&](const auto& m) { return rf::analysis::measure(m, s.batch, s.seq, threads); })) {}
 
@@ -531,7 +540,8 @@ std::vector<model_spec> dense_models(const options& o) {
   using enum rf::score_function;
   std::vector<model_spec> m{{"vanilla", bert_base(L)}};
   for (const rf::index_t k : {3, 6, 12})
-    m.push_back({"reuse K=" + std::to_string(k) + ", layers 1-" + std::to_string(last), with_reuse(bert_base(L), k, last)});
+    m.push_back(
+        {"reuse K=" + std::to_string(k) + ", layers 1-" + std::to_string(last), with_reuse(bert_base(L), k, last)});
   m.push_back({"reuse TF default (-1, 6)", with_reuse(bert_base(L), -1, 6)});
   m.push_back({"symmetric", with_score(bert_base(L), symmetric)});
   m.push_back({"pairwise", with_score(bert_base(L), pairwise)});
@@ -550,7 +560,8 @@ std::vector<variant> variants_for(const std::vector<model_spec>& models, const s
     if (m == 0) v.emplace_back("Eigen products", models[m].config, m, s, o.threads, variant::products::eigen);
   }
   const std::size_t fp32_variants = v.size();
-  for (const auto& [suffix, backend] : {std::pair{", bf16", variant::products::bf16}, std::pair{", int8", variant::products::int8}})
+  for (const auto& [suffix, backend] :
+       {std::pair{", bf16", variant::products::bf16}, std::pair{", int8", variant::products::int8}})
     for (std::size_t i = 0; i < fp32_variants; ++i)
       if (v[i].backend == variant::products::own) v.emplace_back(v[i], suffix, o.threads, backend);
   return v;
@@ -573,9 +584,10 @@ void export_model(const options& o) {
     rf::io::write_safetensors(o.dir / ("input_" + tag + ".safetensors"),
                               {rf::io::make_entry("hidden_states", x, {s.batch, s.seq, d}),
                                rf::io::make_entry("attention_mask", mask, {s.batch, s.seq})});
-    rf::io::write_safetensors(o.dir / ("output_" + tag + ".safetensors"),
-                              {rf::io::make_entry("last_hidden_state", float64_output(config, x, s, mask_view, o.threads),
-                                                  {s.batch, s.seq, d})});
+    rf::io::write_safetensors(
+        o.dir / ("output_" + tag + ".safetensors"),
+        {rf::io::make_entry("last_hidden_state", float64_output(config, x, s, mask_view, o.threads),
+                            {s.batch, s.seq, d})});
   };
   for (const shape& s : o.shapes) write(s.tag(), s, input_for(s, d), dense_mask(s).ones);
   for (const ragged_shape& r : o.ragged) {  // padded to the longest, with the mask
@@ -606,8 +618,7 @@ std::string mib(std::size_t bytes) {
 class progress {
  public:
   progress(const shape& s, int rounds, int variants)
-      : tag_(s.tag()), rounds_(rounds), variants_(variants), tty_(isatty(fileno(stderr)) != 0),
-        start_(clock::now()) {}
+      : tag_(s.tag()), rounds_(rounds), variants_(variants), tty_(isatty(fileno(stderr)) != 0), start_(clock::now()) {}
 
   // Called before each timed pass.
   void next(const std::string& variant, int round) {
@@ -615,8 +626,8 @@ class progress {
     const double elapsed = std::chrono::duration<double>(clock::now() - start_).count();
     const double left = done_ > 0 ? elapsed / done_ * (passes - done_) : 0;
     if (tty_)
-      std::fprintf(stderr, "\r\033[K%s: round %d of %d, %s (pass %d of %d), %.0f s elapsed, ~%.0f s left",
-                   tag_.c_str(), round + 1, rounds_, variant.c_str(), done_ + 1, passes, elapsed, left);
+      std::fprintf(stderr, "\r\033[K%s: round %d of %d, %s (pass %d of %d), %.0f s elapsed, ~%.0f s left", tag_.c_str(),
+                   round + 1, rounds_, variant.c_str(), done_ + 1, passes, elapsed, left);
     else if (done_ % variants_ == 0)
       std::fprintf(stderr, "%s: round %d of %d, %.0f s elapsed, ~%.0f s left\n", tag_.c_str(), round + 1, rounds_,
                    elapsed, left);
@@ -699,19 +710,22 @@ json run_shape(const shape& s, const options& o, peaks& peak, output_checks& che
   report.finish();
   peak.measure_again(o.threads);
   const stats base = summarise(variants[0].ms);
-  std::printf("\nbatch %td x seq %td, %d thread(s), %d rounds; peak on %d thread(s): fp32 FMA %.0f GFLOP/s, bf16 dot %s, "
-              "int8 dot %s\n",
-              s.batch, s.seq, o.threads, o.repeat, o.threads, peak.fp32,
-              peak.bf16 > 0 ? (std::to_string(std::lround(peak.bf16)) + " GFLOP/s").c_str()
-                            : "not in this build (bf16 rows: % of the fp32 FMA peak)",
-              peak.int8 > 0 ? (std::to_string(std::lround(peak.int8)) + " GOP/s").c_str()
-                            : "not in this build (int8 rows: no % peak)");
-  std::printf("inputs: hidden_states [%td, %td, 768] and an all-ones attention_mask [%td, %td], the same for every "
-              "row (ours and the peers')\n",
-              s.batch, s.seq, s.batch, s.seq);
-  std::printf("speed-up: against vanilla in float; saved/model: time saved / multiply-adds removed against vanilla "
-              "of the same precision (lowest..highest saving of one round); error/tol: max |output - float64 "
-              "reference| over max|reference|, worst timed pass, against its tolerance\n");
+  std::printf(
+      "\nbatch %td x seq %td, %d thread(s), %d rounds; peak on %d thread(s): fp32 FMA %.0f GFLOP/s, bf16 dot %s, "
+      "int8 dot %s\n",
+      s.batch, s.seq, o.threads, o.repeat, o.threads, peak.fp32,
+      peak.bf16 > 0 ? (std::to_string(std::lround(peak.bf16)) + " GFLOP/s").c_str()
+                    : "not in this build (bf16 rows: % of the fp32 FMA peak)",
+      peak.int8 > 0 ? (std::to_string(std::lround(peak.int8)) + " GOP/s").c_str()
+                    : "not in this build (int8 rows: no % peak)");
+  std::printf(
+      "inputs: hidden_states [%td, %td, 768] and an all-ones attention_mask [%td, %td], the same for every "
+      "row (ours and the peers')\n",
+      s.batch, s.seq, s.batch, s.seq);
+  std::printf(
+      "speed-up: against vanilla in float; saved/model: time saved / multiply-adds removed against vanilla "
+      "of the same precision (lowest..highest saving of one round); error/tol: max |output - float64 "
+      "reference| over max|reference|, worst timed pass, against its tolerance\n");
   std::printf("%-32s %26s %8s %20s %9s %8s %16s %10s %9s %12s %14s %7s  %s\n", "variant", "median ms (min-max)",
               "speed-up", "saved/model (rounds)", "GMAC", "GFLOP/s", "% peak (of)", "params MiB", "held MiB",
               "workspace MiB", "reuse-state MiB", "allocs", "error/tol");
@@ -735,15 +749,15 @@ json run_shape(const shape& s, const options& o, peaks& peak, output_checks& che
     const auto percent = [](double share) { return static_cast<int>(std::lround(100 * share)); };
     char savings[64] = "-";
     if (predicted > 0)
-      std::snprintf(savings, sizeof savings, "%d/%d%% (%d..%d)", percent(saved), percent(predicted),
-                    percent(*least), percent(*most));
+      std::snprintf(savings, sizeof savings, "%d/%d%% (%d..%d)", percent(saved), percent(predicted), percent(*least),
+                    percent(*most));
     const tolerance tol = tolerance_for(v.arithmetic(), models[v.spec].config, s.seq);
     const std::string verdict = checks.check(s.tag(), v.name, v.error, tol);
     std::printf("%-32s %9.1f (%7.1f-%7.1f) %7.2fx %20s %9.1f %8.1f %7s %-8s %10s %9s %13s %15s %7ld  %s\n",
-                v.name.c_str(), t.median, t.min, t.max, base.median / t.median, savings,
-                v.cost.multiply_adds / 1e9, gflops, row_peak.cell(gflops).c_str(), row_peak.name,
-                mib(v.cost.parameter_bytes).c_str(), mib(v.held_bytes()).c_str(), mib(v.cost.workspace_bytes).c_str(),
-                mib(v.cost.reuse_state_bytes).c_str(), v.heap_allocations, verdict.c_str());
+                v.name.c_str(), t.median, t.min, t.max, base.median / t.median, savings, v.cost.multiply_adds / 1e9,
+                gflops, row_peak.cell(gflops).c_str(), row_peak.name, mib(v.cost.parameter_bytes).c_str(),
+                mib(v.held_bytes()).c_str(), mib(v.cost.workspace_bytes).c_str(), mib(v.cost.reuse_state_bytes).c_str(),
+                v.heap_allocations, verdict.c_str());
     record["variants"].push_back({{"name", v.name},
                                   {"precision", name_of(v.arithmetic())},
                                   {"ms", v.ms},
@@ -832,10 +846,9 @@ json run_ragged(const ragged_shape& r, const options& o, output_checks& checks) 
     std::vector<double> ms;
     output_error error{};  // at the real tokens, the worst timed pass
   };
-  const std::vector<model_spec> specs{
-      {"vanilla", bert_base(o.layers)},
-      {"reuse TF default (-1, 6)", with_reuse(bert_base(o.layers), -1, 6)},
-      {"symmetric", with_score(bert_base(o.layers), rf::score_function::symmetric)}};
+  const std::vector<model_spec> specs{{"vanilla", bert_base(o.layers)},
+                                      {"reuse TF default (-1, 6)", with_reuse(bert_base(o.layers), -1, 6)},
+                                      {"symmetric", with_score(bert_base(o.layers), rf::score_function::symmetric)}};
   std::fprintf(stderr, "%s: the float64 reference of each model\n", r.tag().c_str());
   std::vector<std::vector<double>> references;
   for (const model_spec& m : specs)
@@ -878,16 +891,23 @@ json run_ragged(const ragged_shape& r, const options& o, output_checks& checks) 
 
   std::printf("\nragged batch %s: lengths", r.tag().c_str());
   for (const rf::index_t n : batch.lengths) std::printf(" %td", n);
-  std::printf(" (seed %llu); %td real tokens of %td padded (%.0f%% padding); %d thread(s), %d rounds, %ld allocations\n",
-              static_cast<unsigned long long>(seed), batch.tokens(), s.batch * s.seq,
-              100.0 * (1 - double(batch.tokens()) / double(s.batch * s.seq)), o.threads, o.repeat, allocations);
-  std::printf("error/tol: max |output - float64 reference| at the real tokens over max|reference| (peers: at every "
-              "position, pytorch-nested at the real tokens), against its tolerance\n");
+  std::printf(
+      " (seed %llu); %td real tokens of %td padded (%.0f%% padding); %d thread(s), %d rounds, %ld allocations\n",
+      static_cast<unsigned long long>(seed), batch.tokens(), s.batch * s.seq,
+      100.0 * (1 - double(batch.tokens()) / double(s.batch * s.seq)), o.threads, o.repeat, allocations);
+  std::printf(
+      "error/tol: max |output - float64 reference| at the real tokens over max|reference| (peers: at every "
+      "position, pytorch-nested at the real tokens), against its tolerance\n");
   std::printf("%-28s %26s %14s %16s  %s\n", "variant", "median ms (min-max)", "/ padded", "us / real token",
               "error/tol");
-  json record = {{"ragged", r.tag()},      {"batch", s.batch},          {"seq", s.seq},
-                 {"lengths", batch.lengths}, {"tokens", batch.tokens()}, {"padded_tokens", s.batch * s.seq},
-                 {"heap_allocations_during_forward", allocations}, {"variants", json::array()}};
+  json record = {{"ragged", r.tag()},
+                 {"batch", s.batch},
+                 {"seq", s.seq},
+                 {"lengths", batch.lengths},
+                 {"tokens", batch.tokens()},
+                 {"padded_tokens", s.batch * s.seq},
+                 {"heap_allocations_during_forward", allocations},
+                 {"variants", json::array()}};
   for (const run& v : runs) {
     const stats t = summarise(v.ms);
     const double padded = summarise(runs[v.model == 0 ? 0 : v.model == 1 ? 3 : 5].ms).median;
@@ -966,7 +986,8 @@ void write_plot(const json& shapes, rf::index_t layers, const fs::path& dir) {
      << "set title 'BERT-base encoder (" << layers << " layers): speed-up over vanilla (bars: measured, "
      << "dots: predicted from multiply-adds)'\n"
      << "set style data histogram\nset style histogram clustered gap 1\nset style fill solid 0.8 border -1\n"
-     << "set boxwidth 0.9\nset grid ytics\nset ylabel 'speed-up over vanilla'\nset yrange [" << std::max(0.0, floor_at) << ":*]\n"
+     << "set boxwidth 0.9\nset grid ytics\nset ylabel 'speed-up over vanilla'\nset yrange [" << std::max(0.0, floor_at)
+     << ":*]\n"
      << "set key outside right top vertical font ',9'\nset xtics nomirror\n";
   // Data block: one row per shape; columns: measured, predicted per variant (vanilla skipped).
   gp << "$speedup << EOD\nshape";
@@ -1005,7 +1026,8 @@ void write_plot(const json& shapes, rf::index_t layers, const fs::path& dir) {
     gp << quoted(v["name"].get<std::string>()) << " " << v["held_parameter_bytes"].get<double>() / (1 << 20) << " "
        << v["workspace_bytes"].get<double>() / (1 << 20) - reuse << " " << reuse << "\n";
   }
-  gp << "EOD\nplot $memory using 2:xtic(1) title 'parameters (held)', '' using 3 title 'workspace (without reuse state)', "
+  gp << "EOD\nplot $memory using 2:xtic(1) title 'parameters (held)', '' using 3 title 'workspace (without reuse "
+        "state)', "
         "'' using 4 title 'reuse state'\n";
 }
 
@@ -1035,10 +1057,13 @@ int run(const options& o) {
   std::ofstream(o.dir / "results.json") << results.dump(2) << "\n";
   write_plot(shapes, o.layers, o.dir);
   std::printf("\nwrote %s and %s\n", (o.dir / "results.json").c_str(), (o.dir / "plot.gp").c_str());
-  for (const std::string& failure : checks.failures()) std::fprintf(stderr, "output check failed: %s\n", failure.c_str());
+  for (const std::string& failure : checks.failures())
+    std::fprintf(stderr, "output check failed: %s\n", failure.c_str());
   if (!checks.failures().empty()) {
-    std::fprintf(stderr, "error: %zu output(s) out of tolerance or not finite (see above); the times of such rows mean "
-                 "nothing\n", checks.failures().size());
+    std::fprintf(stderr,
+                 "error: %zu output(s) out of tolerance or not finite (see above); the times of such rows mean "
+                 "nothing\n",
+                 checks.failures().size());
     return 1;
   }
   return 0;

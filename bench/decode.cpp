@@ -73,7 +73,8 @@ struct options {
 long positive(const char* flag, const std::string& text) {
   char* end = nullptr;
   const long value = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || value < 1) usage(std::string(flag) + ": expected an integer >= 1, found '" + text + "'");
+  if (text.empty() || *end != '\0' || value < 1)
+    usage(std::string(flag) + ": expected an integer >= 1, found '" + text + "'");
   return value;
 }
 
@@ -118,7 +119,8 @@ rf::encoder_config causal_bert_base(rf::index_t layers) {
 // Deterministic values in [-1, 1).
 std::vector<float> values(std::size_t n, std::size_t offset) {
   std::vector<float> x(n);
-  for (std::size_t i = 0; i < n; ++i) x[i] = static_cast<float>(static_cast<double>((i + offset) * 7919 % 1000) / 500.0 - 1.0);
+  for (std::size_t i = 0; i < n; ++i)
+    x[i] = static_cast<float>(static_cast<double>((i + offset) * 7919 % 1000) / 500.0 - 1.0);
   return x;
 }
 
@@ -142,7 +144,8 @@ struct variant {
     rf::visit(c.score, [&]<rf::score_function Score>() {
       using model_type = rf::encoder<float, Score, rf::simd::default_arch, Products>;
       auto m = std::make_shared<const model_type>(c, parameters->layers());
-      auto s = std::make_shared<rf::decoder<float, Score, rf::simd::default_arch, Products>>(*m, batch, length, o.threads);
+      auto s =
+          std::make_shared<rf::decoder<float, Score, rf::simd::default_arch, Products>>(*m, batch, length, o.threads);
       const std::vector<float> prompt = values(static_cast<std::size_t>(batch * o.prompt * d), 0);
       std::vector<float> out(prompt.size());
       s->prefill(rf::tensor_view<const float, 3>(prompt.data(), {batch, o.prompt, d}),
@@ -243,7 +246,8 @@ json run_batch(rf::index_t batch, const options& o, std::vector<std::string>& fa
       const auto start = std::chrono::steady_clock::now();
       x.step(token, out.data());
       x.ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-      if (&x == &v[0]) std::copy(out.begin(), out.end(), vanilla_out.begin() + k * static_cast<rf::index_t>(token_size));
+      if (&x == &v[0])
+        std::copy(out.begin(), out.end(), vanilla_out.begin() + k * static_cast<rf::index_t>(token_size));
     }
     if (peer) peer->round();
   }
@@ -254,8 +258,8 @@ json run_batch(rf::index_t batch, const options& o, std::vector<std::string>& fa
   const double vanilla_ms = median(v[0].ms);
   std::printf("\nbatch %td, prompt %td, %td steps, %d threads (time per step: median (min-max) over the steps)\n",
               batch, o.prompt, o.steps, o.threads);
-  std::printf("%-28s %12s %14s %9s %9s %10s %8s %9s %9s\n", "variant", "cache MB", "ms/step", "ms/token",
-              "tokens/s", "KB/token", "saved", "pred.B", "pred.MA");
+  std::printf("%-28s %12s %14s %9s %9s %10s %8s %9s %9s\n", "variant", "cache MB", "ms/step", "ms/token", "tokens/s",
+              "KB/token", "saved", "pred.B", "pred.MA");
   json rows = json::array();
   for (const variant& x : v) {
     const auto cost = rf::analysis::decoding_cost<float>(x.config, batch, mean_keys);
@@ -265,9 +269,9 @@ json run_batch(rf::index_t batch, const options& o, std::vector<std::string>& fa
     const double saved = 1 - ms / vanilla_ms, by_bytes = 1 - cost.bytes_read / vanilla_cost.bytes_read,
                  by_madds = 1 - cost.multiply_adds / vanilla_cost.multiply_adds;
     std::printf("%-28s %10.1f%s %6.2f (%.2f-%.2f) %9.3f %9.1f %10.1f %7.1f%% %8.1f%% %8.1f%%\n", x.name.c_str(),
-                static_cast<double>(x.cache_bytes) / 1e6, exact ? "  " : " !", ms, lo, hi, ms / static_cast<double>(batch),
-                1e3 * static_cast<double>(batch) / ms, static_cast<double>(cost.cache_bytes_per_token) / 1e3,
-                100 * saved, 100 * by_bytes, 100 * by_madds);
+                static_cast<double>(x.cache_bytes) / 1e6, exact ? "  " : " !", ms, lo, hi,
+                ms / static_cast<double>(batch), 1e3 * static_cast<double>(batch) / ms,
+                static_cast<double>(cost.cache_bytes_per_token) / 1e3, 100 * saved, 100 * by_bytes, 100 * by_madds);
     rows.push_back({{"variant", x.name},
                     {"cache_bytes", x.cache_bytes},
                     {"cache_bytes_as_predicted", exact},
@@ -281,7 +285,8 @@ json run_batch(rf::index_t batch, const options& o, std::vector<std::string>& fa
                     {"predicted_saving_bytes", by_bytes},
                     {"predicted_saving_multiply_adds", by_madds}});
   }
-  json result = {{"batch", batch}, {"prompt", o.prompt}, {"steps", o.steps}, {"threads", o.threads}, {"variants", rows}};
+  json result = {
+      {"batch", batch}, {"prompt", o.prompt}, {"steps", o.steps}, {"threads", o.threads}, {"variants", rows}};
   if (peer) {
     json p;
     std::ifstream(o.dir / ("peer_" + std::to_string(batch) + ".json")) >> p;
@@ -303,13 +308,13 @@ json run_batch(rf::index_t batch, const options& o, std::vector<std::string>& fa
         reuseformer_bench::tolerance_for(reuseformer_bench::precision::fp32, v[0].config, o.prompt + o.steps);
     const double tol = 2 * fp32.relative, relative = scale > 0 ? max_diff / scale : max_diff;
     const bool ok = nonfinite == 0 && relative <= tol;
-    std::printf("%-28s %12s %6.2f (%.2f-%.2f) %9.3f %9.1f   (vanilla here / PyTorch: %.2fx the time); outputs: "
-                "max |PyTorch - vanilla| %.2g, %.2g of max|vanilla| %.3g, %s 2 x (%s) = %.2g%s\n",
-                "PyTorch KV-cache loop", "", ms, p.at("min_ms_per_step").get<double>(),
-                p.at("max_ms_per_step").get<double>(), ms / static_cast<double>(batch),
-                1e3 * static_cast<double>(batch) / ms, vanilla_ms / ms, max_diff, relative, scale,
-                ok ? "within" : "ABOVE", fp32.basis.c_str(), tol,
-                nonfinite ? (", " + std::to_string(nonfinite) + " non-finite").c_str() : "");
+    std::printf(
+        "%-28s %12s %6.2f (%.2f-%.2f) %9.3f %9.1f   (vanilla here / PyTorch: %.2fx the time); outputs: "
+        "max |PyTorch - vanilla| %.2g, %.2g of max|vanilla| %.3g, %s 2 x (%s) = %.2g%s\n",
+        "PyTorch KV-cache loop", "", ms, p.at("min_ms_per_step").get<double>(), p.at("max_ms_per_step").get<double>(),
+        ms / static_cast<double>(batch), 1e3 * static_cast<double>(batch) / ms, vanilla_ms / ms, max_diff, relative,
+        scale, ok ? "within" : "ABOVE", fp32.basis.c_str(), tol,
+        nonfinite ? (", " + std::to_string(nonfinite) + " non-finite").c_str() : "");
     if (!ok) {
       char text[300];
       std::snprintf(text, sizeof text,
@@ -318,15 +323,16 @@ json run_batch(rf::index_t batch, const options& o, std::vector<std::string>& fa
                     batch, relative, scale, nonfinite, fp32.basis.c_str(), tol);
       failures.push_back(text);
     }
-    p["output_check"] = {{"max_abs_diff_vs_vanilla", max_diff}, {"vanilla_scale", scale},
-                         {"relative", relative},         {"nonfinite_elements", nonfinite},
-                         {"tolerance", tol},             {"tolerance_basis", "2 x " + fp32.basis}};
+    p["output_check"] = {
+        {"max_abs_diff_vs_vanilla", max_diff}, {"vanilla_scale", scale}, {"relative", relative},
+        {"nonfinite_elements", nonfinite},     {"tolerance", tol},       {"tolerance_basis", "2 x " + fp32.basis}};
     result["pytorch"] = p;
   }
-  std::printf("cache MB: '!' marks a cache whose size differs from the cost model's; KB/token: cache per token, all "
-              "layers; saved: measured time saved against vanilla; pred.B / pred.MA: saving predicted from bytes read "
-              "/ multiply-adds per token at %td keys\n",
-              mean_keys);
+  std::printf(
+      "cache MB: '!' marks a cache whose size differs from the cost model's; KB/token: cache per token, all "
+      "layers; saved: measured time saved against vanilla; pred.B / pred.MA: saving predicted from bytes read "
+      "/ multiply-adds per token at %td keys\n",
+      mean_keys);
   return result;
 }
 
@@ -339,7 +345,8 @@ int main(int argc, char** argv) try {
   std::vector<std::string> failures;
   for (const rf::index_t batch : o.batches) all.push_back(run_batch(batch, o, failures));
   if (!o.json_out.empty()) std::ofstream(o.json_out) << all.dump(2) << "\n";
-  for (const std::string& failure : failures) std::fprintf(stderr, "reuseformer_decode: output check failed: %s\n", failure.c_str());
+  for (const std::string& failure : failures)
+    std::fprintf(stderr, "reuseformer_decode: output check failed: %s\n", failure.c_str());
   return failures.empty() ? 0 : 1;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "reuseformer_decode: %s\n", e.what());

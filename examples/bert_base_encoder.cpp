@@ -31,10 +31,14 @@ options parse(int argc, char** argv) {
   options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     const long value = std::strtol(argv[i + 1], nullptr, 10);
-    if (!std::strcmp(argv[i], "--batch")) o.batch = value;
-    else if (!std::strcmp(argv[i], "--seq")) o.seq = value;
-    else if (!std::strcmp(argv[i], "--threads")) o.threads = static_cast<int>(value);
-    else if (!std::strcmp(argv[i], "--repeat")) o.repeat = static_cast<int>(value);
+    if (!std::strcmp(argv[i], "--batch"))
+      o.batch = value;
+    else if (!std::strcmp(argv[i], "--seq"))
+      o.seq = value;
+    else if (!std::strcmp(argv[i], "--threads"))
+      o.threads = static_cast<int>(value);
+    else if (!std::strcmp(argv[i], "--repeat"))
+      o.repeat = static_cast<int>(value);
     else {
       std::fprintf(stderr, "usage: %s [--batch B] [--seq N] [--threads T] [--repeat R]\n", argv[0]);
       std::exit(2);
@@ -98,13 +102,12 @@ int main(int argc, char** argv) try {
   // Multiply-adds of one pass, from the library's cost model (what it executes).
   const double macs = rf::analysis::cost<float>(config, opt.batch, opt.seq).multiply_adds;
   const double median = ms[ms.size() / 2];
-  std::printf("reuseformer %s | BERT-base encoder (d=%td, H=%td, d_ff=%td, L=%td) | SIMD %s | float\n",
-              rf::version, d, config.num_attention_heads, config.intermediate_size, config.num_hidden_layers,
+  std::printf("reuseformer %s | BERT-base encoder (d=%td, H=%td, d_ff=%td, L=%td) | SIMD %s | float\n", rf::version, d,
+              config.num_attention_heads, config.intermediate_size, config.num_hidden_layers,
               rf::simd::arch_name<rf::simd::default_arch>());
   std::printf("batch %td x seq %td, %d thread(s), %d timed runs\n", opt.batch, opt.seq, opt.threads, opt.repeat);
-  std::printf("time:   median %.2f ms (min %.2f, max %.2f), %.2f ms per layer, %.1f GFLOP/s\n", median,
-              ms.front(), ms.back(), median / static_cast<double>(config.num_hidden_layers),
-              2.0 * macs / (median * 1e6));
+  std::printf("time:   median %.2f ms (min %.2f, max %.2f), %.2f ms per layer, %.1f GFLOP/s\n", median, ms.front(),
+              ms.back(), median / static_cast<double>(config.num_hidden_layers), 2.0 * macs / (median * 1e6));
   std::printf("memory: parameters %.1f MiB, workspace %.2f MiB, input+output %.2f MiB, peak RSS %.1f MiB\n",
               static_cast<double>(model.parameter_bytes()) / (1 << 20),
               static_cast<double>(ws.size_bytes()) / (1 << 20),

@@ -31,9 +31,12 @@ int main(int argc, char** argv) try {
   rf::index_t batch = 1, seq = 128;
   for (int i = 1; i + 1 < argc; i += 2) {
     const long value = std::strtol(argv[i + 1], nullptr, 10);
-    if (!std::strcmp(argv[i], "--layers")) config.num_hidden_layers = value;
-    else if (!std::strcmp(argv[i], "--batch")) batch = value;
-    else if (!std::strcmp(argv[i], "--seq")) seq = value;
+    if (!std::strcmp(argv[i], "--layers"))
+      config.num_hidden_layers = value;
+    else if (!std::strcmp(argv[i], "--batch"))
+      batch = value;
+    else if (!std::strcmp(argv[i], "--seq"))
+      seq = value;
   }
 
   rf::encoder_parameters<float> parameters(config);
@@ -74,8 +77,8 @@ int main(int argc, char** argv) try {
                         w.attention_norm,
                         {narrow(w.feed_forward.intermediate), narrow(w.feed_forward.output)},
                         w.output_norm});
-  const rf::encoder<float, rf::score_function::standard, rf::simd::default_arch, rf::bf16_products> from_bf16(
-      config, layers16);
+  const rf::encoder<float, rf::score_function::standard, rf::simd::default_arch, rf::bf16_products> from_bf16(config,
+                                                                                                              layers16);
   std::vector<float> y16_views(x.size());
   run(from_bf16, y16_views);
   const bool same = y16_views == y16;
@@ -86,7 +89,8 @@ int main(int argc, char** argv) try {
     mean_error += std::abs(y16[i] - y32[i]);
     mean_magnitude += std::abs(y32[i]);
   }
-  std::printf("%td layers, batch %td x seq %td, %d thread(s)\n", config.num_hidden_layers, batch, seq, rf::max_threads());
+  std::printf("%td layers, batch %td x seq %td, %d thread(s)\n", config.num_hidden_layers, batch, seq,
+              rf::max_threads());
   std::printf("parameters: fp32 %.1f MiB, bf16 %.1f MiB\n", static_cast<double>(fp32.parameter_bytes()) / (1 << 20),
               static_cast<double>(bf16.parameter_bytes()) / (1 << 20));
   std::printf("forward: fp32 %.1f ms, bf16 %.1f ms\n", ms32, ms16);

@@ -20,7 +20,7 @@ int main() try {
   config.intermediate_size = 512;
   config.num_hidden_layers = 6;
   config.norm = rf::norm_placement::pre;
-  config.causal = true;  // decoding needs a causal stack
+  config.causal = true;                        // decoding needs a causal stack
   config.reuse_schedule = {0, 4, 4, 4, 4, 4};  // layers 1-5 reuse every head of the layer below
 
   rf::encoder_parameters<float> parameters(config);
@@ -66,7 +66,8 @@ int main() try {
   // What reuse saves in the cache, from the cost model.
   rf::encoder_config vanilla = config;
   vanilla.reuse_schedule.clear();
-  const std::size_t vanilla_bytes = rf::analysis::decoding_cost<float>(vanilla, batch, max_length).cache_bytes(batch, max_length);
+  const std::size_t vanilla_bytes =
+      rf::analysis::decoding_cost<float>(vanilla, batch, max_length).cache_bytes(batch, max_length);
   std::printf("cache: %zu bytes (a vanilla stack: %zu bytes, %.1f%% of it); workspace %zu bytes\n", state.cache_bytes(),
               vanilla_bytes, 100.0 * static_cast<double>(state.cache_bytes()) / static_cast<double>(vanilla_bytes),
               state.workspace_bytes());

@@ -63,15 +63,16 @@ int main() try {
     for (rf::index_t i = 0; i < seq * d; ++i) {
       const rf::index_t at = b * seq * d + i;
       if (i < lengths[b] * d) {
-        worst = std::max({worst, std::abs(computed[at] - packed_out[offsets[b] * d + i]),
-                          std::abs(computed[at] - skipped[at])});
+        worst = std::max(
+            {worst, std::abs(computed[at] - packed_out[offsets[b] * d + i]), std::abs(computed[at] - skipped[at])});
       } else {
         padding = std::max(padding, std::abs(skipped[at]));
       }
     }
-  std::printf("%td real tokens of %td padded; largest difference at a real token %.2e; padding::skip wrote %g at "
-              "padding\n",
-              tokens, batch * seq, double(worst), double(padding));
+  std::printf(
+      "%td real tokens of %td padded; largest difference at a real token %.2e; padding::skip wrote %g at "
+      "padding\n",
+      tokens, batch * seq, double(worst), double(padding));
   std::printf("workspace: padded %zu bytes, packed %zu bytes (reuse state %zu vs %zu)\n", padded_ws.size_bytes(),
               packed_ws.size_bytes(), model.reuse_state_bytes(batch, seq), model.reuse_state_bytes(offsets));
   return worst < 1e-4f && padding == 0 ? 0 : 1;

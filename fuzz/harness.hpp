@@ -83,8 +83,8 @@ inline bool is_integer(io::dtype t) {
 template <class T, std::size_t Rank>
 void check_view(const io::loaded_tensor<T>& t, const std::string& name) {
   const std::string message = rejected([&] { static_cast<void>(t.template view<Rank>()); });
-  expect(message.empty() == (t.shape().size() == Rank), name + ": view<" + std::to_string(Rank) + "> " +
-                                                            (message.empty() ? "accepted" : message));
+  expect(message.empty() == (t.shape().size() == Rank),
+         name + ": view<" + std::to_string(Rank) + "> " + (message.empty() ? "accepted" : message));
 }
 
 template <class T>
@@ -186,8 +186,8 @@ struct tiny_model {
     return p;
   }();
   rf::encoder<float> encoder{config, parameters.layers()};
-  rf::embeddings_options options{.hidden_size = d, .vocab_size = 16, .max_position_embeddings = 8,
-                                 .type_vocab_size = 2, .layer_norm_eps = 1e-12};
+  rf::embeddings_options options{
+      .hidden_size = d, .vocab_size = 16, .max_position_embeddings = 8, .type_vocab_size = 2, .layer_norm_eps = 1e-12};
   std::vector<float> tables = [] {
     std::vector<float> t((16 + 8 + 2) * d + 2 * d);
     for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<float>(static_cast<int>(i * 37 % 29) - 14) / 8.0f;
@@ -255,9 +255,8 @@ inline std::string model_input(bytes input) {
   });
   if (!message.empty()) return message;  // a bad id, token type or mask value
   // Post-LN output of moderate finite input is finite, padding or not.
-  const bool moderate =
-      !x->hidden || std::all_of(x->hidden->data(), x->hidden->data() + x->hidden->size(),
-                                [](float v) { return std::abs(v) <= 1e4f; });
+  const bool moderate = !x->hidden || std::all_of(x->hidden->data(), x->hidden->data() + x->hidden->size(),
+                                                  [](float v) { return std::abs(v) <= 1e4f; });
   if (moderate)
     expect(std::all_of(hidden.begin(), hidden.end(), [](float v) { return std::isfinite(v); }),
            "non-finite output for moderate input");
@@ -286,16 +285,15 @@ inline io::model_config bert_config(bool pairwise) {
   } else {
     e.reuse_schedule = {0, 1};
   }
-  c.embeddings = {.hidden_size = 8, .vocab_size = 16, .max_position_embeddings = 8, .type_vocab_size = 2,
-                  .layer_norm_eps = 1e-12};
+  c.embeddings = {
+      .hidden_size = 8, .vocab_size = 16, .max_position_embeddings = 8, .type_vocab_size = 2, .layer_norm_eps = 1e-12};
   return c;
 }
 
 template <rf::score_function Score>
 std::string bind(const io::model_config& config, bytes file) {
   std::optional<io::bert_model<float, Score>> model;
-  if (std::string message =
-          rejected([&] { model.emplace(config, io::safetensors_reader(file, std::string(source))); });
+  if (std::string message = rejected([&] { model.emplace(config, io::safetensors_reader(file, std::string(source))); });
       !message.empty())
     return named(message);
 

@@ -70,8 +70,9 @@ TEMPLATE_TEST_CASE("a steady-state forward pass allocates nothing", "[allocation
     mask.back() = 0;
     auto ws = model.make_workspace(batch, seq, threads);
     const auto forward = [&] {
-      model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, 96}), rf::tensor_view<T, 3>(y.data(), {batch, seq, 96}),
-                    ws, rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {batch, seq})));
+      model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, 96}),
+                    rf::tensor_view<T, 3>(y.data(), {batch, seq, 96}), ws,
+                    rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {batch, seq})));
     };
     forward();  // warm-up: the OpenMP runtime starts its thread pool here
     const long news = count_allocations([&] {
@@ -81,8 +82,8 @@ TEMPLATE_TEST_CASE("a steady-state forward pass allocates nothing", "[allocation
   });
 }
 
-TEMPLATE_TEST_CASE("packed and padding-skipping passes allocate nothing, in exactly their workspace", "[allocation][packed]",
-                   float, double) {
+TEMPLATE_TEST_CASE("packed and padding-skipping passes allocate nothing, in exactly their workspace",
+                   "[allocation][packed]", float, double) {
   using T = TestType;
   rf::encoder_config c;
   c.hidden_size = 96;
@@ -115,8 +116,9 @@ TEMPLATE_TEST_CASE("packed and padding-skipping passes allocate nothing, in exac
     CHECK_THROWS_AS(packed(short_ws), rf::error);
     auto padded_ws = model.make_workspace(batch, seq, threads);
     const auto skipping = [&] {
-      model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, 96}), rf::tensor_view<T, 3>(y.data(), {batch, seq, 96}),
-                    padded_ws, rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {batch, seq})),
+      model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, 96}),
+                    rf::tensor_view<T, 3>(y.data(), {batch, seq, 96}), padded_ws,
+                    rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {batch, seq})),
                     rf::padding::skip);
     };
     packed(ws);  // warm-up: the OpenMP runtime starts its thread pool here
@@ -157,8 +159,8 @@ TEMPLATE_TEST_CASE("decoding allocates nothing after the decoder is built", "[al
     std::vector<T> y(x.size());
     const std::vector<rf::index_t> lengths{seq, 17};
     const auto prefill = [&] {
-      state.prefill(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}), rf::tensor_view<T, 3>(y.data(), {batch, seq, d}),
-                    lengths);
+      state.prefill(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}),
+                    rf::tensor_view<T, 3>(y.data(), {batch, seq, d}), lengths);
     };
     const auto step = [&] {
       state.step(rf::tensor_view<const T, 3>(x.data(), {batch, 1, d}), rf::tensor_view<T, 3>(y.data(), {batch, 1, d}));
@@ -173,7 +175,8 @@ TEMPLATE_TEST_CASE("decoding allocates nothing after the decoder is built", "[al
   });
 }
 
-TEST_CASE("a BF16 or F32 checkpoint loads into bf16 products with no float copy of a weight", "[allocation][io][bf16]") {
+TEST_CASE("a BF16 or F32 checkpoint loads into bf16 products with no float copy of a weight",
+          "[allocation][io][bf16]") {
   // Beyond what the model keeps (its packed bf16 weights and float biases, the
   // LayerNorm parameters converted from BF16), the load allocates less than
   // the float bytes of one [d, d] weight, the smallest: a BF16 file's weights
@@ -200,10 +203,10 @@ TEST_CASE("a BF16 or F32 checkpoint loads into bf16 products with no float copy 
   using model = io::bert_model<float, rf::score_function::standard, rf::simd::default_arch, rf::bf16_products>;
   std::optional<model> loaded;
   const std::size_t allocated = reuseformer_test::measure_allocations([&] {
-    loaded.emplace(m, io::safetensors_reader(dir / "model.safetensors"));
-  }).bytes;
-  const std::size_t kept = loaded->parameter_bytes() - loaded->referenced_parameter_bytes() +
-                           loaded->converted_parameter_bytes();
+                                  loaded.emplace(m, io::safetensors_reader(dir / "model.safetensors"));
+                                }).bytes;
+  const std::size_t kept =
+      loaded->parameter_bytes() - loaded->referenced_parameter_bytes() + loaded->converted_parameter_bytes();
   CAPTURE(allocated, kept);
   REQUIRE(allocated >= kept);
   CHECK(allocated - kept < static_cast<std::size_t>(c.hidden_size * c.hidden_size) * sizeof(float));

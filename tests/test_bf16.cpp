@@ -170,7 +170,8 @@ TEST_CASE("bf16_products: a Linear equals the float Linear on bf16-rounded opera
   CHECK(bf16.parameter_bytes() < reference.parameter_bytes());
   for (const int threads : {1, 2}) {
     CAPTURE(threads);
-    const rf::index_t stride = rf::round_to_line<float>(std::max(bf16.scratch_elements(), reference.scratch_elements()));
+    const rf::index_t stride =
+        rf::round_to_line<float>(std::max(bf16.scratch_elements(), reference.scratch_elements()));
     rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
     rf::arena arena = ws.make_arena();
     const rf::thread_scratch<float> scratch{arena.take<float>(stride * threads), stride, threads};
@@ -185,7 +186,8 @@ TEST_CASE("bf16_products: a Linear equals the float Linear on bf16-rounded opera
   }
 }
 
-TEST_CASE("bf16_products: an encoder from bfloat16 weights equals the one from those values in float", "[bf16][layers]") {
+TEST_CASE("bf16_products: an encoder from bfloat16 weights equals the one from those values in float",
+          "[bf16][layers]") {
   // The Linears' weights given as bfloat16 (as a BF16 checkpoint stores them)
   // or widened to float (then rounded back, exactly): the same packed weights,
   // so the same outputs bit for bit. Every score function (symmetric and

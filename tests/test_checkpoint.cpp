@@ -43,7 +43,8 @@ std::vector<std::string> checkpoint_fixtures() {
   std::vector<std::string> names;
   for (const auto& entry : fs::directory_iterator(fixtures)) {
     const std::string file = entry.path().filename().string();
-    if (file.ends_with(".config.json")) names.push_back(file.substr(0, file.size() - std::string(".config.json").size()));
+    if (file.ends_with(".config.json"))
+      names.push_back(file.substr(0, file.size() - std::string(".config.json").size()));
   }
   std::sort(names.begin(), names.end());
   return names;
@@ -64,7 +65,8 @@ auto run_model(const Model& model, const std::string& name) {
     const rf::index_t b = shape[0], n = shape[1], d = encoder.hidden_size(), h = encoder.heads();
     out.resize(static_cast<std::size_t>(b * n * d));
     const rf::tensor_view<T, 3> y(out.data(), {b, n, d});
-    stacks.assign(static_cast<std::size_t>(encoder.attention_layers()), std::vector<T>(static_cast<std::size_t>(b * h * n * n)));
+    stacks.assign(static_cast<std::size_t>(encoder.attention_layers()),
+                  std::vector<T>(static_cast<std::size_t>(b * h * n * n)));
     std::vector<rf::tensor_view<T, 4>> views;
     for (auto& s : stacks) views.emplace_back(s.data(), std::array<rf::index_t, 4>{b, h, n, n});
 
@@ -86,7 +88,8 @@ auto run_model(const Model& model, const std::string& name) {
     auto ws = encoder.make_workspace(b, n, 2);
     if (from_ids) {
       REQUIRE(model.embeddings().has_value());
-      const std::vector<std::int64_t> ids = file.load_integers("input_ids"), types = file.load_integers("token_type_ids");
+      const std::vector<std::int64_t> ids = file.load_integers("input_ids"),
+                                      types = file.load_integers("token_type_ids");
       model.embeddings()->forward(rf::tensor_view<const std::int64_t, 2>(ids.data(), {b, n}),
                                   rf::tensor_view<const std::int64_t, 2>(types.data(), {b, n}), y, 2);
       encoder.forward(y, y, ws, m, {.attentions = views});
@@ -104,7 +107,8 @@ template <class T>
 std::pair<std::vector<T>, std::vector<std::vector<T>>> run_checkpoint(const std::string& name) {
   const io::model_config config = io::read_config_json((fixtures / (name + ".config.json")).string());
   return rf::visit(config.encoder.score, [&]<rf::score_function Score>() {
-    return run_model(io::bert_model<T, Score>(config, io::safetensors_reader(fixtures / (name + ".safetensors"))), name);
+    return run_model(io::bert_model<T, Score>(config, io::safetensors_reader(fixtures / (name + ".safetensors"))),
+                     name);
   });
 }
 
@@ -126,13 +130,16 @@ std::string tiny_json(const std::string& extra = "") {
 // Writes `config`'s parameters (filled at random) under Hugging Face names into
 // dir/model.safetensors, minus the tensors `drop` and with `extra` ones, and
 // returns the file's path.
-fs::path write_checkpoint(const fs::path& dir, const rf::encoder_config& config, const std::vector<std::string>& drop = {},
+fs::path write_checkpoint(const fs::path& dir, const rf::encoder_config& config,
+                          const std::vector<std::string>& drop = {},
                           const std::vector<std::pair<std::string, std::vector<float>>>& extra = {}) {
   rf::encoder_parameters<float> p(config);
   p.fill_random(5, 0.1);
   std::vector<io::tensor_entry> tensors = io::encoder_tensors(config, p.layers());
-  std::erase_if(tensors, [&](const io::tensor_entry& t) { return std::find(drop.begin(), drop.end(), t.name) != drop.end(); });
-  for (const auto& [name, values] : extra) tensors.push_back(io::make_entry(name, values, {static_cast<rf::index_t>(values.size())}));
+  std::erase_if(tensors,
+                [&](const io::tensor_entry& t) { return std::find(drop.begin(), drop.end(), t.name) != drop.end(); });
+  for (const auto& [name, values] : extra)
+    tensors.push_back(io::make_entry(name, values, {static_cast<rf::index_t>(values.size())}));
   const fs::path path = dir / "model.safetensors";
   io::write_safetensors(path, tensors);
   return path;
@@ -214,7 +221,8 @@ TEST_CASE("config.json: Hugging Face BERT keys, the reuse forms and the library'
     CHECK(two.encoder.reuse_schedule == std::vector<rf::index_t>{0, 2});
     const auto list = io::parse_config_json(tiny_json(R"("reuse_schedule": [0, 1])"));
     CHECK(list.encoder.reuse_schedule == std::vector<rf::index_t>{0, 1});
-    const auto both = io::parse_config_json(tiny_json(R"("reuse_schedule": [0, 1], "reuse_attention": 1, "max_reuse_layer_idx": 6)"));
+    const auto both =
+        io::parse_config_json(tiny_json(R"("reuse_schedule": [0, 1], "reuse_attention": 1, "max_reuse_layer_idx": 6)"));
     CHECK(both.encoder.reuse_schedule == std::vector<rf::index_t>{0, 1});
   }
   SECTION("score function, activation, norm placement, relative positions, causal") {
@@ -229,7 +237,8 @@ TEST_CASE("config.json: Hugging Face BERT keys, the reuse forms and the library'
     CHECK(m.encoder.causal);
     CHECK(m.encoder.layer_norm_eps == 1e-5);
     CHECK(io::parse_config_json(tiny_json(R"("hidden_act": "relu")")).encoder.hidden_act == rf::activation::relu);
-    CHECK(io::parse_config_json(tiny_json(R"("hidden_act": "gelu_new")")).encoder.hidden_act == rf::activation::gelu_tanh);
+    CHECK(io::parse_config_json(tiny_json(R"("hidden_act": "gelu_new")")).encoder.hidden_act ==
+          rf::activation::gelu_tanh);
   }
 }
 
@@ -245,15 +254,19 @@ TEST_CASE("config.json: invalid files name the file, the key, the expectation an
         "m/config.json: reuse_attention: expected an integer, found 18446744073709551615");  // not -1 wrapped
   CHECK(message(R"({"hidden_act": "swish"})") ==
         R"(m/config.json: hidden_act: expected one of "gelu", "gelu_new", "gelu_pytorch_tanh", "relu", found "swish")");
-  CHECK(message(R"({"plpi_affinity_function": "cosine"})") ==
-        R"(m/config.json: plpi_affinity_function: expected one of "vanilla", "symmetric", "pairwise", "pairwise_diagonal", "pairwise_symmetric", found "cosine")");
+  CHECK(
+      message(R"({"plpi_affinity_function": "cosine"})") ==
+      R"(m/config.json: plpi_affinity_function: expected one of "vanilla", "symmetric", "pairwise", "pairwise_diagonal", "pairwise_symmetric", found "cosine")");
   CHECK(message(R"({"norm_first": "yes"})") == R"(m/config.json: norm_first: expected true or false, found "yes")");
-  CHECK(message(R"({"layer_norm_eps": "1e-12"})") == R"(m/config.json: layer_norm_eps: expected a number, found "1e-12")");
-  CHECK(message(R"({"reuse_schedule": [0, "2"]})") == R"(m/config.json: reuse_schedule: expected a list of integers, found [0,"2"])");
+  CHECK(message(R"({"layer_norm_eps": "1e-12"})") ==
+        R"(m/config.json: layer_norm_eps: expected a number, found "1e-12")");
+  CHECK(message(R"({"reuse_schedule": [0, "2"]})") ==
+        R"(m/config.json: reuse_schedule: expected a list of integers, found [0,"2"])");
   CHECK(message(tiny_json(R"("reuse_schedule": [0, 1, 1])")) ==
         "m/config.json: reuse_schedule: expected 2 entries (one per layer), found 3");
   CHECK(message(tiny_json(R"("reuse_schedule": [0, 1], "reuse_attention": 2, "max_reuse_layer_idx": 1)")) ==
-        "m/config.json: reuse_schedule: expected the schedule reuse_attention and max_reuse_layer_idx give, [0,2], found [0,1]");
+        "m/config.json: reuse_schedule: expected the schedule reuse_attention and max_reuse_layer_idx give, [0,2], "
+        "found [0,1]");
   CHECK(message(tiny_json(R"("reuse_attention": 3)")) ==
         "m/config.json: reuse_attention: expected -1 (all heads) or a head count in [0, 2], found 3");
   CHECK(message(R"({"num_attention_heads": 5})") ==
@@ -276,10 +289,11 @@ TEST_CASE("checkpoints match PyTorch through the C++ API", "[io][checkpoint][pyt
       CHECK_CLOSE(reuseformer_test::compare(out, want, tolerance, tolerance));
       for (std::size_t l = 0; l < stacks.size() && file.contains("expected_attentions.0"); ++l) {
         const auto s = file.load<double>("expected_attentions." + std::to_string(l));
-        CHECK_CLOSE(reuseformer_test::compare(stacks[l], std::vector<double>(s.data(), s.data() + s.size()), tolerance, tolerance));
+        CHECK_CLOSE(reuseformer_test::compare(stacks[l], std::vector<double>(s.data(), s.data() + s.size()), tolerance,
+                                              tolerance));
       }
     };
-    check(float{}, 1e-5);   // the tolerances of test_pytorch_parity.cpp
+    check(float{}, 1e-5);  // the tolerances of test_pytorch_parity.cpp
     check(double{}, 1e-10);
   }
 }
@@ -312,7 +326,8 @@ TEST_CASE("io::load_model: the score function config.json names, chosen at run t
         (empty / "config.json").string() + ": cannot open: No such file or directory");
 }
 
-TEST_CASE("export and binding read one table: every score function, reuse count and relative positions", "[io][checkpoint]") {
+TEST_CASE("export and binding read one table: every score function, reuse count and relative positions",
+          "[io][checkpoint]") {
   for (const rf::score_function score : rf::all_score_functions)
     for (const bool relative : {false, true}) {
       rf::encoder_config c = tiny_config();
@@ -373,7 +388,8 @@ TEST_CASE("binding: the embeddings, the bert. prefix, F16 weights converted once
   CHECK(model.embeddings()->parameter_bytes() == (50 + 8 + 2 + 2) * 32 * sizeof(float));
   CHECK(model.parameter_bytes() == model.encoder().parameter_bytes() + model.embeddings()->parameter_bytes());
   const io::bert_model<float, rf::score_function::pairwise> plain(
-      io::read_config_json((fixtures / "pairwise.config.json").string()), io::safetensors_reader(fixtures / "pairwise.safetensors"));
+      io::read_config_json((fixtures / "pairwise.config.json").string()),
+      io::safetensors_reader(fixtures / "pairwise.safetensors"));
   CHECK_FALSE(plain.embeddings().has_value());
 }
 
@@ -453,7 +469,8 @@ TEST_CASE("binding: int8 weights with their scales are packed as they are, or de
   const int8_checkpoint tensors(io::encoder_tensors(c, p.layers()));
   // A file mixing I8 and F32 Linear weights: every I8 one is dequantized.
   std::vector<io::tensor_entry> mixed = tensors.int8;
-  std::erase_if(mixed, [](const io::tensor_entry& e) { return e.name.starts_with("encoder.layer.1.output.dense.weight"); });
+  std::erase_if(mixed,
+                [](const io::tensor_entry& e) { return e.name.starts_with("encoder.layer.1.output.dense.weight"); });
   for (const io::tensor_entry& e : tensors.dequantized)
     if (e.name == "encoder.layer.1.output.dense.weight") mixed.push_back(e);
   const temp_dir int8_dir, f32_dir, mixed_dir;
@@ -463,7 +480,8 @@ TEST_CASE("binding: int8 weights with their scales are packed as they are, or de
   io::model_config m;
   m.encoder = c;
   const auto run = [&]<class Products>(Products, const temp_dir& dir) {
-    const io::model<float, rf::simd::default_arch, Products> model(m, io::safetensors_reader(dir / "model.safetensors"));
+    const io::model<float, rf::simd::default_arch, Products> model(m,
+                                                                   io::safetensors_reader(dir / "model.safetensors"));
     return std::pair{outputs(model), model.parameter_bytes()};
   };
   // int8_products: the I8 file's values and scales as they are, the F32 file's
@@ -517,7 +535,8 @@ TEST_CASE("binding: int8 weights' scales: missing, of the wrong dtype, shape or 
     both(file + ": " + scale + ": expected shape [8], found [3]");
   }
   SECTION("zero, negative or not finite") {
-    for (const float bad : {0.0f, -0.5f, std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+    for (const float bad :
+         {0.0f, -0.5f, std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
       std::vector<float> values(8, 0.01f);
       values[5] = bad;
       write(io::make_entry(scale, values, {8}));
@@ -534,16 +553,19 @@ TEST_CASE("binding: int8 weights' scales: missing, of the wrong dtype, shape or 
     both(file + ": tensor '" + scale + "': unexpected (it scales an I8 weight; '" + weight + "' is F32)");
     t.back() = io::make_entry("encoder.layer.0.attention.output.LayerNorm.weight_scale", values, {8});
     io::write_safetensors(path, t);
-    both(file + ": tensor 'encoder.layer.0.attention.output.LayerNorm.weight_scale': unexpected (it scales an I8 "
-                "weight; 'encoder.layer.0.attention.output.LayerNorm.weight' is F32)");
+    both(file +
+         ": tensor 'encoder.layer.0.attention.output.LayerNorm.weight_scale': unexpected (it scales an I8 "
+         "weight; 'encoder.layer.0.attention.output.LayerNorm.weight' is F32)");
     t.back() = io::make_entry("encoder.layer.0.attention.self.gate.weight_scale", values, {8});
     io::write_safetensors(path, t);
-    both(file + ": tensor 'encoder.layer.0.attention.self.gate.weight_scale': unexpected (no tensor "
-                "'encoder.layer.0.attention.self.gate.weight' for it to scale)");
+    both(file +
+         ": tensor 'encoder.layer.0.attention.self.gate.weight_scale': unexpected (no tensor "
+         "'encoder.layer.0.attention.self.gate.weight' for it to scale)");
   }
 }
 
-TEST_CASE("binding: missing, unexpected and wrongly shaped tensors name the file and the tensor", "[io][checkpoint][errors]") {
+TEST_CASE("binding: missing, unexpected and wrongly shaped tensors name the file and the tensor",
+          "[io][checkpoint][errors]") {
   const temp_dir dir;
   rf::encoder_config c = tiny_config();
   const std::string file = (dir.path / "model.safetensors").string();
@@ -555,18 +577,22 @@ TEST_CASE("binding: missing, unexpected and wrongly shaped tensors name the file
     rf::encoder_config wide = c;
     wide.intermediate_size = 13;
     const fs::path path = write_checkpoint(dir.path, wide);
-    CHECK(bind_error(c, path) == file + ": encoder.layer.0.intermediate.dense.weight: expected shape [12, 8], found [13, 8]");
+    CHECK(bind_error(c, path) ==
+          file + ": encoder.layer.0.intermediate.dense.weight: expected shape [12, 8], found [13, 8]");
   }
   SECTION("a tensor of the wrong rank") {
     const fs::path path = write_checkpoint(dir.path, c, {"encoder.layer.0.output.dense.weight"},
                                            {{"encoder.layer.0.output.dense.weight", std::vector<float>(96)}});
-    CHECK(bind_error(c, path) == file + ": tensor 'encoder.layer.0.output.dense.weight': expected rank 2, found rank 1 ([96])");
+    CHECK(bind_error(c, path) ==
+          file + ": tensor 'encoder.layer.0.output.dense.weight': expected rank 2, found rank 1 ([96])");
   }
   SECTION("a key projection in a symmetric checkpoint") {
     const fs::path path = write_checkpoint(dir.path, c);  // vanilla: has keys
     c.score = rf::score_function::symmetric;
     CHECK(bind_error<rf::score_function::symmetric>(c, path) ==
-          file + ": tensor 'encoder.layer.0.attention.self.key.weight': unexpected (symmetric scores have no key projection)");
+          file +
+              ": tensor 'encoder.layer.0.attention.self.key.weight': unexpected (symmetric scores have no key "
+              "projection)");
   }
   SECTION("pairwise factors: missing, or unexpected for vanilla scores") {
     rf::encoder_config pairwise = c;
@@ -589,7 +615,9 @@ TEST_CASE("binding: missing, unexpected and wrongly shaped tensors name the file
     relative.pe_max_seq_length = 3;
     write_checkpoint(dir.path, relative);
     CHECK(bind_error(tiny_config(), path) ==
-          file + ": tensor 'encoder.layer.0.attention.self.relative_position_embeddings': unexpected (use_relative_pe is false)");
+          file +
+              ": tensor 'encoder.layer.0.attention.self.relative_position_embeddings': unexpected (use_relative_pe is "
+              "false)");
   }
   SECTION("a layer past num_hidden_layers") {
     rf::encoder_config three = c;
@@ -601,6 +629,8 @@ TEST_CASE("binding: missing, unexpected and wrongly shaped tensors name the file
   SECTION("a config compiled for another score function") {
     const fs::path path = write_checkpoint(dir.path, c);
     CHECK(bind_error<rf::score_function::symmetric>(c, path) ==
-          file + ": plpi_affinity_function: expected symmetric (the score function the model is compiled for), found vanilla");
+          file +
+              ": plpi_affinity_function: expected symmetric (the score function the model is compiled for), found "
+              "vanilla");
   }
 }

@@ -69,7 +69,8 @@ void run(const Model& model, const request& r, rf::workspace& ws, outputs& out) 
   const rf::index_t d = model.hidden_size(), heads = model.heads(), layers = model.attention_layers();
   const float nan = std::numeric_limits<float>::quiet_NaN();
   out.hidden.assign(static_cast<std::size_t>(r.batch * r.seq * d), nan);
-  out.stacks.assign(static_cast<std::size_t>(layers), std::vector<float>(static_cast<std::size_t>(r.batch * heads * r.seq * r.seq), nan));
+  out.stacks.assign(static_cast<std::size_t>(layers),
+                    std::vector<float>(static_cast<std::size_t>(r.batch * heads * r.seq * r.seq), nan));
   std::vector<rf::tensor_view<float, 4>> views;
   for (auto& s : out.stacks) views.emplace_back(s.data(), std::array<rf::index_t, 4>{r.batch, heads, r.seq, r.seq});
   model.forward(rf::tensor_view<const float, 3>(r.x, {r.batch, r.seq, d}),
@@ -128,9 +129,11 @@ struct workload {
     constexpr rf::index_t batch = 2;
     for (int w = 0; w < 4; ++w) {
       const rf::index_t seq = 29 + 6 * w;  // 29 .. 47
-      inputs.push_back(random_vector<float>(static_cast<std::size_t>(batch * seq * d), 100 + static_cast<std::uint64_t>(w)));
+      inputs.push_back(
+          random_vector<float>(static_cast<std::size_t>(batch * seq * d), 100 + static_cast<std::uint64_t>(w)));
       std::vector<std::int64_t> mask(static_cast<std::size_t>(batch * seq), 1);
-      for (rf::index_t j = seq - 1 - w; j < seq; ++j) mask[static_cast<std::size_t>(seq + j)] = 0;  // w + 1 padding tokens
+      for (rf::index_t j = seq - 1 - w; j < seq; ++j)
+        mask[static_cast<std::size_t>(seq + j)] = 0;  // w + 1 padding tokens
       masks.push_back(std::move(mask));
     }
     for (std::size_t w = 0; w < 4; ++w)
@@ -254,7 +257,8 @@ TEST_CASE("workspace_bytes and make_workspace may be called concurrently on one 
   }
 }
 
-TEST_CASE("one encoder with score reuse serves concurrent forward passes, each with its own workspace", "[concurrency]") {
+TEST_CASE("one encoder with score reuse serves concurrent forward passes, each with its own workspace",
+          "[concurrency]") {
   const int threads = GENERATE(1, 2);  // per call; 2 only matters with OpenMP
   CAPTURE(threads);
   const rf::encoder_config c = reuse_config();
@@ -264,7 +268,8 @@ TEST_CASE("one encoder with score reuse serves concurrent forward passes, each w
   check_concurrent_forward(model, threads);
 }
 
-TEST_CASE("one symmetric-score encoder serves concurrent forward passes, each with its own workspace", "[concurrency]") {
+TEST_CASE("one symmetric-score encoder serves concurrent forward passes, each with its own workspace",
+          "[concurrency]") {
   const int threads = GENERATE(1, 2);
   CAPTURE(threads);
   const rf::encoder_config c = symmetric_config();
@@ -320,9 +325,15 @@ TEST_CASE("one embeddings block serves concurrent calls", "[concurrency]") {
   const std::vector<float> word = random_vector<float>(vocab * d, 1), position = random_vector<float>(positions * d, 2),
                            type = random_vector<float>(types * d, 3), gain = random_vector<float>(d, 4, 0.5, 1.5),
                            bias = random_vector<float>(d, 5);
-  const rf::embeddings<float> embeddings(
-      {{word.data(), {vocab, d}}, {position.data(), {positions, d}}, {type.data(), {types, d}}, {{gain.data(), {d}}, {bias.data(), {d}}}},
-      {.hidden_size = d, .vocab_size = vocab, .max_position_embeddings = positions, .type_vocab_size = types, .layer_norm_eps = 1e-12});
+  const rf::embeddings<float> embeddings({{word.data(), {vocab, d}},
+                                          {position.data(), {positions, d}},
+                                          {type.data(), {types, d}},
+                                          {{gain.data(), {d}}, {bias.data(), {d}}}},
+                                         {.hidden_size = d,
+                                          .vocab_size = vocab,
+                                          .max_position_embeddings = positions,
+                                          .type_vocab_size = types,
+                                          .layer_norm_eps = 1e-12});
 
   constexpr int workers = 4, passes = 5;
   std::vector<std::vector<std::int64_t>> ids(workers), type_ids(workers);
@@ -333,7 +344,8 @@ TEST_CASE("one embeddings block serves concurrent calls", "[concurrency]") {
       type_ids[w].push_back(static_cast<std::int64_t>((i / 5 + static_cast<rf::index_t>(w)) % types));
     }
     expected[w].assign(static_cast<std::size_t>(batch * seq * d), std::numeric_limits<float>::quiet_NaN());
-    embeddings.forward({ids[w].data(), {batch, seq}}, {type_ids[w].data(), {batch, seq}}, {expected[w].data(), {batch, seq, d}});
+    embeddings.forward({ids[w].data(), {batch, seq}}, {type_ids[w].data(), {batch, seq}},
+                       {expected[w].data(), {batch, seq, d}});
     REQUIRE(all_finite(expected[w]));
   }
   const auto reports = on_threads(workers, [&](int w, report& mine) {
@@ -341,7 +353,8 @@ TEST_CASE("one embeddings block serves concurrent calls", "[concurrency]") {
     std::vector<float> out(expected[i].size());
     for (int pass = 0; pass < passes; ++pass) {
       std::fill(out.begin(), out.end(), std::numeric_limits<float>::quiet_NaN());
-      embeddings.forward({ids[i].data(), {batch, seq}}, {type_ids[i].data(), {batch, seq}}, {out.data(), {batch, seq, d}});
+      embeddings.forward({ids[i].data(), {batch, seq}}, {type_ids[i].data(), {batch, seq}},
+                         {out.data(), {batch, seq, d}});
       ++mine.passes;
       if (!same_bits(out, expected[i])) ++mine.mismatches;
     }

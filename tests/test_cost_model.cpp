@@ -36,7 +36,8 @@ TEST_CASE("cost model: BERT-base multiply-adds, by hand", "[analysis]") {
       CHECK(plain.layers[l].multiply_adds() - reuse.layers[l].multiply_adds() ==
             2.0 * 512 * 768 * 6 * 64 + 6.0 * 512 * 512 * 64);
       CHECK(plain.layers[l].softmax_exponentials - reuse.layers[l].softmax_exponentials == 6.0 * 512 * 512);
-      CHECK(plain.layers[l].parameter_bytes - reuse.layers[l].parameter_bytes == 2 * (6 * 64 * 768 + 6 * 64) * sizeof(float));
+      CHECK(plain.layers[l].parameter_bytes - reuse.layers[l].parameter_bytes ==
+            2 * (6 * 64 * 768 + 6 * 64) * sizeof(float));
     }
   }
   SECTION("a causal mask counts the blocked lower triangle") {
@@ -91,10 +92,10 @@ TEST_CASE("cost model: parameter and memory bytes equal the built model's", "[an
     std::vector<rf::index_t> schedule;
     rf::index_t slots;
   };
-  for (const auto& [schedule, slots] : {scheduled{{}, 0},
-                                        scheduled{{0, 2, 4}, 4},    // layer 1 reads 2, keeps its 2 fresh for layer 2
-                                        scheduled{{0, 4, 4}, 4},    // the same 4 heads, read twice
-                                        scheduled{{0, 3, 1}, 4}}) {  // layer 1 reads 3, keeps 1 fresh
+  for (const auto& [schedule, slots] :
+       {scheduled{{}, 0}, scheduled{{0, 2, 4}, 4},  // layer 1 reads 2, keeps its 2 fresh for layer 2
+        scheduled{{0, 4, 4}, 4},                    // the same 4 heads, read twice
+        scheduled{{0, 3, 1}, 4}}) {                 // layer 1 reads 3, keeps 1 fresh
     for (const bool relative : {false, true}) {
       for (const rf::score_function f : {rf::score_function::standard, rf::score_function::symmetric,
                                          rf::score_function::pairwise, rf::score_function::pairwise_diagonal}) {
@@ -115,8 +116,7 @@ TEST_CASE("cost model: parameter and memory bytes equal the built model's", "[an
           const auto measured = rf::analysis::measure(model, 3, 20, 2);
           // The cost model counts the checkpoint's tensors; the model holds
           // them with its packed weights' padding.
-          CHECK(measured.parameter_bytes + test_support::packing_padding_bytes<double>(c) ==
-                model.parameter_bytes());
+          CHECK(measured.parameter_bytes + test_support::packing_padding_bytes<double>(c) == model.parameter_bytes());
           CHECK(measured.parameter_bytes == p.values().size() * sizeof(double));
           // The reuse state: `slots` heads of [N, N] per sequence.
           CHECK(measured.reuse_state_bytes == static_cast<std::size_t>(reuse_slots * 3 * 20 * 20) * sizeof(double));

@@ -20,9 +20,9 @@
 #include "support/reference.hpp"
 
 namespace rf = reuseformer;
-using rf::index_t;
 using reuseformer_test::compare;
 using reuseformer_test::random_vector;
+using rf::index_t;
 
 namespace {
 
@@ -32,8 +32,8 @@ namespace {
 // where b's row is below valid[b] (the rest of x only pads the batch).
 template <class Model, class T>
 void check_decoding(const Model& model, const std::vector<T>& x, index_t total, const std::vector<index_t>& prompts,
-                    index_t steps, const std::vector<index_t>& valid, const std::vector<double>& expected,
-                    int threads, double rel, double abs) {
+                    index_t steps, const std::vector<index_t>& valid, const std::vector<double>& expected, int threads,
+                    double rel, double abs) {
   const index_t batch = static_cast<index_t>(prompts.size()), d = model.hidden_size();
   const index_t seq = *std::max_element(prompts.begin(), prompts.end());
   rf::decoder state(model, batch, seq + steps, threads);
@@ -63,7 +63,8 @@ void check_decoding(const Model& model, const std::vector<T>& x, index_t total, 
       std::copy_n(x.begin() + row(b, prompts[static_cast<std::size_t>(b)] + k), d, token.begin() + b * d);
     state.step(rf::tensor_view<const T, 3>(token.data(), {batch, 1, d}),
                rf::tensor_view<T, 3>(token_out.data(), {batch, 1, d}));
-    for (index_t b = 0; b < batch; ++b) check_row(token_out.data() + b * d, b, prompts[static_cast<std::size_t>(b)] + k);
+    for (index_t b = 0; b < batch; ++b)
+      check_row(token_out.data() + b * d, b, prompts[static_cast<std::size_t>(b)] + k);
   }
 }
 
@@ -108,11 +109,11 @@ TEMPLATE_TEST_CASE("vector_matrix: vector path equals the scalar reference", "[k
 TEMPLATE_TEST_CASE("decoding: prefill and steps equal the causal forward pass (double reference)", "[decoder]", float,
                    double) {
   using T = TestType;
-  const rf::score_function score = GENERATE(from_range(std::begin(rf::all_score_functions), std::end(rf::all_score_functions)));
+  const rf::score_function score =
+      GENERATE(from_range(std::begin(rf::all_score_functions), std::end(rf::all_score_functions)));
   // none, partial, chained (layer 2 reuses 4 heads, more than layer 1's 1 fresh one), full
-  const std::vector<index_t> schedule =
-      GENERATE(std::vector<index_t>{0, 0, 0}, std::vector<index_t>{0, 2, 1}, std::vector<index_t>{0, 3, 4},
-               std::vector<index_t>{0, 4, 4});
+  const std::vector<index_t> schedule = GENERATE(std::vector<index_t>{0, 0, 0}, std::vector<index_t>{0, 2, 1},
+                                                 std::vector<index_t>{0, 3, 4}, std::vector<index_t>{0, 4, 4});
   const bool relative = GENERATE(false, true);
   const rf::norm_placement norm = relative ? rf::norm_placement::pre : rf::norm_placement::post;
   CAPTURE(rf::name_of(score), schedule, relative);
@@ -124,8 +125,8 @@ TEMPLATE_TEST_CASE("decoding: prefill and steps equal the causal forward pass (d
   const std::vector<index_t> prompts{6, 1, 9};  // different positions throughout
   const index_t total = 9 + steps;
   const auto x = random_vector<T>(static_cast<std::size_t>(batch * total * d), 11);
-  const std::vector<double> expected = reuseformer_test::reference::encoder(
-      std::vector<double>(x.begin(), x.end()), batch, total, c, params.layers(), {});
+  const std::vector<double> expected = reuseformer_test::reference::encoder(std::vector<double>(x.begin(), x.end()),
+                                                                            batch, total, c, params.layers(), {});
   const double tol = reuseformer_test::reference::tolerance<T>;
   rf::visit(score, [&]<rf::score_function Score>() {
     const rf::encoder<T, Score> model(c, params.layers());
@@ -194,8 +195,7 @@ void check_fixture(const std::string& name) {
 
 TEMPLATE_TEST_CASE("decoding: PyTorch causal fixtures", "[decoder][pytorch]", float, double) {
   // pre-LN relu; chained reuse [0, 3, 1, 4]; symmetric; pairwise diagonal with reuse
-  const std::string name =
-      GENERATE(std::string("encoder_pre_ln_relu_causal"), std::string("reuse_explicit_causal"),
-               std::string("symmetric_causal"), std::string("pairwise_diagonal"));
+  const std::string name = GENERATE(std::string("encoder_pre_ln_relu_causal"), std::string("reuse_explicit_causal"),
+                                    std::string("symmetric_causal"), std::string("pairwise_diagonal"));
   check_fixture<TestType>(name);
 }

@@ -46,33 +46,44 @@ TEST_CASE("decoding refuses bad input with the expected and found values", "[err
           "decoder: expected batch, max_length and threads >= 1, found batch 2, max_length 0, threads 1");
   }
   SECTION("prefill") {
-    CHECK(error_message([&] { state.prefill(view3(x.data(), {1, 3, 8}), out3(y.data(), {1, 3, 8})); }) ==
-          "prompt: expected batch 2 (the decoder's), found 1");
-    CHECK(error_message([&] { state.prefill(view3(x.data(), {2, 5, 8}), out3(y.data(), {2, 5, 8})); }) ==
-          "prompt: expected 1 to 4 tokens (the decoder's max_length), found 5");
-    CHECK(error_message([&] { state.prefill(view3(x.data(), {2, 3, 7}), out3(y.data(), {2, 3, 7})); }) ==
-          "prompt: expected shape [2, 3, 8], found [2, 3, 7]");
-    CHECK(error_message([&] { state.prefill(view3(x.data(), {2, 3, 8}), out3(y.data(), {2, 2, 8})); }) ==
-          "output: expected shape [2, 3, 8], found [2, 2, 8]");
-    CHECK(error_message([&] { state.prefill(view3(x.data(), {2, 3, 8}), out3(x.data() + 8, {2, 3, 8})); }) ==
-          "output: expected the input itself or memory that does not overlap it");
+    CHECK(error_message([&] {
+            state.prefill(view3(x.data(), {1, 3, 8}), out3(y.data(), {1, 3, 8}));
+          }) == "prompt: expected batch 2 (the decoder's), found 1");
+    CHECK(error_message([&] {
+            state.prefill(view3(x.data(), {2, 5, 8}), out3(y.data(), {2, 5, 8}));
+          }) == "prompt: expected 1 to 4 tokens (the decoder's max_length), found 5");
+    CHECK(error_message([&] {
+            state.prefill(view3(x.data(), {2, 3, 7}), out3(y.data(), {2, 3, 7}));
+          }) == "prompt: expected shape [2, 3, 8], found [2, 3, 7]");
+    CHECK(error_message([&] {
+            state.prefill(view3(x.data(), {2, 3, 8}), out3(y.data(), {2, 2, 8}));
+          }) == "output: expected shape [2, 3, 8], found [2, 2, 8]");
+    CHECK(error_message([&] {
+            state.prefill(view3(x.data(), {2, 3, 8}), out3(x.data() + 8, {2, 3, 8}));
+          }) == "output: expected the input itself or memory that does not overlap it");
     const std::vector<rf::index_t> one{3}, zero{3, 0}, long_one{3, 4};
-    CHECK(error_message([&] { state.prefill(view3(x.data(), {2, 3, 8}), out3(y.data(), {2, 3, 8}), one); }) ==
-          "prompt lengths: expected none or 2 (one per sequence), found 1");
-    CHECK(error_message([&] { state.prefill(view3(x.data(), {2, 3, 8}), out3(y.data(), {2, 3, 8}), zero); }) ==
-          "prompt lengths[1]: expected a value in [1, 3], found 0");
-    CHECK(error_message([&] { state.prefill(view3(x.data(), {2, 3, 8}), out3(y.data(), {2, 3, 8}), long_one); }) ==
-          "prompt lengths[1]: expected a value in [1, 3], found 4");
+    CHECK(error_message([&] {
+            state.prefill(view3(x.data(), {2, 3, 8}), out3(y.data(), {2, 3, 8}), one);
+          }) == "prompt lengths: expected none or 2 (one per sequence), found 1");
+    CHECK(error_message([&] {
+            state.prefill(view3(x.data(), {2, 3, 8}), out3(y.data(), {2, 3, 8}), zero);
+          }) == "prompt lengths[1]: expected a value in [1, 3], found 0");
+    CHECK(error_message([&] {
+            state.prefill(view3(x.data(), {2, 3, 8}), out3(y.data(), {2, 3, 8}), long_one);
+          }) == "prompt lengths[1]: expected a value in [1, 3], found 4");
   }
   SECTION("step") {
-    CHECK(error_message([&] { state.step(view3(x.data(), {3, 1, 8}), out3(y.data(), {3, 1, 8})); }) ==
-          "token: expected shape [2, 1, 8], found [3, 1, 8]");
-    CHECK(error_message([&] { state.step(view3(x.data(), {2, 1, 8}), out3(y.data(), {2, 2, 8})); }) ==
-          "output: expected shape [2, 1, 8], found [2, 2, 8]");
+    CHECK(error_message([&] {
+            state.step(view3(x.data(), {3, 1, 8}), out3(y.data(), {3, 1, 8}));
+          }) == "token: expected shape [2, 1, 8], found [3, 1, 8]");
+    CHECK(error_message([&] {
+            state.step(view3(x.data(), {2, 1, 8}), out3(y.data(), {2, 2, 8}));
+          }) == "output: expected shape [2, 1, 8], found [2, 2, 8]");
     const std::vector<rf::index_t> lengths{4, 2};
     state.prefill(view3(x.data(), {2, 4, 8}), out3(y.data(), {2, 4, 8}), lengths);
-    CHECK(error_message([&] { state.step(view3(x.data(), {2, 1, 8}), out3(y.data(), {2, 1, 8})); }) ==
-          "step: sequence 0 holds 4 tokens, the decoder's max_length: expected fewer than 4, found 4");
+    CHECK(error_message([&] {
+            state.step(view3(x.data(), {2, 1, 8}), out3(y.data(), {2, 1, 8}));
+          }) == "step: sequence 0 holds 4 tokens, the decoder's max_length: expected fewer than 4, found 4");
   }
 }
 

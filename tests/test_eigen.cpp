@@ -109,8 +109,8 @@ TEST_CASE("view_rows refuses what it cannot view without a copy, naming layout a
         "x: cannot be viewed without a copy: expected row-major storage of [3, 4] with (row, column) strides "
         "(4, 1), found column-major with strides (1, 3)");
   std::vector<float> storage(24);
-  const Eigen::Map<const row_matrix_f, 0, Eigen::Stride<Eigen::Dynamic, 2>> every_other(storage.data(), 3, 4,
-                                                                                        Eigen::Stride<Eigen::Dynamic, 2>(8, 2));
+  const Eigen::Map<const row_matrix_f, 0, Eigen::Stride<Eigen::Dynamic, 2>> every_other(
+      storage.data(), 3, 4, Eigen::Stride<Eigen::Dynamic, 2>(8, 2));
   CHECK(error_message([&] { (void)rf::eigen::view_rows(every_other); }) ==
         "matrix: cannot be viewed without a copy: expected row-major storage of [3, 4] with (row, column) strides "
         "(4, 1), found row-major with strides (8, 2)");
@@ -251,9 +251,13 @@ struct eigen_layer {
     return {rf::eigen::map_rows(w.weight), rf::eigen::map_vector(w.bias)};
   }
   explicit eigen_layer(const rf::encoder_layer_weights<T>& w)
-      : query(copy(w.attention.query)), key(copy(w.attention.key)), value(copy(w.attention.value)),
-        output(copy(w.attention.output)), intermediate(copy(w.feed_forward.intermediate)),
-        ffn_output(copy(w.feed_forward.output)), attention_gamma(rf::eigen::map_vector(w.attention_norm.weight)),
+      : query(copy(w.attention.query)),
+        key(copy(w.attention.key)),
+        value(copy(w.attention.value)),
+        output(copy(w.attention.output)),
+        intermediate(copy(w.feed_forward.intermediate)),
+        ffn_output(copy(w.feed_forward.output)),
+        attention_gamma(rf::eigen::map_vector(w.attention_norm.weight)),
         attention_beta(rf::eigen::map_vector(w.attention_norm.bias)),
         output_gamma(rf::eigen::map_vector(w.output_norm.weight)),
         output_beta(rf::eigen::map_vector(w.output_norm.bias)) {}
@@ -266,7 +270,8 @@ struct eigen_layer {
     w.attention.value = linear_weights_of(value.weight, value.bias, prefix + "attention.self.value");
     w.attention.output = linear_weights_of(output.weight, output.bias, prefix + "attention.output.dense");
     w.attention_norm = layer_norm_weights_of(attention_gamma, attention_beta, prefix + "attention.output.LayerNorm");
-    w.feed_forward.intermediate = linear_weights_of(intermediate.weight, intermediate.bias, prefix + "intermediate.dense");
+    w.feed_forward.intermediate =
+        linear_weights_of(intermediate.weight, intermediate.bias, prefix + "intermediate.dense");
     w.feed_forward.output = linear_weights_of(ffn_output.weight, ffn_output.bias, prefix + "output.dense");
     w.output_norm = layer_norm_weights_of(output_gamma, output_beta, prefix + "output.LayerNorm");
     return w;
@@ -315,14 +320,13 @@ TEST_CASE("encoder_layer_weights from Eigen matrices run as the same values do",
         "of [32, 32] with (row, column) strides (32, 1), found column-major with strides (1, 32)");
 }
 
-TEMPLATE_TEST_CASE("Eigen products equal our GEMM's on blocked shapes, with each epilogue", "[eigen]", float,
-                   double) {
+TEMPLATE_TEST_CASE("Eigen products equal our GEMM's on blocked shapes, with each epilogue", "[eigen]", float, double) {
   using T = TestType;
   using eigen_linear = rf::linear<T, rf::simd::default_arch, rf::eigen::products>;
   // (rows, out, in): tiny; depth blocked (in above Eigen's kc); many tokens
   // (above Eigen's nc), few outputs; few tokens, many outputs (a column split).
-  const auto [m, n, k] = GENERATE(table<rf::index_t, rf::index_t, rf::index_t>(
-      {{1, 7, 3}, {37, 100, 2000}, {700, 40, 300}, {5, 600, 64}}));
+  const auto [m, n, k] = GENERATE(
+      table<rf::index_t, rf::index_t, rf::index_t>({{1, 7, 3}, {37, 100, 2000}, {700, 40, 300}, {5, 600, 64}}));
   const int threads = GENERATE(1, 2);
   CAPTURE(m, n, k, threads);
   const std::vector<T> x = reuseformer_test::random_vector<T>(static_cast<std::size_t>(m * k), 1);
@@ -380,7 +384,8 @@ TEMPLATE_TEST_CASE("Eigen products equal our GEMM's on blocked shapes, with each
     CHECK_CLOSE(compare(sums, expected_sums, tol, tol * static_cast<double>(n)));
     std::vector<T> row_sums(static_cast<std::size_t>(m));
     for (rf::index_t i = 0; i < m; ++i)
-      for (rf::index_t j = 0; j < n; ++j) row_sums[static_cast<std::size_t>(i)] += y[static_cast<std::size_t>(i * n + j)];
+      for (rf::index_t j = 0; j < n; ++j)
+        row_sums[static_cast<std::size_t>(i)] += y[static_cast<std::size_t>(i * n + j)];
     CHECK(sums == row_sums);  // the epilogue ran after the product was complete
   }
 }

@@ -30,8 +30,7 @@ TEST_CASE("invalid configurations name the key, the expectation and the value", 
   SECTION("heads that do not divide the hidden size") {
     c.hidden_size = 30;
     c.num_attention_heads = 4;
-    CHECK(error_message([&] { c.validate(); }) ==
-          "num_attention_heads: expected a divisor of hidden_size 30, found 4");
+    CHECK(error_message([&] { c.validate(); }) == "num_attention_heads: expected a divisor of hidden_size 30, found 4");
   }
   SECTION("zero heads") {
     c.num_attention_heads = 0;
@@ -116,8 +115,9 @@ TEST_CASE("weights of the wrong shape name the Hugging Face tensor", "[errors][w
           "encoder.layer.0.output.LayerNorm.bias: expected shape [8], found [4]");
   }
   SECTION("a standalone attention layer with heads not dividing d") {
-    CHECK(error_message([&] { rf::multi_head_attention<float> a(layers[0].attention, {.hidden_size = 8, .num_attention_heads = 3}); }) ==
-          "num_attention_heads: expected a divisor of hidden_size 8, found 3");
+    CHECK(error_message([&] {
+            rf::multi_head_attention<float> a(layers[0].attention, {.hidden_size = 8, .num_attention_heads = 3});
+          }) == "num_attention_heads: expected a divisor of hidden_size 8, found 3");
   }
 }
 
@@ -154,8 +154,7 @@ TEST_CASE("bad forward inputs are rejected before any work", "[errors][forward]"
   SECTION("a workspace planned for a smaller batch") {
     auto small = model.make_workspace(1, 3);
     const std::string expected = "workspace: expected at least " + std::to_string(model.workspace_bytes(2, 3)) +
-                                 " bytes for batch 2, seq 3, threads 1, found " +
-                                 std::to_string(small.size_bytes());
+                                 " bytes for batch 2, seq 3, threads 1, found " + std::to_string(small.size_bytes());
     CHECK(error_message([&] {
             model.forward(rf::tensor_view<const float, 3>(x.data(), {2, 3, 8}),
                           rf::tensor_view<float, 3>(y.data(), {2, 3, 8}), small);
@@ -185,7 +184,8 @@ TEST_CASE("bad forward inputs are rejected before any work", "[errors][forward]"
           "workspace: cannot allocate 4611686018427387904 bytes");
   }
   SECTION("attention output that overlaps its input") {
-    const rf::multi_head_attention<float> attention(p.layers()[0].attention, {.hidden_size = 8, .num_attention_heads = 2});
+    const rf::multi_head_attention<float> attention(p.layers()[0].attention,
+                                                    {.hidden_size = 8, .num_attention_heads = 2});
     auto attention_ws = attention.make_workspace(2, 3);
     CHECK(error_message([&] {
             attention.forward(rf::tensor_view<const float, 3>(x.data(), {2, 3, 8}),
@@ -234,7 +234,7 @@ TEST_CASE("invalid reuse schedules are rejected with the offending entry", "[err
 }
 
 TEST_CASE("weights that do not fit the reuse schedule name the tensor", "[errors][reuse]") {
-  rf::encoder_config c = small_config();  // d = 8, H = 2, dh = 4
+  rf::encoder_config c = small_config();       // d = 8, H = 2, dh = 4
   rf::encoder_parameters<float> full_size(c);  // no reuse: [8, 8] query/key everywhere
   c.reuse_schedule = {0, 1};
   SECTION("a full-size query where one head is reused") {
@@ -262,8 +262,9 @@ TEST_CASE("weights that do not fit the reuse schedule name the tensor", "[errors
     CHECK(error_message([&] { rf::encoder<float> e(c, layers); }) ==
           "encoder.layer.1.attention.self.relative_position_embeddings: expected shape [1, 5], found [1, 7]");
     c.use_relative_pe = false;
-    CHECK(error_message([&] { rf::encoder<float> e(c, p.layers()); }).find(
-              "encoder.layer.0.attention.self.relative_position_embeddings: expected no tensor (no relative-position bias), found shape [2, 5]") == 0);
+    CHECK(error_message([&] { rf::encoder<float> e(c, p.layers()); })
+              .find("encoder.layer.0.attention.self.relative_position_embeddings: expected no tensor (no "
+                    "relative-position bias), found shape [2, 5]") == 0);
   }
 }
 
@@ -283,15 +284,18 @@ TEST_CASE("reused and returned probabilities of the wrong shape", "[errors][reus
   CHECK(error_message([&] { reuse_one.forward(in, out, attention_ws); }) ==
         "reused attention probabilities: expected shape [2, 1, 3, 3], found [0, 0, 0, 0]");
   CHECK(error_message([&] {
-          reuse_one.forward(in, out, attention_ws, {}, {.reused = rf::tensor_view<const float, 4>(probabilities.data(), {2, 2, 3, 3})});
+          reuse_one.forward(in, out, attention_ws, {},
+                            {.reused = rf::tensor_view<const float, 4>(probabilities.data(), {2, 2, 3, 3})});
         }) == "reused attention probabilities: expected shape [2, 1, 3, 3], found [2, 2, 3, 3]");
-  CHECK(error_message([&] {
-          model.forward(in, out, ws, {}, {.reused = rf::tensor_view<const float, 4>(probabilities.data(), {2, 1, 3, 3})});
-        }) == "reused attention probabilities: expected none (the first layer reuses no head), found shape [2, 1, 3, 3]");
+  CHECK(
+      error_message([&] {
+        model.forward(in, out, ws, {}, {.reused = rf::tensor_view<const float, 4>(probabilities.data(), {2, 1, 3, 3})});
+      }) == "reused attention probabilities: expected none (the first layer reuses no head), found shape [2, 1, 3, 3]");
   const rf::tensor_view<float, 4> one(probabilities.data(), {2, 2, 3, 3});
   CHECK(error_message([&] { model.forward(in, out, ws, {}, {.attentions = std::span(&one, 1)}); }) ==
         "attentions: expected 2 views (one per attention layer), found 1");
-  const std::vector<rf::tensor_view<float, 4>> wrong = {one, rf::tensor_view<float, 4>(probabilities.data(), {2, 2, 3, 2})};
+  const std::vector<rf::tensor_view<float, 4>> wrong = {one,
+                                                        rf::tensor_view<float, 4>(probabilities.data(), {2, 2, 3, 2})};
   CHECK(error_message([&] { model.forward(in, out, ws, {}, {.attentions = wrong}); }) ==
         "attentions: expected shape [2, 2, 3, 3], found [2, 2, 3, 2]");
 }
@@ -305,8 +309,8 @@ TEST_CASE("packed batches: offsets, shapes, workspace and padding::skip masks", 
   auto ws = model.make_workspace(offsets);
   const auto run = [&](const std::vector<rf::index_t>& o, rf::index_t tokens = 5, rf::index_t d = 8) {
     return error_message([&] {
-      model.forward(rf::tensor_view<const float, 2>(x.data(), {tokens, d}), rf::tensor_view<float, 2>(y.data(), {tokens, 8}),
-                    o, ws);
+      model.forward(rf::tensor_view<const float, 2>(x.data(), {tokens, d}),
+                    rf::tensor_view<float, 2>(y.data(), {tokens, 8}), o, ws);
     });
   };
   CHECK(run({0, 2, 5}, 5, 7) == "input: expected shape [5, 8], found [5, 7]");
@@ -314,8 +318,9 @@ TEST_CASE("packed batches: offsets, shapes, workspace and padding::skip masks", 
   CHECK(run({1, 2, 5}) == "offsets[0]: expected 0, found 1");
   CHECK(run({0, 3, 2, 5}) == "offsets[2]: expected a value >= offsets[1] = 3 (non-decreasing), found 2");
   CHECK(run({0, 2, 4}) == "offsets[2]: expected 5 (the token count T of the packed input), found 4");
-  CHECK(error_message([&] { (void)model.workspace_bytes(std::vector<rf::index_t>{0, 4, 3}); }) ==
-        "offsets[2]: expected a value >= offsets[1] = 4 (non-decreasing), found 3");
+  CHECK(error_message([&] {
+          (void)model.workspace_bytes(std::vector<rf::index_t>{0, 4, 3});
+        }) == "offsets[2]: expected a value >= offsets[1] = 4 (non-decreasing), found 3");
   CHECK(error_message([&] { (void)model.workspace_bytes(offsets, 0); }) == "workspace: expected threads >= 1, found 0");
   const std::size_t needed = model.workspace_bytes(offsets);
   CHECK(error_message([&] { (void)model.make_workspace(offsets, 1, needed - 1); }) ==
@@ -346,8 +351,9 @@ TEST_CASE("packed batches: offsets, shapes, workspace and padding::skip masks", 
   CHECK(error_message([&] {
           model.forward(rf::view(padded, {2, 3, 8}), rf::view(out, {2, 3, 8}), padded_ws,
                         rf::tensor_view<const std::int64_t, 2>(left_padded.data(), {2, 3}), rf::padding::skip);
-        }) == "attention_mask[1, 1]: expected 0 (right padding: no token after padding, as padding::skip requires), "
-              "found 1 after attention_mask[1, 0] = 0");
+        }) ==
+        "attention_mask[1, 1]: expected 0 (right padding: no token after padding, as padding::skip requires), "
+        "found 1 after attention_mask[1, 0] = 0");
   // ... and a module that takes no reused heads.
   c.reuse_schedule = {0, 1};
   rf::encoder_parameters<float> reuse_p(c);
@@ -355,8 +361,9 @@ TEST_CASE("packed batches: offsets, shapes, workspace and padding::skip masks", 
   auto layer_ws = reusing.make_workspace(2, 3);
   CHECK(error_message([&] {
           reusing.forward(rf::view(padded, {2, 3, 8}), rf::view(out, {2, 3, 8}), layer_ws, {}, rf::padding::skip);
-        }) == "padding::skip: expected a module whose first layer reuses no head (it takes no attention_io), found 1 "
-              "reused heads");
+        }) ==
+        "padding::skip: expected a module whose first layer reuses no head (it takes no attention_io), found 1 "
+        "reused heads");
 }
 
 TEST_CASE("a rejected call leaves the output untouched; partial overlap is refused", "[errors][forward]") {
@@ -368,8 +375,9 @@ TEST_CASE("a rejected call leaves the output untouched; partial overlap is refus
   std::vector<std::int64_t> bad_mask(6, 1);
   bad_mask[2] = 5;
   CHECK(error_message([&] {
-          model.forward(rf::tensor_view<const float, 3>(x.data(), {2, 3, 8}), rf::tensor_view<float, 3>(y.data(), {2, 3, 8}),
-                        ws, rf::tensor_view<const std::int64_t, 2>(bad_mask.data(), {2, 3}));
+          model.forward(rf::tensor_view<const float, 3>(x.data(), {2, 3, 8}),
+                        rf::tensor_view<float, 3>(y.data(), {2, 3, 8}), ws,
+                        rf::tensor_view<const std::int64_t, 2>(bad_mask.data(), {2, 3}));
         }) == "attention_mask[0, 2]: expected 0 (padding) or 1 (token), found 5");
   CHECK(y == std::vector<float>(2 * 3 * 8, 7.f));
   std::vector<float> buffer(2 * 3 * 8 + 8);
@@ -419,8 +427,9 @@ TEST_CASE("weights that do not fit the score function name the tensor", "[errors
           "encoder.layer.1.attention.self.pairwise_factors: expected shape [1, 4, 4], found [2, 4, 4]");
     layers = vanilla.layers();
     layers[0].attention.pairwise_factors = p.layers()[0].attention.pairwise_factors;
-    CHECK(error_message([&] { rf::encoder<float> e(small_config(), layers); }) ==
-          "encoder.layer.0.attention.self.pairwise_factors: expected no tensor (vanilla scores), found shape [2, 4, 4]");
+    CHECK(
+        error_message([&] { rf::encoder<float> e(small_config(), layers); }) ==
+        "encoder.layer.0.attention.self.pairwise_factors: expected no tensor (vanilla scores), found shape [2, 4, 4]");
   }
   SECTION("factors that break the constraint of their variant") {
     c.score = pairwise;
@@ -431,7 +440,8 @@ TEST_CASE("weights that do not fit the score function name the tensor", "[errors
     c.score = pairwise_diagonal;
     CHECK(error_message([&] { rf::encoder<float, pairwise_diagonal> e(c, p.layers()); }) ==
           "encoder.layer.0.attention.self.pairwise_factors: expected diagonal matrices (pairwise_diagonal scores), "
-          "found [0, 1, 0] = " + values);
+          "found [0, 1, 0] = " +
+              values);
     c.score = pairwise_symmetric;
     rf::encoder_parameters<float> s(c);  // symmetric factors but for one entry
     s.fill_random(2);
@@ -440,7 +450,8 @@ TEST_CASE("weights that do not fit the score function name the tensor", "[errors
     changed += 1.0f;
     CHECK(error_message([&] { rf::encoder<float, pairwise_symmetric> e(c, s.layers()); }) ==
           "encoder.layer.0.attention.self.pairwise_factors: expected symmetric matrices (pairwise_symmetric scores), "
-          "found [1, 2, 0] = " + rf::detail::concat(symmetric_factors(1, 2, 0), " but [1, 0, 2] = ", changed));
+          "found [1, 2, 0] = " +
+              rf::detail::concat(symmetric_factors(1, 2, 0), " but [1, 0, 2] = ", changed));
   }
 }
 
@@ -456,8 +467,10 @@ TEST_CASE("score function names follow config.json's plpi_affinity_function", "[
 TEST_CASE("embeddings: ids, token types and lengths outside the tables", "[errors][embeddings]") {
   const rf::embeddings_options o{.hidden_size = 4, .vocab_size = 5, .max_position_embeddings = 3, .type_vocab_size = 2};
   std::vector<float> word(5 * 4, 0.5f), position(3 * 4, 0.25f), type(2 * 4, 1.f), gain(4, 1.f), bias(4, 0.f);
-  const rf::embeddings_weights<float> w{{word.data(), {5, 4}}, {position.data(), {3, 4}}, {type.data(), {2, 4}},
-                                         {{gain.data(), {4}}, {bias.data(), {4}}}};
+  const rf::embeddings_weights<float> w{{word.data(), {5, 4}},
+                                        {position.data(), {3, 4}},
+                                        {type.data(), {2, 4}},
+                                        {{gain.data(), {4}}, {bias.data(), {4}}}};
   const rf::embeddings<float> e(w, o);
   std::vector<std::int64_t> ids{0, 4, 1, 2, 3, 1}, types(6, 1);
   std::vector<float> out(2 * 3 * 4, 7.f);
@@ -473,9 +486,12 @@ TEST_CASE("embeddings: ids, token types and lengths outside the tables", "[error
   CHECK(error_message([&] { run(3, types); }) == "token_type_ids[0, 2]: expected a value in [0, 2), found -1");
   CHECK(out == std::vector<float>(2 * 3 * 4, 7.f));  // rejected before anything was written
   ids.resize(8, 0);
-  CHECK(error_message([&] { run(4, {}); }) == "input_ids: expected at most 3 tokens (max_position_embeddings), found 4");
-  CHECK(error_message([&] { rf::embeddings<float> bad(w, {.hidden_size = 4, .vocab_size = 6, .max_position_embeddings = 3, .type_vocab_size = 2}); }) ==
-        "embeddings.word_embeddings.weight: expected shape [6, 4], found [5, 4]");
+  CHECK(error_message([&] { run(4, {}); }) ==
+        "input_ids: expected at most 3 tokens (max_position_embeddings), found 4");
+  CHECK(error_message([&] {
+          rf::embeddings<float> bad(
+              w, {.hidden_size = 4, .vocab_size = 6, .max_position_embeddings = 3, .type_vocab_size = 2});
+        }) == "embeddings.word_embeddings.weight: expected shape [6, 4], found [5, 4]");
 }
 
 TEST_CASE("view() checks the container's size against the extents", "[errors][view]") {
@@ -486,7 +502,9 @@ TEST_CASE("view() checks the container's size against the extents", "[errors][vi
   const std::vector<float>& constant = values;
   const rf::tensor_view<const float, 2> c = rf::view(constant, {6, 4});
   CHECK(c.extent(0) == 6);
-  CHECK(error_message([&] { (void)rf::view(values, {5, 5}); }) == "view: expected 25 elements for shape [5, 5], found 24");
+  CHECK(error_message([&] {
+          (void)rf::view(values, {5, 5});
+        }) == "view: expected 25 elements for shape [5, 5], found 24");
 }
 
 TEST_CASE("packed weights the system cannot hold are refused, naming their bytes", "[errors]") {
@@ -496,16 +514,19 @@ TEST_CASE("packed weights the system cannot hold are refused, naming their bytes
   const rf::gemm::matrix<const float> parts[] = {{row.data(), std::int64_t{1} << 40, 2, 0}};
   CHECK(error_message([&] { const rf::gemm::packed_weights<float> w(parts, 2); }) ==
         "packed weights: cannot allocate 8796093022208 bytes");
-  CHECK(error_message([&] { const rf::gemm::bf16_packed_weights<> w(std::span<const rf::gemm::matrix<const float>>(parts), 2); }) ==
-        "bf16 packed weights: cannot allocate 4398046511104 bytes");
+  CHECK(error_message([&] {
+          const rf::gemm::bf16_packed_weights<> w(std::span<const rf::gemm::matrix<const float>>(parts), 2);
+        }) == "bf16 packed weights: cannot allocate 4398046511104 bytes");
   // int8: 1 byte per weight (depth 2 padded to 4) and 8 per column.
-  CHECK(error_message([&] { const rf::gemm::int8_packed_weights<> w(std::span<const rf::gemm::matrix<const float>>(parts), 2); }) ==
-        "int8 packed weights: cannot allocate 13194139533312 bytes");
+  CHECK(error_message([&] {
+          const rf::gemm::int8_packed_weights<> w(std::span<const rf::gemm::matrix<const float>>(parts), 2);
+        }) == "int8 packed weights: cannot allocate 13194139533312 bytes");
 }
 
 TEST_CASE("int8 weights deeper than 32-bit sums allow are refused, naming the limit", "[errors]") {
   // Checked before any value is read.
   const rf::gemm::matrix<const float> parts[] = {{nullptr, 1, 65537, 65537}};
-  CHECK(error_message([&] { const rf::gemm::int8_packed_weights<> w(std::span<const rf::gemm::matrix<const float>>(parts), 65537); }) ==
-        "int8 packed weights: inner size 65537 exceeds 65536, the deepest whose 32-bit sums cannot overflow");
+  CHECK(error_message([&] {
+          const rf::gemm::int8_packed_weights<> w(std::span<const rf::gemm::matrix<const float>>(parts), 65537);
+        }) == "int8 packed weights: inner size 65537 exceeds 65536, the deepest whose 32-bit sums cannot overflow");
 }

@@ -119,9 +119,8 @@ TEST_CASE("fuzz regression: reuse_attention with a negative or huge num_hidden_l
 
 TEST_CASE("fuzz regression: a layer index past 2^63 in a tensor name", "[fuzz][io]") {
   // std::stoll threw std::out_of_range, which is not a reuseformer::error.
-  const std::string header =
-      R"({"encoder.layer.99999999999999999999.attention.self.query.bias":)"
-      R"({"dtype":"F32","shape":[0],"data_offsets":[0,0]}})";
+  const std::string header = R"({"encoder.layer.99999999999999999999.attention.self.query.bias":)"
+                             R"({"dtype":"F32","shape":[0],"data_offsets":[0,0]}})";
   CHECK(fuzz::bert_model(safetensors(header, std::string_view("\0", 1))) ==
         "<fuzz>: tensor 'encoder.layer.99999999999999999999.attention.self.query.bias': unexpected "
         "(num_hidden_layers is 2)");

@@ -75,7 +75,9 @@ struct int8_reference {
  private:
   // The activations a [m, k] (stride lda) quantized; room for n weight columns.
   int8_reference(const float* a, rf::index_t m, rf::index_t lda, rf::index_t n, rf::index_t k)
-      : qa(static_cast<std::size_t>(m * k)), rows(static_cast<std::size_t>(m)), qb(static_cast<std::size_t>(n * k)),
+      : qa(static_cast<std::size_t>(m * k)),
+        rows(static_cast<std::size_t>(m)),
+        qb(static_cast<std::size_t>(n * k)),
         col_scales(static_cast<std::size_t>(n)) {
     for (rf::index_t i = 0; i < m; ++i) {
       float lo = 0, hi = 0;
@@ -97,7 +99,8 @@ std::vector<float> int8_product(const std::vector<float>& x, rf::index_t m, rf::
   rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(float), threads);
   rf::arena arena = ws.make_arena();
   std::vector<float> y(static_cast<std::size_t>(m * n));
-  rf::gemm::parallel_multiply_add({x.data(), m, k, lda}, packed.view(), {y.data(), m, n, n}, rf::gemm::update::overwrite,
+  rf::gemm::parallel_multiply_add({x.data(), m, k, lda}, packed.view(), {y.data(), m, n, n},
+                                  rf::gemm::update::overwrite,
                                   {arena.take<float>(stride * threads), stride, static_cast<int>(threads)});
   return y;
 }
@@ -246,11 +249,13 @@ TEST_CASE("int8_products: a Linear of int8 weights packs them with their scales,
 
   CHECK(error_message([&] { int8_linear(weights({}), in, out, "int8"); }) ==
         "int8.weight_scale: expected shape [20], found [0]");
-  CHECK(error_message([&] { int8_linear(weights({scales.data(), {out - 1}}), in, out, "int8"); }) ==
-        "int8.weight_scale: expected shape [20], found [19]");
+  CHECK(error_message([&] {
+          int8_linear(weights({scales.data(), {out - 1}}), in, out, "int8");
+        }) == "int8.weight_scale: expected shape [20], found [19]");
   scales[3] = -0.25F;
-  CHECK(error_message([&] { int8_linear(weights({scales.data(), {out}}), in, out, "int8"); }) ==
-        "int8.weight_scale: expected finite scales > 0, found -0.25 at row 3");
+  CHECK(error_message([&] {
+          int8_linear(weights({scales.data(), {out}}), in, out, "int8");
+        }) == "int8.weight_scale: expected finite scales > 0, found -0.25 at row 3");
 }
 
 TEST_CASE("int8 packed weights: a quarter of the float bytes, scales and sums per column", "[int8][gemm]") {
@@ -285,7 +290,7 @@ TEST_CASE("int8_products: a Linear's epilogues run on the dequantized product", 
   for (rf::index_t i = 0; i < rows; ++i)
     for (rf::index_t j = 0; j < out; ++j) expected[i * out + j] = reference.value(i, j, in, false, 0);
   rf::simd::bias_activation<rf::simd::gelu_erf, float, rf::simd::default_arch>(expected.data(), rows, out, out,
-                                                                              bias.data());
+                                                                               bias.data());
   for (const int threads : {1, 2}) {
     CAPTURE(threads);
     const rf::index_t stride = rf::round_to_line<float>(int8.scratch_elements());

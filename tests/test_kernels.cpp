@@ -27,8 +27,8 @@ namespace rf = reuseformer;
 namespace simd = reuseformer::simd;
 using reuseformer_test::compare;
 using reuseformer_test::compare_within;
-using reuseformer_test::reference_product;
 using reuseformer_test::random_vector;
+using reuseformer_test::reference_product;
 
 namespace {
 
@@ -121,7 +121,8 @@ TEMPLATE_TEST_CASE("layer_norm: vector path equals the scalar reference", "[kern
   }
 }
 
-TEMPLATE_TEST_CASE("layer_norm: in place, large mean, against double precision", "[kernels][layer_norm]", float, double) {
+TEMPLATE_TEST_CASE("layer_norm: in place, large mean, against double precision", "[kernels][layer_norm]", float,
+                   double) {
   using T = TestType;
   const rf::index_t n = 768;
   // A mean of 1000 and a spread of 1: E[x^2] - E[x]^2 would lose ~6 digits here.
@@ -163,10 +164,15 @@ void check_bias_activation(double (*exact)(double)) {
 }
 }  // namespace
 
-TEMPLATE_TEST_CASE("bias_activation: every activation, vector equals reference", "[kernels][activation]", float, double) {
+TEMPLATE_TEST_CASE("bias_activation: every activation, vector equals reference", "[kernels][activation]", float,
+                   double) {
   using T = TestType;
-  SECTION("identity (bias add)") { check_bias_activation<simd::identity, T>([](double x) { return x; }); }
-  SECTION("relu") { check_bias_activation<simd::relu, T>([](double x) { return x > 0 ? x : 0; }); }
+  SECTION("identity (bias add)") {
+    check_bias_activation<simd::identity, T>([](double x) { return x; });
+  }
+  SECTION("relu") {
+    check_bias_activation<simd::relu, T>([](double x) { return x > 0 ? x : 0; });
+  }
   SECTION("gelu (erf)") {
     check_bias_activation<simd::gelu_erf, T>([](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); });
   }
@@ -187,42 +193,43 @@ TEMPLATE_TEST_CASE("gemm: products of every shape against a double loop", "[kern
       for (const rf::index_t k : {1, 8, 65, 400}) {
         for (const auto op : {rf::gemm::transpose::no, rf::gemm::transpose::yes}) {
           for (const auto mode : {rf::gemm::update::overwrite, rf::gemm::update::accumulate})
-          for (const int threads : {1, 2}) {
-            const bool overwrite = mode == rf::gemm::update::overwrite;
-            CAPTURE(m, n, k, op == rf::gemm::transpose::yes, overwrite, threads);
-            // Strided operands: each matrix sits inside a wider buffer.
-            const rf::index_t lda = k + 3, ldb = (op == rf::gemm::transpose::yes ? k : n) + 2, ldc = n + 1;
-            const rf::index_t b_rows = op == rf::gemm::transpose::yes ? n : k;
-            const std::vector<T> a = random_vector<T>(m * lda, 1), b = random_vector<T>(b_rows * ldb, 2);
-            std::vector<T> c = random_vector<T>(m * ldc, 3);
-            std::vector<double> expected(c.begin(), c.end()), bound(c.size(), 0.0);  // the stride padding keeps its values
-            for (rf::index_t i = 0; i < m; ++i)
-              for (rf::index_t j = 0; j < n; ++j) {
-                const auto element = reference_product<T>(k, rf::gemm::detail::depth_block<T>(k), 0.5, c[i * ldc + j],
-                                                          !overwrite, [&](rf::index_t p) {
-                  return std::pair<double, double>(a[i * lda + p],
-                                                   op == rf::gemm::transpose::yes ? b[j * ldb + p] : b[p * ldb + j]);
-                });
-                expected[i * ldc + j] = element.value;
-                bound[i * ldc + j] = element.bound;
-              }
-            const rf::index_t stride = rf::gemm::scratch_elements<T>(m, n, k);
-            const rf::index_t padded = (stride + 15) / 16 * 16;
-            rf::workspace ws(static_cast<std::size_t>(padded * threads) * sizeof(T), threads);
-            rf::arena arena = ws.make_arena();
-            rf::gemm::parallel_multiply_add<T>(T(0.5), {a.data(), m, k, lda}, {b.data(), b_rows, op == rf::gemm::transpose::yes ? k : n, ldb},
-                                               op, {c.data(), m, n, ldc}, mode,
-                                               {arena.take<T>(padded * threads), padded, threads});
-            CHECK_CLOSE(compare_within(c, expected, bound));
-          }
+            for (const int threads : {1, 2}) {
+              const bool overwrite = mode == rf::gemm::update::overwrite;
+              CAPTURE(m, n, k, op == rf::gemm::transpose::yes, overwrite, threads);
+              // Strided operands: each matrix sits inside a wider buffer.
+              const rf::index_t lda = k + 3, ldb = (op == rf::gemm::transpose::yes ? k : n) + 2, ldc = n + 1;
+              const rf::index_t b_rows = op == rf::gemm::transpose::yes ? n : k;
+              const std::vector<T> a = random_vector<T>(m * lda, 1), b = random_vector<T>(b_rows * ldb, 2);
+              std::vector<T> c = random_vector<T>(m * ldc, 3);
+              std::vector<double> expected(c.begin(), c.end()),
+                  bound(c.size(), 0.0);  // the stride padding keeps its values
+              for (rf::index_t i = 0; i < m; ++i)
+                for (rf::index_t j = 0; j < n; ++j) {
+                  const auto element = reference_product<T>(
+                      k, rf::gemm::detail::depth_block<T>(k), 0.5, c[i * ldc + j], !overwrite, [&](rf::index_t p) {
+                        return std::pair<double, double>(
+                            a[i * lda + p], op == rf::gemm::transpose::yes ? b[j * ldb + p] : b[p * ldb + j]);
+                      });
+                  expected[i * ldc + j] = element.value;
+                  bound[i * ldc + j] = element.bound;
+                }
+              const rf::index_t stride = rf::gemm::scratch_elements<T>(m, n, k);
+              const rf::index_t padded = (stride + 15) / 16 * 16;
+              rf::workspace ws(static_cast<std::size_t>(padded * threads) * sizeof(T), threads);
+              rf::arena arena = ws.make_arena();
+              rf::gemm::parallel_multiply_add<T>(
+                  T(0.5), {a.data(), m, k, lda}, {b.data(), b_rows, op == rf::gemm::transpose::yes ? k : n, ldb}, op,
+                  {c.data(), m, n, ldc}, mode, {arena.take<T>(padded * threads), padded, threads});
+              CHECK_CLOSE(compare_within(c, expected, bound));
+            }
         }
       }
     }
   }
 }
 
-TEMPLATE_TEST_CASE("gemm: a prepacked weight gives the packing product's result, bit for bit", "[kernels][gemm]",
-                   float, double) {
+TEMPLATE_TEST_CASE("gemm: a prepacked weight gives the packing product's result, bit for bit", "[kernels][gemm]", float,
+                   double) {
   using T = TestType;
   // The weight [n, k] is packed from two stacked blocks (as query | value are),
   // split at `cut` rows: the strips that straddle the cut, and the padded last
@@ -257,10 +264,9 @@ TEMPLATE_TEST_CASE("gemm: a prepacked weight gives the packing product's result,
             std::vector<double> expected(c0.begin(), c0.end()), bound(c0.size(), 0.0);
             for (rf::index_t i = 0; i < m; ++i)
               for (rf::index_t j = 0; j < n; ++j) {
-                const auto element =
-                    reference_product<T>(k, rf::gemm::detail::depth_block<T>(k), 0.5, c0[i * ldc + j],
-                                         mode == rf::gemm::update::accumulate,
-                                         [&](rf::index_t p) { return std::pair<double, double>(a[i * lda + p], b[j * ldb + p]); });
+                const auto element = reference_product<T>(
+                    k, rf::gemm::detail::depth_block<T>(k), 0.5, c0[i * ldc + j], mode == rf::gemm::update::accumulate,
+                    [&](rf::index_t p) { return std::pair<double, double>(a[i * lda + p], b[j * ldb + p]); });
                 expected[i * ldc + j] = element.value;
                 bound[i * ldc + j] = element.bound;
               }
@@ -287,8 +293,8 @@ TEMPLATE_TEST_CASE("gemm: an operand packed once serves products on fewer column
           CAPTURE(transposed, n, k, used);
           const std::vector<T> a = random_vector<T>(m * lda, 1), b = random_vector<T>(b_rows * ldb, 2);
           std::vector<T> packed_b(static_cast<std::size_t>(rf::gemm::packed_elements<T>(n, k)) + 64);
-          T* const aligned = packed_b.data() + (64 - reinterpret_cast<std::uintptr_t>(packed_b.data()) % 64) %
-                                                   64 / sizeof(T);
+          T* const aligned =
+              packed_b.data() + (64 - reinterpret_cast<std::uintptr_t>(packed_b.data()) % 64) % 64 / sizeof(T);
           const rf::gemm::matrix<const T> b_view{b.data(), b_rows, transposed ? k : n, ldb};
           const rf::gemm::packed_view<T> view = rf::gemm::pack<T>(b_view, op, aligned);
 
@@ -298,7 +304,8 @@ TEMPLATE_TEST_CASE("gemm: an operand packed once serves products on fewer column
           rf::arena arena = ws.make_arena();
           T* const scratch = arena.take<T>(stride);
           std::vector<T> packing(static_cast<std::size_t>(m * ldc), T(-1)), prepacked = packing;
-          const rf::gemm::matrix<const T> used_b = transposed ? b_view.block(0, used, 0, k) : b_view.block(0, k, 0, used);
+          const rf::gemm::matrix<const T> used_b =
+              transposed ? b_view.block(0, used, 0, k) : b_view.block(0, k, 0, used);
           rf::gemm::multiply_add<T>(T(1), {a.data(), m, k, lda}, used_b, op, {packing.data(), m, used, ldc},
                                     rf::gemm::update::overwrite, scratch);
           rf::gemm::multiply_add<T>(T(1), {a.data(), m, k, lda}, view, {prepacked.data(), m, used, ldc},
@@ -363,8 +370,8 @@ TEST_CASE("gemm: epilogues see every block once, after it is final", "[kernels][
   }
 }
 
-TEMPLATE_TEST_CASE("gemm: lower-triangular and symmetric products against a double loop", "[kernels][gemm]",
-                   float, double) {
+TEMPLATE_TEST_CASE("gemm: lower-triangular and symmetric products against a double loop", "[kernels][gemm]", float,
+                   double) {
   using T = TestType;
   // n crosses the register tile and the 512-column panel; k the depth block.
   // B is either another matrix or A itself, the view the products recognise as
@@ -433,9 +440,9 @@ TEST_CASE("gemm: a product is A Aᵀ only for the very same view of A", "[kernel
   const std::vector<float> a(64, 1.f);
   const rf::gemm::matrix<const float> view{a.data(), 4, 8, 16};
   CHECK(rf::gemm::detail::is_self_product(view, view));
-  CHECK(rf::gemm::detail::is_self_product(view.block(0, 3, 0, 8), view));  // C's rows a prefix of its columns
+  CHECK(rf::gemm::detail::is_self_product(view.block(0, 3, 0, 8), view));        // C's rows a prefix of its columns
   CHECK_FALSE(rf::gemm::detail::is_self_product(view, view.block(0, 3, 0, 8)));  // rows of A beyond B's
-  CHECK_FALSE(rf::gemm::detail::is_self_product(view, {a.data(), 4, 8, 8}));  // same data, another stride
+  CHECK_FALSE(rf::gemm::detail::is_self_product(view, {a.data(), 4, 8, 8}));     // same data, another stride
   CHECK_FALSE(rf::gemm::detail::is_self_product(view, view.block(1, 3, 0, 8)));  // B starts a row later
 }
 
@@ -445,8 +452,8 @@ TEST_CASE("gemm: overwrite replaces the destination", "[kernels][gemm]") {
   const rf::index_t elements = rf::gemm::scratch_elements<float>(2, 2, 2);
   rf::workspace ws(static_cast<std::size_t>(elements) * sizeof(float), 1);
   rf::arena arena = ws.make_arena();
-  rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 2, 2}, {b.data(), 2, 2, 2}, rf::gemm::transpose::no, {c.data(), 2, 2, 2},
-                                rf::gemm::update::overwrite, arena.take<float>(elements));
+  rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 2, 2}, {b.data(), 2, 2, 2}, rf::gemm::transpose::no,
+                                {c.data(), 2, 2, 2}, rf::gemm::update::overwrite, arena.take<float>(elements));
   CHECK(c == std::vector<float>{19, 22, 43, 50});
   // An empty inner dimension: overwrite gives zeros, accumulate leaves C as it was.
   rf::gemm::multiply_add<float>(1.f, {a.data(), 2, 0, 2}, {b.data(), 0, 2, 2}, rf::gemm::transpose::no,

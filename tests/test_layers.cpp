@@ -72,20 +72,21 @@ TEMPLATE_TEST_CASE("multi_head_attention matches the double reference", "[attent
 
   const rf::encoder_config c = config_for(s);
   const model<T> m(c, 42);
-  const rf::multi_head_attention<T> attention(m.params.layers()[0].attention,
-                                             {.hidden_size = s.hidden, .num_attention_heads = s.heads, .causal = causal});
+  const rf::multi_head_attention<T> attention(
+      m.params.layers()[0].attention, {.hidden_size = s.hidden, .num_attention_heads = s.heads, .causal = causal});
   const std::vector<T> x = random_vector<T>(static_cast<std::size_t>(s.batch * s.seq * s.hidden), 7);
   std::vector<T> y(x.size());
   const std::vector<int> mask = masked ? padding_mask(s.batch, s.seq) : std::vector<int>{};
 
   auto ws = attention.make_workspace(s.batch, s.seq, threads);
-  attention.forward(rf::tensor_view<const T, 3>(x.data(), {s.batch, s.seq, s.hidden}),
-                    rf::tensor_view<T, 3>(y.data(), {s.batch, s.seq, s.hidden}), ws,
-                    masked ? rf::attention_mask(rf::tensor_view<const int, 2>(mask.data(), {s.batch, s.seq}))
-                           : rf::attention_mask());
+  attention.forward(
+      rf::tensor_view<const T, 3>(x.data(), {s.batch, s.seq, s.hidden}),
+      rf::tensor_view<T, 3>(y.data(), {s.batch, s.seq, s.hidden}), ws,
+      masked ? rf::attention_mask(rf::tensor_view<const int, 2>(mask.data(), {s.batch, s.seq})) : rf::attention_mask());
 
-  const auto expected = reuseformer_test::reference::attention(
-      std::vector<double>(x.begin(), x.end()), s.batch, s.seq, s.heads, m.exact.layers()[0].attention, mask, causal).output;
+  const auto expected = reuseformer_test::reference::attention(std::vector<double>(x.begin(), x.end()), s.batch, s.seq,
+                                                               s.heads, m.exact.layers()[0].attention, mask, causal)
+                            .output;
   CHECK_CLOSE(compare(y, expected, tolerance<T>, tolerance<T>));
 }
 
@@ -101,8 +102,8 @@ TEMPLATE_TEST_CASE("a query with no visible key gets a zero context", "[attentio
   std::vector<T> y(x.size());
   const std::vector<std::int64_t> mask = {1, 1, 1, 0, 0, 0, 0, 0};
   auto ws = attention.make_workspace(2, 4);
-  attention.forward(rf::tensor_view<const T, 3>(x.data(), {2, 4, 16}), rf::tensor_view<T, 3>(y.data(), {2, 4, 16}),
-                    ws, rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {2, 4})));
+  attention.forward(rf::tensor_view<const T, 3>(x.data(), {2, 4, 16}), rf::tensor_view<T, 3>(y.data(), {2, 4, 16}), ws,
+                    rf::attention_mask(rf::tensor_view<const std::int64_t, 2>(mask.data(), {2, 4})));
   for (rf::index_t i = 0; i < 4; ++i)
     for (rf::index_t j = 0; j < 16; ++j) {
       const T value = y[static_cast<std::size_t>((4 + i) * 16 + j)];
@@ -136,8 +137,8 @@ TEMPLATE_TEST_CASE("encoder layers match the double reference", "[encoder]", flo
                   rf::tensor_view<T, 3>(y.data(), {s.batch, s.seq, s.hidden}), ws,
                   rf::attention_mask(rf::tensor_view<const int, 2>(mask.data(), {s.batch, s.seq})));
 
-  const auto expected = reuseformer_test::reference::encoder(std::vector<double>(x.begin(), x.end()), s.batch, s.seq,
-                                                             c, m.exact.layers(), mask);
+  const auto expected = reuseformer_test::reference::encoder(std::vector<double>(x.begin(), x.end()), s.batch, s.seq, c,
+                                                             m.exact.layers(), mask);
   CHECK_CLOSE(compare(y, expected, tolerance<T>, tolerance<T>));
 }
 
@@ -153,8 +154,10 @@ TEMPLATE_TEST_CASE("encoder_layer alone equals a one-layer encoder", "[encoder]"
   auto ws_layer = layer.make_workspace(2, 5);
   auto ws_encoder = encoder.make_workspace(2, 5);
   CHECK(ws_layer.size_bytes() == ws_encoder.size_bytes());
-  layer.forward(rf::tensor_view<const T, 3>(x.data(), {2, 5, 24}), rf::tensor_view<T, 3>(a.data(), {2, 5, 24}), ws_layer);
-  encoder.forward(rf::tensor_view<const T, 3>(x.data(), {2, 5, 24}), rf::tensor_view<T, 3>(b.data(), {2, 5, 24}), ws_encoder);
+  layer.forward(rf::tensor_view<const T, 3>(x.data(), {2, 5, 24}), rf::tensor_view<T, 3>(a.data(), {2, 5, 24}),
+                ws_layer);
+  encoder.forward(rf::tensor_view<const T, 3>(x.data(), {2, 5, 24}), rf::tensor_view<T, 3>(b.data(), {2, 5, 24}),
+                  ws_encoder);
   CHECK(a == b);
 }
 
@@ -206,10 +209,9 @@ TEST_CASE("workspace size is exact and grows as the plan says", "[workspace]") {
   const auto line = [](rf::index_t elements) { return rf::round_to_line<float>(elements); };
   const auto by_hand = [&](rf::index_t n, int threads) {
     const rf::attention::problem core{rf::sequences::dense(1, n), 4, 16, false, 4};
-    const rf::index_t attention =
-        line(n * 3 * d) + line(n * d) +
-        threads * line(std::max(rf::gemm::prepacked_scratch_elements<float>(d),
-                                rf::attention::scratch_elements<float>(core)));
+    const rf::index_t attention = line(n * 3 * d) + line(n * d) +
+                                  threads * line(std::max(rf::gemm::prepacked_scratch_elements<float>(d),
+                                                          rf::attention::scratch_elements<float>(core)));
     const rf::index_t feed_forward =
         line(n * d_ff) + threads * line(std::max(rf::gemm::prepacked_scratch_elements<float>(d),
                                                  rf::gemm::prepacked_scratch_elements<float>(d_ff)));
@@ -233,21 +235,22 @@ TEST_CASE("GEMM scratch covers every block shape (last and causal query blocks)"
     rf::index_t hidden, seq;
     bool causal;
   };
-  const scratch_case sc = GENERATE(scratch_case{64, 344, true}, scratch_case{64, 700, true}, scratch_case{32, 700, false},
-                                   scratch_case{16, 550, false});
+  const scratch_case sc = GENERATE(scratch_case{64, 344, true}, scratch_case{64, 700, true},
+                                   scratch_case{32, 700, false}, scratch_case{16, 550, false});
   const int threads = GENERATE(1, 2);
   CAPTURE(sc.hidden, sc.seq, sc.causal, threads);
   const shape s{1, sc.seq, sc.hidden, 1};
   const model<float> m(config_for(s), 13);
-  const rf::multi_head_attention<float> attention(m.params.layers()[0].attention,
-                                                  {.hidden_size = s.hidden, .num_attention_heads = 1, .causal = sc.causal});
+  const rf::multi_head_attention<float> attention(
+      m.params.layers()[0].attention, {.hidden_size = s.hidden, .num_attention_heads = 1, .causal = sc.causal});
   const std::vector<float> x = random_vector<float>(static_cast<std::size_t>(s.seq * s.hidden), 17);
   std::vector<float> y(x.size());
   auto ws = attention.make_workspace(1, s.seq, threads);
   attention.forward(rf::tensor_view<const float, 3>(x.data(), {1, s.seq, s.hidden}),
                     rf::tensor_view<float, 3>(y.data(), {1, s.seq, s.hidden}), ws);
   const auto expected = reuseformer_test::reference::attention(std::vector<double>(x.begin(), x.end()), 1, s.seq, 1,
-                                                               m.exact.layers()[0].attention, {}, sc.causal).output;
+                                                               m.exact.layers()[0].attention, {}, sc.causal)
+                            .output;
   CHECK_CLOSE(compare(y, expected, tolerance<float>, tolerance<float>));
 }
 
@@ -285,9 +288,9 @@ TEMPLATE_TEST_CASE("linear: fused bias, activation, residual and LayerNorm equal
       const rf::linear_weights<T> second{rf::matrix_view<const T>(w.data() + cut * in, {out - cut, in}),
                                          rf::vector_view<const T>(bias.data() + cut, {out - cut})};
       const rf::linear<T> layer({{first, cut, "first"}, {second, out - cut, "second"}}, in);
-      const rf::layer_norm<T> norm({rf::vector_view<const T>(gamma.data(), {out}),
-                                    rf::vector_view<const T>(beta.data(), {out})},
-                                   out, 1e-5, "norm");
+      const rf::layer_norm<T> norm(
+          {rf::vector_view<const T>(gamma.data(), {out}), rf::vector_view<const T>(beta.data(), {out})}, out, 1e-5,
+          "norm");
       const rf::index_t stride = rf::round_to_line<T>(rf::gemm::scratch_elements<T>(rows, out, in));
       rf::workspace ws(static_cast<std::size_t>(stride * threads) * sizeof(T), threads);
       rf::arena arena = ws.make_arena();
@@ -297,7 +300,8 @@ TEMPLATE_TEST_CASE("linear: fused bias, activation, residual and LayerNorm equal
       // Separate passes: the product, then bias and activation, then LayerNorm.
       std::vector<T> separate = stream0;
       rf::gemm::parallel_multiply_add<T>(T(1), input, {w.data(), out, in, in}, rf::gemm::transpose::yes,
-                                         {separate.data(), rows, out, out}, rf::gemm::update::overwrite, {scratch, stride, threads});
+                                         {separate.data(), rows, out, out}, rf::gemm::update::overwrite,
+                                         {scratch, stride, threads});
       rf::simd::bias_activation<rf::simd::gelu_erf>(separate.data(), rows, out, out, bias.data());
       std::vector<T> fused = stream0;
       layer.template forward<rf::simd::gelu_erf>(input, {fused.data(), rows, out, out}, rf::gemm::update::overwrite,
@@ -307,12 +311,14 @@ TEMPLATE_TEST_CASE("linear: fused bias, activation, residual and LayerNorm equal
       // Residual: stream += x Wᵀ + b, then LayerNorm of the stream, in place.
       separate = stream0;
       rf::gemm::parallel_multiply_add<T>(T(1), input, {w.data(), out, in, in}, rf::gemm::transpose::yes,
-                                         {separate.data(), rows, out, out}, rf::gemm::update::accumulate, {scratch, stride, threads});
+                                         {separate.data(), rows, out, out}, rf::gemm::update::accumulate,
+                                         {scratch, stride, threads});
       rf::simd::bias_activation<rf::simd::identity>(separate.data(), rows, out, out, bias.data());
       norm.forward(separate.data(), separate.data(), rows, threads);
       fused = stream0;
-      layer.forward(input, {fused.data(), rows, out, out}, rf::gemm::update::accumulate, {scratch, stride, threads},
-                    [&](rf::index_t row, rf::index_t count) { norm.forward_rows(fused.data(), fused.data(), row, count); });
+      layer.forward(
+          input, {fused.data(), rows, out, out}, rf::gemm::update::accumulate, {scratch, stride, threads},
+          [&](rf::index_t row, rf::index_t count) { norm.forward_rows(fused.data(), fused.data(), row, count); });
       CHECK(fused == separate);
     }
   }

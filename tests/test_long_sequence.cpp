@@ -15,11 +15,10 @@
 //   * under a causal mask, rows 0..63 cannot depend on later tokens. They are
 //     even bit-identical to a single-threaded 64-token run's: query block 0
 //     (64 to 72 rows) multiplies keys 0..71 at most, the same products of the
-//     same shapes in the same tiles, the extra keys with zero probabilities; the projection and feed-forward GEMMs have inner dimensions
-//     (64, 128) within one depth block of the micro-kernel, so each
-//     element's sum runs in the same order whatever tile or thread computes
-//     it; LayerNorm works row by row. Against a two-threaded
-//     64-token run they agree only up to rounding (see below).
+//     same shapes in the same tiles, the extra keys with zero probabilities; the projection and feed-forward GEMMs have
+//     inner dimensions (64, 128) within one depth block of the micro-kernel, so each element's sum runs in the same
+//     order whatever tile or thread computes it; LayerNorm works row by row. Against a two-threaded 64-token run they
+//     agree only up to rounding (see below).
 // Workspace bytes, reuse-state bytes and the wall time of each pass are
 // printed to the test log. Sanitizer builds (the debug-sanitize preset) and
 // unoptimised ones use 2048 tokens instead: the same code paths, 1/16 of the
@@ -43,8 +42,8 @@
 #include "support/reference.hpp"
 
 namespace rf = reuseformer;
-using reuseformer_test::count_allocations;
 using reuseformer_test::compare;
+using reuseformer_test::count_allocations;
 
 namespace {
 
@@ -57,8 +56,9 @@ struct long_case {
 }  // namespace
 
 TEST_CASE("a long (8192-token) sequence fits its workspace, allocates nothing and stays exact", "[long]") {
-  const long_case lc = GENERATE(long_case{"standard", false, false}, long_case{"reuse {0, 1}", true, false},
-                                long_case{"standard, causal", false, true}, long_case{"reuse {0, 1}, causal", true, true});
+  const long_case lc =
+      GENERATE(long_case{"standard", false, false}, long_case{"reuse {0, 1}", true, false},
+               long_case{"standard, causal", false, true}, long_case{"reuse {0, 1}, causal", true, true});
   CAPTURE(lc.name);
   // Sanitizer builds (-O1, every access checked: GCC defines
   // __SANITIZE_ADDRESS__, not __OPTIMIZE__ alone) and unoptimised ones: 8192
@@ -100,8 +100,8 @@ TEST_CASE("a long (8192-token) sequence fits its workspace, allocates nothing an
   {
     rf::encoder_parameters<double> exact(c);
     exact.assign_from(params);
-    const auto expected = reuseformer_test::reference::encoder(std::vector<double>(block.begin(), block.end()), 1, period,
-                                                               c, exact.layers(), {});
+    const auto expected = reuseformer_test::reference::encoder(std::vector<double>(block.begin(), block.end()), 1,
+                                                               period, c, exact.layers(), {});
     CHECK_CLOSE(compare(short_out, expected, reuseformer_test::reference::tolerance<float>,
                         reuseformer_test::reference::tolerance<float>));
     CHECK_CLOSE(compare(short_serial, expected, reuseformer_test::reference::tolerance<float>,
@@ -121,15 +121,16 @@ TEST_CASE("a long (8192-token) sequence fits its workspace, allocates nothing an
   const long news = count_allocations([&] {
     for (double& s : seconds) {
       const auto start = std::chrono::steady_clock::now();
-      model.forward(rf::tensor_view<const float, 3>(x.data(), {1, seq, d}), rf::tensor_view<float, 3>(y.data(), {1, seq, d}),
-                    ws);
+      model.forward(rf::tensor_view<const float, 3>(x.data(), {1, seq, d}),
+                    rf::tensor_view<float, 3>(y.data(), {1, seq, d}), ws);
       s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
   });
-  std::printf("long sequence [%s]: N = %td, threads = %d: workspace %zu bytes (%.1f MiB), reuse state %zu bytes (%.1f MiB), "
-              "forward %.3f s (first pass), %.3f s (second pass)\n",
-              lc.name, seq, threads, bytes, double(bytes) / (1 << 20), state, double(state) / (1 << 20), seconds[0],
-              seconds[1]);
+  std::printf(
+      "long sequence [%s]: N = %td, threads = %d: workspace %zu bytes (%.1f MiB), reuse state %zu bytes (%.1f MiB), "
+      "forward %.3f s (first pass), %.3f s (second pass)\n",
+      lc.name, seq, threads, bytes, double(bytes) / (1 << 20), state, double(state) / (1 << 20), seconds[0],
+      seconds[1]);
   std::fflush(stdout);
   CHECK(news == 0);
   CHECK(std::all_of(y.begin(), y.end(), [](float v) { return std::isfinite(v); }));
@@ -139,9 +140,9 @@ TEST_CASE("a long (8192-token) sequence fits its workspace, allocates nothing an
     double worst = 0;
     for (rf::index_t r = 0; r < seq / period; ++r) {
       CAPTURE(r);
-      const auto result = compare(y.data() + r * period * d, short_out.data(), short_out.size(),
-                                  reuseformer_test::reference::tolerance<float>,
-                                  reuseformer_test::reference::tolerance<float>);
+      const auto result =
+          compare(y.data() + r * period * d, short_out.data(), short_out.size(),
+                  reuseformer_test::reference::tolerance<float>, reuseformer_test::reference::tolerance<float>);
       CHECK_CLOSE(result);
       for (std::size_t i = 0; i < short_out.size(); ++i)
         worst = std::max(worst, double(std::abs(y[r * period * d + i] - short_out[i])));

@@ -55,8 +55,12 @@ struct owned_attention {
     const auto lin = [&](const std::vector<T>& w, const std::vector<T>& b) {
       return rf::linear_weights<T>{{w.data(), {d, d}}, {b.data(), {d}}};
     };
-    return {lin(query_w, query_b), with_key ? lin(key_w, key_b) : rf::linear_weights<T>{}, lin(value_w, value_b),
-            lin(output_w, output_b), {}, {}};
+    return {lin(query_w, query_b),
+            with_key ? lin(key_w, key_b) : rf::linear_weights<T>{},
+            lin(value_w, value_b),
+            lin(output_w, output_b),
+            {},
+            {}};
   }
 };
 
@@ -99,7 +103,8 @@ extreme_result check_extreme_logits(T c, layout lay, bool causal) {
   w.output_w = random_vector<T>(d * d, 13, -0.5, 0.5);
   w.output_b = random_vector<T>(d, 14, -0.5, 0.5);
   const rf::attention_weights<T> weights = w.view(with_key);
-  const rf::multi_head_attention<T, Score> attention(weights, {.hidden_size = d, .num_attention_heads = heads, .causal = causal});
+  const rf::multi_head_attention<T, Score> attention(
+      weights, {.hidden_size = d, .num_attention_heads = heads, .causal = causal});
 
   std::mt19937_64 bits(99);
   std::uniform_int_distribution<int> small(-3, 3);
@@ -108,8 +113,7 @@ extreme_result check_extreme_logits(T c, layout lay, bool causal) {
     const rf::index_t n = r % seq;
     for (rf::index_t i = 0; i < d; ++i) {
       T v = T(small(bits));
-      if (i % 4 == 0)
-        v = lay == layout::offset ? T(1) : lay == layout::dominant ? T(n + 1) : T(1 + n % 2);
+      if (i % 4 == 0) v = lay == layout::offset ? T(1) : lay == layout::dominant ? T(n + 1) : T(1 + n % 2);
       x[static_cast<std::size_t>(r * d + i)] = v;
     }
   }
@@ -120,11 +124,12 @@ extreme_result check_extreme_logits(T c, layout lay, bool causal) {
   std::vector<T> y(x.size()), stack(static_cast<std::size_t>(batch * heads * seq * seq));
   const rf::tensor_view<T, 4> stack_view(stack.data(), {batch, heads, seq, seq});
   auto ws = attention.make_workspace(batch, seq);
-  attention.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}), rf::tensor_view<T, 3>(y.data(), {batch, seq, d}),
-                    ws, rf::tensor_view<const int, 2>(mask.data(), {batch, seq}), {.attentions = std::span(&stack_view, 1)});
+  attention.forward(
+      rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}), rf::tensor_view<T, 3>(y.data(), {batch, seq, d}), ws,
+      rf::tensor_view<const int, 2>(mask.data(), {batch, seq}), {.attentions = std::span(&stack_view, 1)});
 
-  const auto expected = reuseformer_test::reference::attention(std::vector<double>(x.begin(), x.end()), batch, seq, heads,
-                                                               weights, mask, causal);
+  const auto expected = reuseformer_test::reference::attention(std::vector<double>(x.begin(), x.end()), batch, seq,
+                                                               heads, weights, mask, causal);
   CHECK(all_finite(stack));
   CHECK(all_finite(y));
   CHECK_CLOSE(compare(stack, expected.stack, tolerance<T>, tolerance<T>));
@@ -141,7 +146,8 @@ extreme_result check_extreme_logits(T c, layout lay, bool causal) {
         for (rf::index_t j = 0; j < seq; ++j) {
           sum += double(stack[row + j]);
           const bool visible = mask[static_cast<std::size_t>(b * seq + j)] == 1 && (!causal || j <= i);
-          if (!visible && stack[row + j] != T(0)) FAIL_CHECK("hidden key " << j << " of row " << i << " has probability " << stack[row + j]);
+          if (!visible && stack[row + j] != T(0))
+            FAIL_CHECK("hidden key " << j << " of row " << i << " has probability " << stack[row + j]);
         }
         CHECK(std::abs(sum - 1.0) <= sum_tolerance);
         // A reference row that is exactly one-hot must be exactly one-hot here.
@@ -162,7 +168,8 @@ extreme_result check_extreme_logits(T c, layout lay, bool causal) {
 
 // Softmax computed in double from the same inputs, subtracting the maximum.
 template <class T>
-std::vector<double> softmax_double(const std::vector<T>& x, rf::index_t active, double scale, const std::vector<T>& mask) {
+std::vector<double> softmax_double(const std::vector<T>& x, rf::index_t active, double scale,
+                                   const std::vector<T>& mask) {
   std::vector<double> z(x.size(), 0.0);
   double top = -std::numeric_limits<double>::infinity();
   for (rf::index_t j = 0; j < active; ++j) {
@@ -207,8 +214,8 @@ TEMPLATE_TEST_CASE("the softmax kernel stays finite for extreme logits", "[numer
     x[top_at] = 25;
     for (T& v : x) v += offset;
     both(x, n, T(1), {});
-    both(x, 30, T(1), {});           // inactive tail (a causal row)
-    both(x, n, T(0.125), {});        // scaled
+    both(x, 30, T(1), {});     // inactive tail (a causal row)
+    both(x, n, T(0.125), {});  // scaled
   }
 
   // One dominant logit: exactly one-hot.
@@ -277,8 +284,8 @@ TEMPLATE_TEST_CASE("attention with logits far beyond exp's range matches the dou
   run(T(0x1p50), layout::ties);
 }
 
-TEMPLATE_TEST_CASE("a fully masked sequence gets zero probabilities and a zero context, never NaN",
-                   "[numerics][mask]", float, double) {
+TEMPLATE_TEST_CASE("a fully masked sequence gets zero probabilities and a zero context, never NaN", "[numerics][mask]",
+                   float, double) {
   using T = TestType;
   const bool causal = GENERATE(false, true);
   const rf::score_function score = GENERATE(rf::score_function::standard, rf::score_function::symmetric);
@@ -306,17 +313,19 @@ TEMPLATE_TEST_CASE("a fully masked sequence gets zero probabilities and a zero c
   // left-padded (tokens 0, 1 are padding) and right-padded (last 3).
   std::vector<std::int64_t> mask(static_cast<std::size_t>(batch * seq), 1);
   for (rf::index_t n = 0; n < seq; ++n) mask[static_cast<std::size_t>(seq + n)] = 0;
-  for (const rf::index_t n : {rf::index_t(0), rf::index_t(1), seq - 3, seq - 2, seq - 1}) mask[static_cast<std::size_t>(2 * seq + n)] = 0;
+  for (const rf::index_t n : {rf::index_t(0), rf::index_t(1), seq - 3, seq - 2, seq - 1})
+    mask[static_cast<std::size_t>(2 * seq + n)] = 0;
   const std::vector<T> x = random_vector<T>(static_cast<std::size_t>(batch * seq * d), 17);
   std::vector<T> y(x.size()), stack(static_cast<std::size_t>(batch * heads * seq * seq), T(-7));
   const rf::tensor_view<T, 4> stack_view(stack.data(), {batch, heads, seq, seq});
 
   rf::visit(score, [&]<rf::score_function Score>() {
-    const rf::multi_head_attention<T, Score> attention(weights, {.hidden_size = d, .num_attention_heads = heads, .causal = causal});
+    const rf::multi_head_attention<T, Score> attention(
+        weights, {.hidden_size = d, .num_attention_heads = heads, .causal = causal});
     auto ws = attention.make_workspace(batch, seq, threads);
-    attention.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}), rf::tensor_view<T, 3>(y.data(), {batch, seq, d}),
-                      ws, rf::tensor_view<const std::int64_t, 2>(mask.data(), {batch, seq}),
-                      {.attentions = std::span(&stack_view, 1)});
+    attention.forward(
+        rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}), rf::tensor_view<T, 3>(y.data(), {batch, seq, d}), ws,
+        rf::tensor_view<const std::int64_t, 2>(mask.data(), {batch, seq}), {.attentions = std::span(&stack_view, 1)});
   });
 
   CHECK(all_finite(y));
@@ -338,21 +347,22 @@ TEMPLATE_TEST_CASE("a fully masked sequence gets zero probabilities and a zero c
             break;
           }
       // Zero context: the output row is the output projection's bias, exactly.
-      for (rf::index_t o = 0; o < d; ++o) CHECK(y[static_cast<std::size_t>((b * seq + i) * d + o)] == weights.output.bias(o));
+      for (rf::index_t o = 0; o < d; ++o)
+        CHECK(y[static_cast<std::size_t>((b * seq + i) * d + o)] == weights.output.bias(o));
     }
   CHECK(blind_rows == static_cast<std::size_t>(causal ? seq + 2 : seq));
 
   rf::encoder_parameters<double> exact(c);
   exact.assign_from(params);
-  const auto expected = reuseformer_test::reference::attention(
-      std::vector<double>(x.begin(), x.end()), batch, seq, heads, exact.layers()[0].attention,
-      std::vector<int>(mask.begin(), mask.end()), causal);
+  const auto expected = reuseformer_test::reference::attention(std::vector<double>(x.begin(), x.end()), batch, seq,
+                                                               heads, exact.layers()[0].attention,
+                                                               std::vector<int>(mask.begin(), mask.end()), causal);
   CHECK_CLOSE(compare(y, expected.output, tolerance<T>, tolerance<T>));
   CHECK_CLOSE(compare(stack, expected.stack, tolerance<T>, tolerance<T>));
 }
 
-TEMPLATE_TEST_CASE("an encoder keeps a fully masked sequence finite, through reused heads too", "[numerics][mask]", float,
-                   double) {
+TEMPLATE_TEST_CASE("an encoder keeps a fully masked sequence finite, through reused heads too", "[numerics][mask]",
+                   float, double) {
   using T = TestType;
   const bool causal = GENERATE(false, true);
   const rf::norm_placement norm = GENERATE(rf::norm_placement::post, rf::norm_placement::pre);
@@ -375,11 +385,13 @@ TEMPLATE_TEST_CASE("an encoder keeps a fully masked sequence finite, through reu
   for (rf::index_t n = 0; n < seq; ++n) mask[static_cast<std::size_t>(seq + n)] = 0;
   const std::vector<T> x = random_vector<T>(static_cast<std::size_t>(batch * seq * d), 18);
   std::vector<T> y(x.size());
-  std::vector<std::vector<T>> stacks(layers, std::vector<T>(static_cast<std::size_t>(batch * heads * seq * seq), T(-7)));
+  std::vector<std::vector<T>> stacks(layers,
+                                     std::vector<T>(static_cast<std::size_t>(batch * heads * seq * seq), T(-7)));
   std::vector<rf::tensor_view<T, 4>> views;
   for (auto& s : stacks) views.emplace_back(s.data(), std::array<rf::index_t, 4>{batch, heads, seq, seq});
   auto ws = model.make_workspace(batch, seq, 2);
-  model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}), rf::tensor_view<T, 3>(y.data(), {batch, seq, d}), ws,
+  model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}),
+                rf::tensor_view<T, 3>(y.data(), {batch, seq, d}), ws,
                 rf::tensor_view<const int, 2>(mask.data(), {batch, seq}), {.attentions = views});
 
   CHECK(all_finite(y));
@@ -391,8 +403,8 @@ TEMPLATE_TEST_CASE("an encoder keeps a fully masked sequence finite, through reu
   }
   rf::encoder_parameters<double> exact(c);
   exact.assign_from(params);
-  const auto expected =
-      reuseformer_test::reference::encoder(std::vector<double>(x.begin(), x.end()), batch, seq, c, exact.layers(), mask);
+  const auto expected = reuseformer_test::reference::encoder(std::vector<double>(x.begin(), x.end()), batch, seq, c,
+                                                             exact.layers(), mask);
   CHECK_CLOSE(compare(y, expected, tolerance<T>, tolerance<T>));
 }
 
@@ -407,7 +419,8 @@ TEMPLATE_TEST_CASE("NaN or Inf in one sequence propagates there and never reache
   const bool causal = GENERATE(false, true);
   const rf::score_function score = GENERATE(rf::score_function::standard, rf::score_function::symmetric);
   // Paired with the other parameters rather than crossed, to keep the case count down.
-  const rf::norm_placement norm = score == rf::score_function::standard ? rf::norm_placement::post : rf::norm_placement::pre;
+  const rf::norm_placement norm =
+      score == rf::score_function::standard ? rf::norm_placement::post : rf::norm_placement::pre;
   const int threads = poisoned == 0 ? 1 : 2;
   CAPTURE(poison, poisoned, causal, rf::name_of(score), norm == rf::norm_placement::pre, threads);
   constexpr rf::index_t batch = 2, seq = 70, d = 32, heads = 4, layers = 3, token = 5, feature = 3;
@@ -469,7 +482,8 @@ TEMPLATE_TEST_CASE("NaN or Inf in one sequence propagates there and never reache
   // The poisoned sequence: every row the poisoned token can reach (all rows;
   // under a causal mask the token's own row and every later one) is non-finite.
   std::size_t reached = 0;
-  for (rf::index_t i = causal ? token : 0; i < seq; ++i) reached += row_non_finite(poisoned_run.hidden, poisoned * seq + i, d);
+  for (rf::index_t i = causal ? token : 0; i < seq; ++i)
+    reached += row_non_finite(poisoned_run.hidden, poisoned * seq + i, d);
   CHECK(reached == static_cast<std::size_t>(causal ? seq - token : seq));
 }
 

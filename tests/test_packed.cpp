@@ -29,7 +29,7 @@ namespace {
 struct ragged_batch {
   std::vector<rf::index_t> lengths, offsets;
   rf::index_t batch, seq, tokens, squares = 0;  // squares: sum of N_b²
-  std::vector<int> mask;  // [B, N]
+  std::vector<int> mask;                        // [B, N]
 
   explicit ragged_batch(std::vector<rf::index_t> l)
       : lengths(std::move(l)),
@@ -148,8 +148,8 @@ TEMPLATE_TEST_CASE("packed encoder equals the padded reference at every real tok
   });
 }
 
-TEMPLATE_TEST_CASE("packed encoder layer and attention equal the padded reference; packed reused heads",
-                   "[packed]", float, double) {
+TEMPLATE_TEST_CASE("packed encoder layer and attention equal the padded reference; packed reused heads", "[packed]",
+                   float, double) {
   using T = TestType;
   const bool causal = GENERATE(false, true);
   const int threads = GENERATE(1, 2);
@@ -190,9 +190,8 @@ TEMPLATE_TEST_CASE("packed encoder layer and attention equal the padded referenc
                         tolerance<T>, tolerance<T>));
   }
   SECTION("attention") {
-    const auto expected = reuseformer_test::reference::attention(padded_double, r.batch, r.seq, 4,
-                                                                 exact.layers()[1].attention, r.mask, causal, reused,
-                                                                 previous, 4);
+    const auto expected = reuseformer_test::reference::attention(
+        padded_double, r.batch, r.seq, 4, exact.layers()[1].attention, r.mask, causal, reused, previous, 4);
     const rf::multi_head_attention<T> attention(params.layers()[1].attention,
                                                 rf::encoder_layer<T>::attention_options_for(c, 1));
     CHECK_CLOSE(compare(packed_forward<T>(attention, r, r.pack(padded, 32), threads, io), r.pack(expected.output, 32),
@@ -254,7 +253,7 @@ TEST_CASE("packed edge cases: one sequence equals the dense pass; no tokens at a
   const std::vector<rf::index_t> empty{0, 0, 0};
   std::vector<float> nothing;
   auto small = model.make_workspace(empty);
-  model.forward(rf::tensor_view<const float, 2>(nothing.data(), {0, 32}), rf::tensor_view<float, 2>(nothing.data(), {0, 32}),
-                empty, small);
+  model.forward(rf::tensor_view<const float, 2>(nothing.data(), {0, 32}),
+                rf::tensor_view<float, 2>(nothing.data(), {0, 32}), empty, small);
   CHECK(model.reuse_state_bytes(empty) == 0);
 }

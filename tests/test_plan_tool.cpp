@@ -53,15 +53,17 @@ TEST_CASE("reuseformer-plan: a planned checkpoint, its report and heatmap", "[to
   // encoder_post_ln_gelu: 2 layers of 4 heads; its file also holds hidden_states [2, 7, 32] and a mask.
   const fs::path model = model_dir(scratch, "encoder_post_ln_gelu");
   const std::string calibration = (fixture_dir / "encoder_post_ln_gelu.safetensors").string();
-  const tool_result r = run_tool(scratch, {"--model", model.string(), "--calibration", calibration, "--reuse-heads", "2",
-                                           "--out", (scratch / "planned").string(), "--threads", "1", "--repeat", "1"});
+  const tool_result r =
+      run_tool(scratch, {"--model", model.string(), "--calibration", calibration, "--reuse-heads", "2", "--out",
+                         (scratch / "planned").string(), "--threads", "1", "--repeat", "1"});
   INFO(r.err);
   REQUIRE(r.status == 0);
   CHECK(r.err.empty());
   CHECK(r.out.find("layer 1 vs 0") != std::string::npos);
   CHECK(r.out.find("plan (planned): reuse_schedule [0, 2]") != std::string::npos);
   CHECK(r.out.find("drift on ") != std::string::npos);
-  CHECK(listing(scratch / "planned") == std::vector<std::string>{"config.json", "model.safetensors", "plan.json", "similarity.png"});
+  CHECK(listing(scratch / "planned") ==
+        std::vector<std::string>{"config.json", "model.safetensors", "plan.json", "similarity.png"});
   const io::model<float> planned = io::load_model<float>(scratch / "planned");
   CHECK(planned.config().encoder.reuse_schedule == std::vector<index_t>{0, 2});
   const nlohmann::json report = nlohmann::json::parse(read_text(scratch / "planned" / "plan.json"));
@@ -73,14 +75,18 @@ TEST_CASE("reuseformer-plan: a planned checkpoint, its report and heatmap", "[to
 
   SECTION("the other targets") {
     CHECK(run_tool(scratch, {"--model", model.string(), "--calibration", calibration, "--budget", "0.97", "--out",
-                             (scratch / "budget").string(), "--repeat", "1"}).status == 0);
+                             (scratch / "budget").string(), "--repeat", "1"})
+              .status == 0);
     const nlohmann::json budget = nlohmann::json::parse(read_text(scratch / "budget" / "plan.json"));
     CHECK(budget["predicted_multiply_adds"]["saved_fraction"].get<double>() >= 0.03);
     CHECK(run_tool(scratch, {"--model", model.string(), "--calibration", calibration, "--min-similarity", "0", "--out",
-                             (scratch / "all").string(), "--repeat", "1"}).status == 0);
-    CHECK(nlohmann::json::parse(read_text(scratch / "all" / "plan.json"))["reuse_schedule"] == nlohmann::json::array({0, 4}));
+                             (scratch / "all").string(), "--repeat", "1"})
+              .status == 0);
+    CHECK(nlohmann::json::parse(read_text(scratch / "all" / "plan.json"))["reuse_schedule"] ==
+          nlohmann::json::array({0, 4}));
     CHECK(run_tool(scratch, {"--model", model.string(), "--calibration", calibration, "--reuse-heads", "4", "--naive",
-                             "--out", (scratch / "naive").string(), "--repeat", "1"}).status == 0);
+                             "--out", (scratch / "naive").string(), "--repeat", "1"})
+              .status == 0);
     CHECK(nlohmann::json::parse(read_text(scratch / "naive" / "plan.json"))["method"] == "naive");
   }
 }
@@ -121,25 +127,36 @@ TEST_CASE("reuseformer-plan: every bad input is refused with a message, nothing 
   };
 
   refused(with({"--reuse-heads", "2", "--out", (scratch / "taken").string()}), 1,
-          (scratch / "taken").string() + ": expected a path that does not exist (the output directory is created), found an existing directory");
+          (scratch / "taken").string() +
+              ": expected a path that does not exist (the output directory is created), found an existing directory");
   refused(with({"--reuse-heads", "5", "--out", out}), 1,
           "--reuse-heads 5: expected at most 4 (" + config + ": num_attention_heads), found 5");
   refused(with({"--reuse-heads", "1", "--layers", "1-2", "--out", out}), 1,
           "--layers 1-2: expected layers within 1-1 (" + config + ": num_hidden_layers 2)");
-  refused({"--model", model.string(), "--calibration", (scratch / "narrow.safetensors").string(), "--reuse-heads", "1", "--out", out}, 1,
-          (scratch / "narrow.safetensors").string() + ": tensor 'hidden_states': expected shape [B, N, 32] with B, N >= 1, found [1, 3, 16]");
-  refused({"--model", reuse.string(), "--calibration", (fixture_dir / "reuse_partial.safetensors").string(), "--reuse-heads", "1", "--out", out}, 1,
-          (reuse / "config.json").string() + ": expected a model without reuse to plan, found 2 reused heads in layer 1");
-  refused({"--model", single.string(), "--calibration", (fixture_dir / "encoder_post_ln_gelu_new.safetensors").string(), "--reuse-heads", "1", "--out", out}, 1,
-          (single / "config.json").string() + ": expected a model of at least 2 layers to plan reuse, found 1");
+  refused({"--model", model.string(), "--calibration", (scratch / "narrow.safetensors").string(), "--reuse-heads", "1",
+           "--out", out},
+          1,
+          (scratch / "narrow.safetensors").string() +
+              ": tensor 'hidden_states': expected shape [B, N, 32] with B, N >= 1, found [1, 3, 16]");
+  refused(
+      {"--model", reuse.string(), "--calibration", (fixture_dir / "reuse_partial.safetensors").string(),
+       "--reuse-heads", "1", "--out", out},
+      1,
+      (reuse / "config.json").string() + ": expected a model without reuse to plan, found 2 reused heads in layer 1");
+  refused({"--model", single.string(), "--calibration", (fixture_dir / "encoder_post_ln_gelu_new.safetensors").string(),
+           "--reuse-heads", "1", "--out", out},
+          1, (single / "config.json").string() + ": expected a model of at least 2 layers to plan reuse, found 1");
   refused(with({"--budget", "0.2", "--out", out}), 1,
-          "--budget 0.2: expected a fraction of the multiply-adds that reuse can reach, found that reusing every allowed head still costs 0.…");
+          "--budget 0.2: expected a fraction of the multiply-adds that reuse can reach, found that reusing every "
+          "allowed head still costs 0.…");
   refused(with({"--out", out}), 2, "expected exactly one of --reuse-heads, --budget and --min-similarity");
   refused(with({"--reuse-heads", "1", "--budget", "0.5", "--out", out}), 2,
           "expected exactly one of --reuse-heads, --budget and --min-similarity");
-  refused(with({"--budget", "1.5", "--out", out}), 2, "--budget: expected a fraction of the original multiply-adds in (0, 1], found '1.5'");
+  refused(with({"--budget", "1.5", "--out", out}), 2,
+          "--budget: expected a fraction of the original multiply-adds in (0, 1], found '1.5'");
   refused(with({"--min-similarity", "0.5", "--naive", "--out", out}), 2, "--naive: expected with --reuse-heads");
-  refused({"--model", model.string(), "--reuse-heads", "1", "--out", out}, 2, "--model, --calibration and --out are required");
+  refused({"--model", model.string(), "--reuse-heads", "1", "--out", out}, 2,
+          "--model, --calibration and --out are required");
   refused(with({"--reuse-heads", "x", "--out", out}), 2, "--reuse-heads: expected an integer >= 0, found 'x'");
   refused(with({"--frobnicate"}), 2, "unknown option '--frobnicate'");
 }

@@ -75,7 +75,9 @@ struct batch {
   std::vector<float> hidden = random_vector<float>(static_cast<std::size_t>(b * n * d), 11);
   std::vector<std::int64_t> mask = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0};
   [[nodiscard]] rf::tensor_view<const float, 3> input() const { return {hidden.data(), {b, n, d}}; }
-  [[nodiscard]] rf::attention_mask attention() const { return rf::tensor_view<const std::int64_t, 2>(mask.data(), {b, n}); }
+  [[nodiscard]] rf::attention_mask attention() const {
+    return rf::tensor_view<const std::int64_t, 2>(mask.data(), {b, n});
+  }
 };
 
 // The final hidden states of the checkpoint in `dir` on `x`.
@@ -97,7 +99,8 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
 an::similarity_report random_report(rf::index_t layers, rf::index_t heads, std::uint64_t seed) {
   an::similarity_report r{layers, heads, 1, {}};
   for (rf::index_t l = 1; l < layers; ++l) {
-    const auto values = random_vector<double>(static_cast<std::size_t>(heads * heads), seed + static_cast<std::uint64_t>(l), 0, 1);
+    const auto values =
+        random_vector<double>(static_cast<std::size_t>(heads * heads), seed + static_cast<std::uint64_t>(l), 0, 1);
     r.pairs.push_back({l, l - 1, heads, values, {}});
   }
   return r;
@@ -111,13 +114,15 @@ TEST_CASE("assignment: the optimum of every small problem, by brute force", "[pl
     const auto cost = random_vector<double>(static_cast<std::size_t>(n * m), seed, -1, 1);
     const std::vector<rf::index_t> col = an::solve_assignment(cost, n, m);
     double found = 0;
-    for (rf::index_t r = 0; r < n; ++r) found += cost[static_cast<std::size_t>(r * m + col[static_cast<std::size_t>(r)])];
+    for (rf::index_t r = 0; r < n; ++r)
+      found += cost[static_cast<std::size_t>(r * m + col[static_cast<std::size_t>(r)])];
     std::vector<rf::index_t> columns(static_cast<std::size_t>(m));
     std::iota(columns.begin(), columns.end(), 0);
     double best = 1e9;
     do {  // every injective map rows -> columns appears as the first n of some permutation
       double total = 0;
-      for (rf::index_t r = 0; r < n; ++r) total += cost[static_cast<std::size_t>(r * m + columns[static_cast<std::size_t>(r)])];
+      for (rf::index_t r = 0; r < n; ++r)
+        total += cost[static_cast<std::size_t>(r * m + columns[static_cast<std::size_t>(r)])];
       best = std::min(best, total);
     } while (std::next_permutation(columns.begin(), columns.end()));
     std::vector<rf::index_t> sorted = col;
@@ -134,9 +139,11 @@ TEST_CASE("attention similarity: a stack against itself is 1 on the diagonal", "
   const batch x;
   std::vector<float> out(x.hidden.size()), stacks(static_cast<std::size_t>(3 * x.b * 4 * x.n * x.n));
   std::vector<rf::tensor_view<float, 4>> views;
-  for (int l = 0; l < 3; ++l) views.emplace_back(stacks.data() + l * x.b * 4 * x.n * x.n, std::array<rf::index_t, 4>{x.b, 4, x.n, x.n});
+  for (int l = 0; l < 3; ++l)
+    views.emplace_back(stacks.data() + l * x.b * 4 * x.n * x.n, std::array<rf::index_t, 4>{x.b, 4, x.n, x.n});
   rf::workspace ws = model.make_workspace(x.b, x.n);
-  model.forward(x.input(), rf::tensor_view<float, 3>(out.data(), {x.b, x.n, x.d}), ws, x.attention(), {.attentions = views});
+  model.forward(x.input(), rf::tensor_view<float, 3>(out.data(), {x.b, x.n, x.d}), ws, x.attention(),
+                {.attentions = views});
   const rf::tensor_view<const float, 4> layer1 = views[1];
   const an::layer_similarity self = an::stack_similarity(layer1, layer1, x.attention(), true);
   for (rf::index_t j = 0; j < 4; ++j) {
@@ -156,20 +163,22 @@ TEST_CASE("attention similarity: a stack against itself is 1 on the diagonal", "
     CHECK(dense.rows == 17);
     const rf::tensor_view<const float, 4> layer0 = views[0];
     const an::layer_similarity direct = an::stack_similarity(layer1, layer0, x.attention());
-    for (std::size_t k = 0; k < 16; ++k) CHECK(dense.between(1, 0).total_variation[k] == Approx(direct.total_variation[k]).margin(1e-6));
+    for (std::size_t k = 0; k < 16; ++k)
+      CHECK(dense.between(1, 0).total_variation[k] == Approx(direct.total_variation[k]).margin(1e-6));
     // The packed batch of the real tokens: the same rows, so the same S up to rounding.
     const std::vector<rf::index_t> offsets = {0, 7, 11, 17};
     std::vector<float> tokens;
     for (rf::index_t b = 0; b < x.b; ++b)
       for (rf::index_t r = 0; r < offsets[static_cast<std::size_t>(b + 1)] - offsets[static_cast<std::size_t>(b)]; ++r)
         tokens.insert(tokens.end(), x.hidden.begin() + (b * x.n + r) * x.d, x.hidden.begin() + (b * x.n + r + 1) * x.d);
-    const an::similarity_report packed =
-        an::attention_similarity(model, rf::tensor_view<const float, 2>(tokens.data(), {17, x.d}), offsets, {.max_distance = 2});
+    const an::similarity_report packed = an::attention_similarity(
+        model, rf::tensor_view<const float, 2>(tokens.data(), {17, x.d}), offsets, {.max_distance = 2});
     for (const auto& [l, m] : {std::pair<rf::index_t, rf::index_t>{1, 0}, {2, 1}, {2, 0}})
       for (std::size_t k = 0; k < 16; ++k)
         CHECK(packed.between(l, m).total_variation[k] == Approx(dense.between(l, m).total_variation[k]).margin(1e-5));
     CHECK(error_message([&] { static_cast<void>(dense.between(2, 0 - 1)); }) ==
-          "attention similarity: expected a measured pair of layers, found none for layer 2 against layer -1 (max_distance too small?)");
+          "attention similarity: expected a measured pair of layers, found none for layer 2 against layer -1 "
+          "(max_distance too small?)");
   }
 }
 
@@ -199,7 +208,8 @@ TEST_CASE("planner: a layer that copies the query/key of the layer below is plan
   temp_dir dir;
   write_model(dir / "model", p);
   const batch x;
-  const an::similarity_report s = an::attention_similarity(io::load_model<float>(dir / "model").encoder(), x.input(), x.attention());
+  const an::similarity_report s =
+      an::attention_similarity(io::load_model<float>(dir / "model").encoder(), x.input(), x.attention());
   for (rf::index_t j = 0; j < 4; ++j) {
     CHECK(s.between(1, 0).at(j, j) == Approx(1).margin(1e-6));
     CHECK(s.between(1, 0).best_match(j) == j);
@@ -217,7 +227,8 @@ TEST_CASE("planner: a layer that copies the query/key of the layer below is plan
     CHECK(reused == k);
     const fs::path out = dir / ("planned" + std::to_string(k));
     io::write_planned_checkpoint(dir / "model", plan, out);
-    CHECK(io::read_config_json((out / "config.json").string()).encoder.reuse_schedule == std::vector<rf::index_t>{0, k, 0});
+    CHECK(io::read_config_json((out / "config.json").string()).encoder.reuse_schedule ==
+          std::vector<rf::index_t>{0, k, 0});
     CHECK(max_abs_diff(run(out, x), original) < 5e-5);  // the same probabilities; sums in another order
   }
   // The naive plan reuses heads 0..K-1 of layer 0 for heads 2, 3 of layer 1: not the same probabilities.
@@ -250,7 +261,8 @@ TEST_CASE("planner: every plan keeps to the prefix rule (random similarities and
     const auto layers = static_cast<rf::index_t>(2 + bits() % 5), heads = static_cast<rf::index_t>(1 + bits() % 6);
     const an::similarity_report s = random_report(layers, heads, trial * 31);
     std::vector<rf::index_t> schedule(static_cast<std::size_t>(layers), 0);
-    for (rf::index_t l = 1; l < layers; ++l) schedule[static_cast<std::size_t>(l)] = static_cast<rf::index_t>(bits() % static_cast<std::uint64_t>(heads + 1));
+    for (rf::index_t l = 1; l < layers; ++l)
+      schedule[static_cast<std::size_t>(l)] = static_cast<rf::index_t>(bits() % static_cast<std::uint64_t>(heads + 1));
     CAPTURE(trial, layers, heads, schedule);
     const an::reuse_plan plan = an::plan_reuse(s, schedule);
     CHECK(plan.schedule == schedule);
@@ -260,7 +272,8 @@ TEST_CASE("planner: every plan keeps to the prefix rule (random similarities and
     const rf::index_t k = schedule[1];
     double planned = 0;
     for (rf::index_t t = 0; t < heads; ++t)
-      if (plan.source[1][static_cast<std::size_t>(t)] >= 0) planned += s.between(1, 0).at(t, plan.source[1][static_cast<std::size_t>(t)]);
+      if (plan.source[1][static_cast<std::size_t>(t)] >= 0)
+        planned += s.between(1, 0).at(t, plan.source[1][static_cast<std::size_t>(t)]);
     std::vector<rf::index_t> targets(static_cast<std::size_t>(heads)), sources(static_cast<std::size_t>(heads));
     std::iota(targets.begin(), targets.end(), 0);
     double best = 0;
@@ -268,18 +281,21 @@ TEST_CASE("planner: every plan keeps to the prefix rule (random similarities and
       std::iota(sources.begin(), sources.end(), 0);
       do {
         double total = 0;
-        for (rf::index_t j = 0; j < k; ++j) total += s.between(1, 0).at(targets[static_cast<std::size_t>(j)], sources[static_cast<std::size_t>(j)]);
+        for (rf::index_t j = 0; j < k; ++j)
+          total += s.between(1, 0).at(targets[static_cast<std::size_t>(j)], sources[static_cast<std::size_t>(j)]);
         best = std::max(best, total);
       } while (heads <= 4 && std::next_permutation(sources.begin(), sources.end()));
     } while (heads <= 4 && std::next_permutation(targets.begin(), targets.end()));
     if (heads <= 4) CHECK(planned == Approx(best).margin(1e-9));
 
     const double minimum = 0.3 + 0.6 * static_cast<double>(trial % 7) / 6;
-    const an::reuse_plan by_similarity = an::plan_reuse_min_similarity(s, minimum, std::vector<bool>(static_cast<std::size_t>(layers), true));
+    const an::reuse_plan by_similarity =
+        an::plan_reuse_min_similarity(s, minimum, std::vector<bool>(static_cast<std::size_t>(layers), true));
     CHECK_NOTHROW(an::check_plan(by_similarity));
     for (rf::index_t l = 1; l < layers; ++l)
       for (rf::index_t t = 0; t < heads; ++t)
-        if (const rf::index_t i = by_similarity.source[static_cast<std::size_t>(l)][static_cast<std::size_t>(t)]; i >= 0)
+        if (const rf::index_t i = by_similarity.source[static_cast<std::size_t>(l)][static_cast<std::size_t>(t)];
+            i >= 0)
           CHECK(s.between(l, l - 1).at(t, i) >= minimum);
   }
 }
@@ -300,7 +316,8 @@ TEST_CASE("planner: a multiply-add budget from the cost model", "[planner]") {
     CHECK(cost(plan.schedule) <= fraction * base);
   }
   CHECK(error_message([&] { static_cast<void>(an::plan_reuse_budget(s, c, 2, 16, 0.1, all)); })
-            .starts_with("--budget 0.1: expected a fraction of the multiply-adds that reuse can reach, found that reusing every allowed head still costs 0."));
+            .starts_with("--budget 0.1: expected a fraction of the multiply-adds that reuse can reach, found that "
+                         "reusing every allowed head still costs 0."));
 }
 
 TEST_CASE("planned checkpoint: errors leave no output directory", "[planner][io][errors]") {
@@ -312,10 +329,13 @@ TEST_CASE("planned checkpoint: errors leave no output directory", "[planner][io]
 
   fs::create_directory(dir / "exists");
   CHECK(error_message([&] { io::write_planned_checkpoint(dir / "model", plan, dir / "exists"); }) ==
-        (dir / "exists").string() + ": expected a path that does not exist (the output directory is created), found an existing directory");
+        (dir / "exists").string() +
+            ": expected a path that does not exist (the output directory is created), found an existing directory");
 
-  CHECK(error_message([&] { io::write_planned_checkpoint(dir / "model", an::naive_reuse(4, {0, 2}), dir / "out"); }) ==
-        "reuse plan: expected 3 layers of 4 heads (" + (dir / "model" / "config.json").string() + "), found 2 layers of 4 heads");
+  CHECK(error_message([&] {
+          io::write_planned_checkpoint(dir / "model", an::naive_reuse(4, {0, 2}), dir / "out");
+        }) == "reuse plan: expected 3 layers of 4 heads (" + (dir / "model" / "config.json").string() +
+                  "), found 2 layers of 4 heads");
 
   an::reuse_plan broken = plan;
   std::swap(broken.order[1][0], broken.order[1][3]);
@@ -325,7 +345,8 @@ TEST_CASE("planned checkpoint: errors leave no output directory", "[planner][io]
   // A checkpoint that already reuses heads.
   io::write_planned_checkpoint(dir / "model", plan, dir / "planned");
   CHECK(error_message([&] { io::write_planned_checkpoint(dir / "planned", plan, dir / "out"); }) ==
-        (dir / "planned" / "config.json").string() + ": expected a model without reuse to plan, found 2 reused heads in layer 1");
+        (dir / "planned" / "config.json").string() +
+            ": expected a model without reuse to plan, found 2 reused heads in layer 1");
 
   // A failure after the staging directory was made (a tensor of the wrong shape): nothing is left.
   fs::create_directory(dir / "bad");
@@ -335,7 +356,8 @@ TEST_CASE("planned checkpoint: errors leave no output directory", "[planner][io]
     if (t.name == "encoder.layer.2.attention.output.dense.weight") t.shape = {16, 64};
   io::write_safetensors(dir / "bad" / "model.safetensors", tensors);
   CHECK(error_message([&] { io::write_planned_checkpoint(dir / "bad", plan, dir / "out"); }) ==
-        (dir / "bad" / "model.safetensors").string() + ": tensor 'encoder.layer.2.attention.output.dense.weight': expected shape [32, 32], found [16, 64]");
+        (dir / "bad" / "model.safetensors").string() +
+            ": tensor 'encoder.layer.2.attention.output.dense.weight': expected shape [32, 32], found [16, 64]");
   std::vector<std::string> entries = dir.entries();
   std::sort(entries.begin(), entries.end());
   CHECK(entries == std::vector<std::string>{"bad", "exists", "model", "planned"});
@@ -372,9 +394,9 @@ TEST_CASE("trained fixture: a planned checkpoint equals the training script's re
   const io::safetensors_reader reference(trained / "planned_reference.safetensors");
   const io::model<float> model = io::load_model<float>(trained);
   const calibration_batch c = embedded(model, trained / "calibration.safetensors", 64);
-  const an::similarity_report s = an::attention_similarity(
-      model.encoder(), rf::tensor_view<const float, 3>(c.hidden.data(), {c.b, c.n, c.d}),
-      rf::tensor_view<const std::int64_t, 2>(c.mask.data(), {c.b, c.n}));
+  const an::similarity_report s =
+      an::attention_similarity(model.encoder(), rf::tensor_view<const float, 3>(c.hidden.data(), {c.b, c.n, c.d}),
+                               rf::tensor_view<const std::int64_t, 2>(c.mask.data(), {c.b, c.n}));
   const rf::index_t layers = model.config().encoder.num_hidden_layers;
   std::vector<rf::index_t> schedule(static_cast<std::size_t>(layers), 2);
   schedule[0] = 0;

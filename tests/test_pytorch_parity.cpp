@@ -113,13 +113,16 @@ class weight_store {
     };
     const std::string table = prefix + "attention.self.relative_position_embeddings";
     const std::string factors = prefix + "attention.self.pairwise_factors";
-    return {optional_linear(prefix + "attention.self.query"), optional_linear(prefix + "attention.self.key"),
-            linear(prefix + "attention.self.value"), linear(prefix + "attention.output.dense"),
+    return {optional_linear(prefix + "attention.self.query"),
+            optional_linear(prefix + "attention.self.key"),
+            linear(prefix + "attention.self.value"),
+            linear(prefix + "attention.output.dense"),
             f_.has(table) ? matrix(table) : reuseformer::matrix_view<const T>{},
             f_.has(factors) ? tensor3(factors) : reuseformer::tensor_view<const T, 3>{}};
   }
   reuseformer::encoder_layer_weights<T> layer(const std::string& prefix) {
-    return {attention(prefix), layer_norm(prefix + "attention.output.LayerNorm"),
+    return {attention(prefix),
+            layer_norm(prefix + "attention.output.LayerNorm"),
             {linear(prefix + "intermediate.dense"), linear(prefix + "output.dense")},
             layer_norm(prefix + "output.LayerNorm")};
   }
@@ -142,9 +145,7 @@ bool meta_bool(const fixture& f, const std::string& key) {
   throw std::runtime_error(f.path() + ": __metadata__." + key + ": expected true or false, found " + value);
 }
 
-index_t meta_index(const fixture& f, const std::string& key) {
-  return static_cast<index_t>(std::stoll(f.meta(key)));
-}
+index_t meta_index(const fixture& f, const std::string& key) { return static_cast<index_t>(std::stoll(f.meta(key))); }
 
 reuseformer::encoder_config config_of(const fixture& f) {
   reuseformer::encoder_config c;
@@ -162,18 +163,19 @@ reuseformer::encoder_config config_of(const fixture& f) {
   else
     throw std::runtime_error(f.path() + ": unknown hidden_act " + act);
   c.layer_norm_eps = std::stod(f.meta("layer_norm_eps"));
-  c.norm = meta_bool(f, "norm_first") ? reuseformer::norm_placement::pre
-                                      : reuseformer::norm_placement::post;
+  c.norm = meta_bool(f, "norm_first") ? reuseformer::norm_placement::pre : reuseformer::norm_placement::post;
   c.causal = meta_bool(f, "causal");
   if (f.has_meta("reuse_schedule")) {
     c.reuse_schedule = nlohmann::json::parse(f.meta("reuse_schedule")).get<std::vector<index_t>>();
     if (f.has_meta("reuse_attention"))  // built from TF's two-number form: ours must agree
-      CHECK(reuseformer::reference_reuse_schedule(meta_index(f, "reuse_attention"), meta_index(f, "max_reuse_layer_idx"),
-                                                  c.num_attention_heads, c.num_hidden_layers) == c.reuse_schedule);
+      CHECK(reuseformer::reference_reuse_schedule(meta_index(f, "reuse_attention"),
+                                                  meta_index(f, "max_reuse_layer_idx"), c.num_attention_heads,
+                                                  c.num_hidden_layers) == c.reuse_schedule);
   }
   if (f.has_meta("plpi_affinity_function")) {
     const auto score = reuseformer::score_function_named(f.meta("plpi_affinity_function"));
-    if (!score) throw std::runtime_error(f.path() + ": unknown plpi_affinity_function " + f.meta("plpi_affinity_function"));
+    if (!score)
+      throw std::runtime_error(f.path() + ": unknown plpi_affinity_function " + f.meta("plpi_affinity_function"));
     c.score = *score;
   }
   if (f.has_meta("use_relative_pe")) {
@@ -202,13 +204,13 @@ batch_shape shape_of(const fixture& f) {
 // the attention: its packed form, the outputs put back in place), padded
 // positions 0.
 template <class T, class Products = reuseformer::packed_products>
-std::vector<T> run(const fixture& f, int threads, bool in_place = false,
-                   std::vector<std::vector<T>>* stacks = nullptr, bool skip_padding = false) {
+std::vector<T> run(const fixture& f, int threads, bool in_place = false, std::vector<std::vector<T>>* stacks = nullptr,
+                   bool skip_padding = false) {
   const batch_shape s = shape_of(f);
   const std::vector<T> input = convert<T>(f.f32("hidden_states"));
   std::vector<T> output = in_place ? input : std::vector<T>(input.size());
   const reuseformer::tensor_view<const T, 3> in_view(in_place ? output.data() : input.data(),
-                                                      {s.batch, s.seq, s.hidden});
+                                                     {s.batch, s.seq, s.hidden});
   const reuseformer::tensor_view<T, 3> out_view(output.data(), {s.batch, s.seq, s.hidden});
 
   std::vector<std::int64_t> mask_values;
@@ -245,13 +247,11 @@ std::vector<T> run(const fixture& f, int threads, bool in_place = false,
     });
   } else if (kind == "attention") {
     REQUIRE_FALSE(in_place);  // not a residual module: output must not overlap input
-    const reuseformer::multi_head_attention<T, reuseformer::score_function::standard,
-                                            reuseformer::simd::default_arch, Products>
-        attention(
-        weights.attention("encoder.layer.0."),
-        {.hidden_size = meta_index(f, "hidden_size"),
-         .num_attention_heads = meta_index(f, "num_attention_heads"),
-         .causal = meta_bool(f, "causal")});
+    const reuseformer::multi_head_attention<T, reuseformer::score_function::standard, reuseformer::simd::default_arch,
+                                            Products>
+        attention(weights.attention("encoder.layer.0."), {.hidden_size = meta_index(f, "hidden_size"),
+                                                          .num_attention_heads = meta_index(f, "num_attention_heads"),
+                                                          .causal = meta_bool(f, "causal")});
     if (skip_padding) {
       // Right-padded rows: row b's tokens are its first sum(mask row) positions.
       std::vector<index_t> offsets{0};
@@ -260,7 +260,8 @@ std::vector<T> run(const fixture& f, int threads, bool in_place = false,
         const auto row = mask_values.begin() + b * s.seq;
         const index_t length = std::count(row, row + s.seq, 1);
         offsets.push_back(offsets.back() + length);
-        tokens.insert(tokens.end(), input.begin() + b * s.seq * s.hidden, input.begin() + (b * s.seq + length) * s.hidden);
+        tokens.insert(tokens.end(), input.begin() + b * s.seq * s.hidden,
+                      input.begin() + (b * s.seq + length) * s.hidden);
       }
       std::vector<T> packed(tokens.size());
       auto ws = attention.make_workspace(offsets, threads);
@@ -320,8 +321,7 @@ void check_parity(const std::string& name) {
     const std::vector<std::int64_t> mask = f.i64("attention_mask");
     std::vector<double> expected_packed = expected;
     for (std::size_t i = 0; i < mask.size(); ++i)
-      if (mask[i] == 0)
-        std::fill_n(expected_packed.begin() + static_cast<index_t>(i) * s.hidden, s.hidden, 0.0);
+      if (mask[i] == 0) std::fill_n(expected_packed.begin() + static_cast<index_t>(i) * s.hidden, s.hidden, 0.0);
     for (const int threads : {1, 2}) {
       INFO("skipping padding, threads " << threads);
       CHECK_CLOSE(reuseformer_test::compare(run<T>(f, threads, false, nullptr, true), expected_packed, rel, abs));
@@ -360,9 +360,7 @@ TEST_CASE("PyTorch parity: multi-head attention alone, padding", "[pytorch][pari
   check_parity_both("attention_only");
 }
 
-TEST_CASE("PyTorch parity: a single token", "[pytorch][parity]") {
-  check_parity_both("encoder_single_token");
-}
+TEST_CASE("PyTorch parity: a single token", "[pytorch][parity]") { check_parity_both("encoder_single_token"); }
 
 TEST_CASE("Fixture reader: contents and loud failures", "[pytorch][fixture]") {
   const fixture f("encoder_post_ln_gelu");
@@ -370,8 +368,7 @@ TEST_CASE("Fixture reader: contents and loud failures", "[pytorch][fixture]") {
   CHECK(f.has("hidden_states"));
   CHECK_FALSE(f.has("no.such.tensor"));
   CHECK(f.shape("encoder.layer.1.intermediate.dense.weight") == std::vector<std::int64_t>{64, 32});
-  CHECK(f.i64("attention_mask") ==
-        std::vector<std::int64_t>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0});
+  CHECK(f.i64("attention_mask") == std::vector<std::int64_t>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0});
   CHECK_THROWS_AS(f.f32("no.such.tensor"), std::runtime_error);
   CHECK_THROWS_AS(f.f64("hidden_states"), std::runtime_error);  // stored as F32
   CHECK_THROWS_AS(f.f32("expected"), std::runtime_error);       // stored as F64
@@ -387,7 +384,8 @@ TEST_CASE("PyTorch parity: reuse, full (reuse_attention=-1)", "[pytorch][parity]
   check_parity_both("reuse_full");
 }
 
-TEST_CASE("PyTorch parity: reuse, TF default schedule (-1, max_reuse_layer_idx=6, 8 layers)", "[pytorch][parity][reuse]") {
+TEST_CASE("PyTorch parity: reuse, TF default schedule (-1, max_reuse_layer_idx=6, 8 layers)",
+          "[pytorch][parity][reuse]") {
   check_parity_both("reuse_tf_default");
 }
 
@@ -411,11 +409,10 @@ TEST_CASE("PyTorch parity: symmetric scores with reuse [0,3,1,4]", "[pytorch][pa
   check_parity_both("symmetric_reuse");
 }
 
-TEST_CASE("PyTorch parity: pairwise scores, padding", "[pytorch][parity][symmetric]") {
-  check_parity_both("pairwise");
-}
+TEST_CASE("PyTorch parity: pairwise scores, padding", "[pytorch][parity][symmetric]") { check_parity_both("pairwise"); }
 
-TEST_CASE("PyTorch parity: pairwise scores with reuse and relative-position bias", "[pytorch][parity][symmetric][reuse]") {
+TEST_CASE("PyTorch parity: pairwise scores with reuse and relative-position bias",
+          "[pytorch][parity][symmetric][reuse]") {
   check_parity_both("pairwise_reuse");
 }
 
@@ -486,10 +483,9 @@ void check_bf16(const std::string& name) {
 
 TEST_CASE("PyTorch parity: bf16 products within PyTorch's own bf16 error, on every fixture", "[pytorch][bf16]") {
   for (const char* name : {"encoder_post_ln_gelu", "encoder_pre_ln_relu_causal", "encoder_post_ln_gelu_new",
-                           "attention_only", "reuse_partial", "reuse_full",
-                           "reuse_tf_default", "reuse_explicit_causal", "reuse_relative_pe", "symmetric",
-                           "symmetric_causal", "symmetric_reuse", "pairwise", "pairwise_reuse", "pairwise_diagonal",
-                           "pairwise_symmetric", "encoder_single_token"})
+                           "attention_only", "reuse_partial", "reuse_full", "reuse_tf_default", "reuse_explicit_causal",
+                           "reuse_relative_pe", "symmetric", "symmetric_causal", "symmetric_reuse", "pairwise",
+                           "pairwise_reuse", "pairwise_diagonal", "pairwise_symmetric", "encoder_single_token"})
     check_bf16(name);
 }
 
@@ -607,10 +603,9 @@ std::pair<double, double> check_int8(const std::string& name) {
 TEST_CASE("PyTorch parity: int8 products within ORT-style int8 error, on every fixture", "[pytorch][int8]") {
   double ours_total = 0, ort_total = 0;
   for (const char* name : {"encoder_post_ln_gelu", "encoder_pre_ln_relu_causal", "encoder_post_ln_gelu_new",
-                           "attention_only", "reuse_partial", "reuse_full",
-                           "reuse_tf_default", "reuse_explicit_causal", "reuse_relative_pe", "symmetric",
-                           "symmetric_causal", "symmetric_reuse", "pairwise", "pairwise_reuse", "pairwise_diagonal",
-                           "pairwise_symmetric", "encoder_single_token"}) {
+                           "attention_only", "reuse_partial", "reuse_full", "reuse_tf_default", "reuse_explicit_causal",
+                           "reuse_relative_pe", "symmetric", "symmetric_causal", "symmetric_reuse", "pairwise",
+                           "pairwise_reuse", "pairwise_diagonal", "pairwise_symmetric", "encoder_single_token"}) {
     const auto [ours, ort] = check_int8(name);
     ours_total += ours;
     ort_total += ort;

@@ -54,14 +54,16 @@ outputs<T> run_encoder(const rf::encoder<T>& model, const std::vector<T>& x, rf:
   out.stacks.assign(static_cast<std::size_t>(layers), std::vector<T>(static_cast<std::size_t>(batch * h * seq * seq)));
   for (auto& stack : out.stacks) views.emplace_back(stack.data(), std::array<rf::index_t, 4>{batch, h, seq, seq});
   auto ws = model.make_workspace(batch, seq, threads);
-  model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}), rf::tensor_view<T, 3>(out.hidden.data(), {batch, seq, d}),
-                ws, rf::tensor_view<const int, 2>(mask.data(), {batch, seq}), {.attentions = views});
+  model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}),
+                rf::tensor_view<T, 3>(out.hidden.data(), {batch, seq, d}), ws,
+                rf::tensor_view<const int, 2>(mask.data(), {batch, seq}), {.attentions = views});
   return out;
 }
 
 // Head `head` of batch element b of a [B, H, N, N] stack.
 template <class T>
-std::vector<T> head_of(const std::vector<T>& stack, rf::index_t b, rf::index_t heads, rf::index_t head, rf::index_t seq) {
+std::vector<T> head_of(const std::vector<T>& stack, rf::index_t b, rf::index_t heads, rf::index_t head,
+                       rf::index_t seq) {
   const auto first = stack.begin() + (b * heads + head) * seq * seq;
   return {first, first + seq * seq};
 }
@@ -82,7 +84,8 @@ TEMPLATE_TEST_CASE("a reuse layer equals attention with the reused probabilities
   rf::encoder_parameters<double> exact(c);
   exact.assign_from(params);
   const rf::multi_head_attention<T> attention(
-      params.layers()[1].attention, {.hidden_size = d, .num_attention_heads = heads, .causal = causal, .reused_heads = reused});
+      params.layers()[1].attention,
+      {.hidden_size = d, .num_attention_heads = heads, .causal = causal, .reused_heads = reused});
 
   // Injected probabilities [B, K, N, N]: distinct random rows (causal ones zero
   // beyond the diagonal, as any causal layer's are), so a head taken from the
@@ -99,7 +102,8 @@ TEMPLATE_TEST_CASE("a reuse layer equals attention with the reused probabilities
   std::vector<T> y(x.size()), stack(static_cast<std::size_t>(batch * heads * seq * seq));
   const rf::tensor_view<T, 4> stack_view(stack.data(), {batch, heads, seq, seq});
   auto ws = attention.make_workspace(batch, seq);
-  attention.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}), rf::tensor_view<T, 3>(y.data(), {batch, seq, d}), ws,
+  attention.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}),
+                    rf::tensor_view<T, 3>(y.data(), {batch, seq, d}), ws,
                     rf::tensor_view<const int, 2>(mask.data(), {batch, seq}),
                     {.reused = rf::tensor_view<const T, 4>(injected.data(), {batch, reused, seq, seq}),
                      .attentions = std::span(&stack_view, 1)});
@@ -122,10 +126,10 @@ TEMPLATE_TEST_CASE("encoders with reuse schedules match the double reference", "
     std::vector<rf::index_t> schedule;
     bool relative;
   };
-  const schedule_case sc = GENERATE(schedule_case{"partial", {0, 2, 2}, false}, schedule_case{"full", {0, 4, 4}, false},
-                                    schedule_case{"chained", {0, 3, 1, 4}, false},
-                                    schedule_case{"chained twice", {0, 3, 3, 0}, false},
-                                    schedule_case{"relative position", {0, 2, 1}, true});
+  const schedule_case sc =
+      GENERATE(schedule_case{"partial", {0, 2, 2}, false}, schedule_case{"full", {0, 4, 4}, false},
+               schedule_case{"chained", {0, 3, 1, 4}, false}, schedule_case{"chained twice", {0, 3, 3, 0}, false},
+               schedule_case{"relative position", {0, 2, 1}, true});
   const bool causal = GENERATE(false, true);
   const int threads = GENERATE(1, 2);
   const rf::index_t batch = 2, seq = 67;
@@ -190,7 +194,7 @@ TEST_CASE("the reuse state holds only what the next layer reads", "[reuse][memor
       rf::index_t most = 0;
       for (rf::index_t l = 0; l < layers; ++l) {
         const rf::index_t k = schedule[l], next = l + 1 < layers ? schedule[l + 1] : 0;
-        CHECK(plan.heads_after(l) == next);                               // exactly what layer l+1 reads
+        CHECK(plan.heads_after(l) == next);  // exactly what layer l+1 reads
         CHECK(static_cast<rf::index_t>(plan.reads(l).size()) == k);
         most = std::max(most, k + std::min(next, heads - k));  // read now + fresh ones kept
       }
@@ -301,8 +305,7 @@ TEST_CASE("an encoder built for another SIMD architecture packs and multiplies w
   const rf::encoder<float, rf::score_function::standard, rf::simd::scalar> scalar_model(c, layers);
   const rf::encoder<float> default_model(c, layers);
   const std::size_t checkpoint = params.values().size() * sizeof(float);
-  CHECK(scalar_model.parameter_bytes() ==
-        checkpoint + test_support::packing_padding_bytes<float, rf::simd::scalar>(c));
+  CHECK(scalar_model.parameter_bytes() == checkpoint + test_support::packing_padding_bytes<float, rf::simd::scalar>(c));
   CHECK(default_model.parameter_bytes() == checkpoint + test_support::packing_padding_bytes<float>(c));
 
   const rf::index_t batch = 2, seq = 9, d = c.hidden_size;

@@ -57,8 +57,8 @@ std::string one_tensor(const std::string& dtype, const std::string& shape, const
 }
 
 void write_bytes(const fs::path& path, const std::vector<std::byte>& bytes) {
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                              static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
 }
 
 template <class T>
@@ -117,8 +117,7 @@ TEST_CASE("header that is not a JSON object", "[io][malformed]") {
 }
 
 TEST_CASE("tensor entry that is not an object or lacks a field", "[io][malformed]") {
-  CHECK(read_error(input(R"({"w": 3})")) ==
-        "model.safetensors: tensor 'w': expected a JSON object, found number");
+  CHECK(read_error(input(R"({"w": 3})")) == "model.safetensors: tensor 'w': expected a JSON object, found number");
   CHECK(read_error(input(R"({"w": {"shape": [1], "data_offsets": [0, 4]}})", 4)) ==
         "model.safetensors: tensor 'w': dtype: expected a string, found none");
   CHECK(read_error(input(one_tensor("32", "[1]", "[0, 4]"), 4)) ==
@@ -158,8 +157,7 @@ TEST_CASE("data offsets out of range or malformed", "[io][malformed]") {
   const std::string name = "encoder.layer.0.attention.self.query.weight";
   const std::string past = R"({")" + name + R"(":{"dtype":"F32","shape":[25],"data_offsets":[0,100]}})";
   CHECK(read_error(input(past, 96)) ==
-        "model.safetensors: tensor '" + name +
-            "': data_offsets [0, 100]: end past the data section (96 bytes)");
+        "model.safetensors: tensor '" + name + "': data_offsets [0, 100]: end past the data section (96 bytes)");
   CHECK(read_error(input(one_tensor(R"("F32")", "[1]", "[8, 4]"), 8)) ==
         "model.safetensors: tensor 'w': data_offsets [8, 4]: expected begin <= end");
   CHECK(read_error(input(one_tensor(R"("F32")", "[1]", "[4]"), 4)) ==
@@ -200,10 +198,8 @@ TEST_CASE("missing tensors and dtypes a load cannot convert", "[io][lookup]") {
                                              16);
   const io::safetensors_reader reader(bytes, "model.safetensors");
   CHECK_FALSE(reader.contains("missing"));
-  CHECK(error_message([&] { (void)reader.find("missing"); }) ==
-        "model.safetensors: no tensor named 'missing'");
-  CHECK(error_message([&] { (void)reader.load<float>("missing"); }) ==
-        "model.safetensors: no tensor named 'missing'");
+  CHECK(error_message([&] { (void)reader.find("missing"); }) == "model.safetensors: no tensor named 'missing'");
+  CHECK(error_message([&] { (void)reader.load<float>("missing"); }) == "model.safetensors: no tensor named 'missing'");
   CHECK(error_message([&] { (void)reader.load_integers("missing"); }) ==
         "model.safetensors: no tensor named 'missing'");
   CHECK(error_message([&] { (void)reader.load_integers("x"); }) ==
@@ -243,21 +239,21 @@ TEST_CASE("F16 and BF16 decode exactly on chosen bit patterns", "[io][dtype]") {
   using io::bf16_to_float;
   using io::f16_to_float;
   CHECK(bits_of(f16_to_float(0x0000)) == 0x00000000u);
-  CHECK(bits_of(f16_to_float(0x8000)) == 0x80000000u);           // -0
-  CHECK(f16_to_float(0x0001) == std::ldexp(1.0f, -24));           // smallest subnormal
+  CHECK(bits_of(f16_to_float(0x8000)) == 0x80000000u);   // -0
+  CHECK(f16_to_float(0x0001) == std::ldexp(1.0f, -24));  // smallest subnormal
   CHECK(f16_to_float(0x8001) == -std::ldexp(1.0f, -24));
-  CHECK(f16_to_float(0x03ff) == std::ldexp(1023.0f, -24));        // largest subnormal
-  CHECK(f16_to_float(0x0400) == std::ldexp(1.0f, -14));           // smallest normal
+  CHECK(f16_to_float(0x03ff) == std::ldexp(1023.0f, -24));  // largest subnormal
+  CHECK(f16_to_float(0x0400) == std::ldexp(1.0f, -14));     // smallest normal
   CHECK(f16_to_float(0x3c00) == 1.0f);
   CHECK(f16_to_float(0xc000) == -2.0f);
-  CHECK(f16_to_float(0x7bff) == 65504.0f);                        // largest finite
-  CHECK(bits_of(f16_to_float(0x7c00)) == 0x7f800000u);            // +inf
-  CHECK(bits_of(f16_to_float(0xfc00)) == 0xff800000u);            // -inf
-  CHECK(bits_of(f16_to_float(0x7e00)) == 0x7fc00000u);            // quiet NaN
-  CHECK(bits_of(f16_to_float(0xfd01)) == 0xffa02000u);            // signalling NaN: sign and payload kept
+  CHECK(f16_to_float(0x7bff) == 65504.0f);              // largest finite
+  CHECK(bits_of(f16_to_float(0x7c00)) == 0x7f800000u);  // +inf
+  CHECK(bits_of(f16_to_float(0xfc00)) == 0xff800000u);  // -inf
+  CHECK(bits_of(f16_to_float(0x7e00)) == 0x7fc00000u);  // quiet NaN
+  CHECK(bits_of(f16_to_float(0xfd01)) == 0xffa02000u);  // signalling NaN: sign and payload kept
 
   CHECK(bits_of(bf16_to_float(0x8000)) == 0x80000000u);
-  CHECK(bf16_to_float(0x0001) == std::ldexp(1.0f, -133));         // smallest subnormal
+  CHECK(bf16_to_float(0x0001) == std::ldexp(1.0f, -133));  // smallest subnormal
   CHECK(bf16_to_float(0x3f80) == 1.0f);
   CHECK(bf16_to_float(0x4049) == 3.140625f);
   CHECK(bits_of(bf16_to_float(0xff80)) == 0xff800000u);
@@ -273,8 +269,8 @@ TEST_CASE("F16 decodes every one of the 65536 patterns like its defining formula
     if (exponent == 0x1f) {  // inf or NaN: the bits widen, nothing else changes
       ok = bits_of(got) == (sign << 31 | 0x7f800000u | mantissa << 13);
     } else {  // (-1)^s · m · 2^-24 (subnormal) or (-1)^s · (1024 + m) · 2^(e - 25): exact in double
-      const double magnitude = exponent == 0 ? std::ldexp(double(mantissa), -24)
-                                             : std::ldexp(double(1024 + mantissa), int(exponent) - 25);
+      const double magnitude =
+          exponent == 0 ? std::ldexp(double(mantissa), -24) : std::ldexp(double(1024 + mantissa), int(exponent) - 25);
       ok = bits_of(got) == bits_of(static_cast<float>(sign ? -magnitude : magnitude));
     }
     mismatches += ok ? 0 : 1;
@@ -286,16 +282,16 @@ TEST_CASE("the generated fixture reads back bit for bit", "[io][fixture]") {
   const io::safetensors_reader reader(fixture_path);
   CHECK(reader.source() == fixture_path);
   CHECK(reader.names() == std::vector<std::string>{"bf16", "bf16_as_f32", "f16", "f16_as_f32", "f32_empty",
-                                                    "f32_scalar", "f32_special", "f64", "f64_as_f32", "i32",
-                                                    "i64", "u8"});
-  CHECK(reader.metadata() == std::map<std::string, std::string, std::less<>>{{"format", "pt"},
-                                                                             {"purpose", "io round trip"}});
+                                                   "f32_scalar", "f32_special", "f64", "f64_as_f32", "i32", "i64",
+                                                   "u8"});
+  CHECK(reader.metadata() ==
+        std::map<std::string, std::string, std::less<>>{{"format", "pt"}, {"purpose", "io round trip"}});
 
   SECTION("F32 special values, a scalar and an empty tensor") {
     const io::loaded_tensor<float> special = reader.load<float>("f32_special");
     CHECK(special.shape() == std::vector<reuseformer::index_t>{2, 4});
-    CHECK(bits_of(special) == std::vector<std::uint32_t>{0x00000000, 0x80000000, 0x7f800000, 0xff800000,
-                                                          0x7fc00000, 0x00000001, 0x00800000, 0x7f7fffff});
+    CHECK(bits_of(special) == std::vector<std::uint32_t>{0x00000000, 0x80000000, 0x7f800000, 0xff800000, 0x7fc00000,
+                                                         0x00000001, 0x00800000, 0x7f7fffff});
     const reuseformer::matrix_view<const float> view = special.view<2>();
     CHECK(view.shape() == std::array<reuseformer::index_t, 2>{2, 4});
     CHECK(view(1, 3) == std::numeric_limits<float>::max());
@@ -312,13 +308,13 @@ TEST_CASE("the generated fixture reads back bit for bit", "[io][fixture]") {
   SECTION("F64 as double in place, and as float rounded") {
     const io::loaded_tensor<double> f64 = reader.load<double>("f64");
     CHECK(f64.borrows());
-    CHECK(bits_of(f64) == std::vector<std::uint64_t>{bits_of(1.0 / 3.0), bits_of(-1e-310), bits_of(1e300),
-                                                      bits_of(-2.5)});
+    CHECK(bits_of(f64) ==
+          std::vector<std::uint64_t>{bits_of(1.0 / 3.0), bits_of(-1e-310), bits_of(1e300), bits_of(-2.5)});
     const io::loaded_tensor<float> narrowed = reader.load<float>("f64");
     CHECK_FALSE(narrowed.borrows());
     CHECK(bits_of(narrowed) == bits_of(reader.load<float>("f64_as_f32")));
-    CHECK(bits_of(narrowed) == std::vector<std::uint32_t>{bits_of(float(1.0 / 3.0)), 0x80000000, 0x7f800000,
-                                                           bits_of(-2.5f)});
+    CHECK(bits_of(narrowed) ==
+          std::vector<std::uint32_t>{bits_of(float(1.0 / 3.0)), 0x80000000, 0x7f800000, bits_of(-2.5f)});
   }
   SECTION("F16 and BF16 as numpy and torch convert them") {
     for (const std::string name : {"f16", "bf16"}) {
@@ -395,8 +391,8 @@ TEST_CASE("misaligned tensors are copied", "[io][zero-copy]") {
 TEST_CASE("written files read back bit for bit, every tensor aligned", "[io][writer]") {
   const temp_dir dir;
   const fs::path path = dir.path / "out.safetensors";
-  const std::vector<float> f32{0.5f, -0.0f, std::numeric_limits<float>::infinity(),
-                               std::numeric_limits<float>::denorm_min(), 7.0f, -1e-3f};
+  const std::vector<float> f32{
+      0.5f, -0.0f, std::numeric_limits<float>::infinity(), std::numeric_limits<float>::denorm_min(), 7.0f, -1e-3f};
   const std::vector<double> f64{1.0 / 3.0, -1e-310};
   const std::vector<std::int64_t> i64{std::numeric_limits<std::int64_t>::min(), 0, 5};
   const std::vector<std::int32_t> i32{-2, std::numeric_limits<std::int32_t>::max()};
@@ -404,9 +400,12 @@ TEST_CASE("written files read back bit for bit, every tensor aligned", "[io][wri
   const std::vector<std::uint16_t> f16_bits{0x3c00, 0x0001};
   const std::vector<reuseformer::bfloat16> bf16{{0x3f80}, {0x8001}, {0x7f80}};
   io::write_safetensors(path,
-                        {io::make_entry("f32", f32, {2, 3}), io::make_entry("f64", f64, {2}),
-                         io::make_entry("ids", i64, {1, 3}), io::make_entry("i32", i32, {2}),
-                         io::make_entry("u8", u8, {3}), io::make_entry("bf16", bf16, {3}),
+                        {io::make_entry("f32", f32, {2, 3}),
+                         io::make_entry("f64", f64, {2}),
+                         io::make_entry("ids", i64, {1, 3}),
+                         io::make_entry("i32", i32, {2}),
+                         io::make_entry("u8", u8, {3}),
+                         io::make_entry("bf16", bf16, {3}),
                          {"half", io::dtype::F16, {2}, std::as_bytes(std::span(f16_bits))},
                          io::make_entry("empty", std::vector<float>{}, {0, 4})},
                         {{"format", "pt"}, {"note", "round trip"}});
@@ -490,7 +489,7 @@ TEST_CASE("failed writes leave neither the target nor a temporary file", "[io][w
     rlimit saved{};
     REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved) == 0);
     rlimit limited = saved;
-    limited.rlim_cur = 4096;  // the tensor alone is 16 KiB
+    limited.rlim_cur = 4096;                                      // the tensor alone is 16 KiB
     const auto previous_handler = std::signal(SIGXFSZ, SIG_IGN);  // get EFBIG instead of dying
     REQUIRE(::setrlimit(RLIMIT_FSIZE, &limited) == 0);
     const std::string message = error_message([&] { io::write_safetensors(path, tensors); });

@@ -115,8 +115,7 @@ TEMPLATE_TEST_CASE("the pairwise transform: Q P per head, full and diagonal", "[
   CHECK_CLOSE(compare(out, expected, tolerance<T>, tolerance<T>));
 }
 
-TEMPLATE_TEST_CASE("encoders of every score function match the double reference", "[scores][encoder]", float,
-                   double) {
+TEMPLATE_TEST_CASE("encoders of every score function match the double reference", "[scores][encoder]", float, double) {
   using T = TestType;
   const rf::score_function score =
       GENERATE(rf::score_function::standard, rf::score_function::symmetric, rf::score_function::pairwise,
@@ -126,9 +125,9 @@ TEMPLATE_TEST_CASE("encoders of every score function match the double reference"
     std::vector<rf::index_t> schedule;
     bool relative;
   };
-  const schedule_case sc = GENERATE(schedule_case{"no reuse", {0, 0}, false},
-                                    schedule_case{"chained reuse", {0, 3, 1, 4}, false},
-                                    schedule_case{"reuse, relative position", {0, 2, 1}, true});
+  const schedule_case sc =
+      GENERATE(schedule_case{"no reuse", {0, 0}, false}, schedule_case{"chained reuse", {0, 3, 1, 4}, false},
+               schedule_case{"reuse, relative position", {0, 2, 1}, true});
   const bool causal = GENERATE(false, true);
   const int threads = GENERATE(1, 2);
   const rf::index_t batch = 2, seq = 75, d = 32;  // 75 rows: two query blocks (of 64 to 72)
@@ -154,15 +153,17 @@ TEMPLATE_TEST_CASE("encoders of every score function match the double reference"
   std::fill(mask.end() - 5, mask.end(), 0);  // the second sequence has 5 pads
   const rf::index_t heads = c.num_attention_heads;
   std::vector<T> y(x.size());
-  std::vector<std::vector<T>> stacks(sc.schedule.size(), std::vector<T>(static_cast<std::size_t>(batch * heads * seq * seq)));
+  std::vector<std::vector<T>> stacks(sc.schedule.size(),
+                                     std::vector<T>(static_cast<std::size_t>(batch * heads * seq * seq)));
   std::vector<rf::tensor_view<T, 4>> views;
   for (auto& stack : stacks) views.emplace_back(stack.data(), std::array<rf::index_t, 4>{batch, heads, seq, seq});
 
   rf::visit(score, [&]<rf::score_function Score>() {
     const rf::encoder<T, Score> model(c, params.layers());
     auto ws = model.make_workspace(batch, seq, threads);
-    model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}), rf::tensor_view<T, 3>(y.data(), {batch, seq, d}),
-                  ws, rf::tensor_view<const int, 2>(mask.data(), {batch, seq}), {.attentions = views});
+    model.forward(rf::tensor_view<const T, 3>(x.data(), {batch, seq, d}),
+                  rf::tensor_view<T, 3>(y.data(), {batch, seq, d}), ws,
+                  rf::tensor_view<const int, 2>(mask.data(), {batch, seq}), {.attentions = views});
   });
 
   std::vector<std::vector<double>> expected_stacks;

@@ -99,7 +99,8 @@ std::vector<std::string> fixtures_with_config() {
   std::vector<std::string> names;
   for (const fs::directory_entry& entry : fs::directory_iterator(fixture_dir)) {
     const std::string file = entry.path().filename().string();
-    if (file.size() > suffix.size() && file.ends_with(suffix)) names.push_back(file.substr(0, file.size() - suffix.size()));
+    if (file.size() > suffix.size() && file.ends_with(suffix))
+      names.push_back(file.substr(0, file.size() - suffix.size()));
   }
   std::ranges::sort(names);
   return names;
@@ -115,12 +116,13 @@ TEST_CASE("reuseformer-encode matches PyTorch on every fixture checkpoint", "[to
   for (const std::string& name : fixtures) {
     INFO("fixture " << name);
     const scratch_dir scratch;
-    const fs::path model = make_model_dir(scratch, name), out_dir = scratch / "out", output = out_dir / "out.safetensors";
+    const fs::path model = make_model_dir(scratch, name), out_dir = scratch / "out",
+                   output = out_dir / "out.safetensors";
     fs::create_directory(out_dir);
     // The fixture file is itself a valid input: hidden_states or input_ids /
     // token_type_ids, attention_mask, and tensors the tool must ignore.
-    const tool_result r = run_tool(scratch, {"--model", model.string(), "--input", fixture_file(name).string(), "--output",
-                                             output.string(), "--output-attentions", "--threads", "2"});
+    const tool_result r = run_tool(scratch, {"--model", model.string(), "--input", fixture_file(name).string(),
+                                             "--output", output.string(), "--output-attentions", "--threads", "2"});
     INFO("stderr: " << r.err);
     REQUIRE(r.status == 0);
     CHECK(r.err.empty());
@@ -129,7 +131,8 @@ TEST_CASE("reuseformer-encode matches PyTorch on every fixture checkpoint", "[to
     const io::safetensors_reader reference(fixture_file(name));
     const io::safetensors_reader out(output);
     const nlohmann::json config = read_json(model / "config.json");
-    const auto layers = config.at("num_hidden_layers").get<index_t>(), heads = config.at("num_attention_heads").get<index_t>();
+    const auto layers = config.at("num_hidden_layers").get<index_t>(),
+               heads = config.at("num_attention_heads").get<index_t>();
     const std::vector<index_t> hidden_shape = reference.find("expected").shape;  // [B, N, d]
     const index_t b = hidden_shape[0], n = hidden_shape[1];
 
@@ -147,8 +150,8 @@ TEST_CASE("reuseformer-encode matches PyTorch on every fixture checkpoint", "[to
       const std::vector<float> stack = read_output(out, "attentions." + index, {b, heads, n, n});
       // The encoder fixtures carry no attention reference (PyTorch's modules do not return it).
       if (reference.contains("expected_attentions." + index))
-        CHECK_CLOSE(reuseformer_test::compare(stack, read_reference(reference, "expected_attentions." + index), float_rel,
-                                              float_abs));
+        CHECK_CLOSE(reuseformer_test::compare(stack, read_reference(reference, "expected_attentions." + index),
+                                              float_rel, float_abs));
     }
   }
 }
@@ -162,12 +165,12 @@ TEST_CASE("--repeat and --report time the passes and describe the model's work a
   for (const run& c : {run{"reuse_partial", true, 2}, run{"encoder_post_ln_gelu", false, 1}}) {
     INFO("fixture " << c.fixture);
     const scratch_dir scratch;
-    const fs::path model = make_model_dir(scratch, c.fixture), out_dir = scratch / "out", output = out_dir / "out.safetensors",
-                   report = scratch / "report.json";
+    const fs::path model = make_model_dir(scratch, c.fixture), out_dir = scratch / "out",
+                   output = out_dir / "out.safetensors", report = scratch / "report.json";
     fs::create_directory(out_dir);
-    const tool_result r =
-        run_tool(scratch, {"--model", model.string(), "--input", fixture_file(c.fixture).string(), "--output", output.string(),
-                           "--threads", std::to_string(c.threads), "--repeat", "3", "--report", report.string()});
+    const tool_result r = run_tool(
+        scratch, {"--model", model.string(), "--input", fixture_file(c.fixture).string(), "--output", output.string(),
+                  "--threads", std::to_string(c.threads), "--repeat", "3", "--report", report.string()});
     INFO("stderr: " << r.err);
     REQUIRE(r.status == 0);
     CHECK(r.err.empty());
@@ -211,8 +214,9 @@ TEST_CASE("--packed skips padded tokens: PyTorch's outputs at real tokens, 0 at 
     const scratch_dir scratch;
     const fs::path model = make_model_dir(scratch, name), output = scratch / "out.safetensors",
                    report = scratch / "report.json";
-    const tool_result r = run_tool(scratch, {"--model", model.string(), "--input", fixture_file(name).string(), "--output",
-                                             output.string(), "--packed", "--repeat", "1", "--report", report.string()});
+    const tool_result r =
+        run_tool(scratch, {"--model", model.string(), "--input", fixture_file(name).string(), "--output",
+                           output.string(), "--packed", "--repeat", "1", "--report", report.string()});
     INFO("stderr: " << r.err);
     REQUIRE(r.status == 0);
     const io::safetensors_reader reference(fixture_file(name));
@@ -228,8 +232,8 @@ TEST_CASE("--packed skips padded tokens: PyTorch's outputs at real tokens, 0 at 
       if (mask[i] == 0) std::fill_n(expected.begin() + static_cast<index_t>(i) * shape[2], shape[2], 0.0);
     }
     CHECK(tokens < shape[0] * shape[1]);  // the fixture has padding to skip
-    CHECK_CLOSE(reuseformer_test::compare(read_output(io::safetensors_reader(output), "last_hidden_state", shape), expected,
-                                          float_rel, float_abs));
+    CHECK_CLOSE(reuseformer_test::compare(read_output(io::safetensors_reader(output), "last_hidden_state", shape),
+                                          expected, float_rel, float_abs));
     const nlohmann::json j = read_json(report);
     CHECK(j.at("tokens").get<index_t>() == tokens);
     CHECK(j.at("padded_tokens").get<index_t>() == shape[0] * shape[1]);
@@ -259,8 +263,8 @@ TEST_CASE("usage errors exit 2 with one message and the usage text", "[tool][err
   rejects({}, "--model, --input and --output are required");
   rejects({"--model", "m", "--input", "in.safetensors"}, "--model, --input and --output are required");
   rejects(with({"--verbose", "1"}), "unknown option '--verbose'");
-  rejects(with({"--verbose"}), "unknown option '--verbose'");         // last, without a value
-  rejects({"in.safetensors"}, "unknown option 'in.safetensors'");      // a stray argument
+  rejects(with({"--verbose"}), "unknown option '--verbose'");      // last, without a value
+  rejects({"in.safetensors"}, "unknown option 'in.safetensors'");  // a stray argument
   rejects(with({"--threads", "0"}), "--threads: expected an integer >= 1, found '0'");
   rejects(with({"--threads", "abc"}), "--threads: expected an integer >= 1, found 'abc'");
   rejects(with({"--threads", "2x"}), "--threads: expected an integer >= 1, found '2x'");
@@ -288,7 +292,8 @@ TEST_CASE("input and format errors exit 1 with one message and write no output",
   // Runs the tool: exit status 1, `message` (after the tool's name) as the whole
   // stderr, and nothing left in the output directory, temporary files included.
   const auto rejects = [&](const std::string& message) {
-    const tool_result r = run_tool(scratch, {"--model", model.string(), "--input", input.string(), "--output", output.string()});
+    const tool_result r =
+        run_tool(scratch, {"--model", model.string(), "--input", input.string(), "--output", output.string()});
     CHECK(r.status == 1);
     CHECK(r.err == "reuseformer-encode: " + message + "\n");
     CHECK(listing(out_dir).empty());
@@ -296,7 +301,8 @@ TEST_CASE("input and format errors exit 1 with one message and write no output",
   const std::string in = input.string() + ": ", weights_file = weights.string() + ": ";
 
   SECTION("the valid input is accepted (so each section below fails for its one reason)") {
-    const tool_result r = run_tool(scratch, {"--model", model.string(), "--input", input.string(), "--output", output.string()});
+    const tool_result r =
+        run_tool(scratch, {"--model", model.string(), "--input", input.string(), "--output", output.string()});
     CHECK(r.status == 0);
     CHECK(r.err.empty());
   }
@@ -310,7 +316,8 @@ TEST_CASE("input and format errors exit 1 with one message and write no output",
     write_text(model / "config.json", "{\"hidden_size\": 32,");
     // The rest of the message is nlohmann::json's description of the error,
     // whose wording is that library's, not the tool's.
-    const tool_result r = run_tool(scratch, {"--model", model.string(), "--input", input.string(), "--output", output.string()});
+    const tool_result r =
+        run_tool(scratch, {"--model", model.string(), "--input", input.string(), "--output", output.string()});
     CHECK(r.status == 1);
     CHECK(r.err.starts_with("reuseformer-encode: " + (model / "config.json").string() +
                             ": expected JSON, found a syntax error: "));
@@ -350,8 +357,9 @@ TEST_CASE("input and format errors exit 1 with one message and write no output",
       std::vector<io::tensor_entry> with_key = entries_of(symmetric);
       with_key.push_back(*entry("encoder.layer.0.attention.self.key.weight"));
       io::write_safetensors(weights, with_key);
-      rejects(weights_file +
-              "tensor 'encoder.layer.0.attention.self.key.weight': unexpected (symmetric scores have no key projection)");
+      rejects(
+          weights_file +
+          "tensor 'encoder.layer.0.attention.self.key.weight': unexpected (symmetric scores have no key projection)");
     }
   }
 
@@ -415,7 +423,8 @@ TEST_CASE("the output file is replaced atomically", "[tool][atomic]") {
   const std::vector<float> hidden(2 * 7 * 32, 0.25f);
   std::vector<std::int64_t> mask(14, 1);
   const auto write_input = [&] {
-    io::write_safetensors(input, {io::make_entry("hidden_states", hidden, {2, 7, 32}), io::make_entry("attention_mask", mask, {2, 7})});
+    io::write_safetensors(
+        input, {io::make_entry("hidden_states", hidden, {2, 7, 32}), io::make_entry("attention_mask", mask, {2, 7})});
   };
   const auto encode = [&] {
     return run_tool(scratch, {"--model", model.string(), "--input", input.string(), "--output", output.string()});
@@ -440,7 +449,8 @@ TEST_CASE("the output file is replaced atomically", "[tool][atomic]") {
     write_input();
     const tool_result r = encode();
     CHECK(r.status == 1);
-    CHECK(r.err == "reuseformer-encode: " + output.string() + ": cannot rename the temporary file onto it: Is a directory\n");
+    CHECK(r.err ==
+          "reuseformer-encode: " + output.string() + ": cannot rename the temporary file onto it: Is a directory\n");
     CHECK(listing(out_dir) == std::vector<std::string>{"out.safetensors"});
     CHECK(fs::is_directory(output));
     CHECK(fs::is_empty(output));
@@ -466,8 +476,9 @@ precision_run run_at_precision(const scratch_dir& scratch, const fs::path& model
                                const std::string& precision) {
   const fs::path output = scratch / ("out_" + precision + ".safetensors"),
                  report = scratch / ("report_" + precision + ".json");
-  const tool_result r = run_tool(scratch, {"--model", model.string(), "--input", fixture_file(name).string(), "--output",
-                                           output.string(), "--precision", precision, "--report", report.string()});
+  const tool_result r =
+      run_tool(scratch, {"--model", model.string(), "--input", fixture_file(name).string(), "--output", output.string(),
+                         "--precision", precision, "--report", report.string()});
   INFO("stderr: " << r.err);
   REQUIRE(r.status == 0);
   const nlohmann::json j = read_json(report);
@@ -477,7 +488,8 @@ precision_run run_at_precision(const scratch_dir& scratch, const fs::path& model
           read_output(io::safetensors_reader(output), "last_hidden_state", reference.find("expected").shape)};
 }
 
-TEST_CASE("--precision bf16 and int8 run the narrow products: their accuracy, fewer weight bytes", "[tool][bf16][int8]") {
+TEST_CASE("--precision bf16 and int8 run the narrow products: their accuracy, fewer weight bytes",
+          "[tool][bf16][int8]") {
   // The library's bf16 and int8 parity (tests/test_pytorch_parity.cpp) through
   // the tool: bf16's rms error against the float64 reference at most 1.25x
   // that of PyTorch's own bf16 result; int8's that of an ONNX Runtime-style
@@ -500,7 +512,7 @@ TEST_CASE("--precision bf16 and int8 run the narrow products: their accuracy, fe
   REQUIRE(bf16.output.size() == expected.size());
   REQUIRE(int8.output.size() == expected.size());
   INFO("rms error: fp32 " << rms(fp32.output.data()) << ", bf16 " << rms(bf16.output.data()) << ", PyTorch bf16 "
-                         << rms(torch_bf16.data()) << ", int8 " << rms(int8.output.data()));
+                          << rms(torch_bf16.data()) << ", int8 " << rms(int8.output.data()));
   CHECK(rms(fp32.output.data()) < 1e-5);  // fp32 is the float path: exact to float rounding
   CHECK(rms(bf16.output.data()) > 1e-4);  // bf16 rounds: the flag took effect
   CHECK(rms(bf16.output.data()) <= 1.25 * rms(torch_bf16.data()));
@@ -537,7 +549,8 @@ TEST_CASE("--precision int8 on a checkpoint of int8 weights: its float source's 
         float max_abs = 0;
         for (index_t p = 0; p < in; ++p) max_abs = std::max(max_abs, std::abs(w.data()[r * in + p]));
         scale[r] = reuseformer::gemm::column_scale(max_abs);
-        for (index_t p = 0; p < in; ++p) q[r * in + p] = reuseformer::gemm::quantize_weight(w.data()[r * in + p], scale[r]);
+        for (index_t p = 0; p < in; ++p)
+          q[r * in + p] = reuseformer::gemm::quantize_weight(w.data()[r * in + p], scale[r]);
       }
       quantized.push_back(io::make_entry(e.name, q, e.shape));
       quantized.push_back(io::make_entry(e.name + "_scale", scale, {out}));
@@ -558,8 +571,8 @@ TEST_CASE("--precision int8 on a checkpoint of int8 weights: its float source's 
   const precision_run fp32 = run_at_precision(f32_scratch, f32_model, name, "fp32"),
                       dequantized = run_at_precision(i8_scratch, i8_model, name, "fp32");
   REQUIRE(dequantized.output.size() == expected.size());
-  INFO("rms error: fp32 " << rms(fp32.output) << ", fp32 on the int8 weights " << rms(dequantized.output)
-                          << ", int8 " << rms(from_i8.output));
+  INFO("rms error: fp32 " << rms(fp32.output) << ", fp32 on the int8 weights " << rms(dequantized.output) << ", int8 "
+                          << rms(from_i8.output));
   CHECK(rms(dequantized.output) > 10 * rms(fp32.output));  // the int8 weights, not the float ones
   CHECK(rms(dequantized.output) <= 1.29e-2);
   CHECK(dequantized.parameter_bytes == fp32.parameter_bytes);

@@ -22,7 +22,6 @@ namespace {
 
 const std::filesystem::path trained = std::filesystem::path(REUSEFORMER_FIXTURE_DIR) / "trained_mlm";
 
-
 // BERT's MLM head (cls.predictions) in double precision: a dense layer, exact
 // GELU and LayerNorm, then logits against the tied word embeddings plus a bias.
 struct mlm_head {

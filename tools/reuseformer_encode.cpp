@@ -67,7 +67,8 @@ int positive(std::string_view flag, const char* text, int minimum) {
   char* end = nullptr;
   const long value = std::strtol(text, &end, 10);
   if (end == text || *end != '\0' || value < minimum || value > 1'000'000)
-    throw usage_error{std::string(flag) + ": expected an integer >= " + std::to_string(minimum) + ", found '" + text + "'"};
+    throw usage_error{std::string(flag) + ": expected an integer >= " + std::to_string(minimum) + ", found '" + text +
+                      "'"};
   return static_cast<int>(value);
 }
 
@@ -91,13 +92,20 @@ options parse(int argc, char** argv) {
     if (!known) throw usage_error{"unknown option '" + std::string(flag) + "'"};
     if (i + 1 >= argc) throw usage_error{std::string(flag) + ": expected a value"};
     const char* value = argv[++i];
-    if (flag == "--model") o.model = value;
-    else if (flag == "--input") o.input = value;
-    else if (flag == "--output") o.output = value;
-    else if (flag == "--report") o.report = value;
-    else if (flag == "--threads") o.threads = positive(flag, value, 1);
-    else if (flag == "--precision") o.precision = precision(value);
-    else o.repeat = positive(flag, value, 0);
+    if (flag == "--model")
+      o.model = value;
+    else if (flag == "--input")
+      o.input = value;
+    else if (flag == "--output")
+      o.output = value;
+    else if (flag == "--report")
+      o.report = value;
+    else if (flag == "--threads")
+      o.threads = positive(flag, value, 1);
+    else if (flag == "--precision")
+      o.precision = precision(value);
+    else
+      o.repeat = positive(flag, value, 0);
   }
   if (o.model.empty() || o.input.empty() || o.output.empty())
     throw usage_error{"--model, --input and --output are required"};

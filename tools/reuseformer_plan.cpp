@@ -89,7 +89,8 @@ long integer(std::string_view flag, const char* text, long minimum) {
   char* end = nullptr;
   const long value = std::strtol(text, &end, 10);
   if (end == text || *end != '\0' || value < minimum || value > 1'000'000)
-    throw usage_error{std::string(flag) + ": expected an integer >= " + std::to_string(minimum) + ", found '" + text + "'"};
+    throw usage_error{std::string(flag) + ": expected an integer >= " + std::to_string(minimum) + ", found '" + text +
+                      "'"};
   return value;
 }
 
@@ -101,30 +102,40 @@ options parse(int argc, char** argv) {
       o.naive = true;
       continue;
     }
-    static constexpr std::string_view known[] = {"--model", "--calibration", "--heldout", "--out", "--reuse-heads",
-                                                 "--budget", "--min-similarity", "--layers", "--threads", "--repeat"};
+    static constexpr std::string_view known[] = {"--model",       "--calibration", "--heldout",        "--out",
+                                                 "--reuse-heads", "--budget",      "--min-similarity", "--layers",
+                                                 "--threads",     "--repeat"};
     if (std::find(std::begin(known), std::end(known), flag) == std::end(known))
       throw usage_error{"unknown option '" + std::string(flag) + "'"};
     if (i + 1 >= argc) throw usage_error{std::string(flag) + ": expected a value"};
     const char* value = argv[++i];
-    if (flag == "--model") o.model = value;
-    else if (flag == "--calibration") o.calibration = value;
-    else if (flag == "--heldout") o.heldout = value;
-    else if (flag == "--out") o.out = value;
-    else if (flag == "--reuse-heads") o.reuse_heads = integer(flag, value, 0);
-    else if (flag == "--threads") o.threads = static_cast<int>(integer(flag, value, 1));
-    else if (flag == "--repeat") o.repeat = static_cast<int>(integer(flag, value, 1));
+    if (flag == "--model")
+      o.model = value;
+    else if (flag == "--calibration")
+      o.calibration = value;
+    else if (flag == "--heldout")
+      o.heldout = value;
+    else if (flag == "--out")
+      o.out = value;
+    else if (flag == "--reuse-heads")
+      o.reuse_heads = integer(flag, value, 0);
+    else if (flag == "--threads")
+      o.threads = static_cast<int>(integer(flag, value, 1));
+    else if (flag == "--repeat")
+      o.repeat = static_cast<int>(integer(flag, value, 1));
     else if (flag == "--budget") {
       o.budget = number(flag, value);
       if (*o.budget <= 0 || *o.budget > 1)
-        throw usage_error{"--budget: expected a fraction of the original multiply-adds in (0, 1], found '" + std::string(value) + "'"};
+        throw usage_error{"--budget: expected a fraction of the original multiply-adds in (0, 1], found '" +
+                          std::string(value) + "'"};
     } else if (flag == "--min-similarity") {
       o.min_similarity = number(flag, value);
     } else {  // --layers FIRST-LAST
       const std::string text = value;
       const std::size_t dash = text.find('-');
       if (dash == std::string::npos) throw usage_error{"--layers: expected FIRST-LAST, found '" + text + "'"};
-      o.layers = std::pair{integer(flag, text.substr(0, dash).c_str(), 0), integer(flag, text.substr(dash + 1).c_str(), 0)};
+      o.layers =
+          std::pair{integer(flag, text.substr(0, dash).c_str(), 0), integer(flag, text.substr(dash + 1).c_str(), 0)};
     }
   }
   if (o.model.empty() || o.calibration.empty() || o.out.empty())
@@ -157,7 +168,8 @@ batch read_batch(const fs::path& path, const rf::io::model<float>& model, int th
     try {
       model.embeddings()->forward(
           rf::tensor_view<const std::int64_t, 2>(x.input.ids.data(), {b, n}),
-          rf::tensor_view<const std::int64_t, 2>(x.input.types.empty() ? nullptr : x.input.types.data(), {x.input.types.empty() ? 0 : b, n}),
+          rf::tensor_view<const std::int64_t, 2>(x.input.types.empty() ? nullptr : x.input.types.data(),
+                                                 {x.input.types.empty() ? 0 : b, n}),
           rf::tensor_view<float, 3>(x.hidden.data(), {b, n, d}), threads);
     } catch (const rf::error& e) {
       throw rf::error(x.file.source() + ": " + e.what());
@@ -198,8 +210,11 @@ void write_heatmap(const fs::path& path, const an::similarity_report& s) {
     for (int j = 0; j < h; ++j)
       for (int i = 0; i < h; ++i) {
         const double v = std::clamp(pair.at(j, i), 0.0, 1.0);
-        const auto channel = [&](double lo) { return static_cast<unsigned char>(std::lround(255 * (lo + (1 - lo) * v) * v)); };
-        const unsigned char color[3] = {channel(0), channel(0.2), static_cast<unsigned char>(std::lround(255 * std::sqrt(v)))};
+        const auto channel = [&](double lo) {
+          return static_cast<unsigned char>(std::lround(255 * (lo + (1 - lo) * v) * v));
+        };
+        const unsigned char color[3] = {channel(0), channel(0.2),
+                                        static_cast<unsigned char>(std::lround(255 * std::sqrt(v)))};
         for (int y = 0; y < cell; ++y)
           for (int x = 0; x < cell; ++x) {
             const int px = gap + (l - 1) * (h * cell + gap) + i * cell + x, py = gap + j * cell + y;
@@ -218,11 +233,14 @@ int run(const options& o) {
   const rf::index_t layers = c.num_hidden_layers, heads = c.num_attention_heads;
   const std::string config_path = (o.model / "config.json").string();
   rf::io::require_plannable(c, config_path);
-  if (layers < 2) throw rf::error(config_path + ": expected a model of at least 2 layers to plan reuse, found " + std::to_string(layers));
+  if (layers < 2)
+    throw rf::error(config_path + ": expected a model of at least 2 layers to plan reuse, found " +
+                    std::to_string(layers));
   const auto [first, last] = o.layers.value_or(std::pair<rf::index_t, rf::index_t>{1, layers - 1});
   if (first < 1 || last > layers - 1 || first > last)
     throw rf::error("--layers " + std::to_string(first) + "-" + std::to_string(last) + ": expected layers within 1-" +
-                    std::to_string(layers - 1) + " (" + config_path + ": num_hidden_layers " + std::to_string(layers) + ")");
+                    std::to_string(layers - 1) + " (" + config_path + ": num_hidden_layers " + std::to_string(layers) +
+                    ")");
   if (o.reuse_heads && *o.reuse_heads > heads)
     throw rf::error("--reuse-heads " + std::to_string(*o.reuse_heads) + ": expected at most " + std::to_string(heads) +
                     " (" + config_path + ": num_attention_heads), found " + std::to_string(*o.reuse_heads));
@@ -241,12 +259,13 @@ int run(const options& o) {
   std::vector<rf::index_t> schedule(static_cast<std::size_t>(layers), 0);
   if (o.reuse_heads)
     for (rf::index_t l = first; l <= last; ++l) schedule[static_cast<std::size_t>(l)] = *o.reuse_heads;
-  const an::reuse_plan plan = o.naive          ? an::naive_reuse(heads, schedule)
-                              : o.reuse_heads  ? an::plan_reuse(s, schedule)
-                              : o.budget       ? an::plan_reuse_budget(s, c, b, n, *o.budget, allowed)
-                                               : an::plan_reuse_min_similarity(s, *o.min_similarity, allowed);
-  std::printf("attention similarity S_l[j, i] = mean over %lld real query rows of 1 - TV(layer l head j, layer l-1 head i)\n",
-              static_cast<long long>(s.rows));
+  const an::reuse_plan plan = o.naive         ? an::naive_reuse(heads, schedule)
+                              : o.reuse_heads ? an::plan_reuse(s, schedule)
+                              : o.budget      ? an::plan_reuse_budget(s, c, b, n, *o.budget, allowed)
+                                              : an::plan_reuse_min_similarity(s, *o.min_similarity, allowed);
+  std::printf(
+      "attention similarity S_l[j, i] = mean over %lld real query rows of 1 - TV(layer l head j, layer l-1 head i)\n",
+      static_cast<long long>(s.rows));
   std::printf("(%lld x %lld calibration tokens, %.2f s, peak resident %.0f MiB)\n", static_cast<long long>(b),
               static_cast<long long>(n), analysis_s, static_cast<double>(resident_memory::peak_bytes()) / (1 << 20));
   for (rf::index_t l = 1; l < layers; ++l) {
@@ -260,7 +279,8 @@ int run(const options& o) {
   }
 
   std::printf("plan (%s): reuse_schedule [", o.naive ? "naive" : "planned");
-  for (rf::index_t l = 0; l < layers; ++l) std::printf("%s%lld", l ? ", " : "", static_cast<long long>(plan.schedule[static_cast<std::size_t>(l)]));
+  for (rf::index_t l = 0; l < layers; ++l)
+    std::printf("%s%lld", l ? ", " : "", static_cast<long long>(plan.schedule[static_cast<std::size_t>(l)]));
   std::printf("]\n");
   nlohmann::json plan_json = nlohmann::json::array();
   for (rf::index_t l = 1; l < layers; ++l) {
@@ -276,7 +296,8 @@ int run(const options& o) {
   }
   rf::encoder_config planned_config = c;
   planned_config.reuse_schedule = plan.schedule;
-  const double before = an::cost<float>(c, b, n).multiply_adds, after = an::cost<float>(planned_config, b, n).multiply_adds;
+  const double before = an::cost<float>(c, b, n).multiply_adds,
+               after = an::cost<float>(planned_config, b, n).multiply_adds;
   std::printf("predicted: %.4g -> %.4g multiply-adds per forward pass of %lld x %lld (%.2f%% saved)\n", before, after,
               static_cast<long long>(b), static_cast<long long>(n), 100 * (1 - after / before));
 
@@ -306,24 +327,30 @@ int run(const options& o) {
     const double cosine = dot / std::sqrt(xx * yy), mean_diff = sum_diff / static_cast<double>(x.size());
     const double original_ms = median(original_run.ms), planned_ms = median(planned_run.ms);
     std::printf("drift on %s (%lld x %lld): cosine %.6f, max |diff| %.4g, mean |diff| %.4g\n", o.heldout.c_str(),
-                static_cast<long long>(heldout.input.batch), static_cast<long long>(heldout.input.seq), cosine, max_diff,
-                mean_diff);
+                static_cast<long long>(heldout.input.batch), static_cast<long long>(heldout.input.seq), cosine,
+                max_diff, mean_diff);
     std::printf("forward: original %.2f ms, planned %.2f ms (median of %d, %d threads): %.2f%% saved\n", original_ms,
                 planned_ms, o.repeat, o.threads, 100 * (1 - planned_ms / original_ms));
     nlohmann::json similarity = nlohmann::json::array();
     for (const an::layer_similarity& pair : s.pairs)
       similarity.push_back({{"layer", pair.layer}, {"source", pair.source}, {"total_variation", pair.total_variation}});
-    report = {{"model", o.model.string()},
-              {"calibration", {{"file", o.calibration.string()}, {"batch", b}, {"seq", n}, {"rows", s.rows}}},
-              {"analysis_seconds", analysis_s},
-              {"similarity", similarity},
-              {"method", o.naive ? "naive" : o.reuse_heads ? "reuse-heads" : o.budget ? "budget" : "min-similarity"},
-              {"reuse_schedule", plan.schedule},
-              {"orders", plan.order},
-              {"plan", plan_json},
-              {"predicted_multiply_adds", {{"original", before}, {"planned", after}, {"saved_fraction", 1 - after / before}}},
-              {"drift", {{"file", o.heldout.string()}, {"cosine", cosine}, {"max_abs_diff", max_diff}, {"mean_abs_diff", mean_diff}}},
-              {"forward_ms", {{"original", original_ms}, {"planned", planned_ms}, {"threads", o.threads}, {"repeat", o.repeat}}}};
+    report = {
+        {"model", o.model.string()},
+        {"calibration", {{"file", o.calibration.string()}, {"batch", b}, {"seq", n}, {"rows", s.rows}}},
+        {"analysis_seconds", analysis_s},
+        {"similarity", similarity},
+        {"method", o.naive         ? "naive"
+                   : o.reuse_heads ? "reuse-heads"
+                   : o.budget      ? "budget"
+                                   : "min-similarity"},
+        {"reuse_schedule", plan.schedule},
+        {"orders", plan.order},
+        {"plan", plan_json},
+        {"predicted_multiply_adds", {{"original", before}, {"planned", after}, {"saved_fraction", 1 - after / before}}},
+        {"drift",
+         {{"file", o.heldout.string()}, {"cosine", cosine}, {"max_abs_diff", max_diff}, {"mean_abs_diff", mean_diff}}},
+        {"forward_ms",
+         {{"original", original_ms}, {"planned", planned_ms}, {"threads", o.threads}, {"repeat", o.repeat}}}};
     std::ofstream(staging / "plan.json") << report.dump(2) << '\n';
     write_heatmap(staging / "similarity.png", s);
   });

@@ -82,12 +82,11 @@ class peer_process {
   void expect(const std::string& word) {
     char line[256] = {};
     if (std::fgets(line, sizeof line, out_) == nullptr || line != word + "\n")
-      fail("expected '" + word + "', found " + (line[0] ? std::string(1, '\'').append(line).append("'") : "the end of its output"));
+      fail("expected '" + word + "', found " +
+           (line[0] ? std::string(1, '\'').append(line).append("'") : "the end of its output"));
   }
 
-  [[noreturn]] void fail(const std::string& why) const {
-    throw std::runtime_error("peers (" + command_ + "): " + why);
-  }
+  [[noreturn]] void fail(const std::string& why) const { throw std::runtime_error("peers (" + command_ + "): " + why); }
 
   std::string command_;
   pid_t pid_ = -1;

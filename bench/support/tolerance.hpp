@@ -51,9 +51,12 @@ enum class precision { fp32, bf16, int8 };
 // Its name in the benchmarks' tables and JSON.
 inline const char* name_of(precision p) {
   switch (p) {
-    case precision::bf16: return "bf16";
-    case precision::int8: return "int8";
-    case precision::fp32: break;
+    case precision::bf16:
+      return "bf16";
+    case precision::int8:
+      return "int8";
+    case precision::fp32:
+      break;
   }
   return "fp32";
 }

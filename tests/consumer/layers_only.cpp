@@ -23,8 +23,8 @@ int main() {
 
   std::vector<float> x(1 * 3 * 8, 0.5f), y(x.size());
   auto ws = model.make_workspace(1, 3);
-  model.forward(rf::tensor_view<const float, 3>(x.data(), {1, 3, 8}),
-                rf::tensor_view<float, 3>(y.data(), {1, 3, 8}), ws);
+  model.forward(rf::tensor_view<const float, 3>(x.data(), {1, 3, 8}), rf::tensor_view<float, 3>(y.data(), {1, 3, 8}),
+                ws);
   // Eigen comes with the target: the same pass on activations held in an Eigen
   // matrix (tokens as columns), through Eigen's product kernel.
   const rf::encoder<float, rf::score_function::standard, rf::simd::default_arch, rf::eigen::products> on_eigen(

@@ -26,8 +26,7 @@ closeness compare_each(const A* actual, const E* expected, std::size_t n, Bound 
     if (excess > worst_excess) {
       worst_excess = excess;
       std::ostringstream out;
-      out << "element " << i << ": actual " << a << ", expected " << e << ", error " << err
-          << ", bound " << bound;
+      out << "element " << i << ": actual " << a << ", expected " << e << ", error " << err << ", bound " << bound;
       result.worst = out.str();
     }
     if (bad) result.ok = false;
@@ -37,17 +36,14 @@ closeness compare_each(const A* actual, const E* expected, std::size_t n, Bound 
 
 // |actual - expected| <= abs_tol + rel_tol * |expected| for every element.
 template <class A, class E>
-closeness compare(const A* actual, const E* expected, std::size_t n, double rel_tol,
-                  double abs_tol) {
+closeness compare(const A* actual, const E* expected, std::size_t n, double rel_tol, double abs_tol) {
   return compare_each(actual, expected, n, [&](std::size_t, double e) { return abs_tol + rel_tol * std::abs(e); });
 }
 
 template <class A, class E>
-closeness compare(const std::vector<A>& actual, const std::vector<E>& expected, double rel_tol,
-                  double abs_tol) {
+closeness compare(const std::vector<A>& actual, const std::vector<E>& expected, double rel_tol, double abs_tol) {
   if (actual.size() != expected.size())
-    return {false, "sizes differ: " + std::to_string(actual.size()) + " vs " +
-                       std::to_string(expected.size())};
+    return {false, "sizes differ: " + std::to_string(actual.size()) + " vs " + std::to_string(expected.size())};
   return compare(actual.data(), expected.data(), actual.size(), rel_tol, abs_tol);
 }
 
@@ -65,9 +61,9 @@ closeness compare_within(const std::vector<A>& actual, const std::vector<double>
 }  // namespace reuseformer_test
 
 // CHECK_CLOSE(result_of_compare): fails with the worst element in the message.
-#define CHECK_CLOSE(expr)            \
-  do {                               \
+#define CHECK_CLOSE(expr)             \
+  do {                                \
     const auto check_close_ = (expr); \
-    INFO(check_close_.worst);        \
-    CHECK(check_close_.ok);          \
+    INFO(check_close_.worst);         \
+    CHECK(check_close_.ok);           \
   } while (0)

@@ -31,9 +31,8 @@ isa_report check_isa() {
   return {supported, name, "AVX-512 F/BW/DQ/VL/CD (x86-64-v4)" REUSEFORMER_TEST_BF16 REUSEFORMER_TEST_VNNI};
 #elif defined(__x86_64__) && defined(__AVX2__)
   __builtin_cpu_init();
-  return {__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-              __builtin_cpu_supports("bmi2"),
-          name, "AVX2, FMA, BMI2 (x86-64-v3)"};
+  return {__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2"), name,
+          "AVX2, FMA, BMI2 (x86-64-v3)"};
 #elif defined(__aarch64__)
   return {true, name, "the AArch64 base instruction set (armv8-a, NEON included)"};
 #else

@@ -14,8 +14,7 @@
 int main(int argc, char** argv) {
   const reuseformer_test::isa_report isa = reuseformer_test::check_isa();
   if (!isa.supported) {
-    std::printf("SKIPPED: this CPU lacks %s, required by the '%s' build\n", isa.requires_features,
-                isa.arch_name);
+    std::printf("SKIPPED: this CPU lacks %s, required by the '%s' build\n", isa.requires_features, isa.arch_name);
     return 77;
   }
   std::printf("SIMD build: %s (requires %s)\n", isa.arch_name, isa.requires_features);

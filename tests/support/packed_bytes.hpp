@@ -17,8 +17,7 @@ std::size_t packing_padding_bytes(const reuseformer::encoder_config& c) {
   std::size_t elements = 0;
   for (rf::index_t l = 0; l < c.num_hidden_layers; ++l) {
     const rf::index_t qk = c.fresh_heads(l) * c.head_dim() * (rf::has_key_projection(c.score) ? 2 : 1);
-    elements += static_cast<std::size_t>(padding(qk + d, d) + padding(d, d) +
-                                         padding(d_ff, d) + padding(d, d_ff));
+    elements += static_cast<std::size_t>(padding(qk + d, d) + padding(d, d) + padding(d_ff, d) + padding(d, d_ff));
   }
   return elements * sizeof(T);
 }

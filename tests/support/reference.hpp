@@ -30,7 +30,6 @@ using matrix = std::vector<double>;  // row-major
 template <class T>
 inline constexpr double tolerance = std::is_same_v<T, float> ? 2e-5 : 1e-11;
 
-
 using eigen_matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
 // x [rows, size / rows] as an Eigen matrix, and an Eigen matrix's values back.
@@ -62,8 +61,7 @@ matrix linear(const matrix& x, index_t rows, const reuseformer::linear_weights<T
 }
 
 template <class T>
-matrix layer_norm(const matrix& x, index_t rows, const reuseformer::layer_norm_weights<T>& w,
-                  double eps) {
+matrix layer_norm(const matrix& x, index_t rows, const reuseformer::layer_norm_weights<T>& w, double eps) {
   const auto in = as_matrix(x, rows);
   const eigen_matrix centred = in.colwise() - in.rowwise().mean();
   const Eigen::ArrayXd inverse_std = (centred.array().square().rowwise().mean() + eps).sqrt().inverse();
@@ -73,21 +71,22 @@ matrix layer_norm(const matrix& x, index_t rows, const reuseformer::layer_norm_w
 
 inline double activate(reuseformer::activation act, double x) {
   switch (act) {
-    case reuseformer::activation::gelu: return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+    case reuseformer::activation::gelu:
+      return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
     case reuseformer::activation::gelu_tanh:
       return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
-    case reuseformer::activation::relu: return x > 0 ? x : 0;
+    case reuseformer::activation::relu:
+      return x > 0 ? x : 0;
   }
   return x;
 }
 
 // Multi-head attention of x [B, N, d] with score reuse (docs/semantics.md
 // §Score reuse) and the score function its tensors imply (§Symmetric and
-// pairwise scores there): logits q_i·k_j with a key projection, q_i·q_j without one, q_i P_h q_jᵀ with pairwise factors.
-// mask: empty or [B, N] of 0/1. The layer computes H - reused fresh heads and
-// takes heads H - reused .. H - 1 from `previous` ([B, previous_heads, N, N],
-// its first `reused` heads). Returns the output and the stack it used [B, H, N, N].
-// A query with no visible key gets a zero context (the library's documented rule).
+// pairwise scores there): logits q_i·k_j with a key projection, q_i·q_j without one, q_i P_h q_jᵀ with pairwise
+// factors. mask: empty or [B, N] of 0/1. The layer computes H - reused fresh heads and takes heads H - reused .. H - 1
+// from `previous` ([B, previous_heads, N, N], its first `reused` heads). Returns the output and the stack it used [B,
+// H, N, N]. A query with no visible key gets a zero context (the library's documented rule).
 struct attention_result {
   matrix output;
   std::vector<double> stack;
@@ -96,8 +95,7 @@ struct attention_result {
 template <class T>
 attention_result attention(const matrix& x, index_t batch, index_t seq, index_t heads,
                            const reuseformer::attention_weights<T>& w, const std::vector<int>& mask, bool causal,
-                           index_t reused = 0, const std::vector<double>& previous = {},
-                           index_t previous_heads = 0) {
+                           index_t reused = 0, const std::vector<double>& previous = {}, index_t previous_heads = 0) {
   const index_t d = w.value.weight.extent(0), dh = d / heads, rows = batch * seq, fresh = heads - reused;
   const index_t span = w.relative_position.empty() ? 0 : w.relative_position.extent(1);
   const auto in = as_matrix(x, rows);
@@ -116,8 +114,9 @@ attention_result attention(const matrix& x, index_t batch, index_t seq, index_t 
             &previous[static_cast<std::size_t>((b * previous_heads + h - fresh) * seq * seq)], seq, seq);
       } else {
         const auto qh = q.block(b * seq, h * dh, seq, dh), kh = k.block(b * seq, h * dh, seq, dh);
-        eigen_matrix logits = factors.empty() ? eigen_matrix(qh * kh.transpose())
-                                              : eigen_matrix(qh * in_double(&factors(h, 0, 0), dh, dh) * kh.transpose());
+        eigen_matrix logits = factors.empty()
+                                  ? eigen_matrix(qh * kh.transpose())
+                                  : eigen_matrix(qh * in_double(&factors(h, 0, 0), dh, dh) * kh.transpose());
         logits /= std::sqrt(double(dh));
         for (index_t i = 0; i < seq; ++i) {
           double top = none;
@@ -141,10 +140,9 @@ attention_result attention(const matrix& x, index_t batch, index_t seq, index_t 
 // One layer; `stack` holds the previous layer's probability stack [B, H, N, N]
 // on entry (ignored when the layer reuses nothing) and this layer's on exit.
 template <class T>
-matrix encoder_layer(const matrix& x, index_t batch, index_t seq,
-                     const reuseformer::encoder_config& c,
-                     const reuseformer::encoder_layer_weights<T>& w, const std::vector<int>& mask,
-                     index_t reused, std::vector<double>& stack) {
+matrix encoder_layer(const matrix& x, index_t batch, index_t seq, const reuseformer::encoder_config& c,
+                     const reuseformer::encoder_layer_weights<T>& w, const std::vector<int>& mask, index_t reused,
+                     std::vector<double>& stack) {
   const index_t rows = batch * seq;
   const auto add = [](matrix a, const matrix& b) {
     for (std::size_t i = 0; i < a.size(); ++i) a[i] += b[i];
@@ -156,8 +154,8 @@ matrix encoder_layer(const matrix& x, index_t batch, index_t seq,
     return linear(hidden, rows, w.feed_forward.output);
   };
   const auto attn = [&](const matrix& in) {
-    attention_result r = attention(in, batch, seq, c.num_attention_heads, w.attention, mask, c.causal, reused,
-                                   stack, c.num_attention_heads);
+    attention_result r = attention(in, batch, seq, c.num_attention_heads, w.attention, mask, c.causal, reused, stack,
+                                   c.num_attention_heads);
     stack = std::move(r.stack);
     return r.output;
   };
@@ -172,8 +170,8 @@ matrix encoder_layer(const matrix& x, index_t batch, index_t seq,
 // The encoder; `stacks`, when given, receives every layer's probability stack.
 template <class T>
 matrix encoder(matrix x, index_t batch, index_t seq, const reuseformer::encoder_config& c,
-               const std::vector<reuseformer::encoder_layer_weights<T>>& layers,
-               const std::vector<int>& mask, std::vector<std::vector<double>>* stacks = nullptr) {
+               const std::vector<reuseformer::encoder_layer_weights<T>>& layers, const std::vector<int>& mask,
+               std::vector<std::vector<double>>* stacks = nullptr) {
   std::vector<double> stack;
   for (std::size_t l = 0; l < layers.size(); ++l) {
     x = encoder_layer(x, batch, seq, c, layers[l], mask, c.reused_heads(static_cast<index_t>(l)), stack);

@@ -39,7 +39,7 @@ namespace reuseformer::analysis {
 // S_{layer, source} for one pair of layers, source < layer.
 struct layer_similarity {
   index_t layer = 0, source = 0;
-  index_t heads = 0;                // H
+  index_t heads = 0;                    // H
   std::vector<double> total_variation;  // [H, H] row-major: [j * H + i] = S[j, i] (1 - TV)
   std::vector<double> jensen_shannon;   // [H, H], 1 - JS; empty unless asked for
 
@@ -63,15 +63,15 @@ struct similarity_options {
 
 struct similarity_report {
   index_t layers = 0, heads = 0;
-  index_t rows = 0;  // real query rows averaged over
+  index_t rows = 0;                     // real query rows averaged over
   std::vector<layer_similarity> pairs;  // by layer, then by decreasing source
 
   // S_{layer, source}; throws reuseformer::error when it was not measured.
   [[nodiscard]] const layer_similarity& between(index_t layer, index_t source) const {
     for (const layer_similarity& p : pairs)
       if (p.layer == layer && p.source == source) return p;
-    throw error(detail::concat("attention similarity: expected a measured pair of layers, found none for layer ",
-                               layer, " against layer ", source, " (max_distance too small?)"));
+    throw error(detail::concat("attention similarity: expected a measured pair of layers, found none for layer ", layer,
+                               " against layer ", source, " (max_distance too small?)"));
   }
 };
 
@@ -116,8 +116,8 @@ void accumulate_similarity(const T* later, const T* earlier, index_t heads, cons
 // `stack` (H heads) and reading the heads it reuses from `below` (layer l-1's).
 template <class T, class RunLayer>
 analysis::similarity_report measure_similarity(index_t layers, index_t heads, const sequences& batch,
-                                     const unsigned char* real_rows, const analysis::similarity_options& o,
-                                     RunLayer&& run_layer) {
+                                               const unsigned char* real_rows, const analysis::similarity_options& o,
+                                               RunLayer&& run_layer) {
   require(o.max_distance >= 1, "attention similarity: max_distance: expected >= 1, found ", o.max_distance);
   require(o.threads >= 1, "attention similarity: threads: expected >= 1, found ", o.threads);
   analysis::similarity_report report{layers, heads, 0, {}};
@@ -130,8 +130,9 @@ analysis::similarity_report measure_similarity(index_t layers, index_t heads, co
   for (index_t l = 0; l < layers; ++l) {
     run_layer(l, stack_of(l).data(), l > 0 ? stack_of(l - 1).data() : nullptr);
     for (index_t m = l - 1; m >= 0 && m >= l - o.max_distance; --m) {
-      analysis::layer_similarity s{l, m, heads, std::vector<double>(static_cast<std::size_t>(heads * heads)),
-                         o.jensen_shannon ? std::vector<double>(static_cast<std::size_t>(heads * heads)) : std::vector<double>{}};
+      analysis::layer_similarity s{
+          l, m, heads, std::vector<double>(static_cast<std::size_t>(heads * heads)),
+          o.jensen_shannon ? std::vector<double>(static_cast<std::size_t>(heads * heads)) : std::vector<double>{}};
       accumulate_similarity(stack_of(l).data(), stack_of(m).data(), heads, batch, real_rows, s, o.threads);
       const double rows = static_cast<double>(std::max<index_t>(report.rows, 1));
       for (double& v : s.total_variation) v /= rows;
@@ -185,7 +186,8 @@ namespace reuseformer::analysis {
 // reuseformer::error as the model's forward() would on bad input.
 template <class Encoder, class T>
 [[nodiscard]] similarity_report attention_similarity(const Encoder& model, tensor_view<const T, 3> input,
-                                                     const attention_mask& mask = {}, const similarity_options& o = {}) {
+                                                     const attention_mask& mask = {},
+                                                     const similarity_options& o = {}) {
   return detail::with_compiled(model, [&](const auto& e) {
     const index_t batch = input.extent(0), seq = input.extent(1), d = e.hidden_size(), heads = e.heads();
     detail::require_shape(input, {batch, seq, d}, "attention similarity: input");
@@ -197,7 +199,8 @@ template <class Encoder, class T>
     workspace ws(bytes, o.threads);
     const tensor_view<T, 3> x(hidden.data(), {batch, seq, d});
     return detail::measure_similarity<T>(
-        e.attention_layers(), heads, sequences::dense(batch, seq), real.data(), o, [&](index_t l, T* stack, const T* below) {
+        e.attention_layers(), heads, sequences::dense(batch, seq), real.data(), o,
+        [&](index_t l, T* stack, const T* below) {
           const auto& layer = e.layers()[static_cast<std::size_t>(l)];
           const index_t k = layer.first_reused_heads();
           reused.resize(static_cast<std::size_t>(batch * k * seq * seq));
@@ -213,7 +216,8 @@ template <class Encoder, class T>
 // every row is real.
 template <class Encoder, class T>
 [[nodiscard]] similarity_report attention_similarity(const Encoder& model, tensor_view<const T, 2> tokens,
-                                                     std::span<const index_t> offsets, const similarity_options& o = {}) {
+                                                     std::span<const index_t> offsets,
+                                                     const similarity_options& o = {}) {
   return detail::with_compiled(model, [&](const auto& e) {
     const index_t d = e.hidden_size(), heads = e.heads();
     detail::require_shape(tokens, {tokens.extent(0), d}, "attention similarity: tokens");
@@ -232,9 +236,9 @@ template <class Encoder, class T>
           reused.resize(static_cast<std::size_t>(k * batch.shape().squares));
           if (k > 0) detail::copy_reused_heads(below, heads, k, batch, reused.data());
           const tensor_view<T, 1> out(stack, {heads * batch.shape().squares});
-          layer.forward(x, x, offsets, ws,
-                        packed_attention_io<T>{tensor_view<const T, 1>(reused.data(), {k * batch.shape().squares}),
-                                               {&out, 1}});
+          layer.forward(
+              x, x, offsets, ws,
+              packed_attention_io<T>{tensor_view<const T, 1>(reused.data(), {k * batch.shape().squares}), {&out, 1}});
         });
   });
 }
@@ -250,8 +254,9 @@ template <class T>
   detail::require_shape(later, {batch, heads, seq, seq}, "attention similarity: later stack");
   detail::require_shape(earlier, {batch, heads, seq, seq}, "attention similarity: earlier stack");
   const std::vector<unsigned char> real = detail::real_rows(mask, batch, seq);
-  layer_similarity s{1, 0, heads, std::vector<double>(static_cast<std::size_t>(heads * heads)),
-                     jensen_shannon ? std::vector<double>(static_cast<std::size_t>(heads * heads)) : std::vector<double>{}};
+  layer_similarity s{
+      1, 0, heads, std::vector<double>(static_cast<std::size_t>(heads * heads)),
+      jensen_shannon ? std::vector<double>(static_cast<std::size_t>(heads * heads)) : std::vector<double>{}};
   detail::accumulate_similarity(later.data(), earlier.data(), heads, sequences::dense(batch, seq), real.data(), s, 1);
   const auto rows = static_cast<double>(std::max<index_t>(std::count(real.begin(), real.end(), 1), 1));
   for (double& v : s.total_variation) v /= rows;

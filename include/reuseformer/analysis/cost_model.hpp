@@ -53,7 +53,7 @@ struct layer_cost {
   index_t reused_heads = 0;
   double query_key_projection = 0, pairwise_transform = 0, value_projection = 0, scores = 0, context = 0,
          output_projection = 0, feed_forward = 0;  // multiply-adds
-  double softmax_exponentials = 0;   // one per visible (query, key) pair of a fresh head
+  double softmax_exponentials = 0;                 // one per visible (query, key) pair of a fresh head
   std::size_t parameter_bytes = 0;
 
   [[nodiscard]] double multiply_adds() const {
@@ -81,7 +81,7 @@ template <class T>
   const double logit_pairs =
       static_cast<double>(batch * attention::logit_pairs<T>(seq, config.causal, has_symmetric_logits(config.score)));
   const double projections = has_key_projection(config.score) ? 2 : 1;
-  const double transform = !has_pairwise_factors(config.score)                  ? 0
+  const double transform = !has_pairwise_factors(config.score)                 ? 0
                            : config.score == score_function::pairwise_diagonal ? dh
                                                                                : dh * dh;
   const double exponentials = static_cast<double>(batch * (config.causal ? seq * (seq + 1) / 2 : seq * seq));
@@ -150,7 +150,7 @@ template <class T>
   const double d_ff = static_cast<double>(config.intermediate_size), n = static_cast<double>(keys);
   const double h = static_cast<double>(config.num_attention_heads);
   const double projections = has_key_projection(config.score) ? 2 : 1;
-  const double transform = !has_pairwise_factors(config.score)                  ? 0
+  const double transform = !has_pairwise_factors(config.score)                 ? 0
                            : config.score == score_function::pairwise_diagonal ? dh
                                                                                : dh * dh;
   decode_cost total;

@@ -38,10 +38,10 @@ namespace reuseformer::analysis {
 
 struct reuse_plan {
   index_t heads = 0;
-  std::vector<index_t> schedule;              // K_l per layer, K_0 = 0
-  std::vector<std::vector<index_t>> order;    // [L][H]: original head at each stack position
-  std::vector<std::vector<index_t>> source;   // [L][H]: per original head of layer l, the original head of
-                                              // layer l-1 whose stack position it reads, or -1 (fresh)
+  std::vector<index_t> schedule;             // K_l per layer, K_0 = 0
+  std::vector<std::vector<index_t>> order;   // [L][H]: original head at each stack position
+  std::vector<std::vector<index_t>> source;  // [L][H]: per original head of layer l, the original head of
+                                             // layer l-1 whose stack position it reads, or -1 (fresh)
 
   [[nodiscard]] index_t layers() const { return static_cast<index_t>(schedule.size()); }
   [[nodiscard]] index_t fresh(index_t l) const { return heads - schedule[static_cast<std::size_t>(l)]; }
@@ -89,7 +89,8 @@ inline void derive_sources(analysis::reuse_plan& plan) {
 // sets layer l's order (fresh heads ascending, then the reused heads in the
 // order of their sources). Returns the summed similarity of the chosen pairs,
 // and the smallest one in `weakest`.
-inline double plan_layer(analysis::reuse_plan& plan, const analysis::layer_similarity& s, index_t l, index_t reused, double& weakest) {
+inline double plan_layer(analysis::reuse_plan& plan, const analysis::layer_similarity& s, index_t l, index_t reused,
+                         double& weakest) {
   const index_t h = plan.heads;
   plan.schedule[static_cast<std::size_t>(l)] = reused;
   auto& below = plan.order[static_cast<std::size_t>(l - 1)];
@@ -109,7 +110,8 @@ inline double plan_layer(analysis::reuse_plan& plan, const analysis::layer_simil
   // Chosen positions of layer l-1 (ascending) and the head of layer l each serves.
   std::vector<index_t> target(static_cast<std::size_t>(candidates), -1);
   for (index_t t = 0; t < h; ++t)
-    if (column[static_cast<std::size_t>(t)] < candidates) target[static_cast<std::size_t>(column[static_cast<std::size_t>(t)])] = t;
+    if (column[static_cast<std::size_t>(t)] < candidates)
+      target[static_cast<std::size_t>(column[static_cast<std::size_t>(t)])] = t;
   // Layer l-1's fresh part: chosen heads first, then the others, each in their order.
   std::vector<index_t> fresh_order, rest, served;
   for (index_t c = 0; c < candidates; ++c) {
@@ -235,9 +237,10 @@ namespace reuseformer::analysis {
       }
     }
     if (chosen.empty()) {
-      throw error(detail::concat("--budget ", fraction, ": expected a fraction of the multiply-adds that reuse can reach, found ",
-                                 "that reusing every allowed head still costs ", multiply_adds(schedule) / (limit / fraction),
-                                 " of the original"));
+      throw error(detail::concat("--budget ", fraction,
+                                 ": expected a fraction of the multiply-adds that reuse can reach, found ",
+                                 "that reusing every allowed head still costs ",
+                                 multiply_adds(schedule) / (limit / fraction), " of the original"));
     }
     schedule = chosen;
   }
@@ -262,7 +265,8 @@ inline void check_plan(const reuse_plan& plan) {
     std::sort(sorted.begin(), sorted.end());
     for (index_t p = 0; p < h; ++p)
       detail::require(static_cast<index_t>(sorted.size()) == h && sorted[static_cast<std::size_t>(p)] == p,
-                      "reuse plan: layer ", l, ": expected an order of the heads 0..", h - 1, ", found a repeat or gap at ", p);
+                      "reuse plan: layer ", l, ": expected an order of the heads 0..", h - 1,
+                      ", found a repeat or gap at ", p);
     detail::require(static_cast<index_t>(source.size()) == h, "reuse plan: layer ", l, ": expected ", h, " sources");
     for (index_t p = 0; p < h; ++p) {
       const index_t head = order[static_cast<std::size_t>(p)], j = p - plan.fresh(l);

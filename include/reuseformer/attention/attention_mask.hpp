@@ -35,8 +35,7 @@ class attention_mask {
   template <class T>
   void to_additive(index_t batch, index_t seq, T* out) const {
     require_shape(batch, seq);
-    for (index_t i = 0; i < batch * seq; ++i)
-      out[i] = token(i, seq) ? T(0) : -std::numeric_limits<T>::infinity();
+    for (index_t i = 0; i < batch * seq; ++i) out[i] = token(i, seq) ? T(0) : -std::numeric_limits<T>::infinity();
   }
 
   // The number of tokens (1s) in the mask. Throws as to_additive() does.
@@ -73,8 +72,8 @@ class attention_mask {
   void require_shape(index_t batch, index_t seq) const {
     if (shape_ != std::array<index_t, 2>{batch, seq})
       throw error(detail::concat("attention_mask: expected shape ",
-                                 detail::format_shape(std::array<index_t, 2>{batch, seq}),
-                                 ", found ", detail::format_shape(shape_)));
+                                 detail::format_shape(std::array<index_t, 2>{batch, seq}), ", found ",
+                                 detail::format_shape(shape_)));
   }
 
   // Element i (row i / seq): true for a token, false for padding; throws on

@@ -10,7 +10,6 @@
 // A task is one (b, h); it holds one row of logits and one of bias, so the
 // scratch is two rows of max_length values per thread.
 
-
 #include "reuseformer/attention/layer_cache.hpp"
 #include "reuseformer/attention/reuse_state.hpp"
 #include "reuseformer/core/parallel.hpp"

@@ -63,8 +63,7 @@ class reuse_state_plan {
         }
       }
       for (const index_t slot : state)  // read by layer l for the last time
-        if (std::find(next_state.begin(), next_state.end(), slot) == next_state.end())
-          free_slots.push_back(slot);
+        if (std::find(next_state.begin(), next_state.end(), slot) == next_state.end()) free_slots.push_back(slot);
       state = std::move(next_state);
       live_after_.push_back(static_cast<index_t>(state.size()));
     }
@@ -101,9 +100,7 @@ struct probability_store {
 
   // Slot `slot` of the sequence whose matrices hold `size` values, preceded by
   // `before` values per head (sequences::squares_before for [N_b, N_b] matrices).
-  [[nodiscard]] T* at(index_t before, index_t size, index_t slot) const {
-    return base + heads * before + slot * size;
-  }
+  [[nodiscard]] T* at(index_t before, index_t size, index_t slot) const { return base + heads * before + slot * size; }
 
   operator probability_store<const T>() const  // NOLINT(google-explicit-constructor)
     requires(!std::is_const_v<T>)

@@ -114,7 +114,8 @@ struct scratch_layout {
     keys = additive + round_to_line<T>(n);
     values = keys + (pack_keys ? round_to_line<T>(gemm::packed_elements<T, Arch>(n, dh)) : 0);
     products = values + (p.causal ? 0 : round_to_line<T>(gemm::packed_elements<T, Arch>(dh, n)));
-    index_t packing = p.causal ? gemm::scratch_elements<T, Arch>(rows, dh, n) : gemm::prepacked_scratch_elements<T, Arch>(n);
+    index_t packing =
+        p.causal ? gemm::scratch_elements<T, Arch>(rows, dh, n) : gemm::prepacked_scratch_elements<T, Arch>(n);
     if (pack_keys) packing = std::max(packing, gemm::prepacked_scratch_elements<T, Arch>(dh));
     if (p.fresh_heads > 0 && p.symmetric_logits)
       packing = std::max(packing, gemm::lower_scratch_elements<T, Arch>(n, dh));
@@ -154,7 +155,7 @@ void for_each_task(const problem& p, index_t heads, int threads, Body&& body) {
 // Head (s, h)'s keys packed for its logits products, into `dst`.
 template <class T, class Arch>
 [[nodiscard]] gemm::packed_view<T, Arch> packed_keys(const problem& p, const head_io<T>& io, const sequence_at& s,
-                                               index_t h, T* dst) {
+                                                     index_t h, T* dst) {
   return gemm::pack<T, Arch>(io.k.block(s.start, s.length, h * p.head_dim, p.head_dim), gemm::transpose::yes, dst);
 }
 
@@ -203,23 +204,24 @@ template <class T, class Arch = simd::default_arch>
 void logits(const problem& p, const head_io<T>& io, T* out, index_t ld, const thread_scratch<T>& scratch) {
   const index_t rows_per_head = p.batch.max_length();
   const detail::scratch_layout<T, Arch> layout(p);
-  detail::for_each_task<T, Arch>(p, p.fresh_heads, scratch.threads, [&](const detail::sequence_at& s, index_t h,
-                                                                  index_t first, index_t last, int thread) {
-    T* const mine = scratch.slice(thread);
-    T* const head = out + (s.index * p.fresh_heads + h) * rows_per_head * ld;
-    if (p.symmetric_logits) {
-      detail::symmetric_head_logits<T, Arch>(p, io, s, h, gemm::matrix<T>{head, s.length, s.length, ld},
-                                    mine + layout.products);
-      return;
-    }
-    const gemm::packed_view<T, Arch> keys = detail::packed_keys<T, Arch>(p, io, s, h, mine + layout.keys);
-    for (index_t block = first; block < last; block += query_block<T, Arch>) {
-      const index_t rows = std::min(query_block<T, Arch>, last - block);
-      detail::block_logits(p, io, s, h, block, keys,
-                           gemm::matrix<T>{head + block * ld, rows, p.causal ? block + rows : s.length, ld},
-                           mine + layout.products);
-    }
-  });
+  detail::for_each_task<T, Arch>(
+      p, p.fresh_heads, scratch.threads,
+      [&](const detail::sequence_at& s, index_t h, index_t first, index_t last, int thread) {
+        T* const mine = scratch.slice(thread);
+        T* const head = out + (s.index * p.fresh_heads + h) * rows_per_head * ld;
+        if (p.symmetric_logits) {
+          detail::symmetric_head_logits<T, Arch>(p, io, s, h, gemm::matrix<T>{head, s.length, s.length, ld},
+                                                 mine + layout.products);
+          return;
+        }
+        const gemm::packed_view<T, Arch> keys = detail::packed_keys<T, Arch>(p, io, s, h, mine + layout.keys);
+        for (index_t block = first; block < last; block += query_block<T, Arch>) {
+          const index_t rows = std::min(query_block<T, Arch>, last - block);
+          detail::block_logits(p, io, s, h, block, keys,
+                               gemm::matrix<T>{head + block * ld, rows, p.causal ? block + rows : s.length, ld},
+                               mine + layout.products);
+        }
+      });
 }
 
 // Computes the context C (all heads of all sequences).
@@ -238,78 +240,79 @@ void scaled_dot_product(const problem& p, T scale, const head_io<T>& io, gemm::m
   const index_t dh = p.head_dim;
   const detail::scratch_layout<T, Arch> layout(p);
 
-  detail::for_each_task<T, Arch>(p, p.heads, scratch.threads, [&](const detail::sequence_at& s, index_t h, index_t first,
-                                                            index_t last, int thread) {
-    const index_t n = s.length;
-    T* const mine = scratch.slice(thread);
-    T* const additive = mine + layout.additive;
-    T* const gemm_scratch = mine + layout.products;
-    const T* const mask = additive_mask ? additive_mask + s.start : nullptr;
+  detail::for_each_task<T, Arch>(
+      p, p.heads, scratch.threads,
+      [&](const detail::sequence_at& s, index_t h, index_t first, index_t last, int thread) {
+        const index_t n = s.length;
+        T* const mine = scratch.slice(thread);
+        T* const additive = mine + layout.additive;
+        T* const gemm_scratch = mine + layout.products;
+        const T* const mask = additive_mask ? additive_mask + s.start : nullptr;
 
-    // The head's probabilities, row stride `ld`: reused rows are only read; a
-    // fresh head's logits are written (in its slot when a later layer keeps it,
-    // as full rows; otherwise in scratch: a block at a time, or the whole head
-    // for symmetric logits) and turned into probabilities in place.
-    const T* data = nullptr;
-    T* fresh = nullptr;
-    index_t ld = n;
-    bool stored = false, per_block = false;
-    gemm::packed_view<T, Arch> keys{};
-    if (h >= p.fresh_heads) {
-      const index_t j = h - p.fresh_heads;
-      data = io.reused.at(s.squares_before, n * n, io.reused_slot(j));
-    } else {
-      const index_t slot = io.kept_slot(h);
-      stored = slot != reuse_state_plan::no_slot;
-      per_block = !stored && !p.symmetric_logits;
-      if (!stored && p.symmetric_logits) ld = detail::symmetric_ld<T>(n);
-      fresh = stored ? io.kept.at(s.squares_before, n * n, slot) : mine;
-      data = fresh;
-      if (p.symmetric_logits)
-        detail::symmetric_head_logits<T, Arch>(p, io, s, h, gemm::matrix<T>{fresh, n, n, ld}, gemm_scratch);
-      else
-        keys = detail::packed_keys<T, Arch>(p, io, s, h, mine + layout.keys);
-    }
-    const gemm::matrix<const T> head_values = v.block(s.start, n, h * dh, dh);
-    gemm::packed_view<T, Arch> values{};
-    if (!p.causal) values = gemm::pack<T, Arch>(head_values, gemm::transpose::no, mine + layout.values);
-    T* const copy = io.attentions.base ? io.attentions.at(s.squares_before, n * n, h) : nullptr;
-
-    // Block by block: logits (fresh heads of non-symmetric logits), softmax
-    // (fresh heads), the optional copy, then A V.
-    for (index_t block = first; block < last; block += query_block<T, Arch>) {
-      const index_t block_rows = std::min(query_block<T, Arch>, last - block);
-      const index_t block_keys = p.causal ? block + block_rows : n;
-      const index_t offset = per_block ? 0 : block * ld;
-      if (fresh && !p.symmetric_logits)
-        detail::block_logits(p, io, s, h, block, keys, gemm::matrix<T>{fresh + offset, block_rows, block_keys, ld},
-                             gemm_scratch);
-      for (index_t i = 0; fresh && i < block_rows; ++i) {
-        const index_t query = block + i, active = p.causal ? query + 1 : block_keys;
-        const T* row_add = mask;
-        if (io.relative_bias) {
-          io.relative_bias_row(h, query, active, mask, additive);
-          row_add = additive;
+        // The head's probabilities, row stride `ld`: reused rows are only read; a
+        // fresh head's logits are written (in its slot when a later layer keeps it,
+        // as full rows; otherwise in scratch: a block at a time, or the whole head
+        // for symmetric logits) and turned into probabilities in place.
+        const T* data = nullptr;
+        T* fresh = nullptr;
+        index_t ld = n;
+        bool stored = false, per_block = false;
+        gemm::packed_view<T, Arch> keys{};
+        if (h >= p.fresh_heads) {
+          const index_t j = h - p.fresh_heads;
+          data = io.reused.at(s.squares_before, n * n, io.reused_slot(j));
+        } else {
+          const index_t slot = io.kept_slot(h);
+          stored = slot != reuse_state_plan::no_slot;
+          per_block = !stored && !p.symmetric_logits;
+          if (!stored && p.symmetric_logits) ld = detail::symmetric_ld<T>(n);
+          fresh = stored ? io.kept.at(s.squares_before, n * n, slot) : mine;
+          data = fresh;
+          if (p.symmetric_logits)
+            detail::symmetric_head_logits<T, Arch>(p, io, s, h, gemm::matrix<T>{fresh, n, n, ld}, gemm_scratch);
+          else
+            keys = detail::packed_keys<T, Arch>(p, io, s, h, mine + layout.keys);
         }
-        T* row = fresh + offset + i * ld;
-        simd::softmax<T, Arch>(row, block_keys, active, scale, row_add);
-        if (stored) std::fill(row + block_keys, row + n, T(0));  // causal tail of a stored row
-      }
-      const gemm::matrix<const T> probabilities{data + offset, block_rows, block_keys, ld};
-      for (index_t i = 0; copy && i < block_rows; ++i) {
-        const T* row = probabilities.data + i * ld;
-        T* out = copy + (block + i) * n;
-        std::copy(row, row + block_keys, out);
-        std::fill(out + block_keys, out + n, T(0));
-      }
-      const gemm::matrix<T> out = context.block(s.start + block, block_rows, h * dh, dh);
-      if (p.causal)
-        gemm::multiply_add<T, Arch>(T(1), probabilities, head_values.block(0, block_keys, 0, dh), gemm::transpose::no, out,
-                                    gemm::update::overwrite, gemm_scratch);
-      else
-        gemm::multiply_add<T, Arch>(T(1), probabilities, values, out, gemm::update::overwrite, gemm_scratch);
-    }
-  });
+        const gemm::matrix<const T> head_values = v.block(s.start, n, h * dh, dh);
+        gemm::packed_view<T, Arch> values{};
+        if (!p.causal) values = gemm::pack<T, Arch>(head_values, gemm::transpose::no, mine + layout.values);
+        T* const copy = io.attentions.base ? io.attentions.at(s.squares_before, n * n, h) : nullptr;
+
+        // Block by block: logits (fresh heads of non-symmetric logits), softmax
+        // (fresh heads), the optional copy, then A V.
+        for (index_t block = first; block < last; block += query_block<T, Arch>) {
+          const index_t block_rows = std::min(query_block<T, Arch>, last - block);
+          const index_t block_keys = p.causal ? block + block_rows : n;
+          const index_t offset = per_block ? 0 : block * ld;
+          if (fresh && !p.symmetric_logits)
+            detail::block_logits(p, io, s, h, block, keys, gemm::matrix<T>{fresh + offset, block_rows, block_keys, ld},
+                                 gemm_scratch);
+          for (index_t i = 0; fresh && i < block_rows; ++i) {
+            const index_t query = block + i, active = p.causal ? query + 1 : block_keys;
+            const T* row_add = mask;
+            if (io.relative_bias) {
+              io.relative_bias_row(h, query, active, mask, additive);
+              row_add = additive;
+            }
+            T* row = fresh + offset + i * ld;
+            simd::softmax<T, Arch>(row, block_keys, active, scale, row_add);
+            if (stored) std::fill(row + block_keys, row + n, T(0));  // causal tail of a stored row
+          }
+          const gemm::matrix<const T> probabilities{data + offset, block_rows, block_keys, ld};
+          for (index_t i = 0; copy && i < block_rows; ++i) {
+            const T* row = probabilities.data + i * ld;
+            T* out = copy + (block + i) * n;
+            std::copy(row, row + block_keys, out);
+            std::fill(out + block_keys, out + n, T(0));
+          }
+          const gemm::matrix<T> out = context.block(s.start + block, block_rows, h * dh, dh);
+          if (p.causal)
+            gemm::multiply_add<T, Arch>(T(1), probabilities, head_values.block(0, block_keys, 0, dh),
+                                        gemm::transpose::no, out, gemm::update::overwrite, gemm_scratch);
+          else
+            gemm::multiply_add<T, Arch>(T(1), probabilities, values, out, gemm::update::overwrite, gemm_scratch);
+        }
+      });
 }
 
 }  // namespace reuseformer::attention

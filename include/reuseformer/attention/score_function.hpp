@@ -50,11 +50,16 @@ inline constexpr score_function all_score_functions[] = {score_function::standar
 // "pairwise_symmetric".
 [[nodiscard]] constexpr std::string_view name_of(score_function f) {
   switch (f) {
-    case score_function::standard: return "vanilla";
-    case score_function::symmetric: return "symmetric";
-    case score_function::pairwise: return "pairwise";
-    case score_function::pairwise_diagonal: return "pairwise_diagonal";
-    case score_function::pairwise_symmetric: return "pairwise_symmetric";
+    case score_function::standard:
+      return "vanilla";
+    case score_function::symmetric:
+      return "symmetric";
+    case score_function::pairwise:
+      return "pairwise";
+    case score_function::pairwise_diagonal:
+      return "pairwise_diagonal";
+    case score_function::pairwise_symmetric:
+      return "pairwise_symmetric";
   }
   return "unknown";
 }
@@ -72,12 +77,16 @@ inline constexpr score_function all_score_functions[] = {score_function::standar
 template <class Visitor>
 decltype(auto) visit(score_function f, Visitor&& visitor) {
   switch (f) {
-    case score_function::symmetric: return visitor.template operator()<score_function::symmetric>();
-    case score_function::pairwise: return visitor.template operator()<score_function::pairwise>();
-    case score_function::pairwise_diagonal: return visitor.template operator()<score_function::pairwise_diagonal>();
+    case score_function::symmetric:
+      return visitor.template operator()<score_function::symmetric>();
+    case score_function::pairwise:
+      return visitor.template operator()<score_function::pairwise>();
+    case score_function::pairwise_diagonal:
+      return visitor.template operator()<score_function::pairwise_diagonal>();
     case score_function::pairwise_symmetric:
       return visitor.template operator()<score_function::pairwise_symmetric>();
-    case score_function::standard: break;
+    case score_function::standard:
+      break;
   }
   return visitor.template operator()<score_function::standard>();
 }

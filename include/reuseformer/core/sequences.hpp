@@ -37,8 +37,7 @@ namespace detail {
 // non-decreasing and ending at `tokens` (the rows of the packed input); names
 // the offending entry with what was expected and found.
 inline void require_offsets(std::span<const index_t> offsets, index_t tokens) {
-  require(offsets.size() >= 2, "offsets: expected B + 1 >= 2 values (at least one sequence), found ",
-          offsets.size());
+  require(offsets.size() >= 2, "offsets: expected B + 1 >= 2 values (at least one sequence), found ", offsets.size());
   require(offsets[0] == 0, "offsets[0]: expected 0, found ", offsets[0]);
   for (std::size_t b = 1; b < offsets.size(); ++b)
     require(offsets[b] >= offsets[b - 1], "offsets[", b, "]: expected a value >= offsets[", b - 1,
@@ -74,9 +73,7 @@ class sequences {
 
   // First row of sequence b, and its length N_b.
   [[nodiscard]] index_t start(index_t b) const { return offsets_ ? offsets_[b] : b * shape_.max_length; }
-  [[nodiscard]] index_t length(index_t b) const {
-    return offsets_ ? offsets_[b + 1] - offsets_[b] : shape_.max_length;
-  }
+  [[nodiscard]] index_t length(index_t b) const { return offsets_ ? offsets_[b + 1] - offsets_[b] : shape_.max_length; }
   // Sum of N_c² over the sequences c < b: where sequence b's part of a
   // tensor of per-sequence [N, N] matrices starts.
   [[nodiscard]] index_t squares_before(index_t b) const {

@@ -80,19 +80,16 @@ namespace detail {
 // Where `expected` holds no element (a full-reuse layer's query, [0, d]) an absent
 // tensor is what checkpoints contain, so any view without elements is accepted.
 template <class T, std::size_t Rank>
-void require_shape(const tensor_view<T, Rank>& view, const std::array<index_t, Rank>& expected,
-                   std::string_view name) {
+void require_shape(const tensor_view<T, Rank>& view, const std::array<index_t, Rank>& expected, std::string_view name) {
   // Messages are built only on failure: this runs on every forward call, which
   // must not allocate.
   index_t expected_size = 1;
   for (const index_t e : expected) expected_size *= e;
   if (expected_size == 0 && view.size() == 0) return;
   if (view.data() == nullptr && view.size() != 0)
-    throw error(concat(name, ": expected a tensor of shape ", format_shape(expected),
-                       ", found none (null data)"));
+    throw error(concat(name, ": expected a tensor of shape ", format_shape(expected), ", found none (null data)"));
   if (view.shape() != expected)
-    throw error(concat(name, ": expected shape ", format_shape(expected), ", found ",
-                       format_shape(view.shape())));
+    throw error(concat(name, ": expected shape ", format_shape(expected), ", found ", format_shape(view.shape())));
 }
 
 }  // namespace detail

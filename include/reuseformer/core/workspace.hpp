@@ -87,8 +87,7 @@ class arena {
     const std::size_t start = round_up(used_);
     const std::size_t end = start + static_cast<std::size_t>(count) * sizeof(T);
     if (base_ != nullptr)
-      detail::require(end <= capacity_, "workspace: expected at least ", end, " bytes, found ",
-                      capacity_);
+      detail::require(end <= capacity_, "workspace: expected at least ", end, " bytes, found ", capacity_);
     used_ = end;
     high_water_ = std::max(high_water_, used_);
     return base_ == nullptr ? nullptr : reinterpret_cast<T*>(base_ + start);

@@ -169,8 +169,8 @@ template <dense_tensor X>
 template <class T>
 [[nodiscard]] tensor_view<T, 3> batched(matrix_view<T> tokens, index_t batch, std::string_view name = "tokens") {
   const index_t rows = tokens.extent(0);
-  detail::require(batch >= 1 && rows % batch == 0, name, ": expected a row count divisible by the batch size ",
-                  batch, ", found ", rows, " rows");
+  detail::require(batch >= 1 && rows % batch == 0, name, ": expected a row count divisible by the batch size ", batch,
+                  ", found ", rows, " rows");
   return {tokens.data(), {batch, rows / batch, tokens.extent(1)}};
 }
 

@@ -83,11 +83,13 @@ struct bf16_kernel<Arch, false> {
           buffer[s * strip + p * nr + j] = to_float(block[s * strip + bf16_strip_index<nr>(p, j)]);
     return buffer;
   }
-  [[nodiscard]] static const float* tile_b(const float* panel, index_t t, index_t kpad) { return panel + t * nr * kpad; }
+  [[nodiscard]] static const float* tile_b(const float* panel, index_t t, index_t kpad) {
+    return panel + t * nr * kpad;
+  }
 
   // C[0:rows, 0:cols] = A B or += A B; a from pack_strip, b a strip of panel().
-  static void multiply(index_t kpad, const float* a, const float* b, float* c, index_t ldc, index_t rows,
-                       index_t cols, update mode) {
+  static void multiply(index_t kpad, const float* a, const float* b, float* c, index_t ldc, index_t rows, index_t cols,
+                       update mode) {
     micro_kernel<float, Arch>(kpad, a, b, 1.0F, c, ldc, rows, cols, mode, whole_tile);
   }
 };
@@ -178,7 +180,8 @@ struct bf16_kernel<Arch, true> : short_strip_dispatch<bf16_kernel<Arch, true>> {
 #pragma GCC unroll 2
       for (index_t v = 0; v < vectors; ++v) _mm512_store_ps(buffer + i * nr + v * width, acc[i][v]);
     for (index_t i = 0; i < rows; ++i)
-      for (index_t j = 0; j < cols; ++j) c[i * ldc + j] = accumulate ? c[i * ldc + j] + buffer[i * nr + j] : buffer[i * nr + j];
+      for (index_t j = 0; j < cols; ++j)
+        c[i * ldc + j] = accumulate ? c[i * ldc + j] + buffer[i * nr + j] : buffer[i * nr + j];
   }
 };
 #endif

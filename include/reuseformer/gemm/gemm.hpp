@@ -109,8 +109,8 @@ struct block_prefetch {
 // The block at depth pc, column jc (none past the last column, or when op(B)
 // is packed into a buffer by the product itself), shared among `strips` strips.
 template <class T, class B>
-[[nodiscard]] block_prefetch next_block(const B& b, index_t pc, index_t jc, index_t kc_step, index_t nc_step,
-                                        index_t k, index_t n, index_t strips) {
+[[nodiscard]] block_prefetch next_block(const B& b, index_t pc, index_t jc, index_t kc_step, index_t nc_step, index_t k,
+                                        index_t n, index_t strips) {
   if constexpr (B::needs_buffer) {
     return {};
   } else {
@@ -188,8 +188,8 @@ void blocked_product(T alpha, matrix<const T> a, const B& b, matrix<T> c, T* scr
             const index_t cols = std::min(NV * shape::width, ncur - jr);
             if constexpr (!from_b) {
               if (read_in_place)
-                return micro_kernel<T, Arch, NV, rows, in_place>(kcur, strip_a, panel + jr * kcur, alpha, tile_c,
-                                                                 c.ld, mr, cols, block_mode, lower, a.ld);
+                return micro_kernel<T, Arch, NV, rows, in_place>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld,
+                                                                 mr, cols, block_mode, lower, a.ld);
             }
             micro_kernel<T, Arch, NV, rows, lda>(kcur, strip_a, panel + jr * kcur, alpha, tile_c, c.ld, mr, cols,
                                                  block_mode, lower);
@@ -313,10 +313,8 @@ template <class T, class Arch = simd::default_arch>
 // C does not overlap A or B. Shapes are the caller's responsibility: this is
 // the innermost loop.
 template <class T, class Arch = simd::default_arch>
-void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, update mode,
-                  T* scratch) {
-  detail::blocked_product<T, Arch>(alpha, a, detail::unpacked_b<T, Arch>{b, op_b}, c, scratch, mode,
-                                   detail::part::all);
+void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b, matrix<T> c, update mode, T* scratch) {
+  detail::blocked_product<T, Arch>(alpha, a, detail::unpacked_b<T, Arch>{b, op_b}, c, scratch, mode, detail::part::all);
 }
 
 // The same with op(B) prepacked (gemm::pack or packed_weights::view(), [k', n']
@@ -324,8 +322,7 @@ void multiply_add(T alpha, matrix<const T> a, matrix<const T> b, transpose op_b,
 // prepacked_scratch_elements<T>(k') elements, 64-byte aligned. Bit for bit the
 // product of the unpacked op(B).
 template <class T, class Arch = simd::default_arch>
-void multiply_add(T alpha, matrix<const T> a, const packed_view<T, Arch>& b, matrix<T> c, update mode,
-                  T* scratch) {
+void multiply_add(T alpha, matrix<const T> a, const packed_view<T, Arch>& b, matrix<T> c, update mode, T* scratch) {
   detail::blocked_product<T, Arch>(alpha, a, b, c, scratch, mode, detail::part::all);
 }
 

@@ -101,8 +101,8 @@ struct int8_kernel<Arch, false> : int8_strips<tile<float, Arch>::mr, tile<float,
   using base::mr, base::nr, base::header_bytes;
 
   // C[0:rows, 0:cols] from the strip a (pack_strip) and the B strip b.
-  static void multiply(index_t kpad, const std::uint8_t* a, const std::int8_t* b, float* c, index_t ldc,
-                       index_t rows, index_t cols, update mode) {
+  static void multiply(index_t kpad, const std::uint8_t* a, const std::int8_t* b, float* c, index_t ldc, index_t rows,
+                       index_t cols, update mode) {
     std::int32_t acc[mr][nr] = {};
     const std::int8_t* values = b + header_bytes;
     for (index_t p = 0; p < kpad; p += 4, values += 4 * nr)
@@ -187,8 +187,8 @@ struct int8_kernel<Arch, true> : int8_strips<12, 32>, short_strip_dispatch<int8_
         const __m512 sum = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i][v], _mm512_mullo_epi32(zp, col_sums[v])));
         const __m512 scale = _mm512_mul_ps(rs, col_scales[v]);
         float* const out = c + i * ldc + v * width;
-        const __m512 result = accumulate ? _mm512_fmadd_ps(sum, scale, _mm512_maskz_loadu_ps(keep[v], out))
-                                         : _mm512_mul_ps(sum, scale);
+        const __m512 result =
+            accumulate ? _mm512_fmadd_ps(sum, scale, _mm512_maskz_loadu_ps(keep[v], out)) : _mm512_mul_ps(sum, scale);
         _mm512_mask_storeu_ps(out, keep[v], result);
       }
     }

@@ -100,7 +100,9 @@ class int8_packed_weights {
   // Bytes held: values (padding of the last strip and of the depth to a
   // multiple of 4 included), scales and sums.
   [[nodiscard]] std::size_t bytes() const { return static_cast<std::size_t>(data_.size()); }
-  [[nodiscard]] int8_packed_view<Arch> view() const { return {data_.data(), strips_, 0, n_, k_, std::max<index_t>(k_, 1)}; }
+  [[nodiscard]] int8_packed_view<Arch> view() const {
+    return {data_.data(), strips_, 0, n_, k_, std::max<index_t>(k_, 1)};
+  }
 
  private:
   // Lays out the stacked rows of `parts` (the columns of op(B)): column(row, q)

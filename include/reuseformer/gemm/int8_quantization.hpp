@@ -69,9 +69,7 @@ struct row_quantization {
 [[nodiscard]] inline row_quantization quantize_row(const float* x, index_t k, std::uint8_t* q) {
 #if defined(__AVX512BW__)
   constexpr index_t w = 16;
-  const auto valid = [&](index_t p) {
-    return static_cast<__mmask16>(k - p >= w ? 0xffff : (1u << (k - p)) - 1);
-  };
+  const auto valid = [&](index_t p) { return static_cast<__mmask16>(k - p >= w ? 0xffff : (1u << (k - p)) - 1); };
   __m512 lo = _mm512_setzero_ps(), hi = lo;  // masked-off lanes read 0, which the range includes anyway
   for (index_t p = 0; p < k; p += w) {
     const __m512 v = _mm512_maskz_loadu_ps(valid(p), x + p);

@@ -70,12 +70,12 @@ void parallel_kernel_product(matrix<const float> a, const View& b, matrix<float>
                              const thread_scratch<float>& scratch, const Epilogue& epilogue) {
   static_assert(tile<float, Arch>::nr % Kernel::nr == 0, "a split along columns cuts the weight at whole strips");
   const index_t k = a.cols;
-  parallel_parts<float, Arch>(c.rows, c.cols, k, scratch, epilogue,
-                              [&](index_t row0, index_t rows, index_t col0, index_t cols, float* mine,
-                                  const auto& done) {
-                                kernel_blocked_product<Kernel>(a.block(row0, rows, 0, k), b.columns(col0, cols),
-                                                               c.block(row0, rows, col0, cols), mine, mode, done);
-                              });
+  parallel_parts<float, Arch>(
+      c.rows, c.cols, k, scratch, epilogue,
+      [&](index_t row0, index_t rows, index_t col0, index_t cols, float* mine, const auto& done) {
+        kernel_blocked_product<Kernel>(a.block(row0, rows, 0, k), b.columns(col0, cols),
+                                       c.block(row0, rows, col0, cols), mine, mode, done);
+      });
 }
 
 }  // namespace reuseformer::gemm::detail

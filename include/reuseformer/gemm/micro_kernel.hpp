@@ -65,8 +65,7 @@ struct tile {
   static constexpr index_t nr = vectors * width;
   // A's values in registers at once: one broadcast at a time, or (NEON) all MR.
   static constexpr bool a_by_element = std::is_base_of_v<xsimd::neon64, Arch>;
-  static constexpr index_t mr =
-      a_by_element ? 10 : ops::registers == 32 ? 12 : (simd::is_vector_arch<Arch> ? 6 : 4);
+  static constexpr index_t mr = a_by_element ? 10 : ops::registers == 32 ? 12 : (simd::is_vector_arch<Arch> ? 6 : 4);
   static_assert(mr * vectors + vectors + (a_by_element ? mr : 1) <= ops::registers);
   // Rows of the tile when A is B's own packed panel (a product A Aᵀ): the
   // largest divisor of NR up to MR, so that a strip of rows never straddles two
@@ -138,10 +137,9 @@ void prefetch_tile(T* c, index_t ldc, index_t rows, index_t cols) {
 // only the strip's first NV vectors of columns: a tile the diagonal crosses
 // within its first vector then does half the multiply-adds.
 // Requires: b aligned to the vector width; rows <= MR, cols <= NV * width.
-template <class T, class Arch, index_t NV = tile<T, Arch>::vectors, index_t MR = tile<T, Arch>::mr,
-          index_t LDA = MR>
-void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc, index_t rows,
-                  index_t cols, update mode, index_t lower, index_t a_ld = 0) {
+template <class T, class Arch, index_t NV = tile<T, Arch>::vectors, index_t MR = tile<T, Arch>::mr, index_t LDA = MR>
+void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc, index_t rows, index_t cols,
+                  update mode, index_t lower, index_t a_ld = 0) {
   const bool accumulate = mode == update::accumulate;
   using shape = tile<T, Arch>;
   using ops = typename shape::ops;
@@ -200,8 +198,7 @@ void micro_kernel(index_t kc, const T* a, const T* b, T alpha, T* c, index_t ldc
   for (index_t i = 0; i < rows; ++i) {
     const index_t end = lower == whole_tile ? cols : std::min(cols, std::max<index_t>(i + lower + 1, 0));
     T* const out = c + i * ldc;
-    for (index_t j = 0; j < end; ++j)
-      out[j] = accumulate ? out[j] + buffer[i * columns + j] : buffer[i * columns + j];
+    for (index_t j = 0; j < end; ++j) out[j] = accumulate ? out[j] + buffer[i * columns + j] : buffer[i * columns + j];
   }
 }
 

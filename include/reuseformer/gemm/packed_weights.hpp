@@ -69,7 +69,7 @@ packed_view<T, Arch> pack(matrix<const T> b, transpose op, T* dst) {
   for (index_t pc = 0; pc < k; pc += kc) {
     const index_t kcur = std::min(kc, k - pc);
     detail::pack_b<T, Arch, nr>(op == transpose::yes ? b.block(0, n, pc, kcur) : b.block(pc, kcur, 0, n), op,
-                             dst + pc * strips * nr);
+                                dst + pc * strips * nr);
   }
   return {dst, strips, 0, n, k, kc};
 }

@@ -38,15 +38,12 @@ template <class T>
 // The triangular products: op(B) = Bᵀ packed whole (one column panel, nc = n),
 // A read from that panel for A Aᵀ.
 template <class T, class Arch, class Done>
-void lower_product(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch, part computed,
-                   Done&& done) {
+void lower_product(T alpha, matrix<const T> a, matrix<const T> b, matrix<T> c, T* scratch, part computed, Done&& done) {
   const unpacked_b<T, Arch> op_b{b, transpose::yes};
   if (is_self_product(a, b))
-    blocked_product<T, Arch, a_source::b_panel>(alpha, a, op_b, c, scratch, update::overwrite, computed, c.cols,
-                                                 done);
+    blocked_product<T, Arch, a_source::b_panel>(alpha, a, op_b, c, scratch, update::overwrite, computed, c.cols, done);
   else
-    blocked_product<T, Arch, a_source::packed>(alpha, a, op_b, c, scratch, update::overwrite, computed, c.cols,
-                                               done);
+    blocked_product<T, Arch, a_source::packed>(alpha, a, op_b, c, scratch, update::overwrite, computed, c.cols, done);
 }
 }  // namespace detail
 

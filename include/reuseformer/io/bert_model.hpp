@@ -114,11 +114,12 @@ class basic_bert_model {
 #endif
       if (file_.contains(root_ + "embeddings.word_embeddings.weight")) {
         const std::string p = root_ + "embeddings.";
-        embeddings_.emplace(embeddings_weights<value_type>{matrix(p + "word_embeddings.weight"),
-                                                  matrix(p + "position_embeddings.weight"),
-                                                  matrix(p + "token_type_embeddings.weight"),
-                                                  {vector(p + "LayerNorm.weight"), vector(p + "LayerNorm.bias")}},
-                            config_.embeddings, p);
+        embeddings_.emplace(
+            embeddings_weights<value_type>{matrix(p + "word_embeddings.weight"),
+                                           matrix(p + "position_embeddings.weight"),
+                                           matrix(p + "token_type_embeddings.weight"),
+                                           {vector(p + "LayerNorm.weight"), vector(p + "LayerNorm.bias")}},
+            config_.embeddings, p);
       }
       // The encoder has packed copies of its projection weights: the pages it
       // read them from leave the process's memory (the rest is read back
@@ -204,14 +205,15 @@ class basic_bert_model {
       const std::string_view rest = std::string_view(name).substr(layers.size());
       const std::size_t dot = rest.find('.');
       index_t index = -1;
-      if (dot != std::string_view::npos && dot > 0 && rest.substr(0, dot).find_first_not_of("0123456789") == std::string_view::npos)
+      if (dot != std::string_view::npos && dot > 0 &&
+          rest.substr(0, dot).find_first_not_of("0123456789") == std::string_view::npos)
         // from_chars, not std::stoll: an index past 2^63 (as in
         // "encoder.layer.99999999999999999999.x") threw std::out_of_range, which
         // is not a reuseformer::error (found with the fuzz/fuzz_bert_model
         // target). On overflow `index` stays -1: the tensor is reported as unexpected.
         static_cast<void>(std::from_chars(rest.data(), rest.data() + dot, index));
       detail::require(index >= 0 && index < config_.encoder.num_hidden_layers, "tensor '", name,
-                                   "': unexpected (num_hidden_layers is ", config_.encoder.num_hidden_layers, ")");
+                      "': unexpected (num_hidden_layers is ", config_.encoder.num_hidden_layers, ")");
     }
   }
 
@@ -240,8 +242,8 @@ class basic_bert_model {
       detail::require(file_.contains(weight), "tensor '", name, "': unexpected (no tensor '", weight,
                       "' for it to scale)");
       const dtype type = file_.find(weight).type;
-      detail::require(type == dtype::I8, "tensor '", name, "': unexpected (it scales an I8 weight; '", weight,
-                      "' is ", io::name(type), ")");
+      detail::require(type == dtype::I8, "tensor '", name, "': unexpected (it scales an I8 weight; '", weight, "' is ",
+                      io::name(type), ")");
     }
   }
 
@@ -294,11 +296,14 @@ class basic_bert_model {
   template <class W>
   void bind_encoder() {
     layer_copies copied;
-    encoder_.emplace(config_.encoder, [&](index_t l) {
-      copied = {};
-      file_.release_pages();
-      return bind_layer<W>(l, copied);
-    }, root_);
+    encoder_.emplace(
+        config_.encoder,
+        [&](index_t l) {
+          copied = {};
+          file_.release_pages();
+          return bind_layer<W>(l, copied);
+        },
+        root_);
   }
 
   template <class E>

@@ -59,7 +59,8 @@ class config_reader {
   // Integers above 2^63 - 1 would wrap to negative values (18446744073709551615 to -1).
   static bool fits(const nlohmann::json& v) {
     return v.is_number_integer() &&
-           !(v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
+           !(v.is_number_unsigned() &&
+             v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()));
   }
   void integer(const char* key, index_t& out) const {
     if (const nlohmann::json* v = find(key)) {
@@ -176,9 +177,10 @@ inline constexpr index_t max_reuse_layers = 1 << 16;
       if (c.reuse_schedule.empty())
         c.reuse_schedule = reference;
       else if (c.reuse_schedule != reference)
-        r.fail("reuse_schedule", "expected the schedule reuse_attention and max_reuse_layer_idx give, " +
-                                     nlohmann::json(reference).dump(),
-               *r.find("reuse_schedule"));
+        r.fail(
+            "reuse_schedule",
+            "expected the schedule reuse_attention and max_reuse_layer_idx give, " + nlohmann::json(reference).dump(),
+            *r.find("reuse_schedule"));
     }
     c.validate();
   } catch (const error& e) {

@@ -21,9 +21,7 @@ namespace reuseformer::io {
 // Every dtype of the safetensors specification with a whole-byte element size.
 // Files holding any of them open; load<T> converts the floating-point ones and
 // load_integers the integer ones (safetensors_reader.hpp).
-enum class dtype : std::uint8_t {
-  BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, I64, U64, F64
-};
+enum class dtype : std::uint8_t { BOOL, U8, I8, F8_E5M2, F8_E4M3, I16, U16, F16, BF16, I32, U32, F32, I64, U64, F64 };
 
 }  // namespace reuseformer::io
 
@@ -36,17 +34,30 @@ struct dtype_entry {
 inline constexpr std::array<dtype_entry, 15> dtype_table = [] {
   using enum io::dtype;
   return std::array<dtype_entry, 15>{{
-      {BOOL, "BOOL", 1}, {U8, "U8", 1},     {I8, "I8", 1},     {F8_E5M2, "F8_E5M2", 1},
-      {F8_E4M3, "F8_E4M3", 1}, {I16, "I16", 2}, {U16, "U16", 2}, {F16, "F16", 2},
-      {BF16, "BF16", 2}, {I32, "I32", 4},   {U32, "U32", 4},   {F32, "F32", 4},
-      {I64, "I64", 8},   {U64, "U64", 8},   {F64, "F64", 8},
+      {BOOL, "BOOL", 1},
+      {U8, "U8", 1},
+      {I8, "I8", 1},
+      {F8_E5M2, "F8_E5M2", 1},
+      {F8_E4M3, "F8_E4M3", 1},
+      {I16, "I16", 2},
+      {U16, "U16", 2},
+      {F16, "F16", 2},
+      {BF16, "BF16", 2},
+      {I32, "I32", 4},
+      {U32, "U32", 4},
+      {F32, "F32", 4},
+      {I64, "I64", 8},
+      {U64, "U64", 8},
+      {F64, "F64", 8},
   }};
 }();
-static_assert([] {
-  for (std::size_t i = 0; i < dtype_table.size(); ++i)
-    if (dtype_table[i].type != static_cast<io::dtype>(i)) return false;
-  return true;
-}(), "dtype_table must list the dtypes in enum order: name() and size_in_bytes() index it");
+static_assert(
+    [] {
+      for (std::size_t i = 0; i < dtype_table.size(); ++i)
+        if (dtype_table[i].type != static_cast<io::dtype>(i)) return false;
+      return true;
+    }(),
+    "dtype_table must list the dtypes in enum order: name() and size_in_bytes() index it");
 }  // namespace reuseformer::detail
 
 namespace reuseformer::io {
@@ -74,17 +85,28 @@ inline constexpr dtype dtype_of = [] {
   static_assert(sizeof(T) == 0, "dtype_of<T>: T has no safetensors dtype");
   return dtype::BOOL;
 }();
-template <> inline constexpr dtype dtype_of<std::uint8_t> = dtype::U8;
-template <> inline constexpr dtype dtype_of<std::int8_t> = dtype::I8;
-template <> inline constexpr dtype dtype_of<std::int16_t> = dtype::I16;
-template <> inline constexpr dtype dtype_of<std::uint16_t> = dtype::U16;
-template <> inline constexpr dtype dtype_of<std::int32_t> = dtype::I32;
-template <> inline constexpr dtype dtype_of<std::uint32_t> = dtype::U32;
-template <> inline constexpr dtype dtype_of<float> = dtype::F32;
-template <> inline constexpr dtype dtype_of<std::int64_t> = dtype::I64;
-template <> inline constexpr dtype dtype_of<std::uint64_t> = dtype::U64;
-template <> inline constexpr dtype dtype_of<double> = dtype::F64;
-template <> inline constexpr dtype dtype_of<bfloat16> = dtype::BF16;
+template <>
+inline constexpr dtype dtype_of<std::uint8_t> = dtype::U8;
+template <>
+inline constexpr dtype dtype_of<std::int8_t> = dtype::I8;
+template <>
+inline constexpr dtype dtype_of<std::int16_t> = dtype::I16;
+template <>
+inline constexpr dtype dtype_of<std::uint16_t> = dtype::U16;
+template <>
+inline constexpr dtype dtype_of<std::int32_t> = dtype::I32;
+template <>
+inline constexpr dtype dtype_of<std::uint32_t> = dtype::U32;
+template <>
+inline constexpr dtype dtype_of<float> = dtype::F32;
+template <>
+inline constexpr dtype dtype_of<std::int64_t> = dtype::I64;
+template <>
+inline constexpr dtype dtype_of<std::uint64_t> = dtype::U64;
+template <>
+inline constexpr dtype dtype_of<double> = dtype::F64;
+template <>
+inline constexpr dtype dtype_of<bfloat16> = dtype::BF16;
 
 // Bytes a tensor of `shape` (every extent >= 0) and `type` occupies, or nullopt
 // when that exceeds 2^64 - 1. Headers are untrusted, so the product is checked;
@@ -157,4 +179,3 @@ namespace reuseformer::detail {
 }
 
 }  // namespace reuseformer::detail
-

@@ -74,7 +74,8 @@ class staging_directory {
       const std::filesystem::path candidate =
           target_.parent_path() / concat(".", target_.filename().string(), ".tmp-", ::getpid(), "-", attempt);
       std::error_code ec;
-      if (std::filesystem::create_directory(candidate, ec)) path_ = candidate;
+      if (std::filesystem::create_directory(candidate, ec))
+        path_ = candidate;
       else if (ec || attempt == 100)
         throw error(concat(target_.string(), ": cannot create a staging directory beside it: ",
                            ec ? ec.message() : "every name is taken"));
@@ -107,7 +108,8 @@ inline std::vector<std::byte> permute_blocks(std::span<const std::byte> in, std:
   out.reserve(outer * static_cast<std::size_t>(keep) * block);
   for (std::size_t o = 0; o < outer; ++o)
     for (index_t p = 0; p < keep; ++p) {
-      const std::byte* from = in.data() + (o * blocks + static_cast<std::size_t>(order[static_cast<std::size_t>(p)])) * block;
+      const std::byte* from =
+          in.data() + (o * blocks + static_cast<std::size_t>(order[static_cast<std::size_t>(p)])) * block;
       out.insert(out.end(), from, from + block);
     }
   return out;
@@ -142,9 +144,9 @@ inline void write_planned_checkpoint(const std::filesystem::path& model_dir, con
   const model_config config = read_config_json(config_path);
   const encoder_config& c = config.encoder;
   require_plannable(c, config_path);
-  detail::require(plan.layers() == c.num_hidden_layers && plan.heads == c.num_attention_heads,
-                  "reuse plan: expected ", c.num_hidden_layers, " layers of ", c.num_attention_heads, " heads (",
-                  config_path, "), found ", plan.layers(), " layers of ", plan.heads, " heads");
+  detail::require(plan.layers() == c.num_hidden_layers && plan.heads == c.num_attention_heads, "reuse plan: expected ",
+                  c.num_hidden_layers, " layers of ", c.num_attention_heads, " heads (", config_path, "), found ",
+                  plan.layers(), " layers of ", plan.heads, " heads");
   analysis::check_plan(plan);
 
   const safetensors_reader file(model_dir / "model.safetensors");
@@ -162,8 +164,8 @@ inline void write_planned_checkpoint(const std::filesystem::path& model_dir, con
       index_t l = -1;
       const auto parsed = std::from_chars(rest.data(), rest.data() + std::min(dot, rest.size()), l);
       const std::string part = dot == std::string::npos ? "" : rest.substr(dot + 1);
-      detail::require(parsed.ec == std::errc{} && l >= 0 && l < c.num_hidden_layers, file.source(), ": tensor '", name, "': expected a layer below ",
-                      c.num_hidden_layers);
+      detail::require(parsed.ec == std::errc{} && l >= 0 && l < c.num_hidden_layers, file.source(), ": tensor '", name,
+                      "': expected a layer below ", c.num_hidden_layers);
       const auto& order = plan.order[static_cast<std::size_t>(l)];
       const index_t fresh = plan.fresh(l);
       const std::size_t element = size_in_bytes(info.type);
@@ -173,8 +175,8 @@ inline void write_planned_checkpoint(const std::filesystem::path& model_dir, con
       };
       const auto rows = [&](std::vector<index_t> shape, index_t keep, std::size_t block_elements) {
         require_shape(shape);
-        owned.push_back(detail::permute_blocks(info.bytes, 1, static_cast<std::size_t>(h), block_elements * element,
-                                               order, keep));
+        owned.push_back(
+            detail::permute_blocks(info.bytes, 1, static_cast<std::size_t>(h), block_elements * element, order, keep));
         shape[0] = shape[0] / h * keep;
         entry.shape = shape;
       };

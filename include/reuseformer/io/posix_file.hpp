@@ -70,8 +70,7 @@ class mapped_file {
     if (::fstat(fd.get(), &status) != 0) fail(detail::errno_text());
     if (!S_ISREG(status.st_mode)) fail("not a regular file");
     if (status.st_size == 0) return;
-    void* address = ::mmap(nullptr, static_cast<std::size_t>(status.st_size), PROT_READ, MAP_PRIVATE,
-                           fd.get(), 0);
+    void* address = ::mmap(nullptr, static_cast<std::size_t>(status.st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (address == MAP_FAILED) fail(detail::errno_text());
     data_ = address;
     size_ = static_cast<std::size_t>(status.st_size);

@@ -104,8 +104,7 @@ class loaded_tensor {
 
  private:
   friend class safetensors_reader;
-  loaded_tensor(std::string where, std::vector<index_t> shape)
-      : where_(std::move(where)), shape_(std::move(shape)) {}
+  loaded_tensor(std::string where, std::vector<index_t> shape) : where_(std::move(where)), shape_(std::move(shape)) {}
 
   std::string where_;  // "<source>: tensor '<name>'", for view()'s message
   std::vector<index_t> shape_;
@@ -192,7 +191,7 @@ class safetensors_reader {
   // nothing without the scales the caller finds). Throws on any other dtype.
   template <class T>
     requires std::same_as<T, float> || std::same_as<T, double> || std::same_as<T, bfloat16> ||
-           std::same_as<T, std::int8_t>
+             std::same_as<T, std::int8_t>
   [[nodiscard]] loaded_tensor<T> load(std::string_view tensor) const {
     const tensor_info& info = find(tensor);
     loaded_tensor<T> out(detail::concat(source_, ": tensor '", tensor, "'"), info.shape);
@@ -227,16 +226,22 @@ class safetensors_reader {
     const tensor_info& info = find(tensor);
     const auto widen = [](auto value) { return static_cast<std::int64_t>(value); };
     switch (info.type) {
-      case dtype::I64: return detail::decode<std::int64_t>(info.bytes, widen);
-      case dtype::I32: return detail::decode<std::int32_t>(info.bytes, widen);
-      case dtype::I16: return detail::decode<std::int16_t>(info.bytes, widen);
-      case dtype::I8: return detail::decode<std::int8_t>(info.bytes, widen);
-      case dtype::U32: return detail::decode<std::uint32_t>(info.bytes, widen);
-      case dtype::U16: return detail::decode<std::uint16_t>(info.bytes, widen);
-      case dtype::U8: return detail::decode<std::uint8_t>(info.bytes, widen);
+      case dtype::I64:
+        return detail::decode<std::int64_t>(info.bytes, widen);
+      case dtype::I32:
+        return detail::decode<std::int32_t>(info.bytes, widen);
+      case dtype::I16:
+        return detail::decode<std::int16_t>(info.bytes, widen);
+      case dtype::I8:
+        return detail::decode<std::int8_t>(info.bytes, widen);
+      case dtype::U32:
+        return detail::decode<std::uint32_t>(info.bytes, widen);
+      case dtype::U16:
+        return detail::decode<std::uint16_t>(info.bytes, widen);
+      case dtype::U8:
+        return detail::decode<std::uint8_t>(info.bytes, widen);
       default:
-        fail("tensor '", tensor, "': expected dtype I64, I32, I16, I8, U32, U16 or U8, found ",
-             name(info.type));
+        fail("tensor '", tensor, "': expected dtype I64, I32, I16, I8, U32, U16 or U8, found ", name(info.type));
     }
   }
 
@@ -260,8 +265,7 @@ class safetensors_reader {
     if (length > max_header_length)
       fail("header length: expected at most ", max_header_length, " bytes, found ", length);
     if (length > bytes.size() - 8)
-      fail("header length: expected at most ", bytes.size() - 8, " bytes (the rest of the input), found ",
-           length);
+      fail("header length: expected at most ", bytes.size() - 8, " bytes (the rest of the input), found ", length);
     const auto* text = reinterpret_cast<const char*>(bytes.data() + 8);
     json header;
     // Nesting is bounded, as the reference implementation's JSON parser
@@ -296,14 +300,12 @@ class safetensors_reader {
   void read_metadata(const json& metadata) {
     if (!metadata.is_object()) fail("__metadata__: expected a JSON object, found ", metadata.type_name());
     for (const auto& [key, value] : metadata.items()) {
-      if (!value.is_string())
-        fail("__metadata__ key '", key, "': expected a string, found ", value.type_name());
+      if (!value.is_string()) fail("__metadata__ key '", key, "': expected a string, found ", value.type_name());
       metadata_.emplace(key, value.get<std::string>());
     }
   }
 
-  tensor_info read_entry(const std::string& tensor, const json& entry,
-                         std::span<const std::byte> data) const {
+  tensor_info read_entry(const std::string& tensor, const json& entry, std::span<const std::byte> data) const {
     const std::string where = detail::concat("tensor '", tensor, "': ");
     if (!entry.is_object()) fail(where, "expected a JSON object, found ", entry.type_name());
     const auto field = [&](const char* key) -> const json* {
@@ -314,8 +316,7 @@ class safetensors_reader {
     const auto is_unsigned = [](const json& value) { return value.is_number_unsigned(); };
 
     const json* dtype_json = field("dtype");
-    if (!dtype_json || !dtype_json->is_string())
-      fail(where, "dtype: expected a string, found ", found(dtype_json));
+    if (!dtype_json || !dtype_json->is_string()) fail(where, "dtype: expected a string, found ", found(dtype_json));
     const std::optional<dtype> type = parse_dtype(dtype_json->get_ref<const std::string&>());
     if (!type) fail(where, "dtype: expected one of ", detail::dtype_names(), ", found ", found(dtype_json));
 
@@ -326,12 +327,10 @@ class safetensors_reader {
     if (!shape_json || !shape_json->is_array() || !std::ranges::all_of(*shape_json, is_extent))
       fail(where, "shape: expected an array of integers in [0, 2^63), found ", found(shape_json));
     std::vector<index_t> shape;
-    for (const json& extent : *shape_json)
-      shape.push_back(static_cast<index_t>(extent.get<std::uint64_t>()));
+    for (const json& extent : *shape_json) shape.push_back(static_cast<index_t>(extent.get<std::uint64_t>()));
 
     const json* offsets = field("data_offsets");
-    if (!offsets || !offsets->is_array() || offsets->size() != 2 ||
-        !std::ranges::all_of(*offsets, is_unsigned))
+    if (!offsets || !offsets->is_array() || offsets->size() != 2 || !std::ranges::all_of(*offsets, is_unsigned))
       fail(where, "data_offsets: expected two unsigned integers, found ", found(offsets));
     const auto begin = (*offsets)[0].get<std::uint64_t>();
     const auto end = (*offsets)[1].get<std::uint64_t>();
@@ -358,8 +357,8 @@ class safetensors_reader {
       const auto* previous = order[i - 1];
       const auto* current = order[i];
       if (current->second.bytes.data() < previous->second.bytes.data() + previous->second.bytes.size())
-        fail("tensors '", previous->first, "' (", offsets(previous), ") and '", current->first, "' (",
-             offsets(current), ") overlap");
+        fail("tensors '", previous->first, "' (", offsets(previous), ") and '", current->first, "' (", offsets(current),
+             ") overlap");
     }
   }
 

@@ -86,8 +86,8 @@ class temporary_file {
   explicit temporary_file(const std::filesystem::path& target) : target_(target) {
     static std::atomic<unsigned long> counter{0};
     for (int attempt = 0; fd_ < 0; ++attempt) {
-      path_ = target.parent_path() / concat(".", target.filename().string(), ".tmp-", ::getpid(), "-",
-                                            counter.fetch_add(1));
+      path_ = target.parent_path() /
+              concat(".", target.filename().string(), ".tmp-", ::getpid(), "-", counter.fetch_add(1));
       fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
       // EEXIST: a file left by a killed process that had our pid; try the next name.
       if (fd_ < 0 && (errno != EEXIST || attempt == 100))
@@ -163,9 +163,8 @@ inline void write_safetensors(const std::filesystem::path& path, const std::vect
   nlohmann::json header = nlohmann::json::object();
   std::uint64_t offset = 0;
   for (const tensor_entry* t : order) {
-    header[t->name] = {{"dtype", name(t->type)},
-                       {"shape", t->shape},
-                       {"data_offsets", {offset, offset + t->bytes.size()}}};
+    header[t->name] = {
+        {"dtype", name(t->type)}, {"shape", t->shape}, {"data_offsets", {offset, offset + t->bytes.size()}}};
     offset += t->bytes.size();
   }
   if (!metadata.empty()) header["__metadata__"] = metadata;

@@ -37,8 +37,7 @@ namespace reuseformer {
 namespace detail {
 // std::variant<encoder<T, F, Arch, Products>...> over every score function F.
 template <class T, class Arch, class Products, std::size_t... I>
-auto encoder_variant(std::index_sequence<I...>)
-    -> std::variant<encoder<T, all_score_functions[I], Arch, Products>...>;
+auto encoder_variant(std::index_sequence<I...>) -> std::variant<encoder<T, all_score_functions[I], Arch, Products>...>;
 }  // namespace detail
 
 // Products: the product backend of its Linears (layers/product_backend.hpp).
@@ -103,8 +102,8 @@ class any_encoder {
 
   // As encoder::forward, in each of its forms (dense, dense with a padding
   // mode, packed): shapes, errors and guarantees (no allocation) alike.
-  void forward(tensor_view<const T, 3> input, tensor_view<T, 3> output, workspace& ws,
-               const attention_mask& mask = {}, const attention_io<T>& io = {}) const {
+  void forward(tensor_view<const T, 3> input, tensor_view<T, 3> output, workspace& ws, const attention_mask& mask = {},
+               const attention_io<T>& io = {}) const {
     std::visit([&](const auto& e) { e.forward(input, output, ws, mask, io); }, encoder_);
   }
   void forward(tensor_view<const T, 3> input, tensor_view<T, 3> output, workspace& ws, const attention_mask& mask,

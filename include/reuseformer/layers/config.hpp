@@ -16,8 +16,7 @@ namespace detail {
 inline void require_heads(index_t hidden, index_t heads) {
   require(hidden >= 1, "hidden_size: expected >= 1, found ", hidden);
   require(heads >= 1, "num_attention_heads: expected >= 1, found ", heads);
-  require(hidden % heads == 0, "num_attention_heads: expected a divisor of hidden_size ", hidden,
-          ", found ", heads);
+  require(hidden % heads == 0, "num_attention_heads: expected a divisor of hidden_size ", hidden, ", found ", heads);
 }
 }  // namespace detail
 
@@ -66,27 +65,22 @@ struct encoder_config {
   // Throws reuseformer::error naming the first invalid key.
   void validate() const {
     detail::require_heads(hidden_size, num_attention_heads);
-    detail::require(intermediate_size >= 1, "intermediate_size: expected >= 1, found ",
-                    intermediate_size);
-    detail::require(num_hidden_layers >= 0, "num_hidden_layers: expected >= 0, found ",
-                    num_hidden_layers);
+    detail::require(intermediate_size >= 1, "intermediate_size: expected >= 1, found ", intermediate_size);
+    detail::require(num_hidden_layers >= 0, "num_hidden_layers: expected >= 0, found ", num_hidden_layers);
     detail::require(std::isfinite(layer_norm_eps) && layer_norm_eps > 0,
                     "layer_norm_eps: expected a finite value > 0, found ", layer_norm_eps);
     if (!reuse_schedule.empty()) {
-      detail::require(static_cast<index_t>(reuse_schedule.size()) == num_hidden_layers,
-                      "reuse_schedule: expected ", num_hidden_layers,
-                      " entries (one per layer), found ", reuse_schedule.size());
+      detail::require(static_cast<index_t>(reuse_schedule.size()) == num_hidden_layers, "reuse_schedule: expected ",
+                      num_hidden_layers, " entries (one per layer), found ", reuse_schedule.size());
       detail::require(reuse_schedule[0] == 0,
                       "reuse_schedule[0]: expected 0 (layer 0 has no earlier layer to reuse from), found ",
                       reuse_schedule[0]);
       for (std::size_t l = 0; l < reuse_schedule.size(); ++l)
-        detail::require(reuse_schedule[l] >= 0 && reuse_schedule[l] <= num_attention_heads, "reuse_schedule[",
-                        l, "]: expected a head count in [0, ", num_attention_heads, "], found ",
-                        reuse_schedule[l]);
+        detail::require(reuse_schedule[l] >= 0 && reuse_schedule[l] <= num_attention_heads, "reuse_schedule[", l,
+                        "]: expected a head count in [0, ", num_attention_heads, "], found ", reuse_schedule[l]);
     }
     if (use_relative_pe)
-      detail::require(pe_max_seq_length >= 1, "pe_max_seq_length: expected >= 1, found ",
-                      pe_max_seq_length);
+      detail::require(pe_max_seq_length >= 1, "pe_max_seq_length: expected >= 1, found ", pe_max_seq_length);
   }
 };
 
@@ -104,14 +98,12 @@ inline void validate_for(const encoder_config& config, score_function compiled) 
 // them), layer 0 and the layers after max_reuse_layer_idx reuse none.
 // Throws reuseformer::error for reuse_attention outside [-1, heads] or a
 // negative max_reuse_layer_idx.
-[[nodiscard]] inline std::vector<index_t> reference_reuse_schedule(index_t reuse_attention,
-                                                                   index_t max_reuse_layer_idx,
+[[nodiscard]] inline std::vector<index_t> reference_reuse_schedule(index_t reuse_attention, index_t max_reuse_layer_idx,
                                                                    index_t heads, index_t layers) {
   detail::require(reuse_attention >= -1 && reuse_attention <= heads,
                   "reuse_attention: expected -1 (all heads) or a head count in [0, ", heads, "], found ",
                   reuse_attention);
-  detail::require(max_reuse_layer_idx >= 0, "max_reuse_layer_idx: expected >= 0, found ",
-                  max_reuse_layer_idx);
+  detail::require(max_reuse_layer_idx >= 0, "max_reuse_layer_idx: expected >= 0, found ", max_reuse_layer_idx);
   const index_t k = reuse_attention == -1 ? heads : reuse_attention;
   std::vector<index_t> schedule(static_cast<std::size_t>(layers), 0);
   for (index_t l = 1; l < layers && l <= max_reuse_layer_idx; ++l) schedule[static_cast<std::size_t>(l)] = k;

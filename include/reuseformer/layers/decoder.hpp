@@ -117,8 +117,8 @@ class decoder {
       arena layer_arena = buffers.layers;
       const auto lb = access::plan(layer, layer_arena, batch_shape::dense(batch_, seq), threads());
       access::execute(layer, stream, batch_ * seq, lb, [&](const T* x, T* out, auto after) {
-        access::execute(layer.attention(), x, out, sequences::dense(batch_, seq), static_cast<const T*>(nullptr), lb.attention,
-                        routing, after);
+        access::execute(layer.attention(), x, out, sequences::dense(batch_, seq), static_cast<const T*>(nullptr),
+                        lb.attention, routing, after);
         const auto projected = access::operands(layer.attention(), lb.attention, batch_ * seq);
         const attention::layer_cache<T>& cache = cache_.layer(l);
         for (index_t b = 0; b < batch_; ++b)
@@ -212,7 +212,8 @@ class decoder {
   static void check_output(const tensor_view<const T, 3>& input, const tensor_view<T, 3>& output, const char* name) {
     detail::require_shape(output, input.shape(), name);
     const T *in = input.data(), *out = output.data();
-    detail::require(out == in || detail::disjoint(in, out, input.size()), name, ": expected the input itself or memory that does not overlap it");
+    detail::require(out == in || detail::disjoint(in, out, input.size()), name,
+                    ": expected the input itself or memory that does not overlap it");
   }
 
   [[nodiscard]] index_t length(index_t b) const { return lengths_[static_cast<std::size_t>(b)]; }

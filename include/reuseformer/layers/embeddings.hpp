@@ -26,10 +26,10 @@ struct embeddings_weights {
 };
 
 struct embeddings_options {
-  index_t hidden_size = 768;               // d
-  index_t vocab_size = 30522;              // V
-  index_t max_position_embeddings = 512;   // longest sequence
-  index_t type_vocab_size = 2;             // token types (segments)
+  index_t hidden_size = 768;              // d
+  index_t vocab_size = 30522;             // V
+  index_t max_position_embeddings = 512;  // longest sequence
+  index_t type_vocab_size = 2;            // token types (segments)
   double layer_norm_eps = 1e-12;
 };
 
@@ -39,9 +39,7 @@ class embeddings {
   // Throws reuseformer::error when a table is not of the shape the options
   // give, naming it (prefix + "word_embeddings.weight", ...).
   embeddings(const embeddings_weights<T>& w, const embeddings_options& o, std::string_view prefix = "embeddings.")
-      : w_(w),
-        options_(o),
-        norm_(w.norm, o.hidden_size, o.layer_norm_eps, std::string(prefix) + "LayerNorm") {
+      : w_(w), options_(o), norm_(w.norm, o.hidden_size, o.layer_norm_eps, std::string(prefix) + "LayerNorm") {
     detail::require_shape(w.word, {o.vocab_size, o.hidden_size}, std::string(prefix) + "word_embeddings.weight");
     detail::require_shape(w.position, {o.max_position_embeddings, o.hidden_size},
                           std::string(prefix) + "position_embeddings.weight");
@@ -59,8 +57,8 @@ class embeddings {
   // Throws reuseformer::error, before writing anything, on a wrong shape, N
   // above max_position_embeddings, or an id or type outside its table (the
   // message names the first such [b, n]). Allocates nothing.
-  void forward(tensor_view<const std::int64_t, 2> ids, tensor_view<const std::int64_t, 2> types,
-               tensor_view<T, 3> out, int threads = 1) const {
+  void forward(tensor_view<const std::int64_t, 2> ids, tensor_view<const std::int64_t, 2> types, tensor_view<T, 3> out,
+               int threads = 1) const {
     const index_t batch = ids.extent(0), seq = ids.extent(1), d = hidden_size();
     if (batch < 1 || seq < 1)  // the message is built only on failure: forward() must not allocate
       throw error(detail::concat("input_ids: expected a shape [B, N] with B, N >= 1, found ",

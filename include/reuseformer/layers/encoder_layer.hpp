@@ -68,8 +68,8 @@ class encoder_layer : public detail::forward_interface<encoder_layer<T, Score, A
   [[nodiscard]] index_t first_reused_heads() const { return attention_.reused_heads(); }
   [[nodiscard]] const multi_head_attention<T, Score, Arch, Products>& attention() const { return attention_; }
   [[nodiscard]] std::size_t parameter_bytes() const {
-    return attention_.parameter_bytes() + attention_norm_.parameter_bytes() +
-           feed_forward_.parameter_bytes() + output_norm_.parameter_bytes();
+    return attention_.parameter_bytes() + attention_norm_.parameter_bytes() + feed_forward_.parameter_bytes() +
+           output_norm_.parameter_bytes();
   }
   // Bytes of the caller's tensors still read after construction (LayerNorm
   // parameters, relative-position table, pairwise factors): the projection

@@ -94,9 +94,8 @@ class encoder_parameters {
   // Copies every value from `other` (same config), converting the scalar type.
   template <class U>
   void assign_from(const encoder_parameters<U>& other) {
-    detail::require(other.values().size() == values_.size(),
-                    "encoder_parameters: expected ", values_.size(), " values to copy, found ",
-                    other.values().size());
+    detail::require(other.values().size() == values_.size(), "encoder_parameters: expected ", values_.size(),
+                    " values to copy, found ", other.values().size());
     std::transform(other.values().begin(), other.values().end(), values_.begin(),
                    [](U x) { return static_cast<T>(x); });
   }

@@ -30,8 +30,8 @@ class feed_forward {
   // Throws reuseformer::error on a wrongly shaped tensor.
   template <class W = T>
     requires packs_weights_of<Products, T, Arch, W>
-  feed_forward(const feed_forward_weights<T, W>& w, index_t hidden, index_t intermediate,
-               activation act, std::string_view prefix = "")
+  feed_forward(const feed_forward_weights<T, W>& w, index_t hidden, index_t intermediate, activation act,
+               std::string_view prefix = "")
       : act_(act),
         intermediate_(w.intermediate, hidden, intermediate, std::string(prefix) + "intermediate.dense"),
         output_(w.output, intermediate, hidden, std::string(prefix) + "output.dense") {}
@@ -51,7 +51,8 @@ class feed_forward {
 
   [[nodiscard]] buffers plan(arena& a, index_t rows, int threads) const {
     buffers b{a.take<T>(rows * intermediate_.out_features()), {}};
-    b.scratch = detail::take_thread_scratch<T>(a, std::max(intermediate_.scratch_elements(), output_.scratch_elements()), threads);
+    b.scratch = detail::take_thread_scratch<T>(
+        a, std::max(intermediate_.scratch_elements(), output_.scratch_elements()), threads);
     return b;
   }
 
@@ -62,13 +63,19 @@ class feed_forward {
     const index_t d = intermediate_.in_features(), d_ff = intermediate_.out_features();
     const gemm::matrix<T> hidden{b.hidden, rows, d_ff, d_ff};
     const auto expand = [&]<class Act>(Act) {
-      intermediate_.template forward<Act>(gemm::matrix<const T>{x, rows, d, d}, hidden,
-                                          gemm::update::overwrite, b.scratch);
+      intermediate_.template forward<Act>(gemm::matrix<const T>{x, rows, d, d}, hidden, gemm::update::overwrite,
+                                          b.scratch);
     };
     switch (act_) {
-      case activation::gelu: expand(simd::gelu_erf{}); break;
-      case activation::gelu_tanh: expand(simd::gelu_tanh{}); break;
-      case activation::relu: expand(simd::relu{}); break;
+      case activation::gelu:
+        expand(simd::gelu_erf{});
+        break;
+      case activation::gelu_tanh:
+        expand(simd::gelu_tanh{});
+        break;
+      case activation::relu:
+        expand(simd::relu{});
+        break;
     }
     output_.forward(hidden, gemm::matrix<T>{stream, rows, d, d}, gemm::update::accumulate, b.scratch, after);
   }

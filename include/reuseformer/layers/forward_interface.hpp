@@ -188,8 +188,8 @@ class forward_interface {
   // workspace_bytes(B, N, ws.threads()). Allocates no memory.
   // `io` optionally supplies reused heads and receives every layer's attention
   // probabilities (see attention_io); its views are checked like the others.
-  void forward(tensor_view<const T, 3> input, tensor_view<T, 3> output, workspace& ws,
-               const attention_mask& mask = {}, const attention_io<T>& io = {}) const {
+  void forward(tensor_view<const T, 3> input, tensor_view<T, 3> output, workspace& ws, const attention_mask& mask = {},
+               const attention_io<T>& io = {}) const {
     const index_t batch = input.extent(0), seq = input.extent(1);
     require_dense(input, output, ws);
     require_io(io, {batch, first_reused_heads(), seq, seq}, {batch, self().heads(), seq, seq});
@@ -198,8 +198,8 @@ class forward_interface {
     // The mask is checked (and converted) before the output is touched, so a
     // rejected call leaves the caller's output as it was.
     arena a = ws.make_arena();
-    const auto [mask_buffer, buffers] = plan_all(a, padded_mask_bytes(batch, seq), batch_shape::dense(batch, seq),
-                                                 ws.threads());
+    const auto [mask_buffer, buffers] =
+        plan_all(a, padded_mask_bytes(batch, seq), batch_shape::dense(batch, seq), ws.threads());
     T* const additive = reinterpret_cast<T*>(mask_buffer);
     if (mask.present()) mask.to_additive(batch, seq, additive);
     execute(input.data(), output.data(), input.size(), sequences::dense(batch, seq),
@@ -275,8 +275,8 @@ class forward_interface {
     require_io(io, {first_reused_heads() * squares}, {self().heads() * squares});
     const std::size_t needed = planned_bytes(0, batch.shape(), ws.threads());
     require(ws.size_bytes() >= needed, "workspace: expected at least ", needed, " bytes for ", batch.batch(),
-            " sequences of ", count, " tokens (longest ", batch.max_length(), "), threads ", ws.threads(),
-            ", found ", ws.size_bytes());
+            " sequences of ", count, " tokens (longest ", batch.max_length(), "), threads ", ws.threads(), ", found ",
+            ws.size_bytes());
     require_separate(tokens.data(), output.data(), tokens.size());
     if (count == 0) return;
 
@@ -322,9 +322,8 @@ class forward_interface {
     require_shape(input, {batch, seq, d}, "input");
     require_shape(output, {batch, seq, d}, "output");
     const std::size_t needed = workspace_bytes(batch, seq, ws.threads());
-    require(ws.size_bytes() >= needed, "workspace: expected at least ", needed,
-            " bytes for batch ", batch, ", seq ", seq, ", threads ", ws.threads(), ", found ",
-            ws.size_bytes());
+    require(ws.size_bytes() >= needed, "workspace: expected at least ", needed, " bytes for batch ", batch, ", seq ",
+            seq, ", threads ", ws.threads(), ", found ", ws.size_bytes());
   }
 
   // The caller's probability tensors have the shapes given (reused heads only
@@ -356,8 +355,8 @@ class forward_interface {
   // output = f(input) over `count` elements: the residual copy or the zeroed
   // output, then the module.
   template <std::size_t Rank>
-  void execute(const T* in, T* out, index_t count, const sequences& batch, const T* additive_mask,
-               const auto& buffers, const attention_io<T, Rank>& io) const {
+  void execute(const T* in, T* out, index_t count, const sequences& batch, const T* additive_mask, const auto& buffers,
+               const attention_io<T, Rank>& io) const {
     if constexpr (Derived::residual) {
       if (out != in) std::copy(in, in + count, out);
     } else {

@@ -37,12 +37,12 @@ namespace reuseformer {
 // What a layer's tensor shapes depend on.
 struct layer_dims {
   index_t layer = 0;
-  index_t hidden = 0;          // d
-  index_t heads = 0;           // H
-  index_t head_dim = 0;        // dh
-  index_t fresh = 0;           // F = H - K_l
-  index_t intermediate = 0;    // d_ff
-  index_t relative_span = 0;   // 2P - 1 with use_relative_pe, else 0
+  index_t hidden = 0;         // d
+  index_t heads = 0;          // H
+  index_t head_dim = 0;       // dh
+  index_t fresh = 0;          // F = H - K_l
+  index_t intermediate = 0;   // d_ff
+  index_t relative_span = 0;  // 2P - 1 with use_relative_pe, else 0
   score_function score = score_function::standard;
 
   // Layer `layer` of an encoder configured by `config` (valid, layer in [0, L)).
@@ -81,11 +81,16 @@ struct layer_tensor {
 
   [[nodiscard]] constexpr bool present(const layer_dims& d) const {
     switch (presence) {
-      case tensor_presence::always: return true;
-      case tensor_presence::fresh_heads: return d.fresh > 0;
-      case tensor_presence::key_projection: return d.fresh > 0 && has_key_projection(d.score);
-      case tensor_presence::pairwise_factors: return d.fresh > 0 && has_pairwise_factors(d.score);
-      case tensor_presence::relative_position: return d.fresh > 0 && d.relative_span > 0;
+      case tensor_presence::always:
+        return true;
+      case tensor_presence::fresh_heads:
+        return d.fresh > 0;
+      case tensor_presence::key_projection:
+        return d.fresh > 0 && has_key_projection(d.score);
+      case tensor_presence::pairwise_factors:
+        return d.fresh > 0 && has_pairwise_factors(d.score);
+      case tensor_presence::relative_position:
+        return d.fresh > 0 && d.relative_span > 0;
     }
     return false;
   }
@@ -94,11 +99,15 @@ struct layer_tensor {
   [[nodiscard]] std::string absence_reason(const layer_dims& d) const {
     if (d.fresh == 0) return detail::concat("layer ", d.layer, " reuses all ", d.heads, " heads");
     switch (presence) {
-      case tensor_presence::key_projection: return detail::concat(name_of(d.score), " scores have no key projection");
-      case tensor_presence::pairwise_factors: return detail::concat(name_of(d.score), " scores have no pairwise factors");
-      case tensor_presence::relative_position: return "use_relative_pe is false";
+      case tensor_presence::key_projection:
+        return detail::concat(name_of(d.score), " scores have no key projection");
+      case tensor_presence::pairwise_factors:
+        return detail::concat(name_of(d.score), " scores have no pairwise factors");
+      case tensor_presence::relative_position:
+        return "use_relative_pe is false";
       case tensor_presence::always:
-      case tensor_presence::fresh_heads: break;
+      case tensor_presence::fresh_heads:
+        break;
     }
     return "not part of this layer";
   }
@@ -113,68 +122,100 @@ struct layer_tensor {
 
 namespace detail {
 template <class Shape, class Field>
-constexpr auto tensor_row(std::string_view name, tensor_presence presence, tensor_use use, Shape shape,
-                          Field field) {
+constexpr auto tensor_row(std::string_view name, tensor_presence presence, tensor_use use, Shape shape, Field field) {
   return layer_tensor<Shape, Field>{name, presence, use, shape, field};
 }
 }  // namespace detail
 
 // The table (see the top of this file).
 inline constexpr auto layer_tensor_table = std::tuple{
-    detail::tensor_row("attention.self.query.weight", tensor_presence::fresh_heads, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.fresh * d.head_dim, d.hidden}; },
-                       [](auto& w) -> auto& { return w.attention.query.weight; }),
-    detail::tensor_row("attention.self.query.bias", tensor_presence::fresh_heads, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.fresh * d.head_dim}; },
-                       [](auto& w) -> auto& { return w.attention.query.bias; }),
-    detail::tensor_row("attention.self.key.weight", tensor_presence::key_projection, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.fresh * d.head_dim, d.hidden}; },
-                       [](auto& w) -> auto& { return w.attention.key.weight; }),
-    detail::tensor_row("attention.self.key.bias", tensor_presence::key_projection, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.fresh * d.head_dim}; },
-                       [](auto& w) -> auto& { return w.attention.key.bias; }),
-    detail::tensor_row("attention.self.pairwise_factors", tensor_presence::pairwise_factors, tensor_use::referenced,
-                       [](const layer_dims& d) { return std::array{d.fresh, d.head_dim, d.head_dim}; },
-                       [](auto& w) -> auto& { return w.attention.pairwise_factors; }),
-    detail::tensor_row("attention.self.value.weight", tensor_presence::always, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.hidden, d.hidden}; },
-                       [](auto& w) -> auto& { return w.attention.value.weight; }),
-    detail::tensor_row("attention.self.value.bias", tensor_presence::always, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.hidden}; },
-                       [](auto& w) -> auto& { return w.attention.value.bias; }),
-    detail::tensor_row("attention.output.dense.weight", tensor_presence::always, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.hidden, d.hidden}; },
-                       [](auto& w) -> auto& { return w.attention.output.weight; }),
-    detail::tensor_row("attention.output.dense.bias", tensor_presence::always, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.hidden}; },
-                       [](auto& w) -> auto& { return w.attention.output.bias; }),
-    detail::tensor_row("attention.self.relative_position_embeddings", tensor_presence::relative_position, tensor_use::referenced,
-                       [](const layer_dims& d) { return std::array{d.fresh, d.relative_span}; },
-                       [](auto& w) -> auto& { return w.attention.relative_position; }),
-    detail::tensor_row("attention.output.LayerNorm.weight", tensor_presence::always, tensor_use::referenced,
-                       [](const layer_dims& d) { return std::array{d.hidden}; },
-                       [](auto& w) -> auto& { return w.attention_norm.weight; }),
-    detail::tensor_row("attention.output.LayerNorm.bias", tensor_presence::always, tensor_use::referenced,
-                       [](const layer_dims& d) { return std::array{d.hidden}; },
-                       [](auto& w) -> auto& { return w.attention_norm.bias; }),
-    detail::tensor_row("intermediate.dense.weight", tensor_presence::always, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.intermediate, d.hidden}; },
-                       [](auto& w) -> auto& { return w.feed_forward.intermediate.weight; }),
-    detail::tensor_row("intermediate.dense.bias", tensor_presence::always, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.intermediate}; },
-                       [](auto& w) -> auto& { return w.feed_forward.intermediate.bias; }),
-    detail::tensor_row("output.dense.weight", tensor_presence::always, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.hidden, d.intermediate}; },
-                       [](auto& w) -> auto& { return w.feed_forward.output.weight; }),
-    detail::tensor_row("output.dense.bias", tensor_presence::always, tensor_use::copied,
-                       [](const layer_dims& d) { return std::array{d.hidden}; },
-                       [](auto& w) -> auto& { return w.feed_forward.output.bias; }),
-    detail::tensor_row("output.LayerNorm.weight", tensor_presence::always, tensor_use::referenced,
-                       [](const layer_dims& d) { return std::array{d.hidden}; },
-                       [](auto& w) -> auto& { return w.output_norm.weight; }),
-    detail::tensor_row("output.LayerNorm.bias", tensor_presence::always, tensor_use::referenced,
-                       [](const layer_dims& d) { return std::array{d.hidden}; },
-                       [](auto& w) -> auto& { return w.output_norm.bias; }),
+    detail::tensor_row(
+        "attention.self.query.weight", tensor_presence::fresh_heads, tensor_use::copied,
+        [](const layer_dims& d) {
+          return std::array{d.fresh * d.head_dim, d.hidden};
+        },
+        [](auto& w) -> auto& { return w.attention.query.weight; }),
+    detail::tensor_row(
+        "attention.self.query.bias", tensor_presence::fresh_heads, tensor_use::copied,
+        [](const layer_dims& d) { return std::array{d.fresh * d.head_dim}; },
+        [](auto& w) -> auto& { return w.attention.query.bias; }),
+    detail::tensor_row(
+        "attention.self.key.weight", tensor_presence::key_projection, tensor_use::copied,
+        [](const layer_dims& d) {
+          return std::array{d.fresh * d.head_dim, d.hidden};
+        },
+        [](auto& w) -> auto& { return w.attention.key.weight; }),
+    detail::tensor_row(
+        "attention.self.key.bias", tensor_presence::key_projection, tensor_use::copied,
+        [](const layer_dims& d) { return std::array{d.fresh * d.head_dim}; },
+        [](auto& w) -> auto& { return w.attention.key.bias; }),
+    detail::tensor_row(
+        "attention.self.pairwise_factors", tensor_presence::pairwise_factors, tensor_use::referenced,
+        [](const layer_dims& d) {
+          return std::array{d.fresh, d.head_dim, d.head_dim};
+        },
+        [](auto& w) -> auto& { return w.attention.pairwise_factors; }),
+    detail::tensor_row(
+        "attention.self.value.weight", tensor_presence::always, tensor_use::copied,
+        [](const layer_dims& d) {
+          return std::array{d.hidden, d.hidden};
+        },
+        [](auto& w) -> auto& { return w.attention.value.weight; }),
+    detail::tensor_row(
+        "attention.self.value.bias", tensor_presence::always, tensor_use::copied,
+        [](const layer_dims& d) { return std::array{d.hidden}; },
+        [](auto& w) -> auto& { return w.attention.value.bias; }),
+    detail::tensor_row(
+        "attention.output.dense.weight", tensor_presence::always, tensor_use::copied,
+        [](const layer_dims& d) {
+          return std::array{d.hidden, d.hidden};
+        },
+        [](auto& w) -> auto& { return w.attention.output.weight; }),
+    detail::tensor_row(
+        "attention.output.dense.bias", tensor_presence::always, tensor_use::copied,
+        [](const layer_dims& d) { return std::array{d.hidden}; },
+        [](auto& w) -> auto& { return w.attention.output.bias; }),
+    detail::tensor_row(
+        "attention.self.relative_position_embeddings", tensor_presence::relative_position, tensor_use::referenced,
+        [](const layer_dims& d) {
+          return std::array{d.fresh, d.relative_span};
+        },
+        [](auto& w) -> auto& { return w.attention.relative_position; }),
+    detail::tensor_row(
+        "attention.output.LayerNorm.weight", tensor_presence::always, tensor_use::referenced,
+        [](const layer_dims& d) { return std::array{d.hidden}; },
+        [](auto& w) -> auto& { return w.attention_norm.weight; }),
+    detail::tensor_row(
+        "attention.output.LayerNorm.bias", tensor_presence::always, tensor_use::referenced,
+        [](const layer_dims& d) { return std::array{d.hidden}; },
+        [](auto& w) -> auto& { return w.attention_norm.bias; }),
+    detail::tensor_row(
+        "intermediate.dense.weight", tensor_presence::always, tensor_use::copied,
+        [](const layer_dims& d) {
+          return std::array{d.intermediate, d.hidden};
+        },
+        [](auto& w) -> auto& { return w.feed_forward.intermediate.weight; }),
+    detail::tensor_row(
+        "intermediate.dense.bias", tensor_presence::always, tensor_use::copied,
+        [](const layer_dims& d) { return std::array{d.intermediate}; },
+        [](auto& w) -> auto& { return w.feed_forward.intermediate.bias; }),
+    detail::tensor_row(
+        "output.dense.weight", tensor_presence::always, tensor_use::copied,
+        [](const layer_dims& d) {
+          return std::array{d.hidden, d.intermediate};
+        },
+        [](auto& w) -> auto& { return w.feed_forward.output.weight; }),
+    detail::tensor_row(
+        "output.dense.bias", tensor_presence::always, tensor_use::copied,
+        [](const layer_dims& d) { return std::array{d.hidden}; },
+        [](auto& w) -> auto& { return w.feed_forward.output.bias; }),
+    detail::tensor_row(
+        "output.LayerNorm.weight", tensor_presence::always, tensor_use::referenced,
+        [](const layer_dims& d) { return std::array{d.hidden}; },
+        [](auto& w) -> auto& { return w.output_norm.weight; }),
+    detail::tensor_row(
+        "output.LayerNorm.bias", tensor_presence::always, tensor_use::referenced,
+        [](const layer_dims& d) { return std::array{d.hidden}; }, [](auto& w) -> auto& { return w.output_norm.bias; }),
 };
 
 // Calls f(row) for each row of the table, in order.

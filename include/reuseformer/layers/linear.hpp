@@ -53,8 +53,8 @@ struct weight_view_of<std::int8_t> {
 inline void require_int8_scales(vector_view<const float> scale, index_t rows, const std::string& name) {
   require_shape(scale, {rows}, name);
   for (index_t r = 0; r < rows; ++r)
-    require(std::isfinite(scale(r)) && scale(r) > 0, name, ": expected finite scales > 0, found ", scale(r),
-            " at row ", r);
+    require(std::isfinite(scale(r)) && scale(r) > 0, name, ": expected finite scales > 0, found ", scale(r), " at row ",
+            r);
 }
 }  // namespace detail
 

@@ -50,15 +50,15 @@ struct attention_options {
   index_t hidden_size = 768;         // d
   index_t num_attention_heads = 12;  // H, divides d
   bool causal = false;
-  index_t reused_heads = 0;          // K in [0, H]: heads taken from the previous layer
-  index_t pe_max_seq_length = 0;     // P > 0: relative-position bias table of 2P - 1 entries per fresh head
+  index_t reused_heads = 0;       // K in [0, H]: heads taken from the previous layer
+  index_t pe_max_seq_length = 0;  // P > 0: relative-position bias table of 2P - 1 entries per fresh head
 };
 
 namespace detail {
 inline const attention_options& validated(const attention_options& o) {
   require_heads(o.hidden_size, o.num_attention_heads);
-  require(o.reused_heads >= 0 && o.reused_heads <= o.num_attention_heads,
-          "reused heads: expected a head count in [0, ", o.num_attention_heads, "], found ", o.reused_heads);
+  require(o.reused_heads >= 0 && o.reused_heads <= o.num_attention_heads, "reused heads: expected a head count in [0, ",
+          o.num_attention_heads, "], found ", o.reused_heads);
   require(o.pe_max_seq_length >= 0, "pe_max_seq_length: expected 0 (no relative-position bias) or P >= 1, found ",
           o.pe_max_seq_length);
   return o;
@@ -83,11 +83,12 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
   multi_head_attention(const attention_weights<T, W>& w, const attention_options& options,
                        std::string_view prefix = "attention.")
       : options_(detail::validated(options)),
-        projection_(std::initializer_list<linear_part<T, W>>{
-                        {w.query, fresh_width(), std::string(prefix) + "self.query"},
-                        {without_unused_key(w.key, prefix), key_width(), std::string(prefix) + "self.key"},
-                        {w.value, options.hidden_size, std::string(prefix) + "self.value"}},
-                    options.hidden_size),
+        projection_(
+            std::initializer_list<linear_part<T, W>>{
+                {w.query, fresh_width(), std::string(prefix) + "self.query"},
+                {without_unused_key(w.key, prefix), key_width(), std::string(prefix) + "self.key"},
+                {w.value, options.hidden_size, std::string(prefix) + "self.value"}},
+            options.hidden_size),
         output_(w.output, options.hidden_size, options.hidden_size, std::string(prefix) + "output.dense"),
         relative_position_(w.relative_position),
         pairwise_factors_(w.pairwise_factors) {
@@ -97,8 +98,8 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
       detail::require_shape(relative_position_, {fresh_heads(), 2 * options.pe_max_seq_length - 1}, table);
     else
       detail::require(relative_position_.data() == nullptr, table, ": expected no tensor (",
-                      options.pe_max_seq_length > 0 ? "no fresh heads" : "no relative-position bias",
-                      "), found shape ", detail::format_shape(relative_position_.shape()));
+                      options.pe_max_seq_length > 0 ? "no fresh heads" : "no relative-position bias", "), found shape ",
+                      detail::format_shape(relative_position_.shape()));
   }
 
   [[nodiscard]] index_t hidden_size() const { return options_.hidden_size; }
@@ -122,16 +123,18 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
   friend struct detail::module_access;
 
   struct buffers {
-    T* projected;     // [T, projection width]: Q, then K (standard scores), then V
-    T* factored;      // [T, (H - K)*dh]: Q P (pairwise scores), else none
-    T* context;       // [T, d]
+    T* projected;  // [T, projection width]: Q, then K (standard scores), then V
+    T* factored;   // [T, (H - K)*dh]: Q P (pairwise scores), else none
+    T* context;    // [T, d]
     thread_scratch<T> scratch;
   };
 
   [[nodiscard]] buffers plan(arena& a, const batch_shape& shape, int threads) const {
     const index_t rows = shape.tokens, d = hidden_size();
     buffers b{a.take<T>(rows * projection_.out_features()),
-              has_pairwise_factors(Score) ? a.take<T>(rows * fresh_width()) : nullptr, a.take<T>(rows * d), {}};
+              has_pairwise_factors(Score) ? a.take<T>(rows * fresh_width()) : nullptr,
+              a.take<T>(rows * d),
+              {}};
     const index_t linear_scratch = std::max(projection_.scratch_elements(), output_.scratch_elements());
     const index_t factors_scratch =
         has_pairwise_factors(Score) ? attention::pairwise_scratch_elements<T, Arch>(rows, head_dim()) : 0;
@@ -188,10 +191,9 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
                         gemm::update::overwrite, b.scratch);
     if constexpr (has_pairwise_factors(Score))
       if (width > 0)
-        attention::apply_pairwise_factors<T, Arch>(gemm::matrix<const T>{b.projected, rows, width, ld},
-                                                   pairwise_factors_.data(), fresh_heads(), head_dim(),
-                                                   Score == score_function::pairwise_diagonal,
-                                                   gemm::matrix<T>{b.factored, rows, width, width}, b.scratch);
+        attention::apply_pairwise_factors<T, Arch>(
+            gemm::matrix<const T>{b.projected, rows, width, ld}, pairwise_factors_.data(), fresh_heads(), head_dim(),
+            Score == score_function::pairwise_diagonal, gemm::matrix<T>{b.factored, rows, width, width}, b.scratch);
     return operands(b, rows);
   }
 
@@ -246,12 +248,12 @@ class multi_head_attention : public detail::forward_interface<multi_head_attenti
           for (index_t j = 0; j < i; ++j) {
             if constexpr (Score == score_function::pairwise_diagonal)
               detail::require(p(h, i, j) == T(0) && p(h, j, i) == T(0), name,
-                              ": expected diagonal matrices (pairwise_diagonal scores), found [", h, ", ", i, ", ",
-                              j, "] = ", p(h, i, j), " and [", h, ", ", j, ", ", i, "] = ", p(h, j, i));
+                              ": expected diagonal matrices (pairwise_diagonal scores), found [", h, ", ", i, ", ", j,
+                              "] = ", p(h, i, j), " and [", h, ", ", j, ", ", i, "] = ", p(h, j, i));
             if constexpr (Score == score_function::pairwise_symmetric)
               detail::require(p(h, i, j) == p(h, j, i), name,
-                              ": expected symmetric matrices (pairwise_symmetric scores), found [", h, ", ", i,
-                              ", ", j, "] = ", p(h, i, j), " but [", h, ", ", j, ", ", i, "] = ", p(h, j, i));
+                              ": expected symmetric matrices (pairwise_symmetric scores), found [", h, ", ", i, ", ", j,
+                              "] = ", p(h, i, j), " but [", h, ", ", j, ", ", i, "] = ", p(h, j, i));
           }
     }
   }

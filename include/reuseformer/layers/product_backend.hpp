@@ -87,9 +87,7 @@ struct packed_products {
     [[nodiscard]] index_t out_features() const { return packed_.out_features(); }
     // The packed weight, its last strip padded to the tile width.
     [[nodiscard]] std::size_t bytes() const { return packed_.bytes(); }
-    [[nodiscard]] index_t scratch_elements() const {
-      return gemm::prepacked_scratch_elements<T, Arch>(in_features());
-    }
+    [[nodiscard]] index_t scratch_elements() const { return gemm::prepacked_scratch_elements<T, Arch>(in_features()); }
 
     template <class Epilogue>
     void multiply(gemm::matrix<const T> x, gemm::matrix<T> y, gemm::update mode, const thread_scratch<T>& scratch,

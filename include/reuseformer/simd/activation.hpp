@@ -105,8 +105,7 @@ void bias_activation(T* x, index_t rows, index_t cols, index_t ld, const T* bias
     for (index_t i = 0; i < rows; ++i) {
       T* row = x + i * ld;
       for (index_t j = 0; j < body; j += width)
-        Act::apply(batch::load_unaligned(row + j) + batch::load_unaligned(bias + j))
-            .store_unaligned(row + j);
+        Act::apply(batch::load_unaligned(row + j) + batch::load_unaligned(bias + j)).store_unaligned(row + j);
       for (index_t j = body; j < cols; ++j) row[j] = Act::apply(row[j] + bias[j]);
     }
   }

@@ -53,8 +53,7 @@ inline constexpr bool is_vector_arch = !std::is_same_v<Arch, scalar>;
 template <class Arch>
 [[nodiscard]] consteval bool has_bf16_dot() {
 #if defined(__AVX512BF16__)
-  if constexpr (is_vector_arch<Arch>)
-    return sizeof(xsimd::batch<float, Arch>) == 64;
+  if constexpr (is_vector_arch<Arch>) return sizeof(xsimd::batch<float, Arch>) == 64;
 #endif
   return false;
 }
@@ -68,8 +67,7 @@ template <class Arch>
 template <class Arch>
 [[nodiscard]] consteval bool has_int8_dot() {
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-  if constexpr (is_vector_arch<Arch>)
-    return sizeof(xsimd::batch<float, Arch>) == 64;
+  if constexpr (is_vector_arch<Arch>) return sizeof(xsimd::batch<float, Arch>) == 64;
 #endif
   return false;
 }

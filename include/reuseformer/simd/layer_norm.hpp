@@ -62,8 +62,7 @@ void layer_norm(const T* x, T* y, index_t n, const T* gamma, const T* beta, T ep
     const batch vrstd(rstd);
     for (index_t j = 0; j < body; j += width) {
       const batch normed = (batch::load_unaligned(x + j) - vmean) * vrstd;
-      xsimd::fma(normed, batch::load_unaligned(gamma + j), batch::load_unaligned(beta + j))
-          .store_unaligned(y + j);
+      xsimd::fma(normed, batch::load_unaligned(gamma + j), batch::load_unaligned(beta + j)).store_unaligned(y + j);
     }
     for (index_t j = body; j < n; ++j) y[j] = (x[j] - mean) * rstd * gamma[j] + beta[j];
   }

@@ -86,8 +86,7 @@ void softmax(T* x, index_t n, index_t active, T scale, const T* mask) {
     // Pass 3: normalise; zero the inactive tail.
     const T inverse = T(1) / sum;
     const batch vinverse(inverse);
-    for (index_t j = 0; j < body; j += width)
-      (batch::load_unaligned(x + j) * vinverse).store_unaligned(x + j);
+    for (index_t j = 0; j < body; j += width) (batch::load_unaligned(x + j) * vinverse).store_unaligned(x + j);
     for (index_t j = body; j < active; ++j) x[j] *= inverse;
     std::fill(x + active, x + n, T(0));
   }

@@ -70,8 +70,8 @@ inline constexpr bool has_arch128 = XSIMD_WITH_SSE2 || XSIMD_WITH_NEON64;
 // halves, interleaving those the columns.
 inline void transpose4x4(const float* src, index_t src_ld, float* dst, index_t dst_ld) {
   using V = xsimd::batch<float, arch128>;
-  const V r0 = V::load_unaligned(src), r1 = V::load_unaligned(src + src_ld),
-          r2 = V::load_unaligned(src + 2 * src_ld), r3 = V::load_unaligned(src + 3 * src_ld);
+  const V r0 = V::load_unaligned(src), r1 = V::load_unaligned(src + src_ld), r2 = V::load_unaligned(src + 2 * src_ld),
+          r3 = V::load_unaligned(src + 3 * src_ld);
   const V t0 = xsimd::zip_lo(r0, r2), t1 = xsimd::zip_hi(r0, r2);  // a0 c0 a1 c1 | a2 c2 a3 c3
   const V t2 = xsimd::zip_lo(r1, r3), t3 = xsimd::zip_hi(r1, r3);  // b0 d0 b1 d1 | b2 d2 b3 d3
   xsimd::zip_lo(t0, t2).store_unaligned(dst);
