@@ -7,6 +7,7 @@
 #   scripts/install-deps.sh --bench    also PyTorch (a peer, and the ONNX export) and gnuplot (scripts/bench.sh)
 #   scripts/install-deps.sh --arm64    also the aarch64 cross compiler (its libstdc++ and libgomp) and
 #                                      qemu-aarch64 to run its programs (cmake --preset arm64)
+#   scripts/install-deps.sh --lint     also clang-format and clang-tidy (scripts/lint.sh)
 # As root it runs apt-get; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ if [[ "${1:-}" == "--fixtures" ]]; then packages+=(python3-torch python3-numpy p
 if [[ "${1:-}" == "--fuzz" ]]; then packages+=(clang-14 libclang-rt-14-dev); fi
 if [[ "${1:-}" == "--bench" ]]; then packages+=(python3-torch gnuplot-nox); fi
 if [[ "${1:-}" == "--arm64" ]]; then packages+=(g++-aarch64-linux-gnu qemu-user); fi
+if [[ "${1:-}" == "--lint" ]]; then packages+=(clang-format-16 clang-tidy-14); fi
 
 missing=()
 for p in "${packages[@]}"; do
